@@ -1,0 +1,43 @@
+# tfqbnn: `make demo` (train -> evaluate -> export -> Cortex-M) and `make test`.
+# Both create .venv with the pinned stack on first use.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock setup.cfg | sha256sum | cut -c1-12)
+
+# Offline data: use the shared read-only copy when it exists.
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/mnist),)
+export TFQBNN_DATA_DIR ?= $(SHARED_DATA)
+endif
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONUNBUFFERED := 1
+
+.PHONY: venv demo test test-fast bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-*; touch $@
+
+DEMO_OUT ?= out/demo
+
+demo: venv
+	$(PY) scripts/demo.py --out $(DEMO_OUT)
+
+test: venv
+	$(PY) -m pytest -q
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow"
+
+bench: venv
+	$(PY) scripts/bench_train.py
+
+clean:
+	rm -rf out build *.egg-info .pytest_cache
