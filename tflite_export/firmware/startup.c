@@ -1,0 +1,59 @@
+/* Minimal Cortex-M startup for QEMU's mps2 boards: vector table, .data/.bss init, FPU enable,
+   and fault handlers that report through semihosting and exit non-zero (so a fault fails CI). */
+#include <stdint.h>
+#include "semihost.h"
+
+extern uint32_t __etext, __data_start__, __data_end__, __bss_start__, __bss_end__, __StackTop;
+extern int main(void);
+extern void initialise_monitor_handles(void);
+
+void Reset_Handler(void);
+void Fault_Handler(void);
+void Default_Handler(void);
+void SysTick_Handler(void) __attribute__((weak, alias("Default_Handler")));
+
+__attribute__((section(".isr_vector"), used))
+const void *const vector_table[16 + 32] = {
+    &__StackTop, (void *)Reset_Handler,
+    (void *)Fault_Handler, /* NMI */
+    (void *)Fault_Handler, /* HardFault */
+    (void *)Fault_Handler, /* MemManage */
+    (void *)Fault_Handler, /* BusFault */
+    (void *)Fault_Handler, /* UsageFault */
+    0, 0, 0, 0,
+    (void *)Default_Handler, /* SVC */
+    (void *)Default_Handler, /* DebugMon */
+    0,
+    (void *)Default_Handler, /* PendSV */
+    (void *)SysTick_Handler,
+    /* external IRQs: none used */
+};
+
+void Reset_Handler(void) {
+  uint32_t *src = &__etext, *dst = &__data_start__;
+  while (dst < &__data_end__) *dst++ = *src++;
+  for (dst = &__bss_start__; dst < &__bss_end__;) *dst++ = 0;
+#if defined(__ARM_FP)
+  /* CPACR: full access to CP10/CP11, otherwise the first float instruction faults. */
+  *(volatile uint32_t *)0xE000ED88 |= 0xFu << 20;
+  __asm volatile("dsb\n isb" ::: "memory");
+#endif
+  initialise_monitor_handles();
+  semihost_exit(main());
+}
+
+void Fault_Handler(void) {
+  uint32_t ipsr, cfsr = *(volatile uint32_t *)0xE000ED28;
+  __asm volatile("mrs %0, ipsr" : "=r"(ipsr));
+  semihost_write0("FAULT: exception ");
+  semihost_write_hex(ipsr);
+  semihost_write0(" CFSR=");
+  semihost_write_hex(cfsr);
+  semihost_write0("\n");
+  semihost_exit(3);
+}
+
+void Default_Handler(void) {
+  semihost_write0("FAULT: unexpected exception\n");
+  semihost_exit(4);
+}
