@@ -11,24 +11,21 @@ __version__ = "0.1.0"
 from tfqbnn.config import QuantizationConfig  # noqa: E402
 from tfqbnn.quantizers import LogQuantizer, UniformQuantizer  # noqa: E402
 
-_LAZY = {
-    "layers": "tfqbnn.layers",
-    "callbacks": "tfqbnn.callbacks",
-    "uncertainty": "tfqbnn.uncertainty",
-    "models": "tfqbnn.models",
-    "datasets": "tfqbnn.datasets",
-    "predict_mc": "tfqbnn.uncertainty",
-    "DenseVariational": "tfqbnn.layers",
-}
+from tfqbnn import callbacks, layers, models, uncertainty  # noqa: E402
+from tfqbnn.layers import DenseVariational  # noqa: E402
+from tfqbnn.uncertainty import predict_mc  # noqa: E402
 
 
 def __getattr__(name):
-    if name in _LAZY:
+    # datasets pulls in file handling and is not needed to build models: import on first use.
+    if name == "datasets":
         import importlib
 
-        mod = importlib.import_module(_LAZY[name])
-        return mod if _LAZY[name].endswith(name) else getattr(mod, name)
+        return importlib.import_module("tfqbnn.datasets")
     raise AttributeError(f"module 'tfqbnn' has no attribute {name!r}")
 
 
-__all__ = ["QuantizationConfig", "UniformQuantizer", "LogQuantizer", "predict_mc", "DenseVariational"]
+__all__ = [
+    "QuantizationConfig", "UniformQuantizer", "LogQuantizer", "DenseVariational", "predict_mc",
+    "callbacks", "layers", "models", "uncertainty",
+]

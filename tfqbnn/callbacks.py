@@ -1,0 +1,109 @@
+"""`KLAnnealing`: drives every `DenseVariational` layer's ``kl_weight`` from `model.fit`."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+SCHEDULES = ("linear", "cosine", "cyclical", "constant")
+
+
+def _variational_layers(model):
+    from tfqbnn.layers import DenseVariational
+
+    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, DenseVariational)]
+
+
+class KLAnnealing(keras.callbacks.Callback):
+    """Anneal the KL weight of every `DenseVariational` layer, per training step.
+
+    The weight goes from ``start`` to ``end`` over ``warmup`` of the training steps
+    and stays at ``end`` afterwards:
+
+    * ``"linear"``: straight ramp;
+    * ``"cosine"``: half-cosine ramp (slow start and finish);
+    * ``"cyclical"``: ``cycles`` linear ramps over the whole run, each reaching
+      ``end`` at ``warmup`` of its cycle (Fu et al., 2019);
+    * ``"constant"``: always ``end``.
+
+    The current value is logged as ``kl_weight`` in the epoch logs (History,
+    CSVLogger, TensorBoard).
+
+    Args:
+        schedule: one of ``"linear"``, ``"cosine"``, ``"cyclical"``, ``"constant"``.
+        start: initial weight (>= 0).
+        end: final weight (>= 0).
+        warmup: fraction of the steps (per cycle for ``"cyclical"``) spent ramping, in (0, 1].
+        cycles: number of cycles for ``"cyclical"``.
+        total_steps: total training steps; by default ``epochs * steps_per_epoch``
+            taken from `model.fit`.
+    """
+
+    def __init__(self, schedule="linear", start=0.0, end=1.0, warmup=0.5, cycles=4, total_steps=None):
+        super().__init__()
+        if schedule not in SCHEDULES:
+            raise ValueError(f"`schedule` must be one of {list(SCHEDULES)}; received schedule={schedule!r}")
+        if not 0.0 < warmup <= 1.0:
+            raise ValueError(f"`warmup` must be in (0, 1]; received warmup={warmup}")
+        if start < 0 or end < 0:
+            raise ValueError(f"`start` and `end` must be >= 0; received start={start}, end={end}")
+        if int(cycles) < 1:
+            raise ValueError(f"`cycles` must be >= 1; received cycles={cycles}")
+        if total_steps is not None and int(total_steps) < 1:
+            raise ValueError(f"`total_steps` must be >= 1; received total_steps={total_steps}")
+        self.schedule = schedule
+        self.start = float(start)
+        self.end = float(end)
+        self.warmup = float(warmup)
+        self.cycles = int(cycles)
+        self.total_steps = total_steps
+        self._step = 0
+        self._layers = []
+        self.value = self.start
+
+    def weight_at(self, step, total):
+        """The schedule's KL weight at global ``step`` of ``total`` steps."""
+        total = max(int(total), 1)
+        if self.schedule == "constant":
+            return self.end
+        if self.schedule == "cyclical":
+            period = total / self.cycles
+            frac = ((step % period) / period) / self.warmup
+        else:
+            frac = step / (self.warmup * total)
+        frac = min(max(frac, 0.0), 1.0)
+        if self.schedule == "cosine":
+            frac = 0.5 - 0.5 * math.cos(math.pi * frac)
+        return self.start + (self.end - self.start) * frac
+
+    def on_train_begin(self, logs=None):
+        self._layers = _variational_layers(self.model)
+        if not self._layers:
+            raise ValueError("KLAnnealing: the model has no DenseVariational layer")
+        if self.total_steps is None:
+            epochs = self.params.get("epochs") or 1
+            steps = self.params.get("steps") or 1
+            self._total = epochs * steps
+        else:
+            self._total = int(self.total_steps)
+        self._step = 0  # on_epoch_begin re-aligns it, also when BackupAndRestore resumes mid-run
+        self._set(self.weight_at(self._step, self._total))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._set(self.weight_at(self._step, self._total))
+        self._step += 1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        steps = self.params.get("steps")
+        if steps:
+            self._step = epoch * steps
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["kl_weight"] = self.value
+
+    def _set(self, value):
+        self.value = float(value)
+        for layer in self._layers:
+            layer.kl_weight.assign(self.value)

@@ -1,0 +1,260 @@
+"""`DenseVariational`: a mean-field Gaussian dense layer with VPQ / SPQ / JQ quantization."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from tfqbnn import priors
+from tfqbnn.config import QuantizationConfig
+
+# Number of independent weight samples drawn per call (Monte-Carlo vectorisation).
+# `predict_mc` tiles its batch S times and sets this to S: every DenseVariational
+# layer then treats its batch as S blocks and draws one weight sample per block.
+_SAMPLE_GROUPS = contextvars.ContextVar("tfqbnn_sample_groups", default=1)
+
+
+@contextlib.contextmanager
+def sample_groups(num_samples):
+    """Within this context, a batch of ``S * B`` rows is S blocks with one weight sample each."""
+    if int(num_samples) < 1:
+        raise ValueError(f"`num_samples` must be >= 1; received num_samples={num_samples}")
+    token = _SAMPLE_GROUPS.set(int(num_samples))
+    try:
+        yield
+    finally:
+        _SAMPLE_GROUPS.reset(token)
+
+
+@keras.saving.register_keras_serializable(package="tfqbnn")
+class ClipWeights(keras.constraints.Constraint):
+    """Elementwise clip to ``[-limit, limit]`` (the paper keeps weights in [-1, 1])."""
+
+    def __init__(self, limit=1.0):
+        self.limit = float(limit)
+
+    def __call__(self, w):
+        return ops.clip(w, -self.limit, self.limit)
+
+    def get_config(self):
+        return {"limit": self.limit}
+
+
+@keras.saving.register_keras_serializable(package="tfqbnn")
+class DenseVariational(keras.layers.Layer):
+    """Mean-field Gaussian dense layer trained by stochastic variational inference.
+
+    Each weight has a posterior ``N(mu, sigma^2)`` with ``sigma = softplus(rho_scale * rho)``.
+    Every call draws one weight sample for the whole batch, ``w = mu + sigma * eps``,
+    in training and (by default) at inference, so repeated predictions are Monte-Carlo
+    samples of the predictive distribution.  Quantization (`QuantizationConfig`):
+
+    * VPQ: ``w = Qu(mu) + Qlog(sigma) * eps``
+    * SPQ: ``w = Qu(mu + sigma * eps)``
+    * JQ:  ``w = Qu(Qu(mu) + Qlog(sigma) * eps)``
+
+    with straight-through-estimator gradients, so ``mu`` and ``rho`` are trained
+    through the quantizers.
+
+    The layer adds ``kl_weight * KL(q || p) / num_examples`` to the model's losses.
+    With a mean cross-entropy loss over the batch this makes the training loss the
+    negative ELBO divided by the number of training examples N:
+    ``-ELBO / N = mean_i[-log p(y_i | x_i, w)] + KL / N``.  ``kl_weight`` is a
+    non-trainable variable, annealed by `tfqbnn.callbacks.KLAnnealing`.  The KL is
+    always computed on the unquantized ``mu`` and ``sigma`` (a quantized sigma can be
+    zero under a uniform grid, which would make it infinite).
+
+    Args:
+        units: positive int, output dimension.
+        activation: activation function (name or callable), applied after the
+            matmul.  The paper uses ``"softplus"``.
+        use_bias: bool; if True, adds a deterministic (point-estimate) bias.  The
+            paper's model is bias-free.
+        quantization: `QuantizationConfig`, a shorthand string (``"fp32"``,
+            ``"vpq4"``, ``"spq7"``, ``"jq4"``, ...), a config dict, or None.
+        prior_std: positive float, std of the default ``N(0, prior_std^2)`` prior.
+        prior: optional ``tfp.distributions`` distribution used instead of the
+            Gaussian prior (analytic KL if TFP has one, else Monte Carlo).  Not
+            serialized: a model using it must be rebuilt in code.
+        num_examples: number of training examples N for the ELBO scaling (None: 1).
+        init_sigma: initial posterior std (positive).
+        rho_scale: positive float; ``sigma = softplus(rho_scale * rho)``.  Values > 1
+            make sigma learn ``rho_scale`` times faster than mu under one optimizer
+            (without it sigma stays far below the SPQ step and low-bit models
+            become deterministic).
+        mu_limit: mu is clipped to ``[-mu_limit, mu_limit]`` after each update.
+        sample_at_inference: if False, inference uses the (quantized) mean weights
+            instead of sampling; training always samples.
+        seed: int or None, seed of the layer's random generator.
+
+    Input shape:
+        2D tensor ``(batch_size, input_dim)``.
+    Output shape:
+        2D tensor ``(batch_size, units)``.
+    """
+
+    def __init__(
+        self,
+        units,
+        activation=None,
+        use_bias=False,
+        quantization=None,
+        prior_std=1.0,
+        prior=None,
+        num_examples=None,
+        init_sigma=5e-3,
+        rho_scale=10.0,
+        mu_limit=1.0,
+        sample_at_inference=True,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"`units` must be a positive integer; received units={units!r}")
+        for name, v in (("prior_std", prior_std), ("init_sigma", init_sigma), ("rho_scale", rho_scale),
+                        ("mu_limit", mu_limit)):
+            if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > 0):
+                raise ValueError(f"`{name}` must be a positive finite number; received {name}={v!r}")
+        if num_examples is not None and (not isinstance(num_examples, (int, np.integer)) or num_examples <= 0):
+            raise ValueError(f"`num_examples` must be a positive integer or None; received num_examples={num_examples!r}")
+        if prior is not None and not priors.is_tfp_distribution(prior):
+            raise ValueError(f"`prior` must be a tensorflow_probability distribution or None; received {prior!r}")
+        self.units = int(units)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.quantization = QuantizationConfig.get(quantization)
+        self.prior_std = float(prior_std)
+        self.prior = prior
+        self.num_examples = None if num_examples is None else int(num_examples)
+        self.init_sigma = float(init_sigma)
+        self.rho_scale = float(rho_scale)
+        self.mu_limit = float(mu_limit)
+        self.sample_at_inference = bool(sample_at_inference)
+        self.seed = seed
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, max_ndim=2)
+        self._rng = None
+
+    def build(self, input_shape):
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError(f"DenseVariational needs a known last input dimension; received input_shape={input_shape}")
+        self.mu = self.add_weight(
+            name="mu",
+            shape=(input_dim, self.units),
+            initializer=keras.initializers.GlorotUniform(seed=self.seed),
+            constraint=ClipWeights(self.mu_limit),
+        )
+        rho0 = priors.softplus_inverse(self.init_sigma) / self.rho_scale
+        self.rho = self.add_weight(
+            name="rho", shape=(input_dim, self.units), initializer=keras.initializers.Constant(rho0)
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.units,), initializer="zeros") if self.use_bias else None
+        )
+        self.kl_weight = self.add_weight(
+            name="kl_weight", shape=(), initializer=keras.initializers.Constant(1.0), trainable=False
+        )
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, max_ndim=2, axes={-1: input_dim})
+        # tf.random.Generator: fast under XLA on CPU (keras.random is not), see findings.
+        with tf.init_scope():
+            self._rng = (
+                tf.random.Generator.from_seed(self.seed)
+                if self.seed is not None
+                else tf.random.Generator.from_non_deterministic_state()
+            )
+
+    @property
+    def sigma(self):
+        return tf.math.softplus(self.rho_scale * tf.convert_to_tensor(self.rho))
+
+    def reseed(self, seed):
+        """Reset the layer's random generator (for reproducible Monte-Carlo runs)."""
+        self._rng.reset_from_seed(int(seed))
+
+    # -- weights -------------------------------------------------------------------
+    def _quantized_parameters(self):
+        q = self.quantization
+        mu = tf.convert_to_tensor(self.mu)
+        sigma = self.sigma
+        mu_q = q.mu_quantizer(mu) if q.mu_quantizer else mu
+        sigma_q = q.sigma_quantizer(sigma) if q.sigma_quantizer else sigma
+        return mu, sigma, mu_q, sigma_q
+
+    def sample_weights(self, groups=1, sample=True):
+        """Return weights ``[groups, in, out]`` (sampled or mean) and the unquantized sample."""
+        _, _, mu_q, sigma_q = self._quantized_parameters()
+        if sample:
+            eps = self._rng.normal((groups,) + tuple(mu_q.shape), dtype=mu_q.dtype)
+            w = mu_q[None] + sigma_q[None] * eps
+        else:
+            w = mu_q[None]
+        if self.quantization.sample_quantizer:
+            w = self.quantization.sample_quantizer(w)
+        return w
+
+    def call(self, inputs, training=None):
+        inputs = tf.convert_to_tensor(inputs)
+        sample = bool(training) or self.sample_at_inference
+        groups = _SAMPLE_GROUPS.get()
+        w = self.sample_weights(groups, sample)
+        if groups == 1:
+            y = tf.matmul(inputs, w[0])
+        else:
+            x = tf.reshape(inputs, (groups, -1, inputs.shape[-1]))
+            y = tf.reshape(tf.matmul(x, w), (-1, self.units))
+        if self.use_bias:
+            y = y + self.bias
+        if training:
+            self.add_loss(self._kl_loss())
+        return self.activation(y) if self.activation is not None else y
+
+    def kl_divergence(self):
+        """KL(q || p) summed over the layer's weights (unquantized mu and sigma)."""
+        mu, sigma = tf.convert_to_tensor(self.mu), self.sigma
+        if self.prior is None:
+            return priors.gaussian_kl(mu, sigma, self.prior_std)
+        w = mu + sigma * self._rng.normal(tuple(mu.shape), dtype=mu.dtype)
+        return priors.distribution_kl(mu, sigma, self.prior, w)
+
+    def _kl_loss(self):
+        scale = 1.0 / (self.num_examples or 1)
+        return tf.convert_to_tensor(self.kl_weight) * self.kl_divergence() * scale
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        if self.prior is not None:
+            raise NotImplementedError(
+                "DenseVariational with a custom tfp `prior` cannot be serialized; use `prior_std` "
+                "or rebuild the model in code and load weights"
+            )
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "activation": keras.activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "quantization": self.quantization.get_config(),
+                "prior_std": self.prior_std,
+                "num_examples": self.num_examples,
+                "init_sigma": self.init_sigma,
+                "rho_scale": self.rho_scale,
+                "mu_limit": self.mu_limit,
+                "sample_at_inference": self.sample_at_inference,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["activation"] = keras.activations.deserialize(config["activation"])
+        return cls(**config)
