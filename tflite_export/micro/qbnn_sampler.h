@@ -1,0 +1,113 @@
+/* qbnn_sampler: weight sampler core of tflite_export/SPEC.md section 3 (C99, no malloc, no
+ * floating point).  One xorshift32 byte stream per Bayesian layer; eps from a 256-entry Q12
+ * inverse-CDF table; w_code = clamp(mu + ((SIGMA_Q[k] * EPS_Q[u] + 2^21) >> 22), -M, M).
+ * Bit-exact with tflite_export/sampler.py (tested). Requires arithmetic >> on negative int32
+ * (true for GCC, Clang, armcc; checked at run time by qbnn_layer_check). */
+#ifndef QBNN_SAMPLER_H_
+#define QBNN_SAMPLER_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QBNN_EPS_FRAC_BITS 12
+#define QBNN_SIGMA_FRAC_BITS 10
+#define QBNN_SHIFT 22
+#define QBNN_ZERO_STATE_REPLACEMENT 0x6D2B79F5u
+
+/* Storage layouts (SPEC.md section 2). */
+#define QBNN_LAYOUT_I8 0       /* mu int8[R*C]; sigma nibbles (sb<=4) or bytes */
+#define QBNN_LAYOUT_I4_FUSED 1 /* one byte per weight: mu low nibble, sigma high nibble */
+#define QBNN_LAYOUT_I4_SPLIT 2 /* mu nibbles two per byte; sigma one byte per weight */
+
+/* Error codes of qbnn_layer_check / qbnn_parse_options (0 = ok). */
+#define QBNN_OK 0
+#define QBNN_ERR_NULL 1
+#define QBNN_ERR_BITS 2
+#define QBNN_ERR_LAYOUT 3
+#define QBNN_ERR_SHAPE 4
+#define QBNN_ERR_TABLE 5
+#define QBNN_ERR_SHIFT 6
+#define QBNN_ERR_OPTIONS 7
+
+extern const int16_t QBNN_EPS_Q[256];
+
+typedef struct {
+  uint32_t state;    /* xorshift32 state, never 0 */
+  uint32_t buf;      /* unconsumed bytes of the last word, next byte lowest */
+  uint32_t nbuf;     /* number of bytes left in buf (0..3) */
+  uint32_t position; /* bytes consumed (mod 2^32) */
+} qbnn_stream;
+
+typedef struct {
+  uint32_t rows, cols;     /* R (out) x C (in), [out][in] row-major */
+  uint8_t weight_bits;     /* b, 2..8 */
+  uint8_t sigma_bits;      /* sb, 2..8 */
+  uint8_t layout;          /* QBNN_LAYOUT_* */
+  uint16_t layer_index;    /* stream id */
+  const uint8_t* mu;       /* see layout */
+  const uint8_t* sigma;    /* NULL for I4_FUSED */
+  const int32_t* sigma_q;  /* 2^sb entries */
+} qbnn_layer;
+
+uint32_t qbnn_seed_state(uint32_t seed, uint32_t layer);
+void qbnn_stream_init(qbnn_stream* s, uint32_t seed, uint32_t layer);
+
+static inline uint32_t qbnn_xorshift32(uint32_t x) {
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  return x;
+}
+
+static inline uint32_t qbnn_stream_byte(qbnn_stream* s) {
+  uint32_t u;
+  if (s->nbuf == 0) {
+    s->state = qbnn_xorshift32(s->state);
+    s->buf = s->state;
+    s->nbuf = 4;
+  }
+  u = s->buf & 0xFFu;
+  s->buf >>= 8;
+  s->nbuf--;
+  s->position++;
+  return u;
+}
+
+void qbnn_stream_bytes(qbnn_stream* s, uint8_t* out, size_t n);
+
+/* One sampled weight code from its mu code, SIGMA_Q entry and stream byte. */
+static inline int32_t qbnn_sample_weight(int32_t mu, int32_t sigma_q, uint32_t u, int32_t max_code) {
+  int32_t w = mu + ((sigma_q * (int32_t)QBNN_EPS_Q[u] + (1 << (QBNN_SHIFT - 1))) >> QBNN_SHIFT);
+  return w > max_code ? max_code : (w < -max_code ? -max_code : w);
+}
+
+/* mu code and sigma code of flat element n (= r*C + c) of a layer. */
+void qbnn_layer_codes(const qbnn_layer* L, uint32_t n, int32_t* mu, uint32_t* sigma_code);
+
+/* Validates a layer description (bits, layout, pointers, table overflow bound). */
+int qbnn_layer_check(const qbnn_layer* L);
+
+/* Samples `count` consecutive weights starting at flat element `first` into out[0..count-1]. */
+void qbnn_sample_range(const qbnn_layer* L, qbnn_stream* s, uint32_t first, uint32_t count, int8_t* out);
+/* Samples row r (C weights). */
+void qbnn_sample_row(const qbnn_layer* L, qbnn_stream* s, uint32_t r, int8_t* out);
+/* Samples the whole R x C tensor (one MC sample). */
+void qbnn_sample_tensor(const qbnn_layer* L, qbnn_stream* s, int8_t* out);
+
+/* Parses QBNN_SAMPLE custom_options (SPEC.md section 6) into L (tensor pointers left NULL)
+ * and the default seed. */
+int qbnn_parse_options(const uint8_t* buf, size_t len, qbnn_layer* L, uint32_t* default_seed);
+
+/* Number of stored bytes of the mu and sigma tensors of a layout. */
+uint32_t qbnn_mu_bytes(const qbnn_layer* L);
+uint32_t qbnn_sigma_bytes(const qbnn_layer* L);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QBNN_SAMPLER_H_ */

@@ -1,0 +1,75 @@
+"""Stored weight tensors of SPEC.md section 2: layouts, packing and unpacking."""
+
+from __future__ import annotations
+
+import numpy as np
+
+LAYOUT_I8, LAYOUT_I4_FUSED, LAYOUT_I4_SPLIT = 0, 1, 2
+LAYOUT_NAMES = {LAYOUT_I8: "I8", LAYOUT_I4_FUSED: "I4_FUSED", LAYOUT_I4_SPLIT: "I4_SPLIT"}
+WEIGHT_MODES = ("int8", "int4")
+
+
+def choose_layout(mode, weight_bits, sigma_bits, where="layer"):
+    """Layout id for a weight mode, or ValueError when the codes do not fit (SPEC.md section 1)."""
+    if mode not in WEIGHT_MODES:
+        raise ValueError(f"`weights` must be one of {list(WEIGHT_MODES)}; received weights={mode!r}")
+    if not 2 <= sigma_bits <= 8:
+        raise ValueError(f"{where}: sigma_bits={sigma_bits} cannot be stored (supported: 2..8 bits per sigma code)")
+    if mode == "int8":
+        if not 2 <= weight_bits <= 8:
+            raise ValueError(f"{where}: {weight_bits}-bit weights cannot be stored as int8 (supported: 2..8 bits)")
+        return LAYOUT_I8
+    if not 2 <= weight_bits <= 4:
+        raise ValueError(
+            f"{where}: {weight_bits}-bit weights cannot be stored as int4 (supported: 2..4 bits; use --weights int8)"
+        )
+    return LAYOUT_I4_FUSED if sigma_bits <= 4 else LAYOUT_I4_SPLIT
+
+
+def _pack_nibbles(values):
+    v = (np.asarray(values).reshape(-1).astype(np.int64) & 0xF).astype(np.uint8)
+    if v.size % 2:
+        v = np.append(v, np.uint8(0))
+    return (v[0::2] | (v[1::2] << 4)).astype(np.uint8)
+
+
+def _unpack_nibbles(packed, n, signed):
+    p = np.asarray(packed, np.uint8)
+    v = np.empty(p.size * 2, np.int16)
+    v[0::2], v[1::2] = p & 0xF, p >> 4
+    v = v[:n]
+    if signed:
+        v = np.where(v >= 8, v - 16, v)
+    return v
+
+
+def pack(mu_codes, sigma_codes, layout, sigma_bits):
+    """Stored tensors (list of (name, uint8/int8 array)) for [R, C] mu and sigma code arrays."""
+    mu = np.asarray(mu_codes)
+    sig = np.asarray(sigma_codes)
+    if mu.shape != sig.shape or mu.ndim != 2:
+        raise ValueError(f"mu and sigma codes must be two [R, C] arrays; received {mu.shape} and {sig.shape}")
+    if layout == LAYOUT_I4_FUSED:
+        return [("packed", ((mu.astype(np.int64) & 0xF) | (sig.astype(np.int64) << 4)).astype(np.uint8))]
+    if layout == LAYOUT_I4_SPLIT:
+        return [("mu", _pack_nibbles(mu)), ("sigma", sig.astype(np.uint8))]
+    if layout == LAYOUT_I8:
+        sigma = _pack_nibbles(sig) if sigma_bits <= 4 else sig.astype(np.uint8)
+        return [("mu", mu.astype(np.int8)), ("sigma", sigma)]
+    raise ValueError(f"unknown layout id {layout!r}; expected one of {sorted(LAYOUT_NAMES)}")
+
+
+def unpack(tensors, layout, sigma_bits, shape):
+    """Inverse of `pack`: (mu_codes int16 [R, C], sigma_codes int16 [R, C])."""
+    rows, cols = shape
+    n = rows * cols
+    arrays = [np.asarray(t) for _, t in tensors]
+    if layout == LAYOUT_I4_FUSED:
+        b = arrays[0].reshape(-1).astype(np.int16)
+        mu = b & 0xF
+        mu = np.where(mu >= 8, mu - 16, mu)
+        return mu.reshape(shape), (b >> 4).reshape(shape)
+    if layout == LAYOUT_I4_SPLIT:
+        return _unpack_nibbles(arrays[0], n, True).reshape(shape), arrays[1].astype(np.int16).reshape(shape)
+    sig = _unpack_nibbles(arrays[1], n, False) if sigma_bits <= 4 else arrays[1].astype(np.int16)
+    return arrays[0].astype(np.int16).reshape(shape), sig.reshape(shape)
