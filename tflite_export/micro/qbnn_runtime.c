@@ -1,0 +1,267 @@
+/* Fused sample-and-MAC runtime; see qbnn_runtime.h and tflite_export/SPEC.md. */
+#include "qbnn_runtime.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "qbnn_fixedpoint.h"
+#include "qbnn_sampler.h"
+
+/* The sampler core (qbnn_sampler.c, one copy of the code) is used for the streams
+   (qbnn_stream_init / qbnn_stream_byte), layer checks and, in the REF kernel, every weight
+   (qbnn_layer_codes + qbnn_sample_weight). The table kernels inline qbnn_xorshift32's three shifts
+   and read w_code from the derived table, which the generator computes with the same formula and
+   the tests check against qbnn_sample_weight for all 65,536 entries. */
+
+/* ---- SIMD primitives: real instructions on DSP targets, C emulation elsewhere (host tests) ---- */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define QBNN_HAVE_DSP 1
+static inline uint32_t uxtb16(uint32_t x) {
+  uint32_t r;
+  __asm("uxtb16 %0, %1" : "=r"(r) : "r"(x));
+  return r;
+}
+static inline uint32_t uxtb16_ror8(uint32_t x) {
+  uint32_t r;
+  __asm("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
+}
+static inline uint32_t pkhbt16(uint32_t lo, uint32_t hi) {
+  uint32_t r;
+  __asm("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+  return r;
+}
+static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
+  int32_t r;
+  __asm("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
+#else
+#define QBNN_HAVE_DSP 0
+static inline uint32_t uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
+static inline uint32_t uxtb16_ror8(uint32_t x) { return (x >> 8) & 0x00FF00FFu; }
+static inline uint32_t pkhbt16(uint32_t lo, uint32_t hi) { return (lo & 0xFFFFu) | (hi << 16); }
+static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
+  return acc + (int32_t)(int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu) +
+         (int32_t)(int16_t)(a >> 16) * (int16_t)(b >> 16);
+}
+#endif
+
+/* ---- static buffers (the runtime's whole RAM besides the stack) ------------------------------- */
+/* SIMD operands: inputs minus zero point as int16, in groups of 4 ordered c0,c2,c1,c3 so that the
+   pair (c0,c2) meets the weights of random bytes 0 and 2 of a PRNG word. Layer 0's copy is built
+   once per image and reused by all MC samples. */
+static int16_t g_x0[QBNN_MAX_INPUT];
+static int16_t g_xh[QBNN_MAX_HIDDEN];
+static int8_t g_act[2][QBNN_MAX_HIDDEN];
+
+uint32_t qbnn_runtime_static_bytes(void) { return sizeof g_x0 + sizeof g_xh + sizeof g_act; }
+
+static int resolve_kernel(int kernel) {
+  if (kernel == QBNN_KERNEL_AUTO) return QBNN_HAVE_DSP ? QBNN_KERNEL_SIMD : QBNN_KERNEL_LUT;
+  return kernel;
+}
+
+void qbnn_seed(qbnn_runtime_t *rt, uint32_t seed) {
+  for (uint32_t l = 0; l < QBNN_MAX_LAYERS; ++l) qbnn_stream_init(&rt->streams[l], seed, l);
+}
+
+int qbnn_init(qbnn_runtime_t *rt, const qbnn_model_t *model, uint32_t seed, int kernel) {
+  memset(rt, 0, sizeof *rt);
+  if (model->num_layers < 1 || model->num_layers > QBNN_MAX_LAYERS) return QBNN_RT_ERR_LIMITS;
+  if (model->num_classes < 1 || model->num_classes > QBNN_MAX_CLASSES) return QBNN_RT_ERR_LIMITS;
+  if (kernel < QBNN_KERNEL_AUTO || kernel > QBNN_KERNEL_SIMD) return QBNN_RT_ERR_KERNEL;
+  for (int l = 0; l < model->num_layers; ++l) {
+    const qbnn_layer *L = &model->layers[l].core;
+    const int err = qbnn_layer_check(L);
+    if (err != QBNN_OK) return err;
+    if (L->cols > (l == 0 ? QBNN_MAX_INPUT : QBNN_MAX_HIDDEN) || L->rows > QBNN_MAX_HIDDEN) return QBNN_RT_ERR_LIMITS;
+    if (l > 0 && L->cols != model->layers[l - 1].core.rows) return QBNN_RT_ERR_CHAIN;
+    /* the table kernels need one byte per weight (I4_FUSED) and the derived table */
+    if (resolve_kernel(kernel) != QBNN_KERNEL_REF && (L->layout != QBNN_LAYOUT_I4_FUSED || !model->layers[l].wlut))
+      return QBNN_RT_ERR_KERNEL;
+  }
+  if (model->layers[model->num_layers - 1].core.rows != model->num_classes) return QBNN_RT_ERR_CHAIN;
+  rt->model = model;
+  rt->kernel = resolve_kernel(kernel);
+  qbnn_seed(rt, seed);
+  return QBNN_OK;
+}
+
+/* REF: every weight through the sampler core (any layout), no table. */
+static int32_t row_ref(const qbnn_rt_layer *RL, uint32_t r, const int8_t *x, qbnn_stream *s) {
+  const qbnn_layer *L = &RL->core;
+  const int32_t max_code = (1 << (L->weight_bits - 1)) - 1;
+  int32_t acc = 0;
+  for (uint32_t c = 0; c < L->cols; ++c) {
+    int32_t mu;
+    uint32_t k;
+    qbnn_layer_codes(L, r * L->cols + c, &mu, &k);
+    const int32_t w = qbnn_sample_weight(mu, L->sigma_q[k], qbnn_stream_byte(s), max_code);
+    acc += w * ((int32_t)x[c] - RL->in_zero_point);
+  }
+  return acc;
+}
+
+/* LUT, any stream alignment: one table load per weight. */
+static int32_t row_lut(const qbnn_rt_layer *RL, const uint8_t *p, const int8_t *x, qbnn_stream *s) {
+  const int8_t *lut = RL->wlut;
+  int32_t acc = 0;
+  for (uint32_t c = 0; c < RL->core.cols; ++c) {
+    const uint32_t u = qbnn_stream_byte(s);
+    acc += lut[((uint32_t)p[c] << 8) | u] * ((int32_t)x[c] - RL->in_zero_point);
+  }
+  return acc;
+}
+
+/* LUT, word-aligned stream and cols % 4 == 0: one PRNG word per 4 weights. */
+static int32_t row_lut_words(const int8_t *lut, const uint8_t *p, const int8_t *x, int cols, int32_t zp,
+                             uint32_t *state) {
+  uint32_t st = *state;
+  int32_t acc = 0;
+  for (int c = 0; c < cols; c += 4) {
+    st ^= st << 13;
+    st ^= st >> 17;
+    st ^= st << 5;
+    acc += lut[((uint32_t)p[c] << 8) | (st & 0xFFu)] * ((int32_t)x[c] - zp);
+    acc += lut[((uint32_t)p[c + 1] << 8) | ((st >> 8) & 0xFFu)] * ((int32_t)x[c + 1] - zp);
+    acc += lut[((uint32_t)p[c + 2] << 8) | ((st >> 16) & 0xFFu)] * ((int32_t)x[c + 2] - zp);
+    acc += lut[((uint32_t)p[c + 3] << 8) | (st >> 24)] * ((int32_t)x[c + 3] - zp);
+  }
+  *state = st;
+  return acc;
+}
+
+/* SIMD: 4 weights per PRNG word; table indices for bytes (0,2) and (1,3) are formed two at a time
+   (packed byte in bits 8-15, random byte in bits 0-7 of each half), then two SMLADs. */
+static int32_t row_simd(const int8_t *lut, const uint8_t *p, const int16_t *xi, int cols, uint32_t *state) {
+  uint32_t st = *state;
+  int32_t acc = 0;
+  const uint32_t *pw = (const uint32_t *)(const void *)p;
+  const uint32_t *xw = (const uint32_t *)(const void *)xi;
+  for (int g = 0; g < cols / 4; ++g) {
+    st ^= st << 13;
+    st ^= st >> 17;
+    st ^= st << 5;
+    const uint32_t pk = pw[g];
+    const uint32_t ie = uxtb16(st) | (uxtb16(pk) << 8);
+    const uint32_t io = uxtb16_ror8(st) | (pk & 0xFF00FF00u);
+    const uint32_t we = pkhbt16((uint32_t)(int32_t)lut[ie & 0xFFFFu], (uint32_t)(int32_t)lut[ie >> 16]);
+    const uint32_t wo = pkhbt16((uint32_t)(int32_t)lut[io & 0xFFFFu], (uint32_t)(int32_t)lut[io >> 16]);
+    acc = smlad(we, xw[2 * g], acc);
+    acc = smlad(wo, xw[2 * g + 1], acc);
+  }
+  *state = st;
+  return acc;
+}
+
+static void interleave_offset(const int8_t *x, int n, int32_t zp, int16_t *out) {
+  for (int c = 0; c < n; c += 4) {
+    out[c] = (int16_t)(x[c] - zp);
+    out[c + 1] = (int16_t)(x[c + 2] - zp);
+    out[c + 2] = (int16_t)(x[c + 1] - zp);
+    out[c + 3] = (int16_t)(x[c + 3] - zp);
+  }
+}
+
+static int8_t requantize(const qbnn_rt_layer *L, int32_t acc) {
+  int32_t q = qbnn_multiply_by_quantized_multiplier(acc, L->multiplier, (int)L->shift) + L->out_zero_point;
+  if (q < L->act_min) q = L->act_min;
+  if (q > L->act_max) q = L->act_max;
+  if (L->act_lut) q = L->act_lut[q + 128];
+  return (int8_t)q;
+}
+
+/* One layer: rows of fused sampling + MAC. x0_ready: g_x0 already holds layer 0's SIMD operands.
+   The word-at-a-time kernels need the stream at a word boundary (nbuf == 0) and C % 4 == 0, which
+   holds for every sample when R*C % 4 == 0; otherwise the byte-wise kernels run (same results). */
+static void run_layer(qbnn_runtime_t *rt, int l, const int8_t *x, int8_t *y, int x0_ready) {
+  const qbnn_rt_layer *RL = &rt->model->layers[l];
+  const uint32_t rows = RL->core.rows, cols = RL->core.cols;
+  qbnn_stream *s = &rt->streams[l];
+  const int aligned = (cols & 3u) == 0 && s->nbuf == 0;
+  const uint8_t *p = RL->core.mu;
+  if (rt->kernel == QBNN_KERNEL_REF) {
+    for (uint32_t r = 0; r < rows; ++r) y[r] = requantize(RL, row_ref(RL, r, x, s));
+  } else if (!aligned) {
+    for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requantize(RL, row_lut(RL, p, x, s));
+  } else {
+    if (rt->kernel == QBNN_KERNEL_SIMD) {
+      int16_t *xi = l == 0 ? g_x0 : g_xh;
+      if (!(l == 0 && x0_ready)) interleave_offset(x, (int)cols, RL->in_zero_point, xi);
+      for (uint32_t r = 0; r < rows; ++r, p += cols)
+        y[r] = requantize(RL, row_simd(RL->wlut, p, xi, (int)cols, &s->state));
+    } else {
+      for (uint32_t r = 0; r < rows; ++r, p += cols)
+        y[r] = requantize(RL, row_lut_words(RL->wlut, p, x, (int)cols, RL->in_zero_point, &s->state));
+    }
+    s->position += rows * cols; /* whole words consumed: nbuf stays 0 */
+    s->buf = 0;
+  }
+}
+
+static void forward(qbnn_runtime_t *rt, const int8_t *input, int8_t *softmax_out, int x0_ready) {
+  const qbnn_model_t *m = rt->model;
+  const int8_t *x = input;
+  int8_t *y = g_act[0];
+  for (int l = 0; l < m->num_layers; ++l) {
+    run_layer(rt, l, x, y, x0_ready);
+    x = y;
+    y = g_act[(l + 1) & 1];
+  }
+  qbnn_softmax_int8(x, m->num_classes, m->softmax_multiplier, m->softmax_left_shift, m->softmax_diff_min,
+                    softmax_out);
+}
+
+int qbnn_forward(qbnn_runtime_t *rt, const int8_t *input, int8_t *softmax_out) {
+  if (!rt->model) return QBNN_RT_ERR_UNINIT;
+  forward(rt, input, softmax_out, 0);
+  return QBNN_OK;
+}
+
+static float entropy_of_counts(const uint32_t *counts, int n) {
+  uint32_t total = 0;
+  for (int c = 0; c < n; ++c) total += counts[c];
+  float h = 0.0f;
+  for (int c = 0; c < n; ++c) {
+    if (counts[c]) {
+      const float p = (float)counts[c] / (float)total;
+      h -= p * logf(p);
+    }
+  }
+  return h;
+}
+
+int qbnn_predict(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_result_t *res) {
+  const qbnn_model_t *m = rt->model;
+  if (!m) return QBNN_RT_ERR_UNINIT;
+  if (num_samples < 1) return QBNN_RT_ERR_SAMPLES;
+  const int nc = m->num_classes;
+  memset(res, 0, sizeof *res);
+  int x0_ready = 0;
+  if (rt->kernel == QBNN_KERNEL_SIMD && (m->layers[0].core.cols & 3u) == 0) {
+    interleave_offset(input, (int)m->layers[0].core.cols, m->layers[0].in_zero_point, g_x0);
+    x0_ready = 1;
+  }
+  double sum_entropy = 0.0;
+  for (int s = 0; s < num_samples; ++s) {
+    int8_t q[QBNN_MAX_CLASSES];
+    uint32_t counts[QBNN_MAX_CLASSES];
+    forward(rt, input, q, x0_ready);
+    for (int c = 0; c < nc; ++c) {
+      counts[c] = (uint32_t)((int32_t)q[c] + 128);
+      res->counts[c] += counts[c];
+    }
+    sum_entropy += entropy_of_counts(counts, nc);
+  }
+  uint32_t total = 0;
+  for (int c = 0; c < nc; ++c) total += res->counts[c];
+  for (int c = 0; c < nc; ++c) {
+    res->mean_prob[c] = (float)res->counts[c] / (float)total;
+    if (res->counts[c] > res->counts[res->prediction]) res->prediction = c;
+  }
+  res->predictive_entropy = entropy_of_counts(res->counts, nc);
+  res->expected_entropy = (float)(sum_entropy / num_samples);
+  res->mutual_information = res->predictive_entropy - res->expected_entropy;
+  return QBNN_OK;
+}
