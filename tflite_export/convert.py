@@ -1,0 +1,235 @@
+"""Keras JQ model -> `IntegerModel` (codes, calibrated scales, LUTs) -> model.tflite,
+model_split.tflite and manifest.json (SPEC.md sections 1, 4, 5, 6)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tflite_export import sampler, storage
+from tflite_export.reference import (
+    INPUT_SCALE,
+    INPUT_ZERO_POINT,
+    IntegerLayer,
+    IntegerModel,
+    softplus_lut,
+)
+
+TIE_MARGIN = 2e-3  # SPEC.md section 5
+MANIFEST_VERSION = 1
+
+
+def _activation_name(layer):
+    import keras
+
+    act = layer.activation
+    if act is None:
+        return "linear"
+    name = keras.activations.serialize(act)
+    if isinstance(name, dict):
+        name = name.get("config", name.get("class_name"))
+    return str(name)
+
+
+def check_model(model, weights):
+    """Validate a Keras model against SPEC.md section 1; returns [(layer, activation, layout)]."""
+    import keras
+
+    from tfqbnn.layers import DenseVariational
+
+    storage.choose_layout(weights, 2, 2)  # validates the mode string
+    if not isinstance(model, keras.Sequential):
+        raise ValueError(f"only keras.Sequential models can be exported; received {type(model).__name__}")
+    layers = list(model.layers)
+    if not layers or not isinstance(layers[-1], keras.layers.Softmax):
+        last = layers[-1].name if layers else None
+        raise ValueError(f"the model must end with keras.layers.Softmax; last layer is {last!r}")
+    bayes = layers[:-1]
+    if not bayes:
+        raise ValueError("the model has no DenseVariational layer before its Softmax")
+    out = []
+    for i, layer in enumerate(bayes):
+        where = f"layer {layer.name!r}"
+        if not isinstance(layer, DenseVariational):
+            raise ValueError(f"{where}: {type(layer).__name__} is not supported (only DenseVariational then Softmax)")
+        if layer.use_bias:
+            raise ValueError(f"{where}: biases are not supported (use_bias=True)")
+        q = layer.quantization
+        if q.strategy != "jq":
+            raise ValueError(f"{where}: quantization {q.name!r} is not supported; only JQ models can be exported")
+        if q.mu_bits != q.sample_bits:
+            raise ValueError(f"{where}: mu_bits={q.mu_bits} != sample_bits={q.sample_bits}; the mu grid must be the SPQ grid")
+        if q.clip != 1.0:
+            raise ValueError(f"{where}: clip={q.clip} is not supported (the SPQ grid must be [-1, 1])")
+        if q.sigma_quantizer_kind != "log":
+            raise ValueError(f"{where}: sigma_quantizer={q.sigma_quantizer_kind!r} is not supported (only 'log')")
+        layout = storage.choose_layout(weights, q.mu_bits, q.sigma_bits, where)
+        act = _activation_name(layer)
+        last = i == len(bayes) - 1
+        if act not in ("softplus", "relu", "linear"):
+            raise ValueError(f"{where}: activation {act!r} is not supported (softplus, relu or linear)")
+        if last and act != "linear":
+            raise ValueError(f"{where}: the last DenseVariational must have no activation before Softmax; got {act!r}")
+        out.append((layer, act, layout))
+    return out
+
+
+def integer_model_from_keras(model, weights="int4", seed=0):
+    """Codes and tables of every layer (scales uncalibrated)."""
+    from tfqbnn.quantizers import UniformQuantizer
+
+    layers = []
+    for index, (layer, act, layout) in enumerate(check_model(model, weights)):
+        q = layer.quantization
+        mu = np.asarray(layer.mu.numpy(), np.float64).T  # [out, in]
+        sigma = np.asarray(layer.sigma.numpy(), np.float64).T
+        layers.append(IntegerLayer(
+            name=layer.name, index=index,
+            mu_codes=UniformQuantizer(q.mu_bits, 1.0).codes(mu).astype(np.int16),
+            sigma_codes=q.sigma_quantizer.codes(sigma).astype(np.int16),
+            weight_bits=q.mu_bits, sigma_bits=q.sigma_bits, layout=layout,
+            sigma_q=sampler.sigma_q_table(q.sigma_quantizer, q.mu_bits),
+            sigma_range=tuple(q.sigma_range), activation=act,
+            input_scale=INPUT_SCALE, input_zero_point=INPUT_ZERO_POINT,
+        ))
+    return IntegerModel(layers, default_seed=seed)
+
+
+def _range_to_affine(rmin, rmax):
+    rmin, rmax = min(0.0, float(rmin)), max(0.0, float(rmax))
+    if rmax - rmin <= 0:
+        rmax = rmin + 1e-6
+    scale = np.float32((rmax - rmin) / 255.0)
+    zp = int(np.clip(np.sign(-128 - rmin / scale) * np.floor(abs(-128 - rmin / float(scale)) + 0.5), -128, 127))
+    return scale, zp
+
+
+def _tie_free_lut(in_scale, in_zp, out_scale):
+    scale = np.float32(out_scale)
+    for _ in range(10000):
+        lut, v = softplus_lut(in_scale, in_zp, scale, -128)
+        live = v <= 255.5
+        frac = v[live] - np.floor(v[live])
+        if np.all(np.abs(frac - 0.5) >= TIE_MARGIN):
+            return lut, scale
+        scale = np.float32(float(scale) * (1.0 + 2.0**-16))
+    raise RuntimeError(f"could not find a tie-free SoftPlus output scale near {out_scale}")
+
+
+def calibrate(imodel, x, num_samples=4, seed=None):
+    """Set every layer's output scale / zero point (and SoftPlus LUT) from calibration images."""
+    streams = imodel.streams(seed)
+    weights = [imodel.sample_weights(streams) for _ in range(num_samples)]
+    qs = [imodel.quantize_input(x)] * num_samples
+    in_scale, in_zp = INPUT_SCALE, INPUT_ZERO_POINT
+    for li, layer in enumerate(imodel.layers):
+        layer.input_scale, layer.input_zero_point = in_scale, in_zp
+        real_scale = float(np.float32(np.float32(in_scale) * layer.weight_scale))
+        accs = [layer.accumulate(q, w[li]) for q, w in zip(qs, weights)]
+        lo = min(float(a.min()) for a in accs) * real_scale
+        hi = max(float(a.max()) for a in accs) * real_scale
+        if layer.activation == "relu":
+            lo = 0.0
+        layer.output_scale, layer.output_zero_point = _range_to_affine(lo, hi)
+        if layer.activation == "softplus":
+            fc = [layer.fully_connected(q, w[li]) for q, w in zip(qs, weights)]
+            top = max(int(f.max()) for f in fc)
+            y_max = float(np.logaddexp(0.0, float(layer.output_scale) * (top - layer.output_zero_point)))
+            layer.lut, layer.lut_scale = _tie_free_lut(layer.output_scale, layer.output_zero_point,
+                                                       np.float32(max(y_max, 1e-6) / 255.0))
+            layer.lut_zero_point = -128
+            qs = [layer.lut[f.astype(np.int64) + 128] for f in fc]
+        else:
+            qs = [layer.fully_connected(q, w[li]) for q, w in zip(qs, weights)]
+        in_scale, in_zp = layer.next_scale
+    return imodel
+
+
+def manifest(imodel, weights):
+    layers, stored_total, float_total, table_total = [], 0, 0, 0
+    for layer in imodel.layers:
+        r, c = layer.shape
+        tensors = [{"name": n, "dtype": str(t.dtype), "shape": list(t.shape), "bytes": int(t.nbytes)}
+                   for n, t in layer.stored_tensors()]
+        stored = sum(t["bytes"] for t in tensors)
+        tables = int(layer.sigma_q.nbytes) + (256 if layer.lut is not None else 0)
+        mult, shift = layer.multiplier
+        layers.append({
+            "name": layer.name, "index": layer.index, "rows": r, "cols": c, "activation": layer.activation,
+            "weight_bits": layer.weight_bits, "sigma_bits": layer.sigma_bits,
+            "layout": storage.LAYOUT_NAMES[layer.layout], "layout_id": layer.layout,
+            "sigma_range": list(layer.sigma_range), "sigma_q": layer.sigma_q.tolist(),
+            "weight_scale": float(layer.weight_scale), "weight_zero_point": 0,
+            "input_scale": float(layer.input_scale), "input_zero_point": int(layer.input_zero_point),
+            "output_scale": float(layer.output_scale), "output_zero_point": int(layer.output_zero_point),
+            "multiplier": int(mult), "shift": int(shift),
+            "activation_min": layer.act_range[0], "activation_max": layer.act_range[1],
+            "softplus_lut": None if layer.lut is None else layer.lut.astype(int).tolist(),
+            "softplus_scale": None if layer.lut_scale is None else float(layer.lut_scale),
+            "softplus_zero_point": layer.lut_zero_point,
+            "stored_tensors": tensors, "stored_bytes": stored, "table_bytes": tables,
+            "float32_mu_sigma_bytes": 8 * r * c,
+        })
+        stored_total += stored
+        table_total += tables
+        float_total += 8 * r * c
+    from tflite_export.softmax import softmax_params
+
+    return {
+        "format": "tfqbnn QBNN-INT", "version": MANIFEST_VERSION, "weights": weights,
+        "default_seed": imodel.default_seed,
+        "input": {"shape": [1, imodel.input_dim], "scale": float(INPUT_SCALE), "zero_point": INPUT_ZERO_POINT},
+        "softmax": dict(zip(("input_multiplier", "input_left_shift", "diff_min"),
+                            softmax_params(imodel.layers[-1].output_scale)),
+                        output_scale=1 / 256, output_zero_point=-128),
+        "layers": layers,
+        "totals": {"stored_weight_bytes": stored_total, "table_bytes": table_total,
+                   "float32_mu_sigma_bytes": float_total,
+                   "compression_weights_only": float_total / stored_total,
+                   "compression_with_tables": float_total / (stored_total + table_total)},
+    }
+
+
+def load_calibration_images(size=1000, seed=0):
+    from tfqbnn.datasets import load_mnist
+
+    data = load_mnist()
+    x = data[0] if isinstance(data, tuple) else data["x_train"]
+    x = np.asarray(x[0] if isinstance(x, tuple) else x)
+    idx = np.random.default_rng(seed).choice(len(x), size=min(size, len(x)), replace=False)
+    return x[idx]
+
+
+def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calibration_samples=4, extra_writers=()):
+    """Export a Keras JQ model (or a .keras path): returns {"integer_model", "manifest", paths...}.
+
+    `extra_writers`: callables f(integer_model, manifest, out_dir) run after the standard files
+    (hook for model_data.c/.h of the Cortex-M runtime).
+    """
+    from tflite_export import tflite_io
+
+    if isinstance(model, (str, Path)):
+        import keras
+
+        import tfqbnn.layers  # noqa: F401  (registers DenseVariational)
+
+        path = Path(model)
+        if not path.is_file():
+            raise ValueError(f"model file not found: {path}")
+        model = keras.saving.load_model(path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    imodel = integer_model_from_keras(model, weights=weights, seed=seed)
+    if calibration_x is None:
+        calibration_x = load_calibration_images()
+    calibrate(imodel, calibration_x, num_samples=calibration_samples)
+    info = manifest(imodel, weights)
+    paths = {"model": out / "model.tflite", "model_split": out / "model_split.tflite", "manifest": out / "manifest.json"}
+    paths["model"].write_bytes(tflite_io.build_tflite(imodel, split=False))
+    paths["model_split"].write_bytes(tflite_io.build_tflite(imodel, split=True))
+    paths["manifest"].write_text(json.dumps(info, indent=1))
+    for writer in extra_writers:
+        writer(imodel, info, out)
+    return {"integer_model": imodel, "manifest": info, **paths}

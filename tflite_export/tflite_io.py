@@ -1,0 +1,229 @@
+"""TFLite flatbuffers of SPEC.md section 6 (built with TensorFlow's generated schema object API),
+the QBNN_SAMPLE custom options, and a validating reader."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import flatbuffers
+import numpy as np
+
+from tflite_export import sampler, storage
+from tflite_export.reference import SOFTMAX_SCALE, SOFTMAX_ZERO_POINT
+
+CUSTOM_OP = "QBNN_SAMPLE"
+OPTIONS_MAGIC = b"QBS1"
+OPTIONS_VERSION = 1
+OPTIONS_HEADER = struct.Struct("<4sBBBBHBBIII")  # 24 bytes, SPEC.md section 6
+
+
+def _schema():
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return schema
+
+
+def pack_options(layer, default_seed):
+    head = OPTIONS_HEADER.pack(OPTIONS_MAGIC, OPTIONS_VERSION, layer.weight_bits, layer.sigma_bits, layer.layout,
+                               layer.index, sampler.EPS_FRAC_BITS, sampler.SHIFT, layer.shape[0], layer.shape[1],
+                               default_seed & 0xFFFFFFFF)
+    return head + np.asarray(layer.sigma_q, "<i4").tobytes()
+
+
+def unpack_options(buf, where="QBNN_SAMPLE options"):
+    buf = bytes(buf)
+    if len(buf) < OPTIONS_HEADER.size:
+        raise ValueError(f"{where}: {len(buf)} bytes, expected at least {OPTIONS_HEADER.size}")
+    magic, version, b, sb, layout, index, e, s, rows, cols, seed = OPTIONS_HEADER.unpack_from(buf)
+    if magic != OPTIONS_MAGIC or version != OPTIONS_VERSION:
+        raise ValueError(f"{where}: bad magic/version {magic!r}/{version}, expected {OPTIONS_MAGIC!r}/{OPTIONS_VERSION}")
+    if not (2 <= b <= 8 and 2 <= sb <= 8) or layout not in storage.LAYOUT_NAMES:
+        raise ValueError(f"{where}: unsupported weight_bits={b} sigma_bits={sb} layout={layout}")
+    if e != sampler.EPS_FRAC_BITS or s != sampler.SHIFT:
+        raise ValueError(f"{where}: eps bits {e} / shift {s}, expected {sampler.EPS_FRAC_BITS} / {sampler.SHIFT}")
+    if len(buf) != OPTIONS_HEADER.size + 4 * 2**sb:
+        raise ValueError(f"{where}: {len(buf)} bytes, expected {OPTIONS_HEADER.size + 4 * 2**sb} for sigma_bits={sb}")
+    sigma_q = np.frombuffer(buf, "<i4", offset=OPTIONS_HEADER.size).astype(np.int32)
+    return {"weight_bits": b, "sigma_bits": sb, "layout": layout, "index": index, "rows": rows, "cols": cols,
+            "default_seed": seed, "sigma_q": sigma_q}
+
+
+class _Graph:
+    def __init__(self, schema):
+        self.s = schema
+        self.buffers = [schema.BufferT()]  # buffer 0: the empty sentinel (no data vector)
+        self.tensors, self.ops, self.codes = [], [], []
+
+    def buffer(self, data):
+        b = self.s.BufferT()
+        b.data = np.frombuffer(bytes(data), np.uint8)
+        self.buffers.append(b)
+        return len(self.buffers) - 1
+
+    def tensor(self, name, shape, ttype, scale=None, zero_point=None, data=None):
+        t = self.s.TensorT()
+        t.name = name
+        t.shape = np.asarray(shape, np.int32)
+        t.type = ttype
+        t.buffer = 0 if data is None else self.buffer(data)
+        if scale is not None:
+            q = self.s.QuantizationParametersT()
+            q.scale = [float(np.float32(scale))]
+            q.zeroPoint = [int(zero_point)]
+            t.quantization = q
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def opcode(self, builtin, custom=None):
+        key = (builtin, custom)
+        for i, c in enumerate(self.codes):
+            if (c.builtinCode, c.customCode) == key:
+                return i
+        c = self.s.OperatorCodeT()
+        c.builtinCode = builtin
+        c.deprecatedBuiltinCode = min(builtin, 127)
+        c.customCode = custom
+        c.version = 1
+        self.codes.append(c)
+        return len(self.codes) - 1
+
+    def op(self, builtin, inputs, outputs, options_type=0, options=None, custom=None, custom_options=None):
+        o = self.s.OperatorT()
+        o.opcodeIndex = self.opcode(builtin, custom)
+        o.inputs = np.asarray(inputs, np.int32)
+        o.outputs = np.asarray(outputs, np.int32)
+        o.builtinOptionsType = options_type
+        o.builtinOptions = options
+        if custom_options is not None:
+            o.customOptions = np.frombuffer(custom_options, np.uint8)
+            o.customOptionsFormat = self.s.CustomOptionsFormat.FLEXBUFFERS
+        self.ops.append(o)
+
+
+def build_tflite(imodel, split=False):
+    """Serialized model.tflite (split=False, QBNN_SAMPLE ops) or model_split.tflite (filters as inputs)."""
+    s = _schema()
+    TT, BO, OP = s.TensorType, s.BuiltinOptions, s.BuiltinOperator
+    g = _Graph(s)
+    x = g.tensor("input", [1, imodel.input_dim], TT.INT8, imodel.layers[0].input_scale, imodel.layers[0].input_zero_point)
+    inputs = [x]
+    one = None
+    for layer in imodel.layers:
+        r, c = layer.shape
+        w = g.tensor(f"{layer.name}/sampled_weights", [r, c], TT.INT8, layer.weight_scale, 0)
+        if split:
+            inputs.append(w)
+        else:
+            stored = []
+            for name, arr in layer.stored_tensors():
+                ttype = TT.INT8 if arr.dtype == np.int8 else TT.UINT8
+                stored.append(g.tensor(f"{layer.name}/{name}_codes", list(arr.shape), ttype,
+                                       data=np.ascontiguousarray(arr).tobytes()))
+            g.op(OP.CUSTOM, stored, [w], custom=CUSTOM_OP, custom_options=pack_options(layer, imodel.default_seed))
+        fc_out = g.tensor(f"{layer.name}/fc", [1, r], TT.INT8, layer.output_scale, layer.output_zero_point)
+        fco = s.FullyConnectedOptionsT()
+        fco.fusedActivationFunction = s.ActivationFunctionType.RELU if layer.activation == "relu" else 0
+        g.op(OP.FULLY_CONNECTED, [x, w, -1], [fc_out], BO.FullyConnectedOptions, fco)
+        x = fc_out
+        if layer.activation == "softplus":
+            if one is None:
+                one = g.tensor("one", [1], TT.FLOAT32, data=np.float32([1.0]).tobytes())
+            f = g.tensor(f"{layer.name}/dequantized", [1, r], TT.FLOAT32)
+            g.op(OP.DEQUANTIZE, [x], [f])
+            e = g.tensor(f"{layer.name}/exp", [1, r], TT.FLOAT32)
+            g.op(OP.EXP, [f], [e])
+            a = g.tensor(f"{layer.name}/one_plus_exp", [1, r], TT.FLOAT32)
+            g.op(OP.ADD, [e, one], [a], BO.AddOptions, s.AddOptionsT())
+            lg = g.tensor(f"{layer.name}/softplus", [1, r], TT.FLOAT32)
+            g.op(OP.LOG, [a], [lg])
+            x = g.tensor(f"{layer.name}/softplus_q", [1, r], TT.INT8, layer.lut_scale, layer.lut_zero_point)
+            g.op(OP.QUANTIZE, [lg], [x])
+    probs = g.tensor("probs", [1, imodel.num_classes], TT.INT8, SOFTMAX_SCALE, SOFTMAX_ZERO_POINT)
+    so = s.SoftmaxOptionsT()
+    so.beta = 1.0
+    g.op(OP.SOFTMAX, [x], [probs], BO.SoftmaxOptions, so)
+
+    sub = s.SubGraphT()
+    sub.tensors, sub.operators, sub.name = g.tensors, g.ops, "main"
+    sub.inputs = np.asarray(inputs, np.int32)
+    sub.outputs = np.asarray([probs], np.int32)
+    model = s.ModelT()
+    model.version = 3
+    model.description = f"tfqbnn QBNN-INT v{OPTIONS_VERSION} ({'split' if split else 'sampling'})"
+    model.operatorCodes, model.subgraphs, model.buffers = g.codes, [sub], g.buffers
+    builder = flatbuffers.Builder(1 << 20)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def read_tflite(data, where="model"):
+    """Parse and sanity-check a .tflite (path or bytes) -> schema ModelT; ValueError on bad input."""
+    s = _schema()
+    if isinstance(data, (str, Path)):
+        where = str(data)
+        try:
+            data = Path(data).read_bytes()
+        except OSError as err:
+            raise ValueError(f"{where}: cannot read ({err.strerror})") from None
+    data = bytes(data)
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ValueError(f"{where}: not a TFLite flatbuffer (missing 'TFL3' identifier)")
+    root = struct.unpack_from("<I", data, 0)[0]
+    if root + 4 > len(data):
+        raise ValueError(f"{where}: truncated TFLite flatbuffer (root offset {root} beyond {len(data)} bytes)")
+    try:
+        model = s.ModelT.InitFromObj(s.Model.GetRootAs(data, 0))
+    except Exception as err:  # flatbuffers raises struct.error / IndexError / UnicodeDecodeError on garbage
+        raise ValueError(f"{where}: corrupted or truncated TFLite flatbuffer ({type(err).__name__}: {err})") from None
+    if not model.subgraphs or len(model.subgraphs) != 1:
+        raise ValueError(f"{where}: expected exactly one subgraph")
+    sub = model.subgraphs[0]
+    n_t, n_b, n_c = len(sub.tensors or []), len(model.buffers or []), len(model.operatorCodes or [])
+    for t in sub.tensors or []:
+        if not 0 <= t.buffer < n_b:
+            raise ValueError(f"{where}: tensor {t.name!r} points at buffer {t.buffer} of {n_b}")
+    for i, op in enumerate(sub.operators or []):
+        if not 0 <= op.opcodeIndex < n_c:
+            raise ValueError(f"{where}: operator {i} has opcode index {op.opcodeIndex} of {n_c}")
+        for ti in list(op.inputs if op.inputs is not None else []) + list(op.outputs if op.outputs is not None else []):
+            if not -1 <= ti < n_t:
+                raise ValueError(f"{where}: operator {i} uses tensor {ti} of {n_t}")
+    return model
+
+
+def read_qbnn_layers(data, where="model"):
+    """The QBNN_SAMPLE layers of a model.tflite: options + unpacked mu / sigma codes, validated."""
+    s = _schema()
+    model = read_tflite(data, where)
+    sub = model.subgraphs[0]
+    layers = []
+    for i, op in enumerate(sub.operators):
+        code = model.operatorCodes[op.opcodeIndex]
+        if code.builtinCode != s.BuiltinOperator.CUSTOM:
+            continue
+        name = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+        if name != CUSTOM_OP:
+            raise ValueError(f"{where}: unknown custom op {name!r} (operator {i})")
+        opts = unpack_options(bytes(op.customOptions if op.customOptions is not None else b""),
+                              f"{where}: operator {i} {CUSTOM_OP} options")
+        arrays = []
+        for ti in op.inputs:
+            t = sub.tensors[ti]
+            buf = model.buffers[t.buffer].data
+            if buf is None:
+                raise ValueError(f"{where}: {CUSTOM_OP} input {t.name!r} has no constant data")
+            dtype = np.int8 if t.type == s.TensorType.INT8 else np.uint8
+            arrays.append((t.name, np.asarray(buf, np.uint8).view(dtype).reshape(t.shape)))
+        probe = storage.pack(np.zeros((opts["rows"], opts["cols"]), np.int16),
+                             np.zeros((opts["rows"], opts["cols"]), np.int16), opts["layout"], opts["sigma_bits"])
+        expect = [tuple(a.shape) for _, a in probe]
+        if [tuple(a.shape) for _, a in arrays] != expect:
+            raise ValueError(f"{where}: {CUSTOM_OP} operator {i} inputs have shapes "
+                             f"{[a.shape for _, a in arrays]}, expected {expect}")
+        mu, sig = storage.unpack(arrays, opts["layout"], opts["sigma_bits"], (opts["rows"], opts["cols"]))
+        m = 2 ** (opts["weight_bits"] - 1) - 1
+        if np.any(np.abs(mu) > m) or np.any(sig >= 2 ** opts["sigma_bits"]):
+            raise ValueError(f"{where}: {CUSTOM_OP} operator {i} holds codes outside its bit widths")
+        layers.append({**opts, "mu_codes": mu, "sigma_codes": sig})
+    return layers
