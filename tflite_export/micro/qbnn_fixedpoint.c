@@ -39,7 +39,7 @@ static int32_t exp_on_interval_between_negative_one_quarter_and_0_excl(int32_t a
   const int32_t x4_over_4 = qbnn_rounding_divide_by_pot(x4, 2);
   const int32_t poly = qbnn_rounding_divide_by_pot(
       (int32_t)((uint32_t)qbnn_srdhm((int32_t)((uint32_t)x4_over_4 + (uint32_t)x3), constant_1_over_3) + (uint32_t)x2), 1);
-  return (int32_t)((uint32_t)constant_term + (uint32_t)qbnn_srdhm(constant_term, poly));
+  return (int32_t)((uint32_t)constant_term + (uint32_t)qbnn_srdhm(constant_term, (int32_t)((uint32_t)x + (uint32_t)poly)));
 }
 
 /* exp(a) for a <= 0: a in Q5.26, result in Q0.31. */
