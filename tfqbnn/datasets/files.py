@@ -38,7 +38,11 @@ URLS = {
 }
 
 # Keras' own cache sub-directories (keras.datasets.fashion_mnist uses the same .gz files).
-KERAS_SUBDIR = {"mnist": "datasets/mnist", "fashion_mnist": "datasets/fashion-mnist"}
+KERAS_SUBDIR = {
+    "mnist": "datasets/mnist",
+    "fashion_mnist": "datasets/fashion-mnist",
+    "ambiguous_mnist": "datasets/ambiguous_mnist",  # the released DDU files (see ddu_pt.py)
+}
 
 ENV_DATA_DIR = "TFQBNN_DATA_DIR"
 
