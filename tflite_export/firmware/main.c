@@ -27,7 +27,7 @@ static const char *kernel_name(int k) {
 }
 
 /* Runs image i with a kernel; returns the number of mismatches against the expected values. */
-static int check_image(int i, int kernel, int verbose) {
+__attribute__((unused)) static int check_image(int i, int kernel, int verbose) {
   qbnn_result_t res;
   int bad = 0, err = qbnn_init(&g_rt, &qbnn_model, QBNN_TV_SEED, kernel);
   if (err) {
