@@ -2,6 +2,8 @@
 `tflite_export.reference.IntegerModel` (random codes, scales from a quick integer calibration), so
 the C runtime can be checked against the reference without training or exporting anything."""
 
+import os
+
 import numpy as np
 
 from tfqbnn.quantizers import LogQuantizer
@@ -48,3 +50,33 @@ def synthetic_model(sizes=(784, 100, 100, 10), seed=0, weight_bits=4, sigma_bits
         s_in, zp_in = layer.next_scale
         layers.append(layer)
     return reference.IntegerModel(layers, default_seed=seed + 7)
+
+
+_EXPORTED = {}
+
+
+def exported_jq4(tmp_root):
+    """A real exported JQ-4 paper MLP (784-100-100-10), built once per test session: a deterministic
+    MLP trained for one epoch on 12k MNIST images, copied into tfqbnn.models.mlp("jq4") with
+    sigma = 0.08 (about half the 4-bit step, so sampling changes weights), exported with
+    tflite_export.export_all plus the C-source writer. Returns the export directory (C in ./c)."""
+    if "dir" in _EXPORTED:
+        return _EXPORTED["dir"]
+    import keras
+
+    from tfqbnn import models
+    from tfqbnn.datasets import load_mnist
+    from tflite_export import c_source, export_all
+
+    keras.utils.set_random_seed(0)
+    x, y = load_mnist("train")
+    det = models.deterministic_mlp(seed=0)
+    det.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    det.fit(x[:12000], y[:12000], epochs=1, batch_size=128, verbose=0)
+    bnn = models.mlp(quantization="jq4", seed=0)
+    models.init_from_deterministic(bnn, det, init_sigma=0.08)
+    out = os.path.join(os.fspath(tmp_root), "export_jq4")
+    export_all(bnn, out, weights="int4", seed=11, calibration_x=x[-500:], calibration_samples=2,
+               extra_writers=[c_source.export_writer(num_samples=8, per_set=3)])
+    _EXPORTED["dir"] = out
+    return out

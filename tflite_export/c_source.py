@@ -238,18 +238,60 @@ def default_test_images(per_set=4, data_dir=None, seed=0):
 
 
 def load_exported(export_dir):
-    """IntegerModel of an export directory (through the exporter's own reader)."""
-    from tflite_export import convert
+    """`reference.IntegerModel` of an export directory: codes from model.tflite's QBNN_SAMPLE
+    constants (validated by `tflite_io.read_qbnn_layers`), scales and tables from manifest.json."""
+    import json
 
-    for name in ("load_integer_model", "load_exported", "read_export"):
-        if hasattr(convert, name):
-            return getattr(convert, name)(export_dir)
-    raise RuntimeError("tflite_export.convert has no reader for an export directory")
+    from tflite_export import tflite_io
+
+    export_dir = os.fspath(export_dir)
+    man_path, tfl_path = os.path.join(export_dir, "manifest.json"), os.path.join(export_dir, "model.tflite")
+    for path in (man_path, tfl_path):
+        if not os.path.isfile(path):
+            raise ValueError(f"{path}: missing (expected an export directory written by scripts/export.py)")
+    with open(man_path) as f:
+        man = json.load(f)
+    stored = {int(d["index"]): d for d in tflite_io.read_qbnn_layers(tfl_path)}
+    layers = []
+    for i, info in enumerate(man["layers"]):
+        codes = stored.get(int(info["index"]))
+        if codes is None or tuple(codes["mu_codes"].shape) != (info["rows"], info["cols"]):
+            raise ValueError(f"{tfl_path}: no QBNN_SAMPLE tensors matching manifest layer {info['name']!r}")
+        lut = None if info["softplus_lut"] is None else np.asarray(info["softplus_lut"], np.int8)
+        layer = reference.IntegerLayer(
+            name=info["name"], index=int(info["index"]), mu_codes=codes["mu_codes"].astype(np.int16),
+            sigma_codes=codes["sigma_codes"].astype(np.int16), weight_bits=int(info["weight_bits"]),
+            sigma_bits=int(info["sigma_bits"]), layout=int(info["layout_id"]),
+            sigma_q=np.asarray(info["sigma_q"], np.int32), sigma_range=tuple(info["sigma_range"]),
+            activation=info["activation"], input_scale=np.float32(info["input_scale"]),
+            input_zero_point=int(info["input_zero_point"]), output_scale=np.float32(info["output_scale"]),
+            output_zero_point=int(info["output_zero_point"]), lut=lut,
+            lut_scale=None if info["softplus_scale"] is None else np.float32(info["softplus_scale"]),
+            lut_zero_point=info["softplus_zero_point"])
+        if tuple(int(v) for v in layer.multiplier) != (int(info["multiplier"]), int(info["shift"])):
+            raise ValueError(f"{man_path}: layer {info['name']!r} scales do not reproduce its multiplier")
+        layers.append(layer)
+    return reference.IntegerModel(layers, default_seed=int(man["default_seed"]))
+
+
+def export_writer(num_samples=10, per_set=4, subdir="c", data_dir=None):
+    """Hook for `tflite_export.export_all(..., extra_writers=[export_writer()])`: writes the C sources
+    and test vectors into `<export dir>/<subdir>` (the firmware's GEN_DIR)."""
+
+    def write(imodel, manifest, out_dir):
+        out = os.path.join(os.fspath(out_dir), subdir)
+        write_model_sources(imodel, out)
+        images, sources = default_test_images(per_set, data_dir)
+        write_test_vectors(imodel, images, sources, out, num_samples=num_samples)
+
+    return write
 
 
 def generate(export_dir, out_dir, num_samples=10, seed=None, per_set=4, data_dir=None):
     """Model + test-vector C sources for an export directory; returns the reference results."""
     model = export_dir if isinstance(export_dir, reference.IntegerModel) else load_exported(export_dir)
+    if model.input_dim != 784:
+        raise ValueError(f"the default test images are 28x28; the model takes {model.input_dim} inputs")
     write_model_sources(model, out_dir)
     images, sources = default_test_images(per_set, data_dir)
     return write_test_vectors(model, images, sources, out_dir, num_samples=num_samples, seed=seed)
