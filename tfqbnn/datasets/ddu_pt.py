@@ -253,11 +253,16 @@ def _write_aligned(zf, name, data, alignment=64):
 
 
 def write_torch_tensor(path, array, archive=None, global_override=None):
-    """Writes `array` as torch.save would (zip, stored records, 64-byte aligned data). Test fixtures only."""
+    """Writes `array` as torch.save would (zip, stored records, 64-byte aligned data). Test fixtures only.
+
+    Cross-checked once against torch 2.13.0: torch.load(weights_only=True, also mmap=True) reads these
+    files, and read_torch_tensor reads torch-written files (including strided views)."""
     array = np.ascontiguousarray(array)
     archive = archive or os.path.splitext(os.path.basename(os.fspath(path)))[0]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
         _write_aligned(zf, f"{archive}/data.pkl", tensor_pickle(array.shape, array.dtype, "0", global_override))
+        _write_aligned(zf, f"{archive}/.format_version", b"1")  # record order as written by torch 2.13
+        _write_aligned(zf, f"{archive}/.storage_alignment", b"64")
         _write_aligned(zf, f"{archive}/byteorder", b"little")
         _write_aligned(zf, f"{archive}/data/0", array.astype(array.dtype.newbyteorder("<")).tobytes())
         _write_aligned(zf, f"{archive}/version", b"3\n")
