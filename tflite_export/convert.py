@@ -193,13 +193,12 @@ def manifest(imodel, weights):
 
 
 def load_calibration_images(size=1000, seed=0):
+    """`size` random MNIST training images (float32 [size, 784] in [0, 1])."""
     from tfqbnn.datasets import load_mnist
 
-    data = load_mnist()
-    x = data[0] if isinstance(data, tuple) else data["x_train"]
-    x = np.asarray(x[0] if isinstance(x, tuple) else x)
+    x, _ = load_mnist("train")
     idx = np.random.default_rng(seed).choice(len(x), size=min(size, len(x)), replace=False)
-    return x[idx]
+    return np.asarray(x)[idx]
 
 
 def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calibration_samples=4, extra_writers=()):

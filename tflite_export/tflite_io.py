@@ -227,3 +227,45 @@ def read_qbnn_layers(data, where="model"):
             raise ValueError(f"{where}: {CUSTOM_OP} operator {i} holds codes outside its bit widths")
         layers.append({**opts, "mu_codes": mu, "sigma_codes": sig})
     return layers
+
+
+def build_softplus_probe(in_scale, in_zero_point, out_scale, out_zero_point, n=256):
+    """A graph int8[1, n] -> DEQUANTIZE, EXP, ADD(1), LOG, QUANTIZE -> int8 (to test the LUT)."""
+    s = _schema()
+    TT, BO, OP = s.TensorType, s.BuiltinOptions, s.BuiltinOperator
+    g = _Graph(s)
+    x = g.tensor("x", [1, n], TT.INT8, in_scale, in_zero_point)
+    one = g.tensor("one", [1], TT.FLOAT32, data=np.float32([1.0]).tobytes())
+    f, e, a, lg = (g.tensor(nm, [1, n], TT.FLOAT32) for nm in ("f", "e", "a", "lg"))
+    y = g.tensor("y", [1, n], TT.INT8, out_scale, out_zero_point)
+    g.op(OP.DEQUANTIZE, [x], [f])
+    g.op(OP.EXP, [f], [e])
+    g.op(OP.ADD, [e, one], [a], BO.AddOptions, s.AddOptionsT())
+    g.op(OP.LOG, [a], [lg])
+    g.op(OP.QUANTIZE, [lg], [y])
+    return _finish(s, g, [x], [y])
+
+
+def build_softmax_probe(in_scale, depth):
+    """A graph int8[1, depth] -> SOFTMAX(beta 1) -> int8 (scale 1/256, zero point -128)."""
+    s = _schema()
+    g = _Graph(s)
+    x = g.tensor("x", [1, depth], s.TensorType.INT8, in_scale, 0)
+    y = g.tensor("y", [1, depth], s.TensorType.INT8, SOFTMAX_SCALE, SOFTMAX_ZERO_POINT)
+    so = s.SoftmaxOptionsT()
+    so.beta = 1.0
+    g.op(s.BuiltinOperator.SOFTMAX, [x], [y], s.BuiltinOptions.SoftmaxOptions, so)
+    return _finish(s, g, [x], [y])
+
+
+def _finish(s, g, inputs, outputs):
+    sub = s.SubGraphT()
+    sub.tensors, sub.operators, sub.name = g.tensors, g.ops, "main"
+    sub.inputs = np.asarray(inputs, np.int32)
+    sub.outputs = np.asarray(outputs, np.int32)
+    model = s.ModelT()
+    model.version = 3
+    model.operatorCodes, model.subgraphs, model.buffers = g.codes, [sub], g.buffers
+    builder = flatbuffers.Builder(1 << 16)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
