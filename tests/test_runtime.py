@@ -1,0 +1,139 @@
+"""The portable C runtime (tflite_export/micro/qbnn_runtime.c) on the host: its fixed-point parts
+against the numpy reference, the derived sampling table against the C sampler core, and the
+whole runtime (REF / LUT / SIMD kernels) under ASan + UBSan against reference test vectors."""
+
+import ctypes
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from tflite_export import c_source, fixedpoint, reference, sampler, softmax
+from tfqbnn.quantizers import LogQuantizer
+
+from mcu_models import exported_jq4, synthetic_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MICRO = os.path.join(ROOT, "tflite_export", "micro")
+FIRMWARE = os.path.join(ROOT, "tflite_export", "firmware")
+
+pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler (cc)")
+
+
+@pytest.fixture(scope="module")
+def clib(tmp_path_factory):
+    """Shared library of the runtime's C sources plus a shim exposing qbnn_sample_weight."""
+    d = tmp_path_factory.mktemp("clib")
+    shim = d / "shim.c"
+    shim.write_text(
+        '#include "qbnn_sampler.h"\n'
+        "void shim_sample_table(const int32_t *sq, int nsq, int32_t max_code, int8_t *out) {\n"
+        "  for (uint32_t b = 0; b < 256; ++b) for (uint32_t u = 0; u < 256; ++u) {\n"
+        "    int32_t mu = (int32_t)(b & 0xF); if (mu >= 8) mu -= 16;\n"
+        "    uint32_t k = b >> 4; if ((int)k >= nsq) k = 0;\n"
+        "    out[b << 8 | u] = (int8_t)qbnn_sample_weight(mu, sq[k], u, max_code); } }\n")
+    lib = d / "libqbnn.so"
+    srcs = [os.path.join(MICRO, f) for f in ("qbnn_fixedpoint.c", "qbnn_sampler.c")]
+    subprocess.run(["cc", "-std=c99", "-O1", "-shared", "-fPIC", "-I", MICRO, str(shim), *srcs, "-o", str(lib)],
+                   check=True)
+    return ctypes.CDLL(str(lib))
+
+
+@pytest.mark.parametrize("weight_bits,sigma_bits", [(4, 4), (3, 4), (2, 2), (4, 3)])
+def test_derived_table_equals_c_sampler_core(clib, weight_bits, sigma_bits):
+    sigma_q = sampler.sigma_q_table(LogQuantizer(sigma_bits, 2.0**-10, 1.0), weight_bits).astype(np.int32)
+    table = c_source.derived_table(sigma_q, weight_bits)
+    out = np.zeros(65536, np.int8)
+    clib.shim_sample_table(sigma_q.ctypes.data_as(ctypes.c_void_p), len(sigma_q), 2 ** (weight_bits - 1) - 1,
+                           out.ctypes.data_as(ctypes.c_void_p))
+    np.testing.assert_array_equal(table, out)
+    # the table is not trivial: sampling moves some weights off their mean
+    mu = np.repeat(np.arange(256) & 0xF, 256)
+    mu = np.where(mu >= 8, mu - 16, mu)
+    assert np.mean(table != np.clip(mu, -(2 ** (weight_bits - 1) - 1), 2 ** (weight_bits - 1) - 1)) > 0.001
+
+
+def test_c_softmax_matches_reference(clib):
+    rng = np.random.default_rng(0)
+    for _ in range(1500):
+        scale = np.float32(rng.uniform(0.005, 0.6))
+        x = rng.integers(-128, 128, size=int(rng.integers(2, 12))).astype(np.int8)
+        m, ls, dm = softmax.softmax_params(scale)
+        out = np.zeros(len(x), np.int8)
+        clib.qbnn_softmax_int8(x.ctypes.data_as(ctypes.c_void_p), len(x), ctypes.c_int32(m), ctypes.c_int32(ls),
+                               ctypes.c_int32(dm), out.ctypes.data_as(ctypes.c_void_p))
+        np.testing.assert_array_equal(out, softmax.softmax_int8(x[None], scale)[0])
+
+
+def test_c_requantization_matches_reference(clib):
+    f = clib.qbnn_multiply_by_quantized_multiplier
+    f.restype = ctypes.c_int32
+    rng = np.random.default_rng(1)
+    for _ in range(3000):
+        mult, shift = fixedpoint.quantize_multiplier(float(rng.uniform(1e-5, 1.9)))
+        acc = int(rng.integers(-2**20, 2**20))
+        assert f(ctypes.c_int32(acc), ctypes.c_int32(mult), ctypes.c_int(shift)) == int(
+            fixedpoint.multiply_by_quantized_multiplier(acc, mult, shift))
+
+
+def _host_run(gen_dir, tmp_path):
+    build = tmp_path / "host_build"
+    cmd = ["make", "-s", "-C", FIRMWARE, f"GEN_DIR={gen_dir}", f"HOST_BUILD={build}", "host-test"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_asan_ubsan_host_run_matches_exported_model(tmp_path_factory, tmp_path):
+    export_dir = exported_jq4(tmp_path_factory.mktemp("mcu"))
+    r = _host_run(os.path.join(export_dir, "c"), tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PASSED: 0 mismatches" in r.stdout
+    for kernel in ("ref", "lut", "simd"):
+        assert f"ok image 0 (mnist) kernel={kernel}" in r.stdout
+    assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
+
+
+def test_host_run_detects_a_wrong_expected_value(tmp_path):
+    gen = tmp_path / "gen"
+    model = synthetic_model(seed=3)
+    c_source.write_model_sources(model, gen)
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 784)).astype(np.uint8)
+    exp = c_source.write_test_vectors(model, images, ["a", "b"], gen, num_samples=3)
+    src = (gen / "test_vectors.c").read_text()
+    first = ", ".join(f"{int(v)}u" for v in exp[0]["sums"])
+    bumped = exp[0]["sums"].copy()
+    bumped[int(np.argmax(bumped))] += 1
+    (gen / "test_vectors.c").write_text(src.replace(first, ", ".join(f"{int(v)}u" for v in bumped), 1))
+    r = _host_run(gen, tmp_path)
+    assert r.returncode != 0 and "FAIL image 0" in r.stdout
+
+
+def test_odd_shapes_take_the_bytewise_paths_bit_exactly(tmp_path):
+    """C % 4 != 0 and R*C % 4 != 0: streams cross rows and samples mid-word."""
+    gen = tmp_path / "gen"
+    model = synthetic_model(sizes=(30, 13, 7, 5), seed=5)
+    c_source.write_model_sources(model, gen)
+    images = np.random.default_rng(2).integers(0, 256, size=(3, 30)).astype(np.uint8)
+    exp = c_source.write_test_vectors(model, images, ["r0", "r1", "r2"], gen, num_samples=5)
+    assert exp[0]["positions"] == [30 * 13 * 5, 13 * 7 * 5, 7 * 5 * 5]
+    r = _host_run(gen, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("ok image") == 3 + 2 * 3
+
+
+def test_generator_rejects_layouts_the_runtime_cannot_run():
+    model = synthetic_model(sizes=(16, 8, 4), seed=1)
+    model.layers[0].layout = 0  # I8
+    with pytest.raises(ValueError, match="layout I8"):
+        c_source.write_model_sources(model, "/nonexistent-never-written")
+
+
+def test_load_exported_round_trips_the_integer_model(tmp_path_factory):
+    export_dir = exported_jq4(tmp_path_factory.mktemp("mcu"))
+    m = c_source.load_exported(export_dir)
+    x = np.random.default_rng(0).integers(0, 256, size=(4, 784)).astype(np.uint8)
+    codes = m.predict_codes(x, num_samples=3, seed=5)
+    assert isinstance(m, reference.IntegerModel) and codes.shape == (3, 4, 10)
+    with pytest.raises(ValueError, match="manifest.json"):
+        c_source.load_exported(tmp_path_factory.mktemp("empty"))
