@@ -1,0 +1,115 @@
+"""Build and run the Cortex-M firmware (tflite_export/firmware) under QEMU from Python.
+
+`run_on_qemu(export_dir, board="an386", images=...)` writes the C sources of an exported model
+(plus the given images and their reference results), builds the firmware with arm-none-eabi-gcc,
+runs it on the emulated board with semihosting, and returns the on-device results parsed from its
+output (prediction and uncertainty per image; the firmware itself checks them against the
+reference and exits non-zero on any mismatch). `bench(...)` returns the key=value bench lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+
+FIRMWARE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "firmware")
+BOARDS = {"an385": "Cortex-M3", "an386": "Cortex-M4F", "an500": "Cortex-M7"}
+TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "make")
+_LINE = re.compile(r"^(ok|FAIL) image (\d+) \(([^)]*)\) kernel=(\w+) pred=(-?\d+) expected=(-?\d+) "
+                   r"PE=(-?\d+) EE=(-?\d+) MI=(-?\d+)")
+
+
+def missing_tools():
+    """Names of the required programs that are not on PATH."""
+    return [t for t in TOOLS if shutil.which(t) is None]
+
+
+def _check_board(board):
+    if board not in BOARDS:
+        raise ValueError(f"board={board!r} is not supported; use one of {sorted(BOARDS)}")
+
+
+def _make(target, board, gen_dir, build_dir=None, timeout=600, extra=()):
+    missing = missing_tools()
+    if missing:
+        raise RuntimeError(f"missing {', '.join(missing)} (apt-get install gcc-arm-none-eabi "
+                           "libnewlib-arm-none-eabi qemu-system-arm)")
+    cmd = ["make", "-s", "-C", FIRMWARE_DIR, f"BOARD={board}", f"GEN_DIR={os.path.abspath(gen_dir)}", *extra, target]
+    if build_dir is not None:
+        cmd.append(f"BUILD={os.path.abspath(build_dir)}")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def parse_results(stdout):
+    """Per-image results of the firmware's output lines (entropies in nats)."""
+    out = []
+    for line in stdout.splitlines():
+        m = _LINE.match(line)
+        if m and m.group(4) in ("auto", "simd", "lut"):
+            ok, i, src, kernel, pred, exp, pe, ee, mi = m.groups()
+            out.append({"image": int(i), "source": src, "kernel": kernel, "ok": ok == "ok", "prediction": int(pred),
+                        "expected_prediction": int(exp), "predictive_entropy": int(pe) * 1e-6,
+                        "expected_entropy": int(ee) * 1e-6, "mutual_information": int(mi) * 1e-6})
+    seen, first = set(), []
+    for r in out:  # the first run of every image (later lines are kernel cross-checks)
+        if r["image"] not in seen:
+            seen.add(r["image"])
+            first.append(r)
+    return first
+
+
+def prepare(export_dir, gen_dir, images=None, sources=None, num_samples=10, seed=None):
+    """Write model_data + test_vectors for `export_dir` (or an IntegerModel) into gen_dir."""
+    from tflite_export import c_source
+
+    model = export_dir if not isinstance(export_dir, (str, os.PathLike)) else c_source.load_exported(export_dir)
+    c_source.write_model_sources(model, gen_dir)
+    if images is None:
+        images, sources = c_source.default_test_images(per_set=1)
+    images = np.asarray(images)
+    if images.dtype != np.uint8:  # float pixels in [0, 1] -> bytes (exact for k/255 data)
+        images = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
+    sources = list(sources) if sources is not None else [f"image{i}" for i in range(len(images))]
+    return c_source.write_test_vectors(model, images.reshape(len(images), -1), sources, gen_dir,
+                                       num_samples=num_samples, seed=seed)
+
+
+def run_on_qemu(export_dir, board="an386", images=None, sources=None, num_samples=10, seed=None, verbose=True,
+                work_dir=None):
+    """Build + run the firmware on an emulated board; returns a list of per-image result dicts.
+
+    images: uint8 [N, 784] (or floats in [0, 1]); default: one MNIST digit, one ambiguous digit and
+    one Fashion-MNIST image. Raises RuntimeError when the firmware reports a mismatch or faults.
+    """
+    _check_board(board)
+    work = work_dir or tempfile.mkdtemp(prefix="qbnn_fw_")
+    gen = os.path.join(work, "gen")
+    prepare(export_dir, gen, images, sources, num_samples, seed)
+    r = _make("run", board, gen, os.path.join(work, board))
+    results = parse_results(r.stdout)
+    if verbose:
+        print(f"on-device uncertainty ({board}, {BOARDS[board]} in QEMU, {num_samples} MC samples):")
+        for x in results:
+            print(f"  {x['source']:<16} pred={x['prediction']}  predictive entropy={x['predictive_entropy']:.4f}  "
+                  f"expected entropy={x['expected_entropy']:.4f}  MI={x['mutual_information']:.4f} nats"
+                  f"  [{'matches reference' if x['ok'] else 'MISMATCH'}]")
+    if r.returncode != 0:
+        raise RuntimeError(f"firmware on {board} failed (exit {r.returncode}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    return results
+
+
+def bench(export_dir, board="an386", samples=10, work_dir=None):
+    """The firmware's bench lines as a dict (instruction counts, bytes)."""
+    _check_board(board)
+    work = work_dir or tempfile.mkdtemp(prefix="qbnn_bench_")
+    gen = os.path.join(work, "gen")
+    prepare(export_dir, gen, num_samples=1)
+    r = _make("bench", board, gen, os.path.join(work, board), extra=(f"SAMPLES={samples}",))
+    if r.returncode != 0:
+        raise RuntimeError(f"bench on {board} failed (exit {r.returncode}):\n{r.stdout}{r.stderr}")
+    return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line and " " not in line)
