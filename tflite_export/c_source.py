@@ -139,6 +139,19 @@ def write_model_sources(model, out_dir):
     return c_path, h_path
 
 
+def write_tflite_array(tflite_path, out_dir, name="g_model"):
+    """model_tflite.cc/.h: a .tflite as a 16-byte aligned C array, TFLM's `g_model` / `g_model_len`
+    convention (for tflite_export/firmware/tflm_example)."""
+    data = np.frombuffer(open(tflite_path, "rb").read(), np.uint8)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "model_tflite.h"), "w") as f:
+        f.write(f"#ifndef QBNN_MODEL_TFLITE_H_\n#define QBNN_MODEL_TFLITE_H_\n\nextern const unsigned char {name}[];\n"
+                f"extern const int {name}_len;\n\n#endif\n")
+    with open(os.path.join(out_dir, "model_tflite.cc"), "w") as f:
+        f.write('#include "model_tflite.h"\n\n' + _c_array("unsigned char", name, data).replace("QBNN_ALIGNED ", "alignas(16) ")
+                + f"\nconst int {name}_len = {len(data)};\n")
+
+
 def expected_values(model, images, num_samples, seed):
     """Reference results per image (streams seeded with `seed` before every image)."""
     out = []

@@ -1,0 +1,66 @@
+// TFLite Micro example: runs the exported model.tflite (QBNN_SAMPLE custom op + FULLY_CONNECTED,
+// float SoftPlus ops, SOFTMAX) with the op registered through MicroMutableOpResolver::AddCustom,
+// S invocations per test image (one weight sample each), and compares the summed softmax codes
+// with the numpy reference's values in test_vectors.h (SPEC.md section 7). Exit status 0 = equal.
+#include <cstdio>
+
+#include "model_tflite.h"
+#include "qbnn_sample_op.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+#include "test_vectors.h"
+
+#ifndef QBNN_SAMPLE_REGISTRATION  // the export helper's op (tflite_export/micro/qbnn_sample_op.h)
+#define QBNN_SAMPLE_REGISTRATION tflite::Register_QBNN_SAMPLE()
+#endif
+
+namespace {
+constexpr int kArenaSize = 256 * 1024;  // int8 sampled-weight tensors + activations
+alignas(16) uint8_t g_arena[kArenaSize];
+}  // namespace
+
+int main() {
+  const tflite::Model* model = tflite::GetModel(g_model);
+  if (model->version() != TFLITE_SCHEMA_VERSION) {
+    std::printf("model schema %lu != %d\n", static_cast<unsigned long>(model->version()), TFLITE_SCHEMA_VERSION);
+    return 2;
+  }
+  tflite::MicroMutableOpResolver<8> resolver;
+  resolver.AddFullyConnected();
+  resolver.AddSoftmax();
+  resolver.AddDequantize();
+  resolver.AddExp();
+  resolver.AddAdd();
+  resolver.AddLog();
+  resolver.AddQuantize();
+  resolver.AddCustom("QBNN_SAMPLE", QBNN_SAMPLE_REGISTRATION);
+
+  tflite::MicroInterpreter interpreter(model, resolver, g_arena, kArenaSize);
+  if (interpreter.AllocateTensors() != kTfLiteOk) {
+    std::printf("AllocateTensors failed\n");
+    return 2;
+  }
+  std::printf("arena used: %u bytes\n", static_cast<unsigned>(interpreter.arena_used_bytes()));
+  TfLiteTensor* input = interpreter.input(0);
+  TfLiteTensor* output = interpreter.output(0);
+  int bad = 0;
+  for (int i = 0; i < QBNN_TV_NUM_IMAGES; ++i) {
+    qbnn_sample_op_set_seed(QBNN_TV_SEED);  // same streams as the reference for this image
+    for (int p = 0; p < QBNN_TV_INPUT_DIM; ++p) input->data.int8[p] = static_cast<int8_t>(qbnn_tv_images[i][p] - 128);
+    uint32_t counts[QBNN_TV_NUM_CLASSES] = {0};
+    for (int s = 0; s < QBNN_TV_NUM_SAMPLES; ++s) {
+      if (interpreter.Invoke() != kTfLiteOk) {
+        std::printf("Invoke failed\n");
+        return 2;
+      }
+      for (int c = 0; c < QBNN_TV_NUM_CLASSES; ++c) counts[c] += static_cast<uint32_t>(output->data.int8[c] + 128);
+    }
+    int mismatch = 0;
+    for (int c = 0; c < QBNN_TV_NUM_CLASSES; ++c) mismatch += counts[c] != qbnn_tv_counts[i][c];
+    std::printf("%s image %d (%s)\n", mismatch ? "FAIL" : "ok", i, qbnn_tv_sources[i]);
+    bad += mismatch;
+  }
+  std::printf("%s: %d mismatches\n", bad ? "FAILED" : "PASSED", bad);
+  return bad ? 1 : 0;
+}
