@@ -76,16 +76,22 @@ def _wrap32(x):
     return ((x + 2**31) % 2**32) - 2**31
 
 
-def multiply_by_quantized_multiplier(x, multiplier, shift):
-    """MultiplyByQuantizedMultiplier(int32 x, ...), double-rounding version."""
+def multiply_by_quantized_multiplier(x, multiplier, shift, rounding="double"):
+    """MultiplyByQuantizedMultiplier(int32 x, ...): "double" rounding (TFLM, TFLITE_SINGLE_ROUNDING=0)
+    or "single" (LiteRT 2.3 wheels are built with TFLITE_SINGLE_ROUNDING=1)."""
+    if rounding == "single":
+        total = 31 - shift
+        return (np.asarray(x, np.int64) * int(multiplier) + (1 << (total - 1))) >> total
+    if rounding != "double":
+        raise ValueError(f"`rounding` must be 'double' or 'single'; received rounding={rounding!r}")
     left = max(shift, 0)
     right = max(-shift, 0)
     return rounding_divide_by_pot(srdhm(_wrap32(np.asarray(x, np.int64) << left), multiplier), right)
 
 
-def requantize(acc, multiplier, shift, zero_point, act_min=-128, act_max=127):
+def requantize(acc, multiplier, shift, zero_point, act_min=-128, act_max=127, rounding="double"):
     """FULLY_CONNECTED output stage: clamp(MBQM(acc) + zp) as int8."""
-    out = multiply_by_quantized_multiplier(acc, multiplier, shift) + zero_point
+    out = multiply_by_quantized_multiplier(acc, multiplier, shift, rounding) + zero_point
     return np.clip(out, act_min, act_max).astype(np.int8)
 
 

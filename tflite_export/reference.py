@@ -82,13 +82,13 @@ class IntegerLayer:
         x = np.asarray(q_in, np.float64) - self.input_zero_point
         return (x @ np.asarray(w, np.float64).T).astype(np.int64)
 
-    def fully_connected(self, q_in, w):
+    def fully_connected(self, q_in, w, rounding="double"):
         mult, shift = self.multiplier
         lo, hi = self.act_range
-        return fixedpoint.requantize(self.accumulate(q_in, w), mult, shift, self.output_zero_point, lo, hi)
+        return fixedpoint.requantize(self.accumulate(q_in, w), mult, shift, self.output_zero_point, lo, hi, rounding)
 
-    def forward(self, q_in, w):
-        q = self.fully_connected(q_in, w)
+    def forward(self, q_in, w, rounding="double"):
+        q = self.fully_connected(q_in, w, rounding)
         if self.activation == "softplus":
             q = self.lut[q.astype(np.int64) + 128]
         return q
@@ -105,12 +105,14 @@ def softplus_lut(in_scale, in_zero_point, out_scale, out_zero_point):
 class IntegerModel:
     """Bayesian MLP in integers: layers + final int8 softmax."""
 
-    def __init__(self, layers, default_seed=0, num_classes=None):
+    def __init__(self, layers, default_seed=0, num_classes=None, rounding="double"):
         self.layers = list(layers)
         if not self.layers:
             raise ValueError("IntegerModel needs at least one layer")
         self.default_seed = int(default_seed)
         self.num_classes = num_classes or self.layers[-1].shape[0]
+        # "double": TFLM and the SPEC; "single": LiteRT's TFLITE_SINGLE_ROUNDING build (SPEC.md section 8)
+        self.rounding = rounding
 
     @property
     def input_dim(self):
@@ -136,7 +138,7 @@ class IntegerModel:
     def logits(self, q_in, weights):
         q = self.quantize_input(q_in)
         for layer, w in zip(self.layers, weights):
-            q = layer.forward(q, w)
+            q = layer.forward(q, w, self.rounding)
         return q
 
     def forward(self, x, weights):
