@@ -12,7 +12,7 @@
 #include "test_vectors.h"
 
 #ifndef QBNN_SAMPLE_REGISTRATION  // the export helper's op (tflite_export/micro/qbnn_sample_op.h)
-#define QBNN_SAMPLE_REGISTRATION tflite::Register_QBNN_SAMPLE()
+#define QBNN_SAMPLE_REGISTRATION qbnn::Register_QBNN_SAMPLE()
 #endif
 
 namespace {
@@ -34,7 +34,7 @@ int main() {
   resolver.AddAdd();
   resolver.AddLog();
   resolver.AddQuantize();
-  resolver.AddCustom("QBNN_SAMPLE", QBNN_SAMPLE_REGISTRATION);
+  resolver.AddCustom(QBNN_SAMPLE_OP_NAME, QBNN_SAMPLE_REGISTRATION);
 
   tflite::MicroInterpreter interpreter(model, resolver, g_arena, kArenaSize);
   if (interpreter.AllocateTensors() != kTfLiteOk) {
@@ -46,7 +46,7 @@ int main() {
   TfLiteTensor* output = interpreter.output(0);
   int bad = 0;
   for (int i = 0; i < QBNN_TV_NUM_IMAGES; ++i) {
-    qbnn_sample_op_set_seed(QBNN_TV_SEED);  // same streams as the reference for this image
+    qbnn::SetSeed(QBNN_TV_SEED);  // same streams as the reference for this image
     for (int p = 0; p < QBNN_TV_INPUT_DIM; ++p) input->data.int8[p] = static_cast<int8_t>(qbnn_tv_images[i][p] - 128);
     uint32_t counts[QBNN_TV_NUM_CLASSES] = {0};
     for (int s = 0; s < QBNN_TV_NUM_SAMPLES; ++s) {
