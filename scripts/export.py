@@ -28,7 +28,7 @@ def main(argv=None):
     except ValueError as err:
         sys.exit(f"export.py: {err}")
     totals = result["manifest"]["totals"]
-    print(f"wrote {result['model']}, {result['model_split']}, {result['manifest']}")
+    print(f"wrote {result['model']}, {result['model_split']}, {result['manifest_path']}")
     print(f"stored weight bytes {totals['stored_weight_bytes']} (+{totals['table_bytes']} table bytes) vs float32 "
           f"mu+sigma {totals['float32_mu_sigma_bytes']}: {totals['compression_weights_only']:.2f}x")
     if args.check:
@@ -46,7 +46,7 @@ def main(argv=None):
             print(f"ambiguous-MNIST unavailable ({err}); skipping the entropy AUROC")
         report = compare(keras.saving.load_model(args.model), result["integer_model"], sets, num_samples=args.samples)
         print(json.dumps(report, indent=1))
-        (result["manifest"].parent / "check.json").write_text(json.dumps(report, indent=1))
+        (result["manifest_path"].parent / "check.json").write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def _tflm_probs(interp, q, weights):
 
 def test_files_manifest_and_stored_codes(exported):
     model, result = exported
-    info = json.loads(result["manifest"].read_text())
+    info = json.loads(result["manifest_path"].read_text())
     imodel = result["integer_model"]
     layers = tflite_io.read_qbnn_layers(result["model"])
     assert len(layers) == len(info["layers"]) == 3
@@ -187,3 +187,21 @@ def test_unsupported_models_are_rejected(tmp_path):
                                        activation="tanh"), "int4")
     with pytest.raises(ValueError, match="weights"):
         storage.choose_layout("int2", 4, 4)
+
+
+def test_custom_op_host_binary_matches_reference(exported, mnist_test, tmp_path):
+    """model.tflite with QBNN_SAMPLE inside real TFLM (binary from `make -C tflite_export tflm-host-test`)."""
+    import os
+    import subprocess
+
+    binary = os.environ.get("QBNN_TFLM_TEST_BIN")
+    if not binary:
+        pytest.skip("QBNN_TFLM_TEST_BIN not set (build with make -C tflite_export tflm-host-test TFLM_DIR=...)")
+    _, result = exported
+    imodel = result["integer_model"]
+    x = mnist_test[0][:1]
+    (tmp_path / "in.bin").write_bytes(imodel.quantize_input(x).tobytes())
+    run = subprocess.run([binary, str(result["model"]), str(tmp_path / "in.bin"), "77", "4"],
+                         capture_output=True, text=True, check=True)
+    got = np.array([[int(v) for v in line.split()] for line in run.stdout.strip().splitlines()])
+    np.testing.assert_array_equal(got, imodel.predict_codes(x, num_samples=4, seed=77)[:, 0])

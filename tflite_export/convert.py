@@ -225,10 +225,10 @@ def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calib
         calibration_x = load_calibration_images()
     calibrate(imodel, calibration_x, num_samples=calibration_samples)
     info = manifest(imodel, weights)
-    paths = {"model": out / "model.tflite", "model_split": out / "model_split.tflite", "manifest": out / "manifest.json"}
+    paths = {"model": out / "model.tflite", "model_split": out / "model_split.tflite", "manifest_path": out / "manifest.json"}
     paths["model"].write_bytes(tflite_io.build_tflite(imodel, split=False))
     paths["model_split"].write_bytes(tflite_io.build_tflite(imodel, split=True))
-    paths["manifest"].write_text(json.dumps(info, indent=1))
+    paths["manifest_path"].write_text(json.dumps(info, indent=1))
     for writer in extra_writers:
         writer(imodel, info, out)
     return {"integer_model": imodel, "manifest": info, **paths}

@@ -1,0 +1,120 @@
+// QBNN_SAMPLE custom op for TFLite Micro. Init parses custom_options, Prepare checks every tensor
+// against them (types, shapes, byte counts, table bounds), Eval only samples.
+#include "qbnn_sample_op.h"
+
+#include "qbnn_sampler.h"
+#include "tensorflow/lite/c/common.h"
+#include "tensorflow/lite/kernels/kernel_util.h"
+#include "tensorflow/lite/micro/kernels/kernel_util.h"
+#include "tensorflow/lite/micro/micro_context.h"
+#include "tensorflow/lite/micro/micro_log.h"
+
+namespace qbnn {
+namespace {
+
+uint32_t g_seed = 0;
+uint32_t g_seed_epoch = 0;  // bumped by SetSeed; 0 = use the model's default seed
+
+struct OpData {
+  qbnn_layer layer;
+  qbnn_stream stream;
+  uint32_t default_seed;
+  uint32_t seed_epoch;
+  int parse_status;
+};
+
+void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+  void* raw = context->AllocatePersistentBuffer(context, sizeof(OpData));
+  if (raw == nullptr) return nullptr;
+  OpData* data = static_cast<OpData*>(raw);
+  data->parse_status = qbnn_parse_options(reinterpret_cast<const uint8_t*>(buffer), length, &data->layer,
+                                          &data->default_seed);
+  data->seed_epoch = 0;
+  return data;
+}
+
+TfLiteStatus CheckInput(TfLiteContext* context, TfLiteTensor* t, uint32_t bytes, TfLiteType type) {
+  TF_LITE_ENSURE(context, t != nullptr);
+  TF_LITE_ENSURE_TYPES_EQ(context, t->type, type);
+  TF_LITE_ENSURE(context, tflite::IsConstantTensor(t));
+  TF_LITE_ENSURE_EQ(context, static_cast<uint32_t>(tflite::NumElements(t)), bytes);
+  return kTfLiteOk;
+}
+
+TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
+  OpData* data = static_cast<OpData*>(node->user_data);
+  TF_LITE_ENSURE(context, data != nullptr);
+  if (data->parse_status != QBNN_OK) {
+    MicroPrintf("QBNN_SAMPLE: bad custom_options (error %d)", data->parse_status);
+    return kTfLiteError;
+  }
+  qbnn_layer& L = data->layer;
+  const int n_in = L.layout == QBNN_LAYOUT_I4_FUSED ? 1 : 2;
+  TF_LITE_ENSURE_EQ(context, tflite::NumInputs(node), n_in);
+  TF_LITE_ENSURE_EQ(context, tflite::NumOutputs(node), 1);
+  tflite::MicroContext* mc = tflite::GetMicroContext(context);
+
+  TfLiteTensor* mu = mc->AllocateTempInputTensor(node, 0);
+  const TfLiteType mu_type = L.layout == QBNN_LAYOUT_I8 ? kTfLiteInt8 : kTfLiteUInt8;
+  TfLiteStatus status = CheckInput(context, mu, qbnn_mu_bytes(&L), mu_type);
+  if (mu != nullptr) mc->DeallocateTempTfLiteTensor(mu);
+  TF_LITE_ENSURE_STATUS(status);
+  if (n_in == 2) {
+    TfLiteTensor* sigma = mc->AllocateTempInputTensor(node, 1);
+    status = CheckInput(context, sigma, qbnn_sigma_bytes(&L), kTfLiteUInt8);
+    if (sigma != nullptr) mc->DeallocateTempTfLiteTensor(sigma);
+    TF_LITE_ENSURE_STATUS(status);
+  }
+  TfLiteTensor* out = mc->AllocateTempOutputTensor(node, 0);
+  TF_LITE_ENSURE(context, out != nullptr);
+  TF_LITE_ENSURE_TYPES_EQ(context, out->type, kTfLiteInt8);
+  TF_LITE_ENSURE_EQ(context, tflite::NumDimensions(out), 2);
+  TF_LITE_ENSURE_EQ(context, static_cast<uint32_t>(out->dims->data[0]), L.rows);
+  TF_LITE_ENSURE_EQ(context, static_cast<uint32_t>(out->dims->data[1]), L.cols);
+  TF_LITE_ENSURE_EQ(context, out->params.zero_point, 0);
+  mc->DeallocateTempTfLiteTensor(out);
+
+  // Table check with placeholder pointers (the real ones are only known in Eval).
+  qbnn_layer probe = L;
+  probe.mu = reinterpret_cast<const uint8_t*>(&L);
+  probe.sigma = probe.mu;
+  const int check = qbnn_layer_check(&probe);
+  if (check != QBNN_OK) {
+    MicroPrintf("QBNN_SAMPLE: invalid layer %d (error %d)", L.layer_index, check);
+    return kTfLiteError;
+  }
+  qbnn_stream_init(&data->stream, data->default_seed, L.layer_index);
+  data->seed_epoch = 0;
+  return kTfLiteOk;
+}
+
+TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
+  OpData* data = static_cast<OpData*>(node->user_data);
+  qbnn_layer& L = data->layer;
+  L.mu = tflite::micro::GetTensorData<uint8_t>(tflite::micro::GetEvalInput(context, node, 0));
+  L.sigma = L.layout == QBNN_LAYOUT_I4_FUSED
+                ? nullptr
+                : tflite::micro::GetTensorData<uint8_t>(tflite::micro::GetEvalInput(context, node, 1));
+  if (data->seed_epoch != g_seed_epoch) {
+    qbnn_stream_init(&data->stream, g_seed, L.layer_index);
+    data->seed_epoch = g_seed_epoch;
+  }
+  qbnn_sample_tensor(&L, &data->stream,
+                     tflite::micro::GetTensorData<int8_t>(tflite::micro::GetEvalOutput(context, node, 0)));
+  return kTfLiteOk;
+}
+
+}  // namespace
+
+void SetSeed(uint32_t seed) {
+  g_seed = seed;
+  ++g_seed_epoch;
+  if (g_seed_epoch == 0) g_seed_epoch = 1;
+}
+
+const TFLMRegistration* Register_QBNN_SAMPLE() {
+  static TFLMRegistration r = tflite::micro::RegisterOp(Init, Prepare, Eval);
+  return &r;
+}
+
+}  // namespace qbnn
