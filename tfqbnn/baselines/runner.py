@@ -52,8 +52,9 @@ def run_worker(name, out_dir, epochs, seed=0, num_samples=30, batch_size=128, ve
         if os.path.exists(os.path.join(out_dir, stale)):
             os.remove(os.path.join(out_dir, stale))
     with open(log_path, "w") as log:
-        proc = subprocess.run(cmd, env=env, stdout=None if verbose else log, stderr=subprocess.STDOUT if not verbose
-                              else log, timeout=timeout)
+        # verbose: the worker's epoch lines reach the console, its warnings still go to the log.
+        out, err = (None, log) if verbose else (log, subprocess.STDOUT)
+        proc = subprocess.run(cmd, env=env, stdout=out, stderr=err, timeout=timeout)
     if proc.returncode != 0:
         with open(log_path) as f:
             tail = "".join(f.readlines()[-15:])
