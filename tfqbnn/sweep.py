@@ -1,0 +1,218 @@
+"""The paper's Table I as a resumable sweep: strategies x bit widths x seeds, ablations, baselines.
+
+Each cell (configuration, seed) trains with `training.run` and evaluates with
+`evaluation.evaluate_model` into its own folder ``out/<cell>/s<seed>/``; a cell
+whose ``metrics.json`` exists is skipped, so a killed sweep resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tfqbnn.config import QuantizationConfig
+
+BITS = (8, 7, 6, 5, 4, 3, 2)
+NUM_WEIGHTS_PAPER_MLP = 784 * 100 + 100 * 100 + 100 * 10
+METRIC_COLUMNS = ("accuracy", "auroc_aleatoric", "auroc_epistemic", "auroc_entropy_ood", "auroc_mi_ambiguous",
+                  "nll", "ece", "mean_epistemic_mnist", "mean_epistemic_ood")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    name: str
+    quantization: str | dict | None = None
+    activation: str = "softplus"
+    baseline: str | None = None
+    group: str = "table"
+
+    @property
+    def config(self):
+        return QuantizationConfig.get(self.quantization)
+
+
+def table_cells(bits=BITS, ablations=True, baselines=True):
+    cells = [Cell("fp32", "fp32")]
+    for strategy in ("vpq", "spq", "jq"):
+        cells += [Cell(f"{strategy}{b}", f"{strategy}{b}") for b in bits]
+    if ablations:
+        cells += [
+            Cell("vpq4-uniform", QuantizationConfig("vpq", 4, sigma_quantizer="uniform").get_config(),
+                 group="ablation"),
+            Cell("jq4-uniform", QuantizationConfig("jq", 4, sigma_quantizer="uniform").get_config(),
+                 group="ablation"),
+            Cell("spq7-relu", "spq7", activation="relu", group="ablation"),
+            Cell("jq4-relu", "jq4", activation="relu", group="ablation"),
+        ]
+    if baselines:
+        cells += [Cell(f"baseline-{b}", None, baseline=b, group="baseline") for b in ("det", "qat4", "flipout")]
+    return cells
+
+
+def stored_bytes(cell, num_weights=NUM_WEIGHTS_PAPER_MLP):
+    """Bytes of stored parameters (bit-packed), and the reduction against float32 mu + sigma."""
+    fp32 = 8 * num_weights
+    if cell.baseline == "det":
+        return 4 * num_weights, fp32 / (4 * num_weights)
+    if cell.baseline == "qat4":
+        return num_weights // 2, fp32 / (num_weights // 2)
+    if cell.baseline == "flipout":
+        return fp32, 1.0
+    q = cell.config
+    # SPQ quantizes the samples only: mu and sigma stay float32 in storage.
+    mu_bits = q.mu_bits or 32
+    sigma_bits = q.sigma_bits or 32
+    nbytes = int(np.ceil(num_weights * (mu_bits + sigma_bits) / 8))
+    return nbytes, fp32 / nbytes
+
+
+def run_cell(cell, seed, data, out_root, profile="fast", num_samples=None, verbose=0):
+    """Train and evaluate one cell (skipped if its metrics exist); returns its metrics."""
+    from tfqbnn import evaluation, training
+
+    cell_dir = Path(out_root) / cell.name / f"s{seed}"
+    metrics_path = cell_dir / "metrics.json"
+    if metrics_path.exists():
+        return json.loads(metrics_path.read_text())
+    prof = training.get_profile(profile)
+    samples = num_samples or prof.eval_samples
+    t = time.perf_counter()
+    if cell.baseline:
+        from tfqbnn.baselines import run_baseline
+
+        epochs = prof.pretrain_epochs + prof.bnn_epochs
+        metrics = run_baseline(cell.baseline, data, cell_dir, epochs=epochs, seed=seed, num_samples=samples,
+                               batch_size=prof.batch_size)
+    else:
+        model = training.run(cell_dir, cell.config, profile, seed, cell.activation, data=data,
+                             pretrain_root=Path(out_root) / "_pretrain", verbose=verbose)
+        metrics, per_image = evaluation.evaluate_model(model, data, num_samples=samples, seed=seed)
+        np.savez_compressed(cell_dir / "per_image.npz", **per_image)
+        evaluation.scatter_plot(per_image, cell_dir / "scatter.png", title=f"{cell.name} seed {seed}")
+    nbytes, reduction = stored_bytes(cell)
+    metrics.update(cell=cell.name, seed=seed, group=cell.group, activation=cell.activation,
+                   param_bytes=nbytes, memory_reduction=round(reduction, 2),
+                   cell_seconds=round(time.perf_counter() - t, 1))
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    tmp = metrics_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(metrics, indent=2, default=str))
+    tmp.replace(metrics_path)  # atomic: the cell counts as done only when fully written
+    return metrics
+
+
+def run_sweep(out_root, seeds=(0, 1, 2), profile="fast", cells=None, data=None, num_samples=None):
+    """All cells x seeds with a progress bar; writes table.csv, table.md and bits.png."""
+    from tqdm import tqdm
+
+    from tfqbnn import training
+
+    cells = cells if cells is not None else table_cells()
+    data = data if data is not None else training.load_data(profile)
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    rows = []
+    todo = [(c, s) for s in seeds for c in cells]
+    with tqdm(todo, desc="sweep cells", unit="cell") as bar:
+        for cell, seed in bar:
+            bar.set_postfix_str(f"{cell.name} s{seed}")
+            rows.append(run_cell(cell, seed, data, out_root, profile, num_samples))
+    wall = time.perf_counter() - t
+    write_tables(rows, out_root, cells)
+    plot_bits(rows, out_root / "bits.png")
+    (out_root / "sweep.json").write_text(json.dumps(
+        {"profile": profile, "seeds": list(seeds), "cells": [c.name for c in cells],
+         "wall_seconds_this_run": round(wall, 1),
+         "cell_seconds_total": round(sum(r.get("cell_seconds", 0) for r in rows), 1)}, indent=2))
+    return rows, wall
+
+
+def _summary(rows, cells):
+    by_cell = {}
+    for r in rows:
+        by_cell.setdefault(r["cell"], []).append(r)
+    out = []
+    for c in cells:
+        rs = by_cell.get(c.name, [])
+        if not rs:
+            continue
+        s = {"cell": c.name, "group": c.group, "n_seeds": len(rs), "param_bytes": rs[0]["param_bytes"],
+             "memory_reduction": rs[0]["memory_reduction"]}
+        for k in METRIC_COLUMNS:
+            vals = np.array([r[k] for r in rs if k in r], dtype=float)
+            s[k] = (float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0) if len(vals) else None
+        out.append(s)
+    return out
+
+
+def write_tables(rows, out_root, cells):
+    out_root = Path(out_root)
+    keys = ["cell", "seed", "group", "activation", "param_bytes", "memory_reduction", *METRIC_COLUMNS,
+            "num_samples", "cell_seconds"]
+    with open(out_root / "table.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    summary = _summary(rows, cells)
+    head = ("| model | seeds | accuracy % | AUROC entropy MNIST/Amb (aleatoric) | AUROC MI MNIST/Fashion (epistemic) "
+            "| AUROC entropy MNIST/Fashion | AUROC MI MNIST/Amb | mean MI MNIST | mean MI Fashion | NLL | ECE "
+            "| stored bytes | x smaller |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+
+    def fmt(v, scale=1.0, nd=4):
+        if v is None:
+            return "-"
+        m, sd = v
+        return f"{m * scale:.{nd}f} ± {sd * scale:.{nd}f}"
+
+    for s in summary:
+        lines.append(
+            f"| {s['cell']} | {s['n_seeds']} | {fmt(s['accuracy'], 100, 2)} | {fmt(s['auroc_aleatoric'])} "
+            f"| {fmt(s['auroc_epistemic'])} | {fmt(s['auroc_entropy_ood'])} | {fmt(s['auroc_mi_ambiguous'])} "
+            f"| {fmt(s['mean_epistemic_mnist'])} | {fmt(s['mean_epistemic_ood'])} | {fmt(s['nll'], 1, 3)} "
+            f"| {fmt(s['ece'], 1, 3)} | {s['param_bytes']:,} | {s['memory_reduction']:.1f} |"
+        )
+    (out_root / "table.md").write_text("\n".join(lines) + "\n")
+    return summary
+
+
+def plot_bits(rows, path):
+    """Accuracy and both AUROCs against bits, per strategy (FP32 as a dashed line)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("accuracy", "accuracy"), ("auroc_aleatoric", "AUROC entropy: MNIST vs Ambiguous"),
+              ("auroc_epistemic", "AUROC MI: MNIST vs Fashion")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), dpi=110)
+    for ax, (key, title) in zip(axes, panels):
+        fp = [r[key] for r in rows if r["cell"] == "fp32"]
+        if fp:
+            ax.axhline(np.mean(fp), color="k", ls="--", lw=1, label="FP32 BNN")
+        for strategy, color in (("vpq", "tab:blue"), ("spq", "tab:orange"), ("jq", "tab:green")):
+            pts = {}
+            for r in rows:
+                name = r["cell"]
+                if name.startswith(strategy) and name[len(strategy):].isdigit():
+                    pts.setdefault(int(name[len(strategy):]), []).append(r[key])
+            if not pts:
+                continue
+            b = sorted(pts)
+            m = np.array([np.mean(pts[k]) for k in b])
+            sd = np.array([np.std(pts[k]) for k in b])
+            ax.errorbar(b, m, yerr=sd, marker="o", ms=4, capsize=3, color=color, label=strategy.upper())
+        ax.set_xlabel("bits")
+        ax.set_title(title, fontsize=10)
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
