@@ -14,7 +14,7 @@ endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv deps-mcu demo test test-fast bench bench-mcu sweep clean
 
 venv: $(STAMP)
 
@@ -25,12 +25,16 @@ $(STAMP): requirements.lock setup.cfg pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*; touch $@
 
+# Debian's gcc-arm-none-eabi + newlib + qemu-system-arm, only when missing.
+deps-mcu:
+	@bash scripts/install_mcu_tools.sh
+
 DEMO_OUT ?= out/demo
 
-demo: venv
+demo: venv deps-mcu
 	$(PY) scripts/demo.py --out $(DEMO_OUT)
 
-test: venv
+test: venv deps-mcu
 	$(PY) -m pytest -q
 
 test-fast: venv
@@ -38,6 +42,13 @@ test-fast: venv
 
 bench: venv
 	$(PY) scripts/bench_train.py
+
+bench-mcu: venv deps-mcu
+	$(PY) scripts/bench_mcu.py
+
+SEEDS ?= 0 1 2
+sweep: venv
+	$(PY) scripts/sweep.py --profile fast --seeds $(SEEDS) --out results/sweep
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache

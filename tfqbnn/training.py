@@ -45,6 +45,8 @@ PROFILES = {
     # seconds: for tests and CI
     "smoke": Profile(pretrain_epochs=2, bnn_epochs=3, batch_size=128, max_train=2048, eval_samples=5,
                      ambiguous_profile="small"),
+    # `make demo`: a few minutes end to end on 2 cores
+    "demo": Profile(pretrain_epochs=3, bnn_epochs=3, ambiguous_profile="small"),
     # <= 30 epochs in total; chosen on the validation split (see README "Reproducing the paper")
     "fast": Profile(pretrain_epochs=10, bnn_epochs=5),
     # the paper's schedule
