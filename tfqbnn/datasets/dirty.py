@@ -70,21 +70,23 @@ def load_dirty_mnist(
     validation_fraction=0.1,
     seed=0,
     cache_dir=None,
+    ambiguous_seed=0,
 ):
     """Loads Dirty-MNIST with DDU's splits and a validation split carved from training data.
 
     Args:
         validation_fraction: share of MNIST-train images and of Ambiguous-train *images* (all 10 label
             pairs of an image go to the same side) moved to validation; 0 gives DDU's 120000 train pairs.
-        seed: seeds the validation carve (and selects the regenerated Ambiguous-MNIST of that seed).
-        ambiguous_source, profile, cache_dir: see `load_ambiguous_mnist`.
+        seed: seeds the validation carve.
+        ambiguous_source, profile, cache_dir: see `load_ambiguous_mnist`; `ambiguous_seed` is its `seed`
+            (which regeneration to use).
     """
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1), received validation_fraction={validation_fraction!r}")
     xm, ym = load_idx_uint8("mnist", "train", data_dir)
     xt, yt = load_idx_uint8("mnist", "test", data_dir)
     xf, yf = load_idx_uint8("fashion_mnist", "test", data_dir)
-    amb_x, amb_labels, src = load_ambiguous_unique(ambiguous_source, data_dir, profile, seed, cache_dir)
+    amb_x, amb_labels, src = load_ambiguous_unique(ambiguous_source, data_dir, profile, ambiguous_seed, cache_dir)
 
     rng = np.random.default_rng([seed, 20210224])
     m_perm = rng.permutation(len(xm))

@@ -34,7 +34,7 @@ class RegenerationConfig:
     """Sizes of one regeneration run. `pool_size` = number of kept candidates to collect (DDU: 4 * 2**20)."""
 
     profile: str = "default"
-    pool_size: int = 600_000
+    pool_size: int = 250_000
     max_candidates: int = 6_000_000
     train_images: int = 60_000  # MNIST-train images used to fit the VAE and the ensemble
     validation_images: int = 5_000  # held out of those for the LeNet best-epoch choice
@@ -320,7 +320,8 @@ def subsample_flattened(entropy, cfg, rng):
     n_total = cfg.num_train + cfg.num_test
     hist, edges = np.histogram(entropy, bins=cfg.hist_bins, range=cfg.hist_range)
     weights = hist.astype(np.float64) ** 0.2
-    targets = weights / weights.sum() * (n_total + cfg.hist_bins)
+    # (an empty histogram only happens with untrained toy models; then everything comes from the fill)
+    targets = weights / max(weights.sum(), 1.0) * (n_total + cfg.hist_bins)
     ratio = cfg.num_train / n_total
     used = np.zeros(len(entropy), bool)
     train, test = [], []
