@@ -73,14 +73,14 @@ PROFILES = {
     "default": RegenerationConfig(),
     "small": RegenerationConfig(
         profile="small",
-        pool_size=24_000,
-        max_candidates=400_000,
+        pool_size=60_000,  # 5x the 12000 needed, so the entropy flattening has room
+        max_candidates=1_000_000,
         train_images=15_000,
         validation_images=2_000,
         vae_epochs=6,
-        lenet_epochs=2,
-        groups_per_step=128,
-        check_epochs=2,
+        lenet_epochs=3,
+        groups_per_step=256,
+        check_epochs=3,
     ),
 }
 
