@@ -17,12 +17,13 @@ NUM_WEIGHTS = 784 * 100 + 100 * 100 + 100 * 10
 
 @pytest.fixture(scope="module")
 def tiny():
-    """Real MNIST / Fashion-MNIST slices; the "ambiguous" set is pixel-averaged digit pairs."""
+    """Real MNIST / Fashion-MNIST slices; the "ambiguous" set is pixel-averaged digit pairs, each image twice
+    in a row like Ambiguous-MNIST test (one row per label)."""
     x, y = load_idx_uint8("mnist", "train")
     f, fy = load_idx_uint8("fashion_mnist", "test")
     x = x.reshape(-1, 784).astype(np.float32) / 255
     f = f.reshape(-1, 784).astype(np.float32) / 255
-    amb = (x[4000:4400] + x[4400:4800]) / 2
+    amb = np.repeat((x[4000:4200] + x[4200:4400]) / 2, 2, axis=0)
     return DirtyMNIST(
         x_train=x[:2000], y_train=y[:2000].astype(np.int64), x_val=x[2000:2400], y_val=y[2000:2400].astype(np.int64),
         x_test=x[3000:3600], y_test=y[3000:3600].astype(np.int64), x_amb_test=amb, y_amb_test=y[4000:4400],
@@ -129,3 +130,15 @@ def test_worker_failure_names_log(tiny, tmp_path):
 
     with pytest.raises(RuntimeError, match="worker exited with code .*worker.log"):
         run_worker("flipout", tmp_path, epochs=1)
+
+
+def test_dedupe_runs_restores_rows():
+    from tfqbnn.baselines._worker_io import dedupe_runs
+
+    rng = np.random.default_rng(0)
+    base = rng.random((5, 4)).astype(np.float32)
+    x = np.concatenate([np.repeat(base[:2], 3, axis=0), base[2:3], base[:1], np.repeat(base[3:], 2, axis=0)])
+    rows, index = dedupe_runs(x)
+    assert len(rows) == 6  # runs: b0 b1 b2 b0 b3 b4 (a repeat that is not adjacent is kept)
+    np.testing.assert_array_equal(rows[index], x)
+    assert len(dedupe_runs(x[:0])[0]) == 0

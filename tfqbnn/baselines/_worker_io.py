@@ -43,6 +43,19 @@ def read_inputs(path):
         return {k: z[k] for k in ARRAYS}
 
 
+def dedupe_runs(x):
+    """(rows, index): ``x == rows[index]``, with runs of identical consecutive rows stored once.
+
+    Ambiguous-MNIST test holds each image 10 times in a row (one row per label): predicting
+    each image once and repeating its samples cuts the Monte-Carlo cost by 3x on Dirty-MNIST.
+    """
+    x = np.asarray(x)
+    if len(x) == 0:
+        return x, np.zeros(0, np.int64)
+    new = np.r_[True, np.any(x[1:] != x[:-1], axis=tuple(range(1, x.ndim)))]
+    return x[new], np.cumsum(new) - 1
+
+
 def softmax(logits):
     z = np.asarray(logits, np.float64)
     z = z - z.max(-1, keepdims=True)
