@@ -70,7 +70,10 @@ def main(argv=None):
             print(f"   (skipping the Cortex-M run: missing {', '.join(missing)}; run `make deps-mcu`)")
         else:
             print(f"== on-device: firmware on emulated {args.board} (QEMU), 30 MC samples per image")
-            firmware_runner.run_on_qemu(export_dir, board=args.board, num_samples=30, verbose=True)
+            # one MNIST digit, one ambiguous digit, one piece of clothing, from the test sets
+            images = [data.x_test[0], data.x_amb_test[0], data.x_ood[0]]
+            firmware_runner.run_on_qemu(export_dir, board=args.board, images=images,
+                                        sources=["mnist", "ambiguous", "fashion"], num_samples=30, verbose=True)
     print(f"demo done in {(time.perf_counter() - t0) / 60:.1f} min; outputs in {out}/")
 
 
