@@ -122,7 +122,10 @@ def run_baseline(name, data, out_dir, epochs, seed=0, num_samples=30, batch_size
         "eval_images": int(sum(np.asarray(p).shape[1] for p in probs.values())),
         "wall_seconds": round(wall, 2),
     })
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=1, sort_keys=True)
     np.savez(os.path.join(out_dir, "per_image.npz"), **per_image)
+    # metrics.json last and atomically: its presence marks a finished run (the sweep resumes on it).
+    tmp = os.path.join(out_dir, "metrics.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(metrics, f, indent=1, sort_keys=True)
+    os.replace(tmp, os.path.join(out_dir, "metrics.json"))
     return metrics
