@@ -24,6 +24,7 @@ def parse_args(argv=None):
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--only", nargs="+", default=None, help="run only these cell names (e.g. fp32 jq4)")
     p.add_argument("--samples", type=int, default=None, help="MC samples per evaluation (default: profile's)")
+    p.add_argument("--table-only", action="store_true", help="rebuild the tables from finished cells, train nothing")
     return p.parse_args(argv)
 
 
@@ -35,7 +36,8 @@ def main(argv=None):
         if unknown:
             sys.exit(f"sweep.py: unknown cells {sorted(unknown)}; known: {[c.name for c in cells]}")
         cells = [c for c in cells if c.name in args.only]
-    rows, wall = sweep.run_sweep(args.out, args.seeds, args.profile, cells, num_samples=args.samples)
+    rows, wall = sweep.run_sweep(args.out, args.seeds, args.profile, cells, num_samples=args.samples,
+                                 table_only=args.table_only)
     print(open(f"{args.out}/table.md").read())
     print(f"sweep: {len(rows)} cells x seeds, wall time this run {wall / 60:.1f} min; wrote {args.out}/table.csv, "
           f"table.md, bits.png")

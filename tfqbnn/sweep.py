@@ -105,15 +105,35 @@ def run_cell(cell, seed, data, out_root, profile="fast", num_samples=None, verbo
     return metrics
 
 
-def run_sweep(out_root, seeds=(0, 1, 2), profile="fast", cells=None, data=None, num_samples=None):
-    """All cells x seeds with a progress bar; writes table.csv, table.md and bits.png."""
+def collect(out_root, cells, seeds):
+    """Metrics of the finished (cell, seed) runs under ``out_root``, in table order."""
+    rows = []
+    for seed in seeds:
+        for c in cells:
+            p = Path(out_root) / c.name / f"s{seed}" / "metrics.json"
+            if p.exists():
+                rows.append(json.loads(p.read_text()))
+    return rows
+
+
+def run_sweep(out_root, seeds=(0, 1, 2), profile="fast", cells=None, data=None, num_samples=None,
+              table_only=False):
+    """All cells x seeds with a progress bar; writes table.csv, table.md and bits.png.
+
+    With ``table_only`` nothing is trained: the tables are rebuilt from the finished cells.
+    """
     from tqdm import tqdm
 
     from tfqbnn import training
 
     cells = cells if cells is not None else table_cells()
-    data = data if data is not None else training.load_data(profile)
     out_root = Path(out_root)
+    if table_only:
+        rows = collect(out_root, cells, seeds)
+        write_tables(rows, out_root, cells)
+        plot_bits(rows, out_root / "bits.png")
+        return rows, 0.0
+    data = data if data is not None else training.load_data(profile)
     out_root.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     rows = []
@@ -141,8 +161,9 @@ def _summary(rows, cells):
         rs = by_cell.get(c.name, [])
         if not rs:
             continue
-        s = {"cell": c.name, "group": c.group, "n_seeds": len(rs), "param_bytes": rs[0]["param_bytes"],
-             "memory_reduction": rs[0]["memory_reduction"]}
+        nbytes, reduction = stored_bytes(c)
+        s = {"cell": c.name, "group": c.group, "n_seeds": len(rs), "param_bytes": nbytes,
+             "memory_reduction": round(reduction, 2)}
         for k in METRIC_COLUMNS:
             vals = np.array([r[k] for r in rs if k in r], dtype=float)
             s[k] = (float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0) if len(vals) else None
