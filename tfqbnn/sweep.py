@@ -78,7 +78,9 @@ def run_cell(cell, seed, data, out_root, profile="fast", num_samples=None, verbo
     cell_dir = Path(out_root) / cell.name / f"s{seed}"
     metrics_path = cell_dir / "metrics.json"
     if metrics_path.exists():
-        return json.loads(metrics_path.read_text())
+        done = json.loads(metrics_path.read_text())
+        if "cell" in done:  # written by this function last: the whole cell finished
+            return done
     prof = training.get_profile(profile)
     samples = num_samples or prof.eval_samples
     t = time.perf_counter()
