@@ -117,8 +117,8 @@ def test_dirty_mnist_ddu_sizes_and_validation(small_cache):
 
 def test_regeneration_is_deterministic():
     cfg = recipe.get_config(
-        "small", pool_size=12000, train_images=2500, validation_images=500, vae_epochs=1, lenet_epochs=1,
-        groups_per_step=64,
+        "small", pool_size=12000, train_images=1500, validation_images=300, vae_epochs=1, lenet_epochs=1,
+        groups_per_step=32,
     )
     a, _ = recipe.regenerate(seed=5, config=cfg, progress=False)
     b, _ = recipe.regenerate(seed=5, config=cfg, progress=False)

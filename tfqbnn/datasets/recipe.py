@@ -38,9 +38,9 @@ class RegenerationConfig:
     max_candidates: int = 6_000_000
     train_images: int = 60_000  # MNIST-train images used to fit the VAE and the ensemble
     validation_images: int = 5_000  # held out of those for the LeNet best-epoch choice
-    vae_epochs: int = 50
+    vae_epochs: int = 74  # as DDU
     vae_milestones: tuple = (0.34, 0.68, 0.88)  # DDU: [25, 50, 65] of 74 epochs, gamma 0.2
-    lenet_epochs: int = 10  # DDU: up to 19, keeping the best
+    lenet_epochs: int = 19  # as DDU: 19 epochs, keeping the best
     ensemble_size: int = 5
     latent_dim: int = 32
     group_size: int = 32  # images per class per clique (DDU label_batch_size)
@@ -412,6 +412,12 @@ def regenerate(seed=0, config=None, data_dir=None, progress=True):
         pool, pool_info = generate_pool(encoder, score, x01, y, cfg, rng, progress)
         timings["candidates"] = time.time() - t
 
+        # Different latents can round to the same uint8 image (mixtures near a vertex): keep one copy,
+        # so no image appears twice (in particular not in both train and test).
+        flat = np.ascontiguousarray(pool["x"]).view(np.dtype((np.void, pool["x"].shape[1])))[:, 0]
+        first = np.sort(np.unique(flat, return_index=True)[1])
+        pool_info["duplicates_removed"] = int(len(flat) - len(first))
+        pool = {k: v[first] for k, v in pool.items()}
         tr, te = subsample_flattened(pool["h"], cfg, rng)
         sel = np.concatenate([tr, te])
         probs = pool["p"][sel]
