@@ -24,6 +24,8 @@ def parse_args(argv=None):
     p.add_argument("--ambiguous-profile", default="default", choices=["default", "small"])
     p.add_argument("--ambiguous-source", default="regenerated", choices=["regenerated", "ddu"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples-curve", type=int, nargs="+", default=None, metavar="S",
+                   help="also tabulate the metrics for these sample counts (samples_curve.md)")
     return p.parse_args(argv)
 
 
@@ -54,6 +56,11 @@ def main(argv=None):
           f"ECE {metrics['ece']:.4f}")
     print(f"evaluation of {metrics['eval_images']} images x {args.samples} samples took {metrics['eval_seconds']:.1f} s")
     print(f"wrote {out}/metrics.json, per_image.npz, scatter.png")
+    if args.samples_curve:
+        rows = evaluation.samples_curve(model, data, args.samples_curve, seed=args.seed)
+        table = evaluation.samples_curve_markdown(rows)
+        (out / "samples_curve.md").write_text(table)
+        print(table + f"wrote {out}/samples_curve.md")
 
 
 if __name__ == "__main__":

@@ -98,6 +98,26 @@ def evaluate_model(model, data, num_samples=30, batch_size=None, seed=0, determi
     return metrics, per_image
 
 
+def samples_curve(model, data, sample_counts=(1, 3, 10, 30, 100), seed=0):
+    """Metrics as a function of the number of Monte-Carlo samples S (one row per S)."""
+    rows = []
+    for s in sample_counts:
+        m, _ = evaluate_model(model, data, num_samples=int(s), seed=seed)
+        rows.append({"samples": int(s), **{k: m[k] for k in (
+            "accuracy", "auroc_aleatoric", "auroc_epistemic", "nll", "ece", "mean_epistemic_mnist",
+            "mean_epistemic_ood", "eval_seconds")}})
+    return rows
+
+
+def samples_curve_markdown(rows):
+    lines = ["| S | accuracy % | AUROC entropy MNIST/Amb | AUROC MI MNIST/Fashion | NLL | ECE | mean MI MNIST "
+             "| mean MI Fashion | eval s |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['samples']} | {100 * r['accuracy']:.2f} | {r['auroc_aleatoric']:.4f} | {r['auroc_epistemic']:.4f} "
+              f"| {r['nll']:.4f} | {r['ece']:.4f} | {r['mean_epistemic_mnist']:.4f} | {r['mean_epistemic_ood']:.4f} "
+              f"| {r['eval_seconds']:.1f} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def scatter_plot(per_image, path, title=None, max_points=3000, seed=0):
     """The paper's figure: mutual information against softmax entropy, per set."""
     import matplotlib
