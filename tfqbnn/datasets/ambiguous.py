@@ -9,6 +9,7 @@ import datetime
 import json
 import os
 import platform
+import warnings
 
 import numpy as np
 
@@ -138,6 +139,13 @@ def load_regenerated_arrays(profile="default", seed=0, cache=None, data_dir=None
             manifest = json.load(f)
     except (OSError, ValueError) as e:
         raise DatasetFileError(man_path, f"unreadable manifest ({e})") from None
+    from tfqbnn.datasets.recipe import get_config
+
+    current = json.loads(json.dumps(dataclasses.asdict(get_config(profile))))
+    changed = sorted(k for k in current if manifest.get("config", {}).get(k) != current[k])
+    if changed:  # still usable and traceable (the manifest says what it is); regeneration is the user's call
+        warnings.warn(f"{man_path}: made with another '{profile}' profile config (differs in {changed}); "
+                      "delete it to regenerate", stacklevel=2)
     npz = os.path.join(d, manifest.get("file", stem + ".npz"))
     if not os.path.isfile(npz):
         raise DatasetFileError(npz, f"listed in {man_path} but missing")
