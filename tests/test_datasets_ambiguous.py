@@ -14,10 +14,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
-def small_cache(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tfqbnn_cache")
-    manifest = ambiguous.make_ambiguous_mnist(seed=0, profile="small", out_dir=d, progress=False, verbose=False)
-    return d, manifest
+def small_cache(small_ambiguous_cache):
+    """The session's small regeneration (conftest), shared with the pipeline tests: made once."""
+    d = small_ambiguous_cache
+    return d, json.loads((d / "ambiguous_mnist-small-seed0.json").read_text())
 
 
 def _entropy(p):
