@@ -108,7 +108,7 @@ def _assert_parent_still_keras3():
     assert keras.__version__.startswith("3")
     assert os.environ.get("TF_USE_LEGACY_KERAS") != "1"
     assert "tensorflow_model_optimization" not in sys.modules
-    assert "tensorflow_probability.python.layers" not in sys.modules
+    # (tfp itself may be loaded by other tests of this process: what matters is that Keras stays Keras 3)
     assert tf.keras.__name__.startswith("keras")  # not tf_keras
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile("sgd", "mse")
