@@ -12,6 +12,8 @@ All in nats.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
@@ -72,7 +74,22 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
             layer.reseed(int(seed) * 1000 + i)
     s = int(num_samples)
 
-    with sample_groups(s):
+    run = _runner(model, s, bool(from_logits))
+    with sample_groups(s):  # read by the layers when `run` traces
+        chunks = [run(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, n, batch_size)]
+    if not chunks:
+        raise ValueError("`x` is empty")
+    return np.concatenate(chunks, axis=1)
+
+
+_RUNNERS = weakref.WeakKeyDictionary()
+
+
+def _runner(model, s, from_logits):
+    """One traced function per (model, S): repeated calls do not retrace."""
+    per_model = _RUNNERS.setdefault(model, {})
+    if (s, from_logits) not in per_model:
+
         @tf.function(reduce_retracing=True)
         def run(xb):
             tiled = tf.tile(xb, [s] + [1] * (len(xb.shape) - 1))
@@ -81,10 +98,8 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
                 out = tf.nn.softmax(out, axis=-1)
             return tf.reshape(out, (s, -1, out.shape[-1]))
 
-        chunks = [run(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, n, batch_size)]
-    if not chunks:
-        raise ValueError("`x` is empty")
-    return np.concatenate(chunks, axis=1)
+        per_model[(s, from_logits)] = run
+    return per_model[(s, from_logits)]
 
 
 def entropy(p, axis=-1):
