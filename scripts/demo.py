@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,8 +72,14 @@ def main(argv=None):
             print(f"   (skipping the Cortex-M run: missing {', '.join(missing)}; run `make deps-mcu`)")
         else:
             print(f"== on-device: firmware on emulated {args.board} (QEMU), 30 MC samples per image")
-            # one MNIST digit, one ambiguous digit, one piece of clothing, from the test sets
-            images = [data.x_test[0], data.x_amb_test[0], data.x_ood[0]]
+            # A typical image of each test set, not a hand-picked one: the one with the median score
+            # (Keras evaluation above): entropy for MNIST and Ambiguous-MNIST, MI for Fashion-MNIST.
+            def median(scores):
+                return int(np.argsort(scores)[len(scores) // 2])
+
+            images = [data.x_test[median(per_image["mnist_predictive_entropy"])],
+                      data.x_amb_test[median(per_image["ambiguous_predictive_entropy"])],
+                      data.x_ood[median(per_image["ood_epistemic"])]]
             firmware_runner.run_on_qemu(export_dir, board=args.board, images=images,
                                         sources=["mnist", "ambiguous", "fashion"], num_samples=30, verbose=True)
     print(f"demo done in {(time.perf_counter() - t0) / 60:.1f} min; outputs in {out}/")
