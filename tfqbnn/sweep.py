@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tfqbnn.baselines._worker_io import NUM_WEIGHTS as NUM_WEIGHTS_PAPER_MLP
 from tfqbnn.config import QuantizationConfig
 
 BITS = (8, 7, 6, 5, 4, 3, 2)
-NUM_WEIGHTS_PAPER_MLP = 784 * 100 + 100 * 100 + 100 * 10
 METRIC_COLUMNS = ("accuracy", "auroc_aleatoric", "auroc_epistemic", "auroc_entropy_ood", "auroc_mi_ambiguous",
                   "nll", "ece", "mean_epistemic_mnist", "mean_epistemic_ood")
 

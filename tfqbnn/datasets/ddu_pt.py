@@ -148,20 +148,10 @@ def locate_ddu(name, data_dir=None, download=True):
         searched.append(f"{label} {d}" + ("" if os.path.isdir(d) else " (missing directory)"))
     problem = "not found in " + ", ".join(searched)
     if download:
-        import keras
-
         try:
-            path = keras.utils.get_file(
-                fname=name,
-                origin=DDU_URL + name,
-                file_hash=md5,
-                hash_algorithm="md5",
-                cache_dir=files.keras_cache_dir(),
-                cache_subdir=files.KERAS_SUBDIR["ambiguous_mnist"],
-            )
-            return files.verify_checksum(path, md5, "md5")
-        except Exception as e:
-            problem += f"; download from {DDU_URL}{name} failed ({type(e).__name__})"
+            return files.download_file("ambiguous_mnist", name, md5, "md5", origins=[DDU_URL])
+        except DatasetFileError as e:
+            problem += f"; download from {DDU_URL}{name} failed ({e.problem})"
     raise DatasetFileError(f"ambiguous_mnist/{name}", problem)
 
 

@@ -84,23 +84,28 @@ def search_dirs(dataset, data_dir=None):
     return dirs
 
 
-def _download(dataset, name, sha256):
+def download_file(dataset, name, digest, algorithm="sha256", origins=None):
+    """Downloads `<dataset>/<name>` into the Keras cache from the first working origin, checksum-verified.
+
+    `origins` are base URLs (default: the official mirrors of `dataset`). A partial or corrupt download is
+    removed; when every origin fails, a `DatasetFileError` lists each URL's error.
+    """
     import keras  # imported lazily: locating local files must not need TensorFlow
 
     target_dir = os.path.join(keras_cache_dir(), KERAS_SUBDIR[dataset])
     target = os.path.join(target_dir, name)
     errors = []
-    for base in URLS[dataset]:
+    for base in origins or URLS[dataset]:
         try:
             path = keras.utils.get_file(
                 fname=name,
                 origin=base + name,
-                file_hash=sha256,
-                hash_algorithm="sha256",
+                file_hash=digest,
+                hash_algorithm=algorithm,
                 cache_dir=keras_cache_dir(),
                 cache_subdir=KERAS_SUBDIR[dataset],
             )
-            return verify_checksum(path, sha256)
+            return verify_checksum(path, digest, algorithm)
         except Exception as e:  # network, permission or hash errors: try the next mirror
             errors.append(f"{base}{name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             if os.path.exists(target):  # our own partial/corrupt download (the file was absent before)
@@ -130,6 +135,6 @@ def locate(dataset, name, data_dir=None, download=True):
     if not download:
         raise DatasetFileError(key, "not found in " + ", ".join(searched) + "; downloads disabled")
     try:
-        return _download(dataset, name, SHA256[key])
+        return download_file(dataset, name, SHA256[key])
     except DatasetFileError as e:
         raise DatasetFileError(key, "not found in " + ", ".join(searched) + f"; {e.problem}") from None
