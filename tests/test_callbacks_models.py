@@ -36,11 +36,31 @@ def test_annealing_drives_layers_in_fit():
     assert hist.history["kl_weight"] == pytest.approx([3 / 8, 7 / 8])
 
 
+def test_annealing_tolerance_skips_small_moves_but_reaches_the_end():
+    model = models.mlp(hidden=(8,), quantization="fp32", num_examples=64)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(float(model.layers[0].kl_weight.numpy()))
+
+    x = np.random.default_rng(0).uniform(size=(160, 784)).astype("float32")
+    model.fit(x, np.zeros(160), batch_size=16, epochs=1, verbose=0,
+              callbacks=[callbacks.KLAnnealing("linear", warmup=0.5, tolerance=0.25), Spy()])
+    schedule = [min(s / 5, 1.0) for s in range(10)]
+    # assigned only once the schedule has moved by more than 0.25; always exactly 1.0 at the end
+    assert seen == pytest.approx([0.0, 0.0, 0.4, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0])
+    assert all(abs(a - b) <= 0.25 for a, b in zip(seen, schedule))
+
+
 def test_annealing_bad_args():
     with pytest.raises(ValueError, match="received schedule='exp'"):
         callbacks.KLAnnealing("exp")
     with pytest.raises(ValueError, match="warmup=0"):
         callbacks.KLAnnealing(warmup=0)
+    with pytest.raises(ValueError, match="tolerance=1.5"):
+        callbacks.KLAnnealing(tolerance=1.5)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile("adam", "mse")
     with pytest.raises(ValueError, match="no DenseVariational"):

@@ -167,3 +167,64 @@ def test_wrong_input_rank_or_width():
     layer = DenseVariational(3)
     with pytest.raises(ValueError, match="ndim"):
         layer(np.zeros((2, 3, 4), "float32"))
+
+
+def _reference_weights_and_kl(mu, rho, key, groups, q, rho_scale=10.0, prior_std=1.0):
+    """Plain autodiff through the quantizers' own STE (`Quantizer.__call__`)."""
+    from tfqbnn import noise
+
+    sigma = tf.math.softplus(rho_scale * rho)
+    mu_u = q.mu_quantizer(mu) if q.mu_quantizer else mu
+    s_u = q.sigma_quantizer(sigma) if q.sigma_quantizer else sigma
+    w = mu_u[None] + s_u[None] * noise.normal(key, (groups,) + tuple(mu.shape))
+    w = q.sample_quantizer(w) if q.sample_quantizer else w
+    return w, priors.gaussian_kl(mu, sigma, prior_std)
+
+
+@pytest.mark.parametrize("xla", [False, True])
+@pytest.mark.parametrize("config", ["fp32", "vpq4", "spq4", "jq4", "jq2",
+                                    {"strategy": "jq", "bits": 4, "sigma_quantizer": "uniform"}])
+def test_fused_gradient_equals_autodiff_through_the_ste(config, xla):
+    """The hand-written gradient of the fused sampler = autodiff of the unfused composition."""
+    from tfqbnn import layers as L
+    from tfqbnn.config import QuantizationConfig
+
+    q = QuantizationConfig.get(config)
+    rng = np.random.default_rng(0)
+    mu = tf.constant(rng.uniform(-1.1, 1.1, (40, 7)), tf.float32)  # some outside the mu clip
+    rho = tf.constant(rng.uniform(-0.7, 0.1, (40, 7)), tf.float32)
+    key = tf.constant([123, 456], tf.uint32)
+    up_w = tf.constant(rng.normal(size=(3, 40, 7)), tf.float32)
+    fused = L._fused_weights_and_kl_xla if xla else L._fused_weights_and_kl
+
+    def loss(f):
+        with tf.GradientTape() as tape:
+            tape.watch([mu, rho])
+            if f is None:
+                w, kl = _reference_weights_and_kl(mu, rho, key, 3, q)
+            else:
+                w, kl = f(mu, rho, key, 3, True, 10.0, 1.0, q.mu_quantizer, q.sigma_quantizer, q.sample_quantizer)
+            total = tf.reduce_sum(w * up_w) + 0.3 * kl
+        return w, kl, tape.gradient(total, [mu, rho])
+
+    w, kl, (g_mu, g_rho) = loss(fused)
+    w_ref, kl_ref, (g_mu_ref, g_rho_ref) = loss(None)
+    np.testing.assert_allclose(w.numpy(), w_ref.numpy(), atol=2e-5)
+    assert kl.numpy() == pytest.approx(kl_ref.numpy(), rel=1e-5)
+    np.testing.assert_allclose(g_mu.numpy(), g_mu_ref.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(g_rho.numpy(), g_rho_ref.numpy(), rtol=1e-4, atol=1e-3)
+    assert np.count_nonzero(g_rho.numpy()) > 0.5 * g_rho.numpy().size
+
+
+def test_jit_compiled_training_step_matches_the_default_one():
+    """`model.compile(jit_compile=True)` inlines the sampler (and its `_materialize` conds): same numbers."""
+    x = np.random.default_rng(0).uniform(size=(64, 784)).astype("float32")
+    y = np.arange(64) % 10
+    weights = []
+    for jit in (False, True):
+        model = models.mlp(hidden=(16,), quantization="jq4", num_examples=64, seed=4)
+        model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy", jit_compile=jit)
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False)
+        weights.append([np.asarray(v) for v in model.weights])
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, atol=1e-4)

@@ -44,6 +44,18 @@ def test_log_relative_error_bound(bits):
     np.testing.assert_allclose(q.dequantize(q.codes(np.array([1e-9, 1e3]))), [1e-4, 1.0], rtol=1e-12)  # clamped
 
 
+def test_log_tensor_forward_matches_numpy_codes():
+    q = LogQuantizer(4)
+    s = np.logspace(-5, 0.5, 20001)
+    expected = q.dequantize(q.codes(s))
+    got = q(tf.constant(s, tf.float32)).numpy()
+    close = np.isclose(got, expected, rtol=1e-5)
+    # float32 vs float64 rounding may only differ right at a boundary between two levels
+    boundary = np.abs(np.log2(s) - q.log2_min - (np.round((np.log2(s) - q.log2_min) / q.step - 0.5) + 0.5) * q.step)
+    assert np.all(close | (boundary < 1e-5))
+    assert close.mean() > 0.999
+
+
 def test_log_ste_is_identity_in_log_space():
     q = LogQuantizer(4, 1e-3, 1.0)
     x = tf.constant([0.01, 0.2])

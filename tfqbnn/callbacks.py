@@ -30,6 +30,11 @@ class KLAnnealing(keras.callbacks.Callback):
     The current value is logged as ``kl_weight`` in the epoch logs (History,
     CSVLogger, TensorBoard).
 
+    The layers' variables are assigned only when the scheduled value has moved by
+    more than ``tolerance * |end - start|`` since the last assignment (and always
+    when it reaches ``start`` or ``end``): an eager assignment per layer and step
+    costs about 0.1 ms of Python, a tenth of a training step of the paper's MLP.
+
     Args:
         schedule: one of ``"linear"``, ``"cosine"``, ``"cyclical"``, ``"constant"``.
         start: initial weight (>= 0).
@@ -38,9 +43,12 @@ class KLAnnealing(keras.callbacks.Callback):
         cycles: number of cycles for ``"cyclical"``.
         total_steps: total training steps; by default ``epochs * steps_per_epoch``
             taken from `model.fit`.
+        tolerance: in [0, 1); the weights follow the schedule within
+            ``tolerance * |end - start|``.  0 assigns at every step.
     """
 
-    def __init__(self, schedule="linear", start=0.0, end=1.0, warmup=0.5, cycles=4, total_steps=None):
+    def __init__(self, schedule="linear", start=0.0, end=1.0, warmup=0.5, cycles=4, total_steps=None,
+                 tolerance=0.01):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"`schedule` must be one of {list(SCHEDULES)}; received schedule={schedule!r}")
@@ -52,12 +60,15 @@ class KLAnnealing(keras.callbacks.Callback):
             raise ValueError(f"`cycles` must be >= 1; received cycles={cycles}")
         if total_steps is not None and int(total_steps) < 1:
             raise ValueError(f"`total_steps` must be >= 1; received total_steps={total_steps}")
+        if not 0.0 <= tolerance < 1.0:
+            raise ValueError(f"`tolerance` must be in [0, 1); received tolerance={tolerance}")
         self.schedule = schedule
         self.start = float(start)
         self.end = float(end)
         self.warmup = float(warmup)
         self.cycles = int(cycles)
         self.total_steps = total_steps
+        self.tolerance = float(tolerance)
         self._step = 0
         self._layers = []
         self.value = self.start
@@ -88,7 +99,7 @@ class KLAnnealing(keras.callbacks.Callback):
         else:
             self._total = int(self.total_steps)
         self._step = 0  # on_epoch_begin re-aligns it, also when BackupAndRestore resumes mid-run
-        self._set(self.weight_at(self._step, self._total))
+        self._set(self.weight_at(self._step, self._total), force=True)
 
     def on_train_batch_begin(self, batch, logs=None):
         self._set(self.weight_at(self._step, self._total))
@@ -103,7 +114,10 @@ class KLAnnealing(keras.callbacks.Callback):
         if logs is not None:
             logs["kl_weight"] = self.value
 
-    def _set(self, value):
-        self.value = float(value)
-        for layer in self._layers:
-            layer.kl_weight.assign(self.value)
+    def _set(self, value, force=False):
+        value = float(value)
+        moved = abs(value - self.value) > self.tolerance * abs(self.end - self.start)
+        if force or moved or (value != self.value and value in (self.start, self.end)):
+            self.value = value
+            for layer in self._layers:
+                layer.kl_weight.assign(value)

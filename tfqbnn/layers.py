@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import contextvars
+import math
+import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tfqbnn import priors
+from tfqbnn import noise, priors
 from tfqbnn.config import QuantizationConfig
 
 # Number of independent weight samples drawn per call (Monte-Carlo vectorisation).
@@ -162,7 +163,8 @@ class DenseVariational(keras.layers.Layer):
             name="kl_weight", shape=(), initializer=keras.initializers.Constant(1.0), trainable=False
         )
         self.input_spec = keras.layers.InputSpec(min_ndim=2, max_ndim=2, axes={-1: input_dim})
-        # tf.random.Generator: fast under XLA on CPU (keras.random is not), see findings.
+        # Holds the layer's random state; each call takes one 64-bit key from it and
+        # `tfqbnn.noise` turns the key into eps inside the fused weight cluster.
         with tf.init_scope():
             self._rng = (
                 tf.random.Generator.from_seed(self.seed)
@@ -179,14 +181,11 @@ class DenseVariational(keras.layers.Layer):
         self._rng.reset_from_seed(int(seed))
 
     # -- weights -------------------------------------------------------------------
-    def _draw(self, groups, sample):
-        return self._rng.normal((groups,) + tuple(self.mu.shape), dtype=self.mu.dtype) if sample else None
-
     def sample_weights(self, groups=1, sample=True):
         """Weights ``[groups, in, out]``: sampled (and quantized) as in `call`, or the (quantized) mean."""
         w, _ = _weights_and_kl(
-            tf.convert_to_tensor(self.mu), tf.convert_to_tensor(self.rho), self._draw(groups, sample),
-            False, **self._static_args(),
+            tf.convert_to_tensor(self.mu), tf.convert_to_tensor(self.rho),
+            noise.new_key(self._rng) if sample else None, int(groups), False, **self._static_args(),
         )
         return w
 
@@ -201,8 +200,8 @@ class DenseVariational(keras.layers.Layer):
         groups = _SAMPLE_GROUPS.get()
         with_kl = bool(training) and self.prior is None
         w, kl = _weights_and_kl(
-            tf.convert_to_tensor(self.mu), tf.convert_to_tensor(self.rho), self._draw(groups, sample),
-            with_kl, **self._static_args(),
+            tf.convert_to_tensor(self.mu), tf.convert_to_tensor(self.rho),
+            noise.new_key(self._rng) if sample else None, groups, with_kl, **self._static_args(),
         )
         if groups == 1:
             y = tf.matmul(inputs, w[0])
@@ -259,22 +258,97 @@ class DenseVariational(keras.layers.Layer):
         return cls(**config)
 
 
-@tf.function(jit_compile=os.environ.get("TFQBNN_XLA", "1") == "1", reduce_retracing=True)
-def _weights_and_kl(mu, rho, eps, with_kl, rho_scale, prior_std, mu_q, sigma_q, sample_q):
-    """Sampled, quantized weights and the Gaussian KL, as one XLA cluster.
+def _weights_and_kl(*args, **kwargs):
+    """`_fused_weights_and_kl`, compiled with XLA on its own unless the caller already is.
 
-    About 40 small elementwise ops per layer and step (forward and STE backward);
-    XLA fuses them, which takes the JQ layer from ~1.8x to ~1.3x a plain Dense
-    step on CPU.  ``eps`` is None to use the (quantized) mean.
+    Inside a ``jit_compile=True`` train step it is inlined: a nested compiled
+    function carrying a custom gradient runs ~200x slower there.  Otherwise
+    (Keras' default on CPU) it is its own XLA cluster.
     """
-    sigma = tf.math.softplus(rho_scale * rho)
-    mu_used = mu_q(mu) if mu_q is not None else mu
-    if eps is None:
-        w = mu_used[None]
-    else:
-        sigma_used = sigma_q(sigma) if sigma_q is not None else sigma
-        w = mu_used[None] + sigma_used[None] * eps
-    if sample_q is not None:
-        w = sample_q(w)
-    kl = priors.gaussian_kl(mu, sigma, prior_std) if with_kl else tf.zeros((), mu.dtype)
-    return w, kl
+    if _in_xla_context() or os.environ.get("TFQBNN_XLA", "1") != "1":
+        return _fused_weights_and_kl(*args, **kwargs)
+    return _fused_weights_and_kl_xla(*args, **kwargs)
+
+
+def _in_xla_context():
+    try:  # private API, the check tf.function itself uses for nested jit functions
+        from tensorflow.python.framework import ops as tf_ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - only if TF moves it
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph())
+
+
+def _materialize(pred, *xs):
+    """``xs`` unchanged, but computed once and stored when compiled by XLA.
+
+    XLA:CPU fuses an elementwise producer into every consumer, so eps (a hash and
+    an inverse CDF per weight) would be recomputed in the forward loop and again
+    in each loop of the backward pass and of the optimizer (XLA:CPU also drops
+    optimization barriers).  It cannot fuse across a conditional: a `tf.cond`
+    whose two branches are both the identity makes it store the values once.
+    ``pred`` only has to be unknown at compile time; either branch gives ``xs``.
+    """
+    if not _in_xla_context():
+        return xs
+    return tuple(tf.cond(pred, lambda: [tf.identity(x) for x in xs], lambda: [tf.identity(x) for x in xs]))
+
+
+def _fused_weights_and_kl(mu, rho, key, groups, with_kl, rho_scale, prior_std, mu_q, sigma_q, sample_q):
+    """``groups`` sampled, quantized weight tensors and the Gaussian KL.
+
+    ``w = Qs(Qm(mu) + Qv(sigma) * eps)`` with ``sigma = softplus(rho_scale * rho)``
+    and the quantizers of the config (None: identity); ``key`` is None to use the
+    (quantized) mean.  The KL is computed on the unquantized ``mu`` and ``sigma``.
+
+    The gradient is written by hand (``tf.custom_gradient``, each quantizer's
+    STE through its ``ste_grad``) so that, under XLA, the forward pass and the
+    backward pass are each a handful of loops over the weights, eps is generated
+    once per step (`_materialize`), and the optimizer reads stored gradients.
+    """
+    shape = tf.concat([[groups], tf.shape(mu)], 0)
+    ps2 = float(prior_std) ** 2
+
+    @tf.custom_gradient
+    def fn(mu, rho):
+        z = rho_scale * rho
+        sigma = tf.math.softplus(z)
+        mu_used = mu_q.quantize(mu) if mu_q is not None else mu
+        if key is None:
+            w, eps = mu_used[None], None
+        else:
+            sigma_used = sigma_q.quantize(sigma) if sigma_q is not None else sigma
+            (eps,) = _materialize(tf.not_equal(key[0], key[1]), noise.normal(key, shape, mu.dtype))
+            pre = mu_used[None] + sigma_used[None] * eps
+            w = sample_q.quantize(pre) if sample_q is not None else pre
+        if with_kl:
+            kl = tf.reduce_sum(math.log(prior_std) - tf.math.log(sigma) + (tf.square(sigma) + tf.square(mu)) / (2.0 * ps2) - 0.5)
+        else:
+            kl = tf.zeros((), mu.dtype)
+
+        def grad(dw, dkl):
+            dsigma_drho = rho_scale * tf.math.sigmoid(z)
+            g = dw * sample_q.ste_grad(pre, w) if (sample_q is not None and key is not None) else dw
+            dmu = tf.reduce_sum(g, 0)
+            if mu_q is not None:
+                dmu = dmu * mu_q.ste_grad(mu, mu_used)
+            if key is None:
+                drho = tf.zeros_like(rho)
+            else:
+                dsigma = tf.reduce_sum(g * eps, 0)
+                if sigma_q is not None:
+                    dsigma = dsigma * sigma_q.ste_grad(sigma, sigma_used)
+                drho = dsigma * dsigma_drho
+            if with_kl:
+                dmu = dmu + dkl * mu / ps2
+                drho = drho + dkl * (sigma / ps2 - 1.0 / sigma) * dsigma_drho
+            if key is not None:
+                dmu, drho = _materialize(tf.not_equal(key[0], key[1]), dmu, drho)
+            return dmu, drho
+
+        return (w, kl), grad
+
+    return fn(mu, rho)
+
+
+_fused_weights_and_kl_xla = tf.function(_fused_weights_and_kl, jit_compile=True, reduce_retracing=True)
