@@ -73,7 +73,10 @@ def test_fig5_log_beats_uniform_for_small_sigma():
     The uniform grid (as used for mu, step 1/7) rounds every sigma below 1/14 to 0:
     median relative error 100 %.  16 log levels over the three decades have median
     error 11.5 % (d uniform in +-step/2, solve log2((1+m)/(1-m)) = step/2), so the
-    ratio is 8.7x -- the most any 16-level grid can give there.
+    ratio is 8.7x.  No 16-level grid can reach the 10x first asked for: one level
+    keeps the relative error <= m only over a log-width of 2 atanh(m), and half of
+    ln(1000) must be covered, so m >= tanh(ln(1000) / 64) = 0.1075 and the ratio is
+    at most 9.3x (uniform's error is at most 1 under nearest rounding).
     """
     s = np.logspace(-4, -1, 10001)
     uni, log = UniformQuantizer(4, 1.0), LogQuantizer(4, 1e-4, 1e-1)
@@ -83,6 +86,15 @@ def test_fig5_log_beats_uniform_for_small_sigma():
     assert med_u == pytest.approx(1.0)
     assert med_l == pytest.approx(m, rel=0.01)
     assert med_u / med_l >= 8.5
+    # the bound: 16 cells of equal log-width, each with its best level (the one that
+    # puts half of the cell within m), reach it exactly -- and it is below 10x
+    edges = np.log(1e-4) + np.arange(17) * math.log(1000) / 16
+    m_best = math.tanh(math.log(1000) / 64)
+    best = np.exp((edges[:-1] + edges[1:]) / 2) / math.cosh(math.log(1000) / 64)  # centre / cosh(width / 4)
+    cell = np.clip(np.searchsorted(edges, np.log(s)) - 1, 0, 15)
+    med_best = np.median(np.abs(best[cell] - s) / s)
+    assert med_best == pytest.approx(m_best, rel=0.01)
+    assert med_u / med_best < 10
 
 
 @pytest.mark.parametrize("bits", [0, 1, 17, 33, 4.0, "4", None, True])
