@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import math
 import os
 
 import keras
@@ -308,6 +307,8 @@ def _fused_weights_and_kl(mu, rho, key, groups, with_kl, rho_scale, prior_std, m
     """
     shape = tf.concat([[groups], tf.shape(mu)], 0)
     ps2 = float(prior_std) ** 2
+    # any predicate unknown at compile time will do for `_materialize`
+    opaque = None if key is None else tf.not_equal(key[0], key[1])
 
     @tf.custom_gradient
     def fn(mu, rho):
@@ -318,13 +319,10 @@ def _fused_weights_and_kl(mu, rho, key, groups, with_kl, rho_scale, prior_std, m
             w, eps = mu_used[None], None
         else:
             sigma_used = sigma_q.quantize(sigma) if sigma_q is not None else sigma
-            (eps,) = _materialize(tf.not_equal(key[0], key[1]), noise.normal(key, shape, mu.dtype))
+            (eps,) = _materialize(opaque, noise.normal(key, shape, mu.dtype))
             pre = mu_used[None] + sigma_used[None] * eps
             w = sample_q.quantize(pre) if sample_q is not None else pre
-        if with_kl:
-            kl = tf.reduce_sum(math.log(prior_std) - tf.math.log(sigma) + (tf.square(sigma) + tf.square(mu)) / (2.0 * ps2) - 0.5)
-        else:
-            kl = tf.zeros((), mu.dtype)
+        kl = priors.gaussian_kl(mu, sigma, prior_std) if with_kl else tf.zeros((), mu.dtype)
 
         def grad(dw, dkl):
             dsigma_drho = rho_scale * tf.math.sigmoid(z)
@@ -343,7 +341,7 @@ def _fused_weights_and_kl(mu, rho, key, groups, with_kl, rho_scale, prior_std, m
                 dmu = dmu + dkl * mu / ps2
                 drho = drho + dkl * (sigma / ps2 - 1.0 / sigma) * dsigma_drho
             if key is not None:
-                dmu, drho = _materialize(tf.not_equal(key[0], key[1]), dmu, drho)
+                dmu, drho = _materialize(opaque, dmu, drho)
             return dmu, drho
 
         return (w, kl), grad

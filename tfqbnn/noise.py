@@ -12,8 +12,9 @@ element's index:
 * the top 23 bits make ``u`` in (0, 1), never 0 or 1, and the inverse normal
   CDF, ``sqrt(2) * erfinv(2u - 1)``, maps it to N(0, 1); ``|eps| <= 5.3``.
 
-Everything is elementwise, so XLA fuses it with the quantizers and eps is never
-stored.  Keys come from the layer's `tf.random.Generator`, so seeding and
+Everything is elementwise, so under XLA it is one loop over the weights
+(`DenseVariational` stores the result once per step for the loops that read
+it).  Keys come from the layer's `tf.random.Generator`, so seeding and
 ``reseed`` behave as before.  This is a statistical generator, not a
 cryptographic one; `tests/test_noise.py` checks moments, the KS distance to
 N(0, 1) and the correlation between neighbouring elements and between

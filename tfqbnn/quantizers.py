@@ -149,7 +149,7 @@ class UniformQuantizer(Quantizer):
         return tf.cast(codes, tf.float32) * self.delta
 
     def quantize(self, x):
-        return tf.round(tf.clip_by_value(x, -self.clip, self.clip) / self.delta) * self.delta
+        return tf.cast(self.dequantize(self.codes(x)), x.dtype)
 
     def ste_grad(self, x, y):
         # identity inside the range, zero where the input was clipped
@@ -232,13 +232,8 @@ class LogQuantizer(Quantizer):
         return self.dequantize(np.arange(self.num_levels))
 
     def quantize(self, x):
-        # round(log2 x) on the grid, then back: the same rounding as `codes`,
-        # as elementwise arithmetic that XLA fuses (a table gather does not).
-        k = tf.clip_by_value(
-            tf.round((tf.math.log(x) / math.log(2.0) - self.log2_min) / self.step),
-            0.0, float(self.num_levels - 1),
-        )
-        return tf.exp((self.log2_min + k * self.step) * math.log(2.0))
+        # elementwise arithmetic (no table gather), so XLA fuses it
+        return tf.cast(self.dequantize(self.codes(x)), x.dtype)
 
     def ste_grad(self, x, y):
         # identity in log space: d log y = d log x  =>  dy/dx = y / x
