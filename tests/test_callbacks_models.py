@@ -20,8 +20,9 @@ def test_schedules(schedule):
         assert vals[12] == pytest.approx(0.48 if schedule == "linear" else 2 * (0.5 - 0.5 * np.cos(np.pi * 0.24)))
 
 
-def test_annealing_drives_layers_in_fit():
-    model = models.mlp(hidden=(8,), quantization="fp32", num_examples=64)
+def _fit_and_watch_kl_weight(annealing, n, epochs):
+    """Fit a small MLP with ``annealing``; the layers' kl_weight after each step, and the History."""
+    model = models.mlp(hidden=(8,), quantization="fp32", num_examples=n)
     model.compile("adam", "sparse_categorical_crossentropy")
     seen = []
 
@@ -29,25 +30,19 @@ def test_annealing_drives_layers_in_fit():
         def on_train_batch_end(self, batch, logs=None):
             seen.append(float(model.layers[0].kl_weight.numpy()))
 
-    x = np.random.default_rng(0).uniform(size=(64, 784)).astype("float32")
-    hist = model.fit(x, np.zeros(64), batch_size=16, epochs=2, verbose=0,
-                     callbacks=[callbacks.KLAnnealing("linear", warmup=1.0), Spy()])
+    x = np.random.default_rng(0).uniform(size=(n, 784)).astype("float32")
+    hist = model.fit(x, np.zeros(n), batch_size=16, epochs=epochs, verbose=0, callbacks=[annealing, Spy()])
+    return seen, hist
+
+
+def test_annealing_drives_layers_in_fit():
+    seen, hist = _fit_and_watch_kl_weight(callbacks.KLAnnealing("linear", warmup=1.0), n=64, epochs=2)
     assert seen == pytest.approx([s / 8 for s in range(8)])
     assert hist.history["kl_weight"] == pytest.approx([3 / 8, 7 / 8])
 
 
 def test_annealing_tolerance_skips_small_moves_but_reaches_the_end():
-    model = models.mlp(hidden=(8,), quantization="fp32", num_examples=64)
-    model.compile("adam", "sparse_categorical_crossentropy")
-    seen = []
-
-    class Spy(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            seen.append(float(model.layers[0].kl_weight.numpy()))
-
-    x = np.random.default_rng(0).uniform(size=(160, 784)).astype("float32")
-    model.fit(x, np.zeros(160), batch_size=16, epochs=1, verbose=0,
-              callbacks=[callbacks.KLAnnealing("linear", warmup=0.5, tolerance=0.25), Spy()])
+    seen, _ = _fit_and_watch_kl_weight(callbacks.KLAnnealing("linear", warmup=0.5, tolerance=0.25), n=160, epochs=1)
     schedule = [min(s / 5, 1.0) for s in range(10)]
     # assigned only once the schedule has moved by more than 0.25; always exactly 1.0 at the end
     assert seen == pytest.approx([0.0, 0.0, 0.4, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0])
