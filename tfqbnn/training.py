@@ -1,7 +1,8 @@
 """Two-stage training of the paper: deterministic pretraining, then the Bayesian model.
 
-Stage 1 trains the bias-free MLP (`models.deterministic_mlp`); stage 2 initialises a
-`models.mlp` from it (mu <- pretrained weights, sigma <- small) and trains it by
+Stage 1 trains the bias-free deterministic twin of the architecture (``arch``:
+``"mlp"`` or ``"lenet5"``, `models.deterministic_model`); stage 2 initialises the
+(fully or, for the LeNet, head-only ``bayesian``) Bayesian model from it (mu <- pretrained weights, sigma <- small) and trains it by
 variational inference with `KLAnnealing`.  Both stages are plain ``model.fit`` with
 `BackupAndRestore` (a killed run resumes at the last finished epoch),
 `ModelCheckpoint`, `TerminateOnNaN`, CSV and TensorBoard logs.
@@ -112,15 +113,16 @@ def _fit(model, data, profile, seed, epochs, lr, out_dir, extra_callbacks=(), fa
     )
 
 
-def pretrain(data, out_dir, profile="fast", seed=0, activation="softplus", verbose=1, fail_after_epoch=None):
-    """Stage 1: the deterministic MLP, cached as ``out_dir/model.keras`` (reused if present)."""
+def pretrain(data, out_dir, profile="fast", seed=0, activation="softplus", verbose=1, fail_after_epoch=None,
+             arch="mlp"):
+    """Stage 1: the deterministic model of ``arch``, cached as ``out_dir/model.keras`` (reused if present)."""
     profile = get_profile(profile)
     out_dir = Path(out_dir)
     final = out_dir / "model.keras"
     if final.exists():
         return keras.models.load_model(final)
     keras.utils.set_random_seed(seed)
-    model = models.deterministic_mlp(activation=activation, seed=seed)
+    model = models.deterministic_model(arch, activation=activation, seed=seed)
     t = time.perf_counter()
     _fit(model, data, profile, seed, profile.pretrain_epochs, profile.pretrain_lr, out_dir,
          fail_after_epoch=fail_after_epoch, verbose=verbose)
@@ -128,21 +130,26 @@ def pretrain(data, out_dir, profile="fast", seed=0, activation="softplus", verbo
     os.replace(out_dir / "model.partial.keras", final)  # atomic: a crash never leaves a half file
     _write_json(out_dir / "train.json", {"stage": "pretrain", "seconds": time.perf_counter() - t,
                                           "profile": dataclasses.asdict(profile), "seed": seed,
-                                          "activation": activation})
+                                          "activation": activation, "arch": arch})
     return model
 
 
 def train_bnn(data, pretrained, out_dir, quantization="jq4", profile="fast", seed=0, activation="softplus",
-              verbose=1, fail_after_epoch=None):
-    """Stage 2: the Bayesian MLP initialised from ``pretrained``; writes ``out_dir/model.keras``."""
+              verbose=1, fail_after_epoch=None, arch="mlp", bayesian="all"):
+    """Stage 2: the Bayesian model initialised from ``pretrained``; writes ``out_dir/model.keras``.
+
+    With ``bayesian="head"`` the deterministic layers are trained with their kernels
+    quantized to the variational layers' weight bits (float for fp32).
+    """
     profile = get_profile(profile)
     quantization = QuantizationConfig.get(quantization)
     out_dir = Path(out_dir)
     keras.utils.set_random_seed(seed)
     x, _ = _train_slice(data, profile, seed)
-    bnn = models.mlp(activation=activation, quantization=quantization, num_examples=len(x),
-                     prior_std=profile.prior_std, init_sigma=profile.init_sigma, rho_scale=profile.rho_scale,
-                     seed=seed)
+    extra = {"deterministic_bits": quantization.weight_bits} if bayesian == "head" else {}
+    bnn = models.bayesian_model(arch, bayesian, activation=activation, quantization=quantization,
+                                num_examples=len(x), prior_std=profile.prior_std, init_sigma=profile.init_sigma,
+                                rho_scale=profile.rho_scale, seed=seed, **extra)
     models.init_from_deterministic(bnn, pretrained)
     t = time.perf_counter()
     hist = _fit(bnn, data, profile, seed, profile.bnn_epochs, profile.bnn_lr, out_dir,
@@ -152,8 +159,8 @@ def train_bnn(data, pretrained, out_dir, quantization="jq4", profile="fast", see
     os.replace(out_dir / "model.partial.keras", out_dir / "model.keras")
     _write_json(out_dir / "train.json", {
         "stage": "bnn", "seconds": time.perf_counter() - t, "quantization": quantization.get_config(),
-        "profile": dataclasses.asdict(profile), "seed": seed, "activation": activation,
-        "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()},
+        "profile": dataclasses.asdict(profile), "seed": seed, "activation": activation, "arch": arch,
+        "bayesian": bayesian, "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()},
         "sigma_mean": [float(np.mean(l.sigma)) for l in bnn.layers if hasattr(l, "rho")],
     })
     return bnn
@@ -174,20 +181,23 @@ def load_data(profile="fast", data_dir=None, ambiguous_source="regenerated"):
                             profile=profile.ambiguous_profile, validation_fraction=0.1, seed=0)
 
 
-def pretrain_dir(profile_name, seed, activation, root=None):
-    """Where the stage-1 model of (profile, seed, activation) is cached and shared."""
+def pretrain_dir(profile_name, seed, activation, root=None, arch="mlp"):
+    """Where the stage-1 model of (profile, seed, activation, arch) is cached and shared."""
     from tfqbnn.datasets.ambiguous import cache_dir
 
     base = Path(root) if root else Path(cache_dir()) / "pretrain"
-    return base / f"{profile_name}-s{seed}-{activation}"
+    return base / (f"{profile_name}-s{seed}-{activation}" + ("" if arch == "mlp" else f"-{arch}"))
 
 
 def run(out_dir, quantization="jq4", profile="fast", seed=0, activation="softplus", data=None,
-        pretrain_root=None, verbose=1, fail_after_epoch=None, fail_stage="bnn"):
+        pretrain_root=None, verbose=1, fail_after_epoch=None, fail_stage="bnn", arch="mlp", bayesian="all"):
     """Both stages for one configuration; returns the trained Bayesian model."""
+    models.bayesian_model(arch, bayesian)  # fail on a bad arch / bayesian before loading data
     name = profile if isinstance(profile, str) else "custom"
     data = data if data is not None else load_data(profile)
-    det = pretrain(data, pretrain_dir(name, seed, activation, pretrain_root), profile, seed, activation,
-                   verbose=verbose, fail_after_epoch=fail_after_epoch if fail_stage == "pretrain" else None)
+    det = pretrain(data, pretrain_dir(name, seed, activation, pretrain_root, arch), profile, seed, activation,
+                   verbose=verbose, fail_after_epoch=fail_after_epoch if fail_stage == "pretrain" else None,
+                   arch=arch)
     return train_bnn(data, det, out_dir, quantization, profile, seed, activation, verbose=verbose,
-                     fail_after_epoch=fail_after_epoch if fail_stage == "bnn" else None)
+                     fail_after_epoch=fail_after_epoch if fail_stage == "bnn" else None, arch=arch,
+                     bayesian=bayesian)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import weakref
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from tfqbnn.layers import DenseVariational, sample_groups
+from tfqbnn.layers import VariationalLayer, sample_groups
 
 _EPS = 1e-12
 
@@ -45,8 +46,12 @@ def _check_inputs(model, x):
 def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, seed=None):
     """Monte-Carlo predictions of a Bayesian model.
 
-    Runs ``num_samples`` stochastic forward passes, vectorised: each batch is tiled
-    S times and every `DenseVariational` layer draws S weight samples in one call.
+    Runs ``num_samples`` stochastic forward passes, vectorised in one traced call:
+    every variational layer draws S weight samples at once and treats its batch as
+    S blocks.  In a flat Sequential / chain model the layers before the first
+    variational one (a deterministic feature extractor) run once per input, and
+    that layer applies its S kernels to their output; otherwise (branches, nested
+    models) the input is tiled S times.  See `mc_entry_layer`.
 
     Args:
         model: a Keras model whose outputs are class probabilities (or logits with
@@ -56,7 +61,7 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
         batch_size: images per forward pass (default: chosen so that S * batch
             rows stay around 32k).
         from_logits: apply a softmax to the model's outputs.
-        seed: if given, reseeds every `DenseVariational` layer (reproducible runs).
+        seed: if given, reseeds every variational layer (reproducible runs).
 
     Returns:
         float32 array ``(S, N, C)`` of softmax probabilities.
@@ -70,12 +75,13 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
     if int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be >= 1; received batch_size={batch_size}")
     if seed is not None:
-        for i, layer in enumerate(l for l in model._flatten_layers() if isinstance(l, DenseVariational)):
+        for i, layer in enumerate(l for l in model._flatten_layers() if isinstance(l, VariationalLayer)):
             layer.reseed(int(seed) * 1000 + i)
     s = int(num_samples)
 
-    run = _runner(model, s, bool(from_logits))
-    with sample_groups(s):  # read by the layers when `run` traces
+    entry = mc_entry_layer(model)
+    run = _runner(model, s, bool(from_logits), entry is not None)
+    with sample_groups(s, [entry] if entry is not None else ()):  # read by the layers when `run` traces
         chunks = [run(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, n, batch_size)]
     if not chunks:
         raise ValueError("`x` is empty")
@@ -85,21 +91,56 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
 _RUNNERS = weakref.WeakKeyDictionary()
 
 
-def _runner(model, s, from_logits):
+def mc_entry_layer(model):
+    """The variational layer where `predict_mc` starts repeating, or None to tile the input.
+
+    For a flat chain (a Sequential, or a functional model whose every layer takes
+    the previous layer's output) it is the first `VariationalLayer`: the layers
+    before it are deterministic and run once.  Models with branches, several
+    inputs or nested models containing variational layers return None.
+    """
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    if isinstance(model, keras.Sequential):
+        chain = True
+    elif isinstance(getattr(model, "inputs", None), list) and len(model.inputs) == 1 and layers:
+        try:
+            prev = model.inputs[0]
+            chain = True
+            for l in layers:
+                if l.input is not prev:
+                    chain = False
+                    break
+                prev = l.output
+        except (AttributeError, ValueError):  # a layer used twice or not connected
+            chain = False
+    else:
+        chain = False
+    if not chain:
+        return None
+    for l in layers:
+        if isinstance(l, VariationalLayer):
+            return l
+        if any(isinstance(m, VariationalLayer) for m in l._flatten_layers(include_self=False)):
+            return None  # inside a nested model: tile the input
+    return None
+
+
+def _runner(model, s, from_logits, shared_entry):
     """One traced function per (model, S): repeated calls do not retrace."""
     per_model = _RUNNERS.setdefault(model, {})
-    if (s, from_logits) not in per_model:
+    if (s, from_logits, shared_entry) not in per_model:
 
         @tf.function(reduce_retracing=True)
         def run(xb):
-            tiled = tf.tile(xb, [s] + [1] * (len(xb.shape) - 1))
+            # with a shared entry layer the prefix sees B rows and that layer emits S * B
+            tiled = xb if shared_entry else tf.tile(xb, [s] + [1] * (len(xb.shape) - 1))
             out = model(tiled, training=False)
             if from_logits:
                 out = tf.nn.softmax(out, axis=-1)
             return tf.reshape(out, (s, -1, out.shape[-1]))
 
-        per_model[(s, from_logits)] = run
-    return per_model[(s, from_logits)]
+        per_model[(s, from_logits, shared_entry)] = run
+    return per_model[(s, from_logits, shared_entry)]
 
 
 def entropy(p, axis=-1):
