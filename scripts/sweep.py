@@ -1,6 +1,7 @@
 """The paper's Table I: FP32 and VPQ / SPQ / JQ at 8..2 bits, ablations and baselines, over seeds.
 
     python scripts/sweep.py --profile fast --seeds 0 1 2 --out results/sweep
+    python scripts/sweep.py --arch lenet5 --profile conv-quick --seeds 0 1 2 --out runs/lenet5
 
 Resumable: finished cells (a metrics.json in out/<cell>/s<seed>/) are skipped.
 Writes table.csv (one row per cell and seed), table.md (mean ± sd) and bits.png.
@@ -18,6 +19,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
     p.add_argument("--profile", choices=sorted(training.PROFILES), default="fast")
+    p.add_argument("--arch", choices=["mlp", "lenet5"], default="mlp",
+                   help="mlp: Table I; lenet5: fp32 and jq4, fully Bayesian and Bayesian head")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--bits", type=int, nargs="+", default=list(sweep.BITS))
     p.add_argument("--no-ablations", action="store_true")
@@ -30,7 +33,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cells = sweep.table_cells(args.bits, ablations=not args.no_ablations, baselines=not args.no_baselines)
+    if args.arch == "lenet5":
+        cells = sweep.lenet_cells()
+    else:
+        cells = sweep.table_cells(args.bits, ablations=not args.no_ablations, baselines=not args.no_baselines)
     if args.only:
         unknown = set(args.only) - {c.name for c in cells}
         if unknown:

@@ -40,6 +40,7 @@ class Profile:
     max_train: int | None = None
     eval_samples: int = 30
     ambiguous_profile: str = "default"
+    eval_images: int | None = None  # cap per test set in the sweep (None: the whole sets)
 
 
 PROFILES = {
@@ -52,6 +53,10 @@ PROFILES = {
     "fast": Profile(pretrain_epochs=10, bnn_epochs=5),
     # the paper's schedule
     "paper": Profile(pretrain_epochs=1500, bnn_epochs=1000),
+    # what a LeNet-5 sweep (12 runs) fits in under an hour on 2 shared cores: 20k training images,
+    # 4 + 2 epochs, the small Ambiguous-MNIST, 1000 images per test set (README "LeNet-5")
+    "conv-quick": Profile(pretrain_epochs=4, bnn_epochs=2, max_train=20000, ambiguous_profile="small",
+                          eval_images=1000),
 }
 
 
