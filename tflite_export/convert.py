@@ -46,6 +46,12 @@ def check_model(model, weights):
     if not layers or not isinstance(layers[-1], keras.layers.Softmax):
         last = layers[-1].name if layers else None
         raise ValueError(f"the model must end with keras.layers.Softmax; last layer is {last!r}")
+    axis = layers[-1].axis
+    if isinstance(axis, (list, tuple)) and len(axis) == 1:
+        axis = axis[0]
+    if axis not in (-1, 1):  # the integer softmax runs over the classes of one image, like TFLite's SOFTMAX
+        raise ValueError(f"layer {layers[-1].name!r}: Softmax(axis={axis!r}) is not supported; the integer model "
+                         "normalizes over the class axis only (axis=-1)")
     bayes = layers[:-1]
     if not bayes:
         raise ValueError("the model has no DenseVariational layer before its Softmax")
@@ -56,6 +62,10 @@ def check_model(model, weights):
             raise ValueError(f"{where}: {type(layer).__name__} is not supported (only DenseVariational then Softmax)")
         if layer.use_bias:
             raise ValueError(f"{where}: biases are not supported (use_bias=True)")
+        if not layer.sample_at_inference:  # the integer model always samples: it would not match this Keras model
+            raise ValueError(f"{where}: sample_at_inference=False is not supported; the exported model samples its "
+                             "weights at inference (set sample_at_inference=True, or export a deterministic model "
+                             "another way)")
         q = layer.quantization
         if q.strategy != "jq":
             raise ValueError(f"{where}: quantization {q.name!r} is not supported; only JQ models can be exported")
