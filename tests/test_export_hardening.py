@@ -221,3 +221,12 @@ def test_huge_rows_or_cols_in_options_fail_before_allocating(export_dir, tmp_pat
     assert result["error"] == "ValueError", result
     assert what in result["message"] and "\n" not in result["message"]
     assert result["growth_mib"] < 64, result
+
+
+@pytest.mark.parametrize("layout, sigma_bits", [(0, 3), (0, 6), (1, 4), (2, 6)])
+@pytest.mark.parametrize("shape", [(3, 5), (4, 4), (1, 7)])
+def test_stored_shapes_are_the_shapes_pack_writes(layout, sigma_bits, shape):
+    from tflite_export import storage
+
+    packed = storage.pack(np.zeros(shape, np.int16), np.zeros(shape, np.int16), layout, sigma_bits)
+    assert [(n, a.dtype, a.shape) for n, a in packed] == storage.stored_shapes(layout, sigma_bits, shape)

@@ -207,26 +207,55 @@ def read_qbnn_layers(data, where="model"):
             raise ValueError(f"{where}: unknown custom op {name!r} (operator {i})")
         opts = unpack_options(bytes(op.customOptions if op.customOptions is not None else b""),
                               f"{where}: operator {i} {CUSTOM_OP} options")
-        arrays = []
-        for ti in op.inputs:
-            t = sub.tensors[ti]
-            buf = model.buffers[t.buffer].data
-            if buf is None:
-                raise ValueError(f"{where}: {CUSTOM_OP} input {t.name!r} has no constant data")
-            dtype = np.int8 if t.type == s.TensorType.INT8 else np.uint8
-            arrays.append((t.name, np.asarray(buf, np.uint8).view(dtype).reshape(t.shape)))
-        probe = storage.pack(np.zeros((opts["rows"], opts["cols"]), np.int16),
-                             np.zeros((opts["rows"], opts["cols"]), np.int16), opts["layout"], opts["sigma_bits"])
-        expect = [tuple(a.shape) for _, a in probe]
-        if [tuple(a.shape) for _, a in arrays] != expect:
-            raise ValueError(f"{where}: {CUSTOM_OP} operator {i} inputs have shapes "
-                             f"{[a.shape for _, a in arrays]}, expected {expect}")
+        arrays = _stored_inputs(model, sub, op, opts, f"{where}: operator {i} {CUSTOM_OP}")
         mu, sig = storage.unpack(arrays, opts["layout"], opts["sigma_bits"], (opts["rows"], opts["cols"]))
         m = 2 ** (opts["weight_bits"] - 1) - 1
         if np.any(np.abs(mu) > m) or np.any(sig >= 2 ** opts["sigma_bits"]):
             raise ValueError(f"{where}: {CUSTOM_OP} operator {i} holds codes outside its bit widths")
         layers.append({**opts, "mu_codes": mu, "sigma_codes": sig})
     return layers
+
+
+def _name(tensor):
+    n = tensor.name
+    return n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)
+
+
+def _stored_inputs(model, sub, op, opts, where):
+    """The op's constant code tensors as arrays, after checking their number, types, shapes and buffer sizes
+    against the options (all arithmetic: nothing is allocated from a size the file claims)."""
+    s = _schema()
+    rows, cols = opts["rows"], opts["cols"]
+    if rows < 1 or cols < 1:
+        raise ValueError(f"{where}: options give rows={rows} cols={cols}; both must be >= 1")
+    expect = storage.stored_shapes(opts["layout"], opts["sigma_bits"], (rows, cols))
+    inputs = list(op.inputs if op.inputs is not None else [])
+    outputs = list(op.outputs if op.outputs is not None else [])
+    if len(inputs) != len(expect) or len(outputs) != 1 or outputs[0] < 0:
+        raise ValueError(f"{where}: {len(inputs)} inputs / {len(outputs)} outputs, expected {len(expect)} / 1 "
+                         f"for layout {storage.LAYOUT_NAMES[opts['layout']]}")
+    out = sub.tensors[outputs[0]]
+    out_shape = [] if out.shape is None else [int(v) for v in out.shape]
+    if out_shape != [rows, cols]:
+        raise ValueError(f"{where}: options give rows={rows} cols={cols} but the output tensor {_name(out)!r} "
+                         f"has shape {out_shape}")
+    arrays = []
+    for ti, (_, dtype, shape) in zip(inputs, expect):
+        if ti < 0:
+            raise ValueError(f"{where}: a stored code input is missing (tensor index {ti})")
+        t = sub.tensors[ti]
+        got = [] if t.shape is None else [int(v) for v in t.shape]
+        ttype = s.TensorType.INT8 if dtype == np.int8 else s.TensorType.UINT8
+        if got != list(shape) or t.type != ttype:
+            raise ValueError(f"{where}: input {_name(t)!r} has shape {got} type {t.type}, expected {list(shape)} "
+                             f"type {ttype} for rows={rows} cols={cols}")
+        buf = model.buffers[t.buffer].data
+        size = 0 if buf is None else len(buf)
+        if size != int(np.prod(shape)):
+            raise ValueError(f"{where}: input {_name(t)!r} holds {size} bytes, expected {int(np.prod(shape))} "
+                             f"(constant data for shape {list(shape)})")
+        arrays.append((_name(t), np.asarray(buf, np.uint8).view(dtype).reshape(shape)))
+    return arrays
 
 
 def build_softplus_probe(in_scale, in_zero_point, out_scale, out_zero_point, n=256):
