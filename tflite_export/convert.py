@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tflite_export import sampler, storage
+from tflite_export import artifacts, sampler, storage
 from tflite_export.reference import (
     INPUT_SCALE,
     INPUT_ZERO_POINT,
@@ -18,7 +18,7 @@ from tflite_export.reference import (
 )
 
 TIE_MARGIN = 2e-3  # SPEC.md section 5
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = artifacts.MANIFEST_VERSION
 
 
 def _activation_name(layer):
@@ -161,8 +161,7 @@ def manifest(imodel, weights):
     layers, stored_total, float_total, table_total = [], 0, 0, 0
     for layer in imodel.layers:
         r, c = layer.shape
-        tensors = [{"name": n, "dtype": str(t.dtype), "shape": list(t.shape), "bytes": int(t.nbytes)}
-                   for n, t in layer.stored_tensors()]
+        tensors = artifacts.stored_tensor_entries(layer)
         stored = sum(t["bytes"] for t in tensors)
         tables = int(layer.sigma_q.nbytes) + (256 if layer.lut is not None else 0)
         mult, shift = layer.multiplier
@@ -235,10 +234,16 @@ def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calib
         calibration_x = load_calibration_images()
     calibrate(imodel, calibration_x, num_samples=calibration_samples)
     info = manifest(imodel, weights)
-    paths = {"model": out / "model.tflite", "model_split": out / "model_split.tflite", "manifest_path": out / "manifest.json"}
+    paths = {"model": out / "model.tflite", "model_split": out / "model_split.tflite",
+             "manifest_path": out / artifacts.MANIFEST}
     paths["model"].write_bytes(tflite_io.build_tflite(imodel, split=False))
     paths["model_split"].write_bytes(tflite_io.build_tflite(imodel, split=True))
-    paths["manifest_path"].write_text(json.dumps(info, indent=1))
+    written = {"model.tflite", "model_split.tflite"}
+    before = artifacts.snapshot(out)
     for writer in extra_writers:
         writer(imodel, info, out)
+    after = artifacts.snapshot(out)  # what the writers created or rewrote (never other files in out_dir)
+    written |= {rel for rel, st in after.items() if before.get(rel) != st and rel != artifacts.MANIFEST}
+    info["files"] = artifacts.file_entries(out, written)
+    artifacts.write_manifest(out, info)  # last: a crash before this leaves no manifest claiming these files
     return {"integer_model": imodel, "manifest": info, **paths}

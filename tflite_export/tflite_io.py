@@ -3,6 +3,7 @@ the QBNN_SAMPLE custom options, and a validating reader."""
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -212,8 +213,65 @@ def read_qbnn_layers(data, where="model"):
         m = 2 ** (opts["weight_bits"] - 1) - 1
         if np.any(np.abs(mu) > m) or np.any(sig >= 2 ** opts["sigma_bits"]):
             raise ValueError(f"{where}: {CUSTOM_OP} operator {i} holds codes outside its bit widths")
-        layers.append({**opts, "mu_codes": mu, "sigma_codes": sig})
+        layers.append({**opts, "mu_codes": mu, "sigma_codes": sig, "tensors": arrays})
     return layers
+
+
+def _quant(t):
+    q = t.quantization
+    if q is None or q.scale is None or len(q.scale) != 1:
+        return None, None
+    return np.float32(q.scale[0]), int(q.zeroPoint[0])
+
+
+def read_graph(data, where="model"):
+    """The layer structure of a model.tflite as build_tflite writes it: per QBNN_SAMPLE layer its name,
+    weight / input / output / SoftPlus quantization and activation; the input and softmax quantization.
+    ValueError when the graph is not that chain of operators."""
+    s = _schema()
+    OP = s.BuiltinOperator
+    model = read_tflite(data, where)
+    sub = model.subgraphs[0]
+    kinds = {OP.CUSTOM: "CUSTOM", OP.FULLY_CONNECTED: "FULLY_CONNECTED", OP.DEQUANTIZE: "DEQUANTIZE", OP.EXP: "EXP",
+             OP.ADD: "ADD", OP.LOG: "LOG", OP.QUANTIZE: "QUANTIZE", OP.SOFTMAX: "SOFTMAX"}
+    ops = []
+    for i, op in enumerate(sub.operators or []):
+        kind = kinds.get(model.operatorCodes[op.opcodeIndex].builtinCode)
+        if kind is None:
+            raise ValueError(f"{where}: operator {i} is not part of a QBNN-INT graph")
+        ops.append((kind, op))
+    seq = "".join({"CUSTOM": "S", "FULLY_CONNECTED": "F", "DEQUANTIZE": "d", "EXP": "e", "ADD": "a", "LOG": "l",
+                   "QUANTIZE": "q", "SOFTMAX": "X"}[k] for k, _ in ops)
+    if not re.fullmatch(r"(SF(dealq)?)+X", seq):
+        raise ValueError(f"{where}: operator sequence {seq!r} is not a QBNN-INT graph (QBNN_SAMPLE, FULLY_CONNECTED, "
+                         "optional SoftPlus chain, ..., SOFTMAX)")
+    tensor = sub.tensors
+    layers, i = [], 0
+    x_in = None
+    while ops[i][0] == "CUSTOM":
+        w = tensor[ops[i][1].outputs[0]]
+        fc = ops[i + 1][1]
+        if list(fc.inputs)[1] != ops[i][1].outputs[0]:
+            raise ValueError(f"{where}: FULLY_CONNECTED operator {i + 1} does not use the sampled weights of {i}")
+        x = tensor[fc.inputs[0]]
+        if x_in is not None and fc.inputs[0] != x_in:
+            raise ValueError(f"{where}: FULLY_CONNECTED operator {i + 1} does not take the previous layer's output")
+        fused = fc.builtinOptions.fusedActivationFunction if fc.builtinOptions is not None else None
+        act = {s.ActivationFunctionType.NONE: "linear", s.ActivationFunctionType.RELU: "relu"}.get(fused)
+        name = _name(w)
+        entry = {"name": name[:-len("/sampled_weights")] if name.endswith("/sampled_weights") else name,
+                 "weight": _quant(w), "input": _quant(x), "output": _quant(tensor[fc.outputs[0]]),
+                 "softplus": (None, None), "activation": act}
+        x_in, i = fc.outputs[0], i + 2
+        if ops[i][0] == "DEQUANTIZE":
+            if act != "linear":
+                raise ValueError(f"{where}: layer {entry['name']!r} has a fused activation before SoftPlus")
+            entry["activation"], entry["softplus"] = "softplus", _quant(tensor[ops[i + 4][1].outputs[0]])
+            x_in, i = ops[i + 4][1].outputs[0], i + 5
+        layers.append(entry)
+    sm = ops[i][1]
+    return {"input": _quant(tensor[ops[1][1].inputs[0]]), "layers": layers,
+            "softmax_output": _quant(tensor[sm.outputs[0]])}
 
 
 def _name(tensor):
@@ -240,7 +298,7 @@ def _stored_inputs(model, sub, op, opts, where):
         raise ValueError(f"{where}: options give rows={rows} cols={cols} but the output tensor {_name(out)!r} "
                          f"has shape {out_shape}")
     arrays = []
-    for ti, (_, dtype, shape) in zip(inputs, expect):
+    for ti, (short, dtype, shape) in zip(inputs, expect):
         if ti < 0:
             raise ValueError(f"{where}: a stored code input is missing (tensor index {ti})")
         t = sub.tensors[ti]
@@ -254,7 +312,7 @@ def _stored_inputs(model, sub, op, opts, where):
         if size != int(np.prod(shape)):
             raise ValueError(f"{where}: input {_name(t)!r} holds {size} bytes, expected {int(np.prod(shape))} "
                              f"(constant data for shape {list(shape)})")
-        arrays.append((_name(t), np.asarray(buf, np.uint8).view(dtype).reshape(shape)))
+        arrays.append((short, np.asarray(buf, np.uint8).view(dtype).reshape(shape)))
     return arrays
 
 
