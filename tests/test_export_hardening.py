@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from tflite_export import c_source, convert, tflite_io
-from tfqbnn import models
 from tfqbnn.layers import DenseVariational
 
 ROOT = Path(__file__).resolve().parents[1]

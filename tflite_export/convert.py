@@ -3,7 +3,6 @@ model_split.tflite and manifest.json (SPEC.md sections 1, 4, 5, 6)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
