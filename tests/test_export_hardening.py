@@ -152,6 +152,9 @@ def _tamper(export_dir, tmp_path, edit):
     (lambda m: m.__setitem__("default_seed", 8), r"default_seed"),
     (lambda m: m["softmax"].__setitem__("input_multiplier", 1), r"softmax"),
     (lambda m: m.pop("files"), r"files"),
+    (lambda m: m["layers"][0].__setitem__("output_scale", "abc"), r"malformed"),  # wrong JSON types
+    (lambda m: m["layers"].__setitem__(0, [1, 2]), r"malformed"),
+    (lambda m: m.__setitem__("softmax", None), r"softmax"),
 ])
 def test_manifest_edits_are_caught_against_model_tflite(export_dir, tmp_path, edit, message):
     d = _tamper(export_dir, tmp_path, edit)

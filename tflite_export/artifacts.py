@@ -23,6 +23,10 @@ MANIFEST_VERSION = 2  # 2: "files" (SHA-256 of every written file) and per-tenso
 MANIFEST = "manifest.json"
 
 
+class ArtifactError(ValueError):
+    """An export directory that does not verify (a ValueError: the message names the file)."""
+
+
 def sha256_file(path, chunk=1 << 20):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -66,18 +70,18 @@ def verify_files(export_dir, man, man_path):
     """Check the SHA-256 and size of every file listed in the manifest."""
     files = man.get("files")
     if not isinstance(files, dict) or "model.tflite" not in files:
-        raise ValueError(f"{man_path}: no 'files' entry with the SHA-256 of model.tflite (manifest version "
+        raise ArtifactError(f"{man_path}: no 'files' entry with the SHA-256 of model.tflite (manifest version "
                          f"{man.get('version')!r}; version {MANIFEST_VERSION} has them); re-export with scripts/export.py")
     for rel, entry in files.items():
         parts = PurePosixPath(rel).parts
         if not parts or PurePosixPath(rel).is_absolute() or ".." in parts or "\\" in rel:
-            raise ValueError(f"{man_path}: file entry {rel!r} is not a path inside the export directory")
+            raise ArtifactError(f"{man_path}: file entry {rel!r} is not a path inside the export directory")
         path = os.path.join(os.fspath(export_dir), *parts)
         if not os.path.isfile(path):
-            raise ValueError(f"{path}: missing (listed in {man_path})")
+            raise ArtifactError(f"{path}: missing (listed in {man_path})")
         digest = sha256_file(path)
         if not isinstance(entry, dict) or digest != entry.get("sha256"):
-            raise ValueError(f"{path}: SHA-256 {digest[:16]}... does not match {man_path} "
+            raise ArtifactError(f"{path}: SHA-256 {digest[:16]}... does not match {man_path} "
                              f"({str(entry.get('sha256') if isinstance(entry, dict) else entry)[:16]}...); "
                              "the file was modified or corrupted")
 
@@ -108,14 +112,14 @@ def _check_layer(info, stored, graph, man_path):
             "layout_id": stored["layout"], "activation": graph["activation"]}
     for key, value in want.items():
         if info.get(key) != value:
-            raise ValueError(f"{where}: {key}={info.get(key)!r} but model.tflite has {value!r}")
+            raise ArtifactError(f"{where}: {key}={info.get(key)!r} but model.tflite has {value!r}")
     if not np.array_equal(np.asarray(info["sigma_q"], np.int64), stored["sigma_q"]):
-        raise ValueError(f"{where}: sigma_q table differs from model.tflite's QBNN_SAMPLE options")
+        raise ArtifactError(f"{where}: sigma_q table differs from model.tflite's QBNN_SAMPLE options")
     tensors = [{"name": n, "dtype": str(a.dtype), "shape": list(a.shape), "bytes": int(a.nbytes),
                 "sha256": hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()}
                for n, a in stored["tensors"]]
     if info.get("stored_tensors") != tensors:
-        raise ValueError(f"{where}: stored_tensors (names, shapes, bytes or SHA-256 of the mu/sigma codes) differ "
+        raise ArtifactError(f"{where}: stored_tensors (names, shapes, bytes or SHA-256 of the mu/sigma codes) differ "
                          "from model.tflite's QBNN_SAMPLE constants")
     layer = _layer(info, stored)
     for key, ours, theirs in (("weight_scale", layer.weight_scale, graph["weight"][0]),
@@ -123,25 +127,25 @@ def _check_layer(info, stored, graph, man_path):
                               ("output_scale", layer.output_scale, graph["output"][0]),
                               ("softplus_scale", layer.lut_scale, graph["softplus"][0])):
         if not (_same(ours, theirs) and _same(info.get(key), theirs)):
-            raise ValueError(f"{where}: {key}={info.get(key)!r} but model.tflite has "
+            raise ArtifactError(f"{where}: {key}={info.get(key)!r} but model.tflite has "
                              f"{None if theirs is None else float(theirs)!r}")
     for key, ours, theirs in (("input_zero_point", layer.input_zero_point, graph["input"][1]),
                               ("output_zero_point", layer.output_zero_point, graph["output"][1]),
                               ("softplus_zero_point", layer.lut_zero_point, graph["softplus"][1])):
         if ours != theirs:
-            raise ValueError(f"{where}: {key}={info.get(key)!r} but model.tflite has {theirs!r}")
+            raise ArtifactError(f"{where}: {key}={info.get(key)!r} but model.tflite has {theirs!r}")
     if tuple(int(v) for v in layer.multiplier) != (int(info["multiplier"]), int(info["shift"])):
-        raise ValueError(f"{where}: multiplier/shift do not follow from its scales")
+        raise ArtifactError(f"{where}: multiplier/shift do not follow from its scales")
     if list(layer.act_range) != [info.get("activation_min"), info.get("activation_max")]:
-        raise ValueError(f"{where}: activation_min/max differ from its activation and zero point")
+        raise ArtifactError(f"{where}: activation_min/max differ from its activation and zero point")
     if layer.activation == "softplus":
         lut, _ = reference.softplus_lut(layer.output_scale, layer.output_zero_point, layer.lut_scale,
                                         layer.lut_zero_point)
         given = np.asarray(info["softplus_lut"] if info["softplus_lut"] is not None else [], np.int64)
         if given.shape != (256,) or not np.array_equal(given, lut):
-            raise ValueError(f"{where}: softplus_lut is not the SoftPlus table of model.tflite's scales")
+            raise ArtifactError(f"{where}: softplus_lut is not the SoftPlus table of model.tflite's scales")
     elif info.get("softplus_lut") is not None:
-        raise ValueError(f"{where}: softplus_lut given for activation {layer.activation!r}")
+        raise ArtifactError(f"{where}: softplus_lut given for activation {layer.activation!r}")
     return layer
 
 
@@ -149,34 +153,40 @@ def check_manifest(man, data, man_path, tfl_path):
     """`reference.IntegerModel` from manifest.json + model.tflite bytes, after cross-checking them."""
     graph = tflite_io.read_graph(data, tfl_path)
     stored = tflite_io.read_qbnn_layers(data, tfl_path)
+    try:
+        return _check_manifest(man, data, graph, stored, man_path, tfl_path)
+    except ArtifactError:
+        raise
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError, OverflowError) as err:  # wrong JSON types
+        raise ArtifactError(f"{man_path}: malformed entry ({type(err).__name__}: {err})") from None
+
+
+def _check_manifest(man, data, graph, stored, man_path, tfl_path):
     entries = man.get("layers")
     if not isinstance(entries, list) or len(entries) != len(stored) or len(graph["layers"]) != len(stored):
         n = len(entries) if isinstance(entries, list) else entries
-        raise ValueError(f"{man_path}: layer list has {n} entries but model.tflite has {len(stored)} QBNN_SAMPLE "
+        raise ArtifactError(f"{man_path}: layer list has {n} entries but model.tflite has {len(stored)} QBNN_SAMPLE "
                          "layers")
-    try:
-        layers = [_check_layer(info, s, g, man_path) for info, s, g in zip(entries, stored, graph["layers"])]
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{man_path}: malformed layer entry ({type(err).__name__}: {err})") from None
+    layers = [_check_layer(info, s, g, man_path) for info, s, g in zip(entries, stored, graph["layers"])]
     seeds = {s["default_seed"] for s in stored}
     if seeds != {man.get("default_seed")}:
-        raise ValueError(f"{man_path}: default_seed={man.get('default_seed')!r} but model.tflite has {sorted(seeds)}")
+        raise ArtifactError(f"{man_path}: default_seed={man.get('default_seed')!r} but model.tflite has {sorted(seeds)}")
     inp = man.get("input", {})
     if (inp.get("shape") != [1, layers[0].shape[1]] or not _same(inp.get("scale"), graph["input"][0])
             or inp.get("zero_point") != graph["input"][1]):
-        raise ValueError(f"{man_path}: input {inp!r} differs from model.tflite's input tensor {graph['input']}")
+        raise ArtifactError(f"{man_path}: input {inp!r} differs from model.tflite's input tensor {graph['input']}")
     want = dict(zip(("input_multiplier", "input_left_shift", "diff_min"),
                     softmax.softmax_params(layers[-1].output_scale)),
                 output_scale=float(reference.SOFTMAX_SCALE), output_zero_point=reference.SOFTMAX_ZERO_POINT)
     got = man.get("softmax")
     if got != want or graph["softmax_output"] != (reference.SOFTMAX_SCALE, reference.SOFTMAX_ZERO_POINT):
-        raise ValueError(f"{man_path}: softmax parameters {got!r} differ from those of model.tflite's scales {want!r}")
+        raise ArtifactError(f"{man_path}: softmax parameters {got!r} differ from those of model.tflite's scales {want!r}")
     imodel = reference.IntegerModel(layers, default_seed=int(man["default_seed"]))
     # Catch-all: the checked model must rebuild model.tflite byte for byte (graph, options, names, padding).
     rebuilt = tflite_io.build_tflite(imodel, split=False)
     if rebuilt != bytes(data):
         at = next((i for i, (a, b) in enumerate(zip(rebuilt, data)) if a != b), min(len(rebuilt), len(data)))
-        raise ValueError(f"{tfl_path}: differs from the model {man_path} describes (first difference at byte {at} "
+        raise ArtifactError(f"{tfl_path}: differs from the model {man_path} describes (first difference at byte {at} "
                          f"of {len(data)})")
     return imodel
 
@@ -188,14 +198,14 @@ def load_exported(export_dir):
     man_path, tfl_path = os.path.join(export_dir, MANIFEST), os.path.join(export_dir, "model.tflite")
     for path in (man_path, tfl_path):
         if not os.path.isfile(path):
-            raise ValueError(f"{path}: missing (expected an export directory written by scripts/export.py)")
+            raise ArtifactError(f"{path}: missing (expected an export directory written by scripts/export.py)")
     try:
         with open(man_path) as f:
             man = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{man_path}: not a readable JSON manifest ({type(err).__name__}: {err})") from None
+        raise ArtifactError(f"{man_path}: not a readable JSON manifest ({type(err).__name__}: {err})") from None
     if not isinstance(man, dict) or man.get("format") != "tfqbnn QBNN-INT":
-        raise ValueError(f"{man_path}: not a tfqbnn QBNN-INT manifest")
+        raise ArtifactError(f"{man_path}: not a tfqbnn QBNN-INT manifest")
     verify_files(export_dir, man, man_path)
     with open(tfl_path, "rb") as f:
         data = f.read()
@@ -204,7 +214,7 @@ def load_exported(export_dir):
     if "model_split.tflite" in man["files"]:
         with open(split_path, "rb") as f:
             if f.read() != tflite_io.build_tflite(imodel, split=True):
-                raise ValueError(f"{split_path}: differs from the model {man_path} describes")
+                raise ArtifactError(f"{split_path}: differs from the model {man_path} describes")
     return imodel
 
 
@@ -215,5 +225,5 @@ def stored_tensor_entries(layer):
             for n, t in layer.stored_tensors()]
 
 
-__all__ = ["MANIFEST_VERSION", "load_exported", "check_manifest", "verify_files", "file_entries", "sha256_file",
+__all__ = ["ArtifactError", "MANIFEST_VERSION", "load_exported", "check_manifest", "verify_files", "file_entries", "sha256_file",
            "stored_tensor_entries", "write_manifest", "snapshot"]

@@ -245,6 +245,14 @@ def read_graph(data, where="model"):
     if not re.fullmatch(r"(SF(dealq)?)+X", seq):
         raise ValueError(f"{where}: operator sequence {seq!r} is not a QBNN-INT graph (QBNN_SAMPLE, FULLY_CONNECTED, "
                          "optional SoftPlus chain, ..., SOFTMAX)")
+    try:
+        return _walk_graph(s, sub, ops, where)
+    except (IndexError, TypeError, AttributeError) as err:  # a chain of the right ops but wrong wiring / options
+        raise ValueError(f"{where}: not a QBNN-INT graph ({type(err).__name__}: {err})") from None
+
+
+def _walk_graph(s, sub, ops, where):
+    """Per layer: CUSTOM -> FULLY_CONNECTED [-> DEQUANTIZE, EXP, ADD, LOG, QUANTIZE]; then SOFTMAX."""
     tensor = sub.tensors
     layers, i = [], 0
     x_in = None
