@@ -64,10 +64,12 @@ def hand_weights(mu, rho, eps, q, rho_scale=10.0):
     return w
 
 
-def _eps_for_next_call(seed, shape, groups=1):
-    """The eps a layer reseeded with ``seed`` uses in its next call (one key per call)."""
-    key = noise.new_key(tf.random.Generator.from_seed(seed))
-    return noise.normal(key, (groups,) + tuple(shape)).numpy()
+def _eps_for_next_call(layer, seed, groups=1):
+    """The eps ``layer`` uses in its next call after ``reseed(seed)`` (one key per call); reseeds it again."""
+    layer.reseed(seed)
+    key = noise.new_key(layer._rng)
+    layer.reseed(seed)
+    return noise.normal(key, (groups,) + tuple(layer.mu.shape)).numpy()
 
 
 def _randomize(layer, rng, rho=(-0.4, -0.1)):
@@ -97,9 +99,9 @@ def test_forward_equals_reference_convolution_of_hand_quantized_weights(kind, ar
     x = rng.uniform(0, 1, (3, 9, 8, 3)).astype("float32")
     layer.build(x.shape)
     _randomize(layer, rng)
-    layer.reseed(11)
+    eps = _eps_for_next_call(layer, 11)[0]
     y = layer(x).numpy()
-    w = hand_weights(layer.mu.numpy(), layer.rho.numpy(), _eps_for_next_call(11, layer.mu.shape)[0], q)
+    w = hand_weights(layer.mu.numpy(), layer.rho.numpy(), eps, q)
     ref = (ref_conv if kind == "conv" else ref_depthwise)(x, w, layer.strides, layer.padding)
     assert y.shape == ref.shape == layer.compute_output_shape(x.shape)
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
@@ -122,8 +124,7 @@ def test_ste_gradients_equal_autodiff_through_the_quantizers(kind, q):
     layer.build(x.shape)
     _randomize(layer, rng, rho=(-0.6, 0.05))
     layer.mu.assign(rng.uniform(-1.2, 1.2, layer.mu.shape).astype("float32"))  # some outside the grid
-    up = None
-    layer.reseed(5)
+    eps = tf.constant(_eps_for_next_call(layer, 5)[0])
     with tf.GradientTape() as tape:
         y = layer(x, training=True)
         up = tf.constant(rng.normal(size=y.shape), tf.float32)
@@ -132,7 +133,6 @@ def test_ste_gradients_equal_autodiff_through_the_quantizers(kind, q):
 
     cfg = QuantizationConfig.get(q)
     mu, rho = tf.convert_to_tensor(layer.mu), tf.convert_to_tensor(layer.rho)
-    eps = tf.constant(_eps_for_next_call(5, layer.mu.shape)[0])
     with tf.GradientTape() as tape:
         tape.watch([mu, rho])
         sigma = tf.math.softplus(10.0 * rho)
