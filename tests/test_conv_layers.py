@@ -363,3 +363,32 @@ def test_wrong_input_rank_and_nested_init_errors():
     with pytest.raises(ValueError, match="cannot be initialised from"):
         models.init_from_deterministic(keras.Sequential([keras.Input((6, 6, 1)), Conv2DVariational(2, 3)]),
                                        keras.Sequential([keras.Input((6, 6, 1)), keras.layers.DepthwiseConv2D(3)]))
+
+
+def test_lenet_sweep_rows_and_stored_bytes():
+    from tfqbnn import sweep
+
+    cells = {c.name: c for c in sweep.lenet_cells()}
+    assert sorted(cells) == ["lenet5-fp32-all", "lenet5-fp32-head", "lenet5-jq4-all", "lenet5-jq4-head"]
+    # kernels: conv 5*5*1*6 = 150, conv 5*5*6*16 = 2400, dense 400*120, 120*84, 84*10
+    head = 120 * 84 + 84 * 10
+    assert sweep.stored_bytes(cells["lenet5-fp32-all"])[0] == 8 * 61470  # float32 mu + sigma
+    assert sweep.stored_bytes(cells["lenet5-jq4-all"])[0] == 61470  # 4-bit mu + 4-bit sigma
+    # head: 4-bit deterministic kernels + one float32 scale per output channel, 4 + 4 bits for the head
+    det4 = (150 // 2 + 6 * 4) + (2400 // 2 + 16 * 4) + (48000 // 2 + 120 * 4)
+    assert sweep.stored_bytes(cells["lenet5-jq4-head"])[0] == det4 + head
+    assert sweep.stored_bytes(cells["lenet5-fp32-head"])[0] == 4 * (150 + 2400 + 48000) + 8 * head
+
+
+def test_train_script_rejects_head_for_the_mlp_in_one_line():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "scripts" / "train.py"), "--arch", "mlp", "--bayesian", "head",
+                        "--out", "unused"], capture_output=True, text=True, cwd=root,
+                       env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines()[-1] == ("train.py: bayesian='head' is defined for arch='lenet5' only; "
+                                                 "the MLP is fully Bayesian")
+    assert not (root / "unused").exists()
