@@ -127,12 +127,13 @@ def test_runtime_validation_on_the_board(board, gen_dir, tmp_path):
 
 def test_bench_m4f_meets_the_paper_mlp_targets(gen_dir, tmp_path):
     """<= 6 instructions per weight per MC sample on the M4F (SIMD kernel; 5.99 measured)."""
-    r = _make("BOARD=an386", f"GEN_DIR={gen_dir}", f"BUILD={tmp_path}", "SAMPLES=4", "bench")
+    r = _make("BOARD=an386", f"GEN_DIR={gen_dir}", f"BUILD={tmp_path}", "SAMPLES=10", "bench")
     assert r.returncode == 0, r.stdout + r.stderr
     kv = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
     assert kv["kernel"] == "simd" and int(kv["weights"]) == 784 * 100 + 100 * 100 + 100 * 10
     # exact instruction counts (QEMU -icount), deterministic: the issue's targets
-    assert float(kv["insn_per_weight_sample"]) <= 6.0
+    # exact ratio, not the printed 2-decimal truncation (5.996 measured with S = 10)
+    assert int(kv["insn_per_sample"]) / int(kv["weights"]) <= 6.0
     assert int(kv["insn_per_sample"]) <= 720_000
     assert int(kv["param_bytes"]) <= 100_000
     assert int(kv["runtime_ram_bytes"]) <= 8 * 1024
