@@ -80,7 +80,7 @@ def test_c_requantization_matches_reference(clib):
 
 
 def _host_run(gen_dir, tmp_path, target="host-test", opt="-O1"):
-    build = tmp_path / f"host_build{opt}"
+    build = tmp_path / f"host_build{opt}"  # one per (gen, opt): host-test and host-validate share objects
     cmd = ["make", "-s", "-C", FIRMWARE, f"GEN_DIR={gen_dir}", f"HOST_BUILD={build}", f"HOST_OPT={opt}", target]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
@@ -88,7 +88,7 @@ def _host_run(gen_dir, tmp_path, target="host-test", opt="-O1"):
 @pytest.fixture(scope="module")
 def synthetic_gen(tmp_path_factory):
     """Generated C of the synthetic paper-sized MLP with 3 images (no training)."""
-    gen = tmp_path_factory.mktemp("gen")
+    gen = tmp_path_factory.mktemp("synthetic") / "gen"
     model = synthetic_model(seed=0)
     c_source.write_model_sources(model, gen)
     images = np.random.default_rng(0).integers(0, 256, size=(3, 784)).astype(np.uint8)
@@ -97,8 +97,8 @@ def synthetic_gen(tmp_path_factory):
 
 
 @pytest.mark.parametrize("opt", ["-Os", "-O2", "-O3"])
-def test_every_optimisation_level_is_bit_exact_under_asan_ubsan(synthetic_gen, tmp_path, opt):
-    r = _host_run(synthetic_gen, tmp_path, "host-test", opt)
+def test_every_optimisation_level_is_bit_exact_under_asan_ubsan(synthetic_gen, opt):
+    r = _host_run(synthetic_gen, synthetic_gen.parent, "host-test", opt)
     assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
     assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
 
@@ -112,10 +112,10 @@ VALIDATION_CASES = ["null_rt", "null_model", "null_layers", "predict_null_rt", "
 
 
 @pytest.mark.parametrize("opt", ["-Os", "-O2", "-O3"])
-def test_init_and_predict_refuse_everything_malformed_under_asan_ubsan(synthetic_gen, tmp_path, opt):
+def test_init_and_predict_refuse_everything_malformed_under_asan_ubsan(synthetic_gen, opt):
     """firmware/validate.c: each malformed model / NULL pointer gets an error code (no crash, no
     sanitizer report, no prediction), and the unmutated model still runs on every kernel."""
-    r = _host_run(synthetic_gen, tmp_path, "host-validate", opt)
+    r = _host_run(synthetic_gen, synthetic_gen.parent, "host-validate", opt)
     assert r.returncode == 0 and "VALIDATION PASSED: 0 of" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
     for kernel in (1, 2, 3):
