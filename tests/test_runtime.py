@@ -120,6 +120,7 @@ def test_init_and_predict_refuse_everything_malformed_under_asan_ubsan(synthetic
     assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
     for kernel in (1, 2, 3):
         assert f"ok valid_model kernel={kernel} code=0" in r.stdout
+    assert "ok valid_model_unaligned_copy kernel=3 code=0" in r.stdout  # stored bytes at an odd address
     for case in VALIDATION_CASES:
         assert re.search(rf"^ok {case} code=[1-9]\d*$", r.stdout, re.M), case
 
