@@ -305,8 +305,8 @@ def run(out_dir, quantization="jq4", profile="fast", seed=0, activation="softplu
     unless ``overwrite``.
     """
     cfg = _config(quantization, profile, seed, activation, arch, config)
+    _check_out(out_dir, overwrite)  # refuse a foreign --out before spending the data and pretraining time
     data = data if data is not None else load_data(cfg.profile)
-    _check_out(out_dir, overwrite)  # refuse a foreign --out before spending the pretraining time
     det = pretrain(data, pretrain_dir(None, None, None, pretrain_root, cfg, data), verbose=verbose,
                    fail_after_epoch=fail_after_epoch if fail_stage == "pretrain" else None, config=cfg)
     return train_bnn(data, det, out_dir, verbose=verbose, fail_after_epoch=fail_after_epoch if fail_stage == "bnn"
