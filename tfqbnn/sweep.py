@@ -157,9 +157,11 @@ def run_sweep(out_root, seeds=(0, 1, 2), profile="fast", cells=None, data=None, 
     if table_only:
         rd = _sweep_dir(out_root, cells)
         m = rd.read_manifest()
-        if m is None or m.get("kind") != "sweep":
-            raise rundir.RunDirError(out_root, "not a tfqbnn sweep folder (no sweep run.json); nothing to tabulate")
         rows = collect(out_root, cells, seeds)
+        # a sweep folder from before run.json existed still tabulates: its cells' metrics name themselves
+        if (m is None or m.get("kind") != "sweep") and not all("cell" in r for r in rows or [{}]):
+            raise rundir.RunDirError(out_root, "not a tfqbnn sweep folder (no sweep run.json, no finished cells); "
+                                               "nothing to tabulate")
         write_tables(rows, out_root, cells)
         plot_bits(rows, out_root / "bits.png")
         return rows, 0.0
