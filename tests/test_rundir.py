@@ -202,5 +202,5 @@ def test_sweep_refuses_cells_of_another_profile(tmp_path, monkeypatch):
     rows, _ = sweep.run_sweep(out, (0,), "tinyA", cells, data=tiny_data(), num_samples=2)
     assert [r["cell"] for r in rows] == ["fp32"]
     # another profile into the same folder must not pick up the tinyA cell as finished
-    with pytest.raises(ValueError, match=r'profile\.name="tinyA", not "tinyB"' ):
+    with pytest.raises(ValueError, match=r'profile\.name="tinyA", not "tinyB"'):
         sweep.run_sweep(out, (0,), "tinyB", cells, data=tiny_data(), num_samples=2)
