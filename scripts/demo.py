@@ -17,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from tflite_export.firmware_runner import BOARDS
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="out/demo")
     p.add_argument("--profile", default="demo")
     p.add_argument("--quantization", default="jq4")
-    p.add_argument("--board", default="an386", choices=["an385", "an386", "an500"])
+    p.add_argument("--board", default="an386", choices=sorted(BOARDS))
     p.add_argument("--skip-mcu", action="store_true", help="stop after the TFLite export")
     args = p.parse_args(argv)
     out = Path(args.out)

@@ -2,8 +2,8 @@
 
     tfqbnn-export MODEL.keras --out DIR --weights {int8,int4} [--seed N] [--check]
 
-The console script's home; the export itself is `tflite_export.export_all`.  Mirrors
-scripts/export.py (owned by the export code) so that `pip install .` has a `tfqbnn-export`.
+The console script's home (`scripts/export.py` is a thin wrapper); the export itself is
+`tflite_export.export_all`.
 """
 
 from __future__ import annotations
