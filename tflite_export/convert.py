@@ -3,6 +3,8 @@ model_split.tflite and manifest.json (SPEC.md sections 1, 4, 5, 6)."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -186,7 +188,7 @@ def manifest(imodel, weights):
     from tflite_export.softmax import softmax_params
 
     return {
-        "format": "tfqbnn QBNN-INT", "version": MANIFEST_VERSION, "weights": weights,
+        "format": artifacts.FORMAT, "version": MANIFEST_VERSION, "weights": weights,
         "default_seed": imodel.default_seed,
         "input": {"shape": [1, imodel.input_dim], "scale": float(INPUT_SCALE), "zero_point": INPUT_ZERO_POINT},
         "softmax": dict(zip(("input_multiplier", "input_left_shift", "diff_min"),
@@ -209,6 +211,26 @@ def load_calibration_images(size=1000, seed=0):
     return np.asarray(x)[idx]
 
 
+def _refuse_foreign_files(out, names):
+    """An earlier export of ours may be replaced; a user's file of the same name never is."""
+    present = [n for n in names if (out / n).exists()]
+    if not present:
+        return
+    try:
+        ours = json.loads((out / artifacts.MANIFEST).read_text()).get("format") == artifacts.FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise ValueError(f"{out}: holds '{present[0]}', which tflite_export did not write (no export "
+                         f"{artifacts.MANIFEST} beside it); choose another --out")
+
+
+def _write_atomic(path, data):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calibration_samples=4, extra_writers=()):
     """Export a Keras JQ model (or a .keras path): returns {"integer_model", "manifest", paths...}.
 
@@ -227,6 +249,7 @@ def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calib
             raise ValueError(f"model file not found: {path}")
         model = keras.saving.load_model(path)
     out = Path(out_dir)
+    _refuse_foreign_files(out, ("model.tflite", "model_split.tflite", artifacts.MANIFEST))
     out.mkdir(parents=True, exist_ok=True)
     imodel = integer_model_from_keras(model, weights=weights, seed=seed)
     if calibration_x is None:
@@ -235,8 +258,8 @@ def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calib
     info = manifest(imodel, weights)
     paths = {"model": out / "model.tflite", "model_split": out / "model_split.tflite",
              "manifest_path": out / artifacts.MANIFEST}
-    paths["model"].write_bytes(tflite_io.build_tflite(imodel, split=False))
-    paths["model_split"].write_bytes(tflite_io.build_tflite(imodel, split=True))
+    _write_atomic(paths["model"], tflite_io.build_tflite(imodel, split=False))
+    _write_atomic(paths["model_split"], tflite_io.build_tflite(imodel, split=True))
     written = {"model.tflite", "model_split.tflite"}
     before = artifacts.snapshot(out)
     for writer in extra_writers:
