@@ -300,3 +300,31 @@ def test_every_registered_op_has_a_float_reference_test():
     (QBNN_FULLY_CONNECTED, the v1 layer, is checked bit-exact against TFLM in test_export)."""
     assert all(cls.kind == kind for kind, cls in OPS.items())
     assert set(OPS) - {"QBNN_FULLY_CONNECTED"} <= TESTED, sorted(set(OPS) - TESTED)
+
+
+def test_qbnn_sample_options_v2_carry_the_nd_filter_shape():
+    from tflite_export import tflite_io as tio
+
+    rng = np.random.default_rng(21)
+    fc = IntegerLayer("l", 1, np.zeros((3, 5), np.int16), np.zeros((3, 5), np.int16), 4, 4, 1,
+                      np.arange(16, dtype=np.int32), (2.0**-10, 1.0), "linear", np.float32(1), 0)
+    v1 = tio.pack_options(fc, 7)
+    assert v1[4] == 1 and len(v1) == 24 + 64  # SPEC v1 bytes for [O, I] filters, unchanged
+    assert tio.unpack_options(v1)["filter_shape"] == (3, 5)
+    for shape, fmt in (((6, 3, 3, 2), tio.FILTER_OHWI), ((1, 3, 3, 8), tio.FILTER_1HWO)):
+        bw = _bayesian(rng, shape, index=4)
+        buf = tio.pack_options(bw, 9, fmt)
+        opts = tio.unpack_options(buf)
+        assert buf[4] == 2 and (opts["filter_shape"], opts["filter_format"]) == (shape, fmt)
+        assert (opts["rows"], opts["cols"], opts["index"]) == (shape[0], int(np.prod(shape[1:])), 4)
+        np.testing.assert_array_equal(opts["sigma_q"], bw.sigma_q)
+        bad = bytearray(buf)
+        bad[28 + 4:28 + 8] = (shape[1] + 1).to_bytes(4, "little")  # dims no longer multiply to C
+        with pytest.raises(ValueError, match="disagree"):
+            tio.unpack_options(bytes(bad))
+    with pytest.raises(ValueError, match="must start with 1"):
+        tio.pack_options(_bayesian(rng, (2, 3, 3, 8)), 0, tio.FILTER_1HWO)
+    bad = bytearray(v1)
+    bad[4] = 3
+    with pytest.raises(ValueError, match="version"):
+        tio.unpack_options(bytes(bad))
