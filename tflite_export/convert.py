@@ -116,10 +116,7 @@ def calibrate(imodel, x, num_samples=4, seed=None):
     in_quant = (INPUT_SCALE, INPUT_ZERO_POINT)
     for li, op in enumerate(imodel.layers):
         ws = [w[li] for w in weights]
-        if hasattr(op, "calibrate"):
-            qs = op.calibrate(qs, in_quant, ws)
-        else:  # ops that keep their input's quantization (pooling, reshape)
-            qs = [op.run(q, in_quant, w, imodel.rounding) for q, w in zip(qs, ws)]
+        qs = op.calibrate(qs, in_quant, ws)  # pooling / reshape keep their input's quantization
         in_quant = op.output_quant(in_quant)
     return imodel
 

@@ -9,6 +9,8 @@ What an op provides (defaults here; an op overrides what applies):
 * `output_quant(in_quant)` -- (scale, zero point) of its int8 output given its input's
 * `output_shape(in_shape)` -- per-example output shape
 * `run(q, in_quant, w, rounding)` -- the numpy integer forward (bit-exact with TFLite's reference kernels)
+* `calibrate(qs, in_quant, ws)` -- fix its own quantization from the int8 inputs of several passes (SPEC 4);
+  returns its outputs (default: an op that keeps its input's quantization just runs)
 * `stored_tensors()` -- [(name, array)] the exporter writes (codes, packed)
 * `manifest_entry()` -- its manifest.json dict (with "kind")
 * `lower_tflite(graph, x)` / `emit_c(...)` -- later phases (TFLite operators, C tables)
@@ -33,6 +35,9 @@ class Op:
 
     def run(self, q, in_quant, w=None, rounding="double"):
         raise NotImplementedError(f"{type(self).__name__}.run")
+
+    def calibrate(self, qs, in_quant, ws):
+        return [self.run(q, in_quant, w) for q, w in zip(qs, ws)]
 
     def stored_tensors(self):
         return []
