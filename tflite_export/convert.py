@@ -9,16 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from tflite_export import artifacts, sampler, storage
+from tflite_export import artifacts, storage
+from tflite_export.intmath import sampler
+from tflite_export.ir.activation import TIE_MARGIN, tie_free_softplus_lut  # noqa: F401
+from tflite_export.ir.weighted import range_to_affine as _range_to_affine  # noqa: F401
 from tflite_export.reference import (
     INPUT_SCALE,
     INPUT_ZERO_POINT,
     IntegerLayer,
     IntegerModel,
-    softplus_lut,
 )
 
-TIE_MARGIN = 2e-3  # SPEC.md section 5
 MANIFEST_VERSION = artifacts.MANIFEST_VERSION
 
 
@@ -108,83 +109,28 @@ def integer_model_from_keras(model, weights="int4", seed=0):
     return IntegerModel(layers, default_seed=seed)
 
 
-def _range_to_affine(rmin, rmax):
-    rmin, rmax = min(0.0, float(rmin)), max(0.0, float(rmax))
-    if rmax - rmin <= 0:
-        rmax = rmin + 1e-6
-    scale = np.float32((rmax - rmin) / 255.0)
-    zp = int(np.clip(np.sign(-128 - rmin / scale) * np.floor(abs(-128 - rmin / float(scale)) + 0.5), -128, 127))
-    return scale, zp
-
-
-def _tie_free_lut(in_scale, in_zp, out_scale):
-    scale = np.float32(out_scale)
-    for _ in range(10000):
-        lut, v = softplus_lut(in_scale, in_zp, scale, -128)
-        live = v <= 255.5
-        frac = v[live] - np.floor(v[live])
-        if np.all(np.abs(frac - 0.5) >= TIE_MARGIN):
-            return lut, scale
-        scale = np.float32(float(scale) * (1.0 + 2.0**-16))
-    raise RuntimeError(f"could not find a tie-free SoftPlus output scale near {out_scale}")
-
-
 def calibrate(imodel, x, num_samples=4, seed=None):
-    """Set every layer's output scale / zero point (and SoftPlus LUT) from calibration images."""
+    """Set every op's quantization (output scale / zero point, SoftPlus LUT) from calibration images: each op is
+    calibrated on the integer outputs of the ops before it, over `num_samples` weight samples (SPEC.md section 4)."""
     streams = imodel.streams(seed)
     weights = [imodel.sample_weights(streams) for _ in range(num_samples)]
     qs = [imodel.quantize_input(x)] * num_samples
-    in_scale, in_zp = INPUT_SCALE, INPUT_ZERO_POINT
-    for li, layer in enumerate(imodel.layers):
-        layer.input_scale, layer.input_zero_point = in_scale, in_zp
-        real_scale = float(np.float32(np.float32(in_scale) * layer.weight_scale))
-        accs = [layer.accumulate(q, w[li]) for q, w in zip(qs, weights)]
-        lo = min(float(a.min()) for a in accs) * real_scale
-        hi = max(float(a.max()) for a in accs) * real_scale
-        if layer.activation == "relu":
-            lo = 0.0
-        layer.output_scale, layer.output_zero_point = _range_to_affine(lo, hi)
-        if layer.activation == "softplus":
-            fc = [layer.fully_connected(q, w[li]) for q, w in zip(qs, weights)]
-            top = max(int(f.max()) for f in fc)
-            y_max = float(np.logaddexp(0.0, float(layer.output_scale) * (top - layer.output_zero_point)))
-            layer.lut, layer.lut_scale = _tie_free_lut(layer.output_scale, layer.output_zero_point,
-                                                       np.float32(max(y_max, 1e-6) / 255.0))
-            layer.lut_zero_point = -128
-            qs = [layer.lut[f.astype(np.int64) + 128] for f in fc]
-        else:
-            qs = [layer.fully_connected(q, w[li]) for q, w in zip(qs, weights)]
-        in_scale, in_zp = layer.next_scale
+    in_quant = (INPUT_SCALE, INPUT_ZERO_POINT)
+    for li, op in enumerate(imodel.layers):
+        ws = [w[li] for w in weights]
+        qs = op.calibrate(qs, in_quant, ws)  # pooling / reshape keep their input's quantization
+        in_quant = op.output_quant(in_quant)
     return imodel
 
 
 def manifest(imodel, weights):
     layers, stored_total, float_total, table_total = [], 0, 0, 0
     for layer in imodel.layers:
-        r, c = layer.shape
-        tensors = artifacts.stored_tensor_entries(layer)
-        stored = sum(t["bytes"] for t in tensors)
-        tables = int(layer.sigma_q.nbytes) + (256 if layer.lut is not None else 0)
-        mult, shift = layer.multiplier
-        layers.append({
-            "name": layer.name, "index": layer.index, "rows": r, "cols": c, "activation": layer.activation,
-            "weight_bits": layer.weight_bits, "sigma_bits": layer.sigma_bits,
-            "layout": storage.LAYOUT_NAMES[layer.layout], "layout_id": layer.layout,
-            "sigma_range": list(layer.sigma_range), "sigma_q": layer.sigma_q.tolist(),
-            "weight_scale": float(layer.weight_scale), "weight_zero_point": 0,
-            "input_scale": float(layer.input_scale), "input_zero_point": int(layer.input_zero_point),
-            "output_scale": float(layer.output_scale), "output_zero_point": int(layer.output_zero_point),
-            "multiplier": int(mult), "shift": int(shift),
-            "activation_min": layer.act_range[0], "activation_max": layer.act_range[1],
-            "softplus_lut": None if layer.lut is None else layer.lut.astype(int).tolist(),
-            "softplus_scale": None if layer.lut_scale is None else float(layer.lut_scale),
-            "softplus_zero_point": layer.lut_zero_point,
-            "stored_tensors": tensors, "stored_bytes": stored, "table_bytes": tables,
-            "float32_mu_sigma_bytes": 8 * r * c,
-        })
-        stored_total += stored
-        table_total += tables
-        float_total += 8 * r * c
+        entry = layer.manifest_entry()
+        layers.append(entry)
+        stored_total += entry["stored_bytes"]
+        table_total += entry["table_bytes"]
+        float_total += entry["float32_mu_sigma_bytes"]
     from tflite_export.softmax import softmax_params
 
     return {
