@@ -36,6 +36,15 @@ def softplus_lut(in_scale, in_zero_point, out_scale, out_zero_point):
     return np.clip(fixedpoint.round_half_away(v) + out_zero_point, -128, 127).astype(np.int8), v
 
 
+def calibrated_softplus_lut(pre_activations, in_scale, in_zero_point):
+    """(LUT, s_out, zp_out) for int8 pre-activation codes seen in calibration: the output range is
+    [0, softplus(largest input)] on the full uint8 span, zero point -128 (SPEC.md section 4)."""
+    top = max(int(f.max()) for f in pre_activations)
+    y_max = float(np.logaddexp(0.0, float(in_scale) * (top - in_zero_point)))
+    lut, scale = tie_free_softplus_lut(in_scale, in_zero_point, np.float32(max(y_max, 1e-6) / 255.0))
+    return lut, scale, -128
+
+
 def tie_free_softplus_lut(in_scale, in_zero_point, out_scale, out_zero_point=-128):
     """(LUT, nudged float32 s_out): s_out *= 1 + 2^-16 until no live code is within TIE_MARGIN of a .5 tie."""
     scale = np.float32(out_scale)

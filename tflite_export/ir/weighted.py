@@ -108,11 +108,8 @@ class WeightedOp(act.Activated, Op):
         lo_q, hi_q = self.act_range
         fc = [fixedpoint.requantize_per_channel(a, mult, shift, self.output_zero_point, lo_q, hi_q) for a in accs]
         if self.activation == "softplus":
-            top = max(int(f.max()) for f in fc)
-            y_max = float(np.logaddexp(0.0, float(self.output_scale) * (top - self.output_zero_point)))
-            self.lut, self.lut_scale = act.tie_free_softplus_lut(self.output_scale, self.output_zero_point,
-                                                                 np.float32(max(y_max, 1e-6) / 255.0))
-            self.lut_zero_point = -128
+            self.lut, self.lut_scale, self.lut_zero_point = act.calibrated_softplus_lut(
+                fc, self.output_scale, self.output_zero_point)
         return [self.activate(f) for f in fc]
 
     def stored_tensors(self):
