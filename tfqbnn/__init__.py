@@ -3,7 +3,8 @@
 Implements "Uncertainty-Preserving QBNNs: Multi-Level Quantization of SVI-Based
 Bayesian Neural Networks" (arXiv 2512.10602): a mean-field Gaussian
 `DenseVariational` layer with VPQ / SPQ / JQ quantization, KL annealing, and
-Monte-Carlo uncertainty decomposition.
+Monte-Carlo uncertainty decomposition; Bayesian convolutions and quantized
+deterministic layers for partial-Bayesian models (`tfqbnn.layers`).
 """
 
 __version__ = "0.1.0"
@@ -12,7 +13,10 @@ from tfqbnn.config import QuantizationConfig  # noqa: E402
 from tfqbnn.quantizers import LogQuantizer, UniformQuantizer  # noqa: E402
 
 from tfqbnn import callbacks, layers, models, uncertainty  # noqa: E402
-from tfqbnn.layers import DenseVariational  # noqa: E402
+from tfqbnn.layers import (  # noqa: E402
+    Conv2DVariational, DenseVariational, DepthwiseConv2DVariational, QuantizedConv2D, QuantizedDense,
+    QuantizedDepthwiseConv2D, VariationalLayer,
+)
 from tfqbnn.uncertainty import predict_mc  # noqa: E402
 
 
@@ -26,6 +30,8 @@ def __getattr__(name):
 
 
 __all__ = [
-    "QuantizationConfig", "UniformQuantizer", "LogQuantizer", "DenseVariational", "predict_mc",
+    "QuantizationConfig", "UniformQuantizer", "LogQuantizer", "VariationalLayer", "DenseVariational",
+    "Conv2DVariational", "DepthwiseConv2DVariational", "QuantizedDense", "QuantizedConv2D",
+    "QuantizedDepthwiseConv2D", "predict_mc",
     "callbacks", "layers", "models", "uncertainty",
 ]

@@ -1,4 +1,4 @@
-"""`KLAnnealing`: drives every `DenseVariational` layer's ``kl_weight`` from `model.fit`."""
+"""`KLAnnealing`: drives every variational layer's ``kl_weight`` from `model.fit`."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ SCHEDULES = ("linear", "cosine", "cyclical", "constant")
 
 
 def _variational_layers(model):
-    from tfqbnn.layers import DenseVariational
+    from tfqbnn.layers import VariationalLayer
 
-    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, DenseVariational)]
+    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, VariationalLayer)]
 
 
 class KLAnnealing(keras.callbacks.Callback):
-    """Anneal the KL weight of every `DenseVariational` layer, per training step.
+    """Anneal the KL weight of every `VariationalLayer` (dense or convolutional), per training step.
 
     The weight goes from ``start`` to ``end`` over ``warmup`` of the training steps
     and stays at ``end`` afterwards:
@@ -91,7 +91,7 @@ class KLAnnealing(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._layers = _variational_layers(self.model)
         if not self._layers:
-            raise ValueError("KLAnnealing: the model has no DenseVariational layer")
+            raise ValueError("KLAnnealing: the model has no variational layer (tfqbnn.layers.VariationalLayer)")
         if self.total_steps is None:
             steps = self.params.get("steps")
             if not steps:  # e.g. a tf.data pipeline with .filter: ramping over a guess would skip the warm-up

@@ -36,6 +36,8 @@ class Cell:
     activation: str = "softplus"
     baseline: str | None = None
     group: str = "table"
+    arch: str = "mlp"
+    bayesian: str = "all"
 
     @property
     def config(self):
@@ -60,8 +62,44 @@ def table_cells(bits=BITS, ablations=True, baselines=True):
     return cells
 
 
+def lenet_cells(quantizations=("fp32", "jq4")):
+    """LeNet-5 rows: each quantization fully Bayesian ("all") and with a Bayesian head only."""
+    return [Cell(f"lenet5-{q}-{b}", q, arch="lenet5", bayesian=b, group="lenet5")
+            for q in quantizations for b in ("all", "head")]
+
+
+def _model_stored_bytes(cell):
+    """Bit-packed bytes of a built model of the cell: variational layers store mu and sigma at
+    their bits (float32 where unquantized), quantized deterministic layers their kernel plus one
+    float32 scale per channel (or tensor), float layers 4 bytes per weight."""
+    from tfqbnn import models
+    from tfqbnn.layers import VariationalLayer
+
+    q = cell.config
+    extra = {"deterministic_bits": q.weight_bits} if cell.bayesian == "head" else {}
+    model = models.bayesian_model(cell.arch, cell.bayesian, quantization=q, **extra)
+    total = fp32 = 0
+    for layer in model.layers:
+        if isinstance(layer, VariationalLayer):
+            n = int(np.prod(layer.mu.shape))
+            total += int(np.ceil(n * ((q.mu_bits or 32) + (q.sigma_bits or 32)) / 8))
+            fp32 += 8 * n
+        elif hasattr(layer, "kernel"):
+            n = int(np.prod(layer.kernel.shape))
+            bits = getattr(layer, "kernel_bits", None)
+            if bits is None:
+                total += 4 * n
+            else:
+                scales = layer.kernel.shape[-1] if layer.per_channel else 1
+                total += int(np.ceil(n * bits / 8)) + 4 * scales
+            fp32 += 8 * n  # against a fully Bayesian float32 model
+    return total, fp32 / total
+
+
 def stored_bytes(cell, num_weights=NUM_WEIGHTS_PAPER_MLP):
     """Bytes of stored parameters (bit-packed), and the reduction against float32 mu + sigma."""
+    if cell.arch != "mlp":
+        return _model_stored_bytes(cell)
     fp32 = 8 * num_weights
     if cell.baseline == "det":
         return 4 * num_weights, fp32 / (4 * num_weights)
@@ -98,17 +136,33 @@ def run_cell(cell, seed, data, out_root, profile="fast", num_samples=None, verbo
                                batch_size=prof.batch_size)
     else:
         model = training.run(cell_dir, cell.config, profile, seed, cell.activation, data=data,
-                             pretrain_root=Path(out_root) / "_pretrain", verbose=verbose)
-        metrics, per_image = evaluation.evaluate_model(model, data, num_samples=samples, seed=seed)
+                             pretrain_root=Path(out_root) / "_pretrain", verbose=verbose, arch=cell.arch,
+                             bayesian=cell.bayesian)
+        metrics, per_image = evaluation.evaluate_model(model, _eval_subset(data, prof.eval_images),
+                                                       num_samples=samples, seed=seed)
         rundir.savez_compressed(cell_dir / "per_image.npz", **per_image)
         evaluation.scatter_plot(per_image, cell_dir / "scatter.png", title=f"{cell.name} seed {seed}")
     nbytes, reduction = stored_bytes(cell)
-    metrics.update(cell=cell.name, seed=seed, group=cell.group, activation=cell.activation,
+    metrics.update(cell=cell.name, seed=seed, group=cell.group, activation=cell.activation, arch=cell.arch,
+                   bayesian=cell.bayesian,
                    param_bytes=nbytes, memory_reduction=round(reduction, 2),
                    cell_seconds=round(time.perf_counter() - t, 1))
     cell_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_json(metrics_path, metrics)  # atomic: the cell counts as done only when fully written
     return metrics
+
+
+def _eval_subset(data, n):
+    """The first ``n`` images of each test set (a fixed subset), or ``data`` for None.
+
+    Ambiguous-MNIST test rows repeat each image once per label (10 in a row); the subset takes
+    unique images (repeating every positive equally does not change an AUROC).
+    """
+    if not n:
+        return data
+    return dataclasses.replace(data, x_test=data.x_test[:n], y_test=data.y_test[:n],
+                               x_amb_test=data.x_amb_test[::10][:n], y_amb_test=data.y_amb_test[::10][:n],
+                               x_ood=data.x_ood[:n], y_ood=data.y_ood[:n])
 
 
 def collect(out_root, cells, seeds):

@@ -1,7 +1,8 @@
 """Two-stage training of the paper: deterministic pretraining, then the Bayesian model.
 
-Stage 1 trains the bias-free MLP (`models.deterministic_mlp`); stage 2 initialises a
-`models.mlp` from it (mu <- pretrained weights, sigma <- small) and trains it by
+Stage 1 trains the bias-free deterministic twin of the architecture (``arch``:
+``"mlp"`` or ``"lenet5"``, `models.deterministic_model`); stage 2 initialises the
+(fully or, for the LeNet, head-only ``bayesian``) Bayesian model from it (mu <- pretrained weights, sigma <- small) and trains it by
 variational inference with `KLAnnealing`.  Both stages are plain ``model.fit`` with
 `BackupAndRestore` (a killed run resumes at the last finished epoch),
 `ModelCheckpoint`, `TerminateOnNaN`, CSV and TensorBoard logs.
@@ -45,6 +46,7 @@ class Profile:
     max_train: int | None = None
     eval_samples: int = 30
     ambiguous_profile: str = "default"
+    eval_images: int | None = None  # cap per test set in the sweep (None: the whole sets)
 
 
 PROFILES = {
@@ -57,6 +59,10 @@ PROFILES = {
     "fast": Profile(pretrain_epochs=10, bnn_epochs=5),
     # the paper's schedule
     "paper": Profile(pretrain_epochs=1500, bnn_epochs=1000),
+    # what a LeNet-5 sweep (12 runs) fits in under an hour on 2 shared cores: 20k training images,
+    # 4 + 2 epochs, the small Ambiguous-MNIST, 1000 images per test set (README "LeNet-5")
+    "conv-quick": Profile(pretrain_epochs=4, bnn_epochs=2, max_train=20000, ambiguous_profile="small",
+                          eval_images=1000),
 }
 
 
@@ -127,14 +133,22 @@ def _fit(model, data, profile, seed, epochs, lr, run_dir, extra_callbacks=(), fa
 # Names a training run writes in its folder (besides run.json and the scratch folder).
 RUN_FILES = ("model.keras", "train.json", "log.csv", "tensorboard")
 
-# arch -> (deterministic builder, Bayesian builder); a new architecture joins here and in RunConfig.arch.
+# arch -> (deterministic builder, Bayesian builder); the builders live in `tfqbnn.models`.
+def _bayesian_builder(arch):
+    def build(cfg, profile, num_examples):
+        q = cfg.quantization
+        # "head": the deterministic layers are trained with kernels quantized to the variational weight bits
+        extra = {"deterministic_bits": q.weight_bits} if cfg.bayesian == "head" else {}
+        return models.bayesian_model(arch, cfg.bayesian, activation=cfg.activation, quantization=q,
+                                     num_examples=num_examples, prior_std=profile.prior_std,
+                                     init_sigma=profile.init_sigma, rho_scale=profile.rho_scale, seed=cfg.seed, **extra)
+    return build
+
+
 ARCHITECTURES = {
-    "mlp": (
-        lambda cfg: models.deterministic_mlp(activation=cfg.activation, seed=cfg.seed),
-        lambda cfg, profile, num_examples: models.mlp(
-            activation=cfg.activation, quantization=cfg.quantization, num_examples=num_examples,
-            prior_std=profile.prior_std, init_sigma=profile.init_sigma, rho_scale=profile.rho_scale, seed=cfg.seed),
-    ),
+    arch: (lambda cfg, arch=arch: models.deterministic_model(arch, activation=cfg.activation, seed=cfg.seed),
+           _bayesian_builder(arch))
+    for arch in models.ARCHS
 }
 
 
@@ -151,12 +165,17 @@ class RunConfig:
     seed: int = 0
     activation: str = "softplus"
     arch: str = "mlp"
+    bayesian: str = "all"
 
     def __post_init__(self):
         object.__setattr__(self, "quantization", QuantizationConfig.get(self.quantization))
         get_profile(self.profile)
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"Unknown arch {self.arch!r}; expected one of {sorted(ARCHITECTURES)}")
+        if self.bayesian not in models.BAYESIAN:
+            raise ValueError(f"`bayesian` must be one of {list(models.BAYESIAN)}; received bayesian={self.bayesian!r}")
+        if self.arch == "mlp" and self.bayesian != "all":
+            raise ValueError(f"bayesian={self.bayesian!r} is defined for arch='lenet5' only; the MLP is fully Bayesian")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
             raise ValueError(f"`seed` must be an integer; received seed={self.seed!r}")
 
@@ -174,8 +193,8 @@ class RunConfig:
             elif f.name == "profile":
                 v = {"name": self.profile_name, **dataclasses.asdict(get_profile(v))}
             fp[f.name] = v
-        if stage == "pretrain":
-            del fp["quantization"]
+        if stage == "pretrain":  # stage 1 is shared by every quantization and by "all" / "head"
+            del fp["quantization"], fp["bayesian"]
         fp["data"] = data_fingerprint(data)
         return fp
 
@@ -205,18 +224,18 @@ def _save_model(model, run_dir):
     os.replace(partial, run_dir.path / "model.keras")  # atomic: a crash never leaves a half file
 
 
-def _config(quantization, profile, seed, activation, arch="mlp", config=None):
-    return config if config is not None else RunConfig(quantization, profile, seed, activation, arch)
+def _config(quantization, profile, seed, activation, arch="mlp", bayesian="all", config=None):
+    return config if config is not None else RunConfig(quantization, profile, seed, activation, arch, bayesian)
 
 
 def pretrain(data, out_dir, profile="fast", seed=0, activation="softplus", verbose=1, fail_after_epoch=None,
-             overwrite=False, config=None):
+             overwrite=False, config=None, arch="mlp"):
     """Stage 1: the deterministic model, cached as ``out_dir/model.keras`` (reused if the same run finished).
 
     Raises:
         RunDirError: ``out_dir`` holds something else than this run (and not ``overwrite``).
     """
-    cfg = _config(None, profile, seed, activation, config=config)
+    cfg = _config(None, profile, seed, activation, arch, config=config)
     profile = get_profile(cfg.profile)
     rd = RunDir(out_dir, "pretrain", cfg.fingerprint(data, stage="pretrain"), RUN_FILES, overwrite)
     if rd.open() == "done" and (rd.path / "model.keras").is_file():
@@ -236,7 +255,7 @@ def pretrain(data, out_dir, profile="fast", seed=0, activation="softplus", verbo
 
 
 def train_bnn(data, pretrained, out_dir, quantization="jq4", profile="fast", seed=0, activation="softplus",
-              verbose=1, fail_after_epoch=None, overwrite=False, config=None):
+              verbose=1, fail_after_epoch=None, overwrite=False, config=None, arch="mlp", bayesian="all"):
     """Stage 2: the Bayesian model initialised from ``pretrained``; writes ``out_dir/model.keras``.
 
     A run folder of the same configuration (and the same pretrained weights) resumes where it was
@@ -245,7 +264,7 @@ def train_bnn(data, pretrained, out_dir, quantization="jq4", profile="fast", see
     Raises:
         RunDirError: ``out_dir`` holds something else than this run (and not ``overwrite``).
     """
-    cfg = _config(quantization, profile, seed, activation, config=config)
+    cfg = _config(quantization, profile, seed, activation, arch, bayesian, config=config)
     profile = get_profile(cfg.profile)
     fp = {**cfg.fingerprint(data), "pretrained_weights_sha256": weights_digest(pretrained)}
     rd = RunDir(out_dir, "train", fp, RUN_FILES, overwrite)
@@ -263,6 +282,7 @@ def train_bnn(data, pretrained, out_dir, quantization="jq4", profile="fast", see
     write_json(rd.path / "train.json", {
         "stage": "bnn", "seconds": time.perf_counter() - t, "quantization": cfg.quantization.get_config(),
         "profile": dataclasses.asdict(profile), "seed": cfg.seed, "activation": cfg.activation, "arch": cfg.arch,
+        "bayesian": cfg.bayesian,
         "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()},
         "sigma_mean": [float(np.mean(l.sigma)) for l in bnn.layers if hasattr(l, "rho")],
     })
@@ -298,13 +318,13 @@ def pretrain_dir(profile_name, seed, activation, root=None, config=None, data=No
 
 def run(out_dir, quantization="jq4", profile="fast", seed=0, activation="softplus", data=None,
         pretrain_root=None, verbose=1, fail_after_epoch=None, fail_stage="bnn", overwrite=False, arch="mlp",
-        config=None):
+        config=None, bayesian="all"):
     """Both stages for one configuration (``config``, or built from the arguments); returns the Bayesian model.
 
     ``out_dir`` is a run folder (see `tfqbnn.rundir`): refused if it holds anything but this run,
     unless ``overwrite``.
     """
-    cfg = _config(quantization, profile, seed, activation, arch, config)
+    cfg = _config(quantization, profile, seed, activation, arch, bayesian, config)
     _check_out(out_dir, overwrite)  # refuse a foreign --out before spending the data and pretraining time
     data = data if data is not None else load_data(cfg.profile)
     det = pretrain(data, pretrain_dir(None, None, None, pretrain_root, cfg, data), verbose=verbose,

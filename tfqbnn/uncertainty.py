@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import weakref
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from tfqbnn.layers import DenseVariational, sample_groups
+from tfqbnn.layers import VariationalLayer, sample_groups
 
 _EPS = 1e-12
 
@@ -51,9 +52,13 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
                max_samples_per_call=None):
     """Monte-Carlo predictions of a Bayesian model.
 
-    Runs ``num_samples`` stochastic forward passes, vectorised: each batch is tiled
-    for a chunk of samples and every `DenseVariational` layer draws one weight
-    sample per tile in one call.  Memory is bounded in S: besides the returned
+    Runs ``num_samples`` stochastic forward passes, vectorised: every variational
+    layer draws the weight samples of a chunk of samples in one call and treats
+    its batch as one block per sample.  In a flat Sequential / chain model the
+    layers before the first variational one (a deterministic feature extractor)
+    run once per input and chunk, and that layer applies its kernels to their
+    output; otherwise (branches, nested models) the input is tiled (see
+    `mc_entry_layer`).  Memory is bounded in S: besides the returned
     ``S * N * C`` float32 array, one call holds the sampled weights of at most
     ``max_samples_per_call`` samples (by default as many as fit in
     `SAMPLE_MEMORY_BUDGET`, 64 MiB, at three float32 copies per weight) and the
@@ -67,7 +72,7 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
         batch_size: images per forward pass (default: chosen so that a call's
             samples * batch rows stay around 32k).
         from_logits: apply a softmax to the model's outputs.
-        seed: if given, reseeds every `DenseVariational` layer (reproducible runs).
+        seed: if given, reseeds every variational layer (reproducible runs).
         max_samples_per_call: samples drawn per traced call (default: from the
             memory budget).  Each call draws fresh weights.
 
@@ -85,14 +90,14 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
     n = x.shape[0]
     if n == 0:
         raise ValueError("`x` is empty")
-    variational = [l for l in model._flatten_layers() if isinstance(l, DenseVariational)]
+    variational = [l for l in model._flatten_layers() if isinstance(l, VariationalLayer)]
     s = int(num_samples)
     if max_samples_per_call is None:
         weights = sum(int(np.prod(l.mu.shape)) for l in variational if l.built) or 1
         max_samples_per_call = max(1, SAMPLE_MEMORY_BUDGET // (12 * weights))
     chunk = min(s, int(max_samples_per_call))
     if batch_size is None:
-        batch_size = max(1, 32768 // chunk)
+        batch_size = max(1, _rows_per_call(model) // chunk)
     if int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be >= 1; received batch_size={batch_size}")
     batch_size = int(batch_size)
@@ -100,11 +105,12 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
         for i, layer in enumerate(variational):
             layer.reseed(int(seed) * 1000 + i)
 
+    entry = mc_entry_layer(model)
     out = None
     for s0 in range(0, s, chunk):
         k = min(chunk, s - s0)
-        run = _runner(model, k, bool(from_logits))
-        with sample_groups(k):  # read by the layers when `run` traces
+        run = _runner(model, k, bool(from_logits), entry is not None)
+        with sample_groups(k, [entry] if entry is not None else ()):  # read by the layers when `run` traces
             for i in range(0, n, batch_size):
                 probs = run(tf.constant(x[i : i + batch_size])).numpy()
                 if out is None:
@@ -114,23 +120,72 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
 
 
 _RUNNERS = weakref.WeakKeyDictionary()
+# Rows (samples x images) per traced call: 32k, fewer when a layer's output per row is large
+# (a LeNet's first convolution: 4704 floats a row), so no activation exceeds 2**26 floats (256 MiB).
+_MAX_ROWS, _MAX_ACTIVATION = 32768, 2**26
 
 
-def _runner(model, s, from_logits):
+def _rows_per_call(model):
+    widest = 1
+    for layer in model.layers:
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):  # subclassed models, layers used twice
+            continue
+        widest = max(widest, int(np.prod([d for d in shape[1:] if d is not None])))
+    return max(1, min(_MAX_ROWS, _MAX_ACTIVATION // widest))
+
+
+def mc_entry_layer(model):
+    """The variational layer where `predict_mc` starts repeating, or None to tile the input.
+
+    For a flat chain (a Sequential, or a functional model whose every layer takes
+    the previous layer's output) it is the first `VariationalLayer`: the layers
+    before it are deterministic and run once.  Models with branches, several
+    inputs or nested models containing variational layers return None.
+    """
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    if isinstance(model, keras.Sequential):
+        chain = True
+    elif isinstance(getattr(model, "inputs", None), list) and len(model.inputs) == 1 and layers:
+        try:
+            prev = model.inputs[0]
+            chain = True
+            for l in layers:
+                if l.input is not prev:
+                    chain = False
+                    break
+                prev = l.output
+        except (AttributeError, ValueError):  # a layer used twice or not connected
+            chain = False
+    else:
+        chain = False
+    if not chain:
+        return None
+    for l in layers:
+        if isinstance(l, VariationalLayer):
+            return l
+        if any(isinstance(m, VariationalLayer) for m in l._flatten_layers(include_self=False)):
+            return None  # inside a nested model: tile the input
+    return None
+
+
+def _runner(model, s, from_logits, shared_entry):
     """One traced function per (model, S): repeated calls do not retrace."""
     per_model = _RUNNERS.setdefault(model, {})
-    if (s, from_logits) not in per_model:
+    if (s, from_logits, shared_entry) not in per_model:
 
         @tf.function(reduce_retracing=True)
         def run(xb):
-            tiled = tf.tile(xb, [s] + [1] * (len(xb.shape) - 1))
+            # with a shared entry layer the prefix sees B rows and that layer emits S * B
+            tiled = xb if shared_entry else tf.tile(xb, [s] + [1] * (len(xb.shape) - 1))
             out = model(tiled, training=False)
             if from_logits:
                 out = tf.nn.softmax(out, axis=-1)
             return tf.reshape(out, (s, -1, out.shape[-1]))
 
-        per_model[(s, from_logits)] = run
-    return per_model[(s, from_logits)]
+        per_model[(s, from_logits, shared_entry)] = run
+    return per_model[(s, from_logits, shared_entry)]
 
 
 def entropy(p, axis=-1):

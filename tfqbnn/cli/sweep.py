@@ -1,6 +1,7 @@
 """The paper's Table I: FP32 and VPQ / SPQ / JQ at 8..2 bits, ablations and baselines, over seeds.
 
     tfqbnn-sweep --profile fast --seeds 0 1 2 --out results/sweep
+    tfqbnn-sweep --arch lenet5 --profile fast --seeds 0 1 2 --out runs/lenet5
 
 Resumable: finished cells (a metrics.json in out/<cell>/s<seed>/) are skipped, once run.json
 shows that --out is a sweep of the same profile, sample count and data; anything else in a
@@ -23,6 +24,8 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true",
                    help="replace a sweep of another configuration in --out (only files tfqbnn wrote are deleted)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="fast")
+    p.add_argument("--arch", choices=["mlp", "lenet5"], default="mlp",
+                   help="mlp: Table I; lenet5: fp32 and jq4, fully Bayesian and Bayesian head")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--bits", type=int, nargs="+", default=list(sweep.BITS))
     p.add_argument("--no-ablations", action="store_true")
@@ -38,7 +41,10 @@ def main(argv=None):
 
     parser, args = parse_args(argv)
     prog = parser.prog
-    cells = sweep.table_cells(args.bits, ablations=not args.no_ablations, baselines=not args.no_baselines)
+    if args.arch == "lenet5":
+        cells = sweep.lenet_cells()
+    else:
+        cells = sweep.table_cells(args.bits, ablations=not args.no_ablations, baselines=not args.no_baselines)
     if args.only:
         unknown = set(args.only) - {c.name for c in cells}
         if unknown:

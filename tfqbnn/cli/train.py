@@ -1,6 +1,7 @@
-"""Train a quantized Bayesian MLP on Dirty-MNIST: deterministic pretraining, then the BNN.
+"""Train a quantized Bayesian MLP or LeNet-5 on Dirty-MNIST: deterministic pretraining, then the BNN.
 
     tfqbnn-train --strategy jq --bits 4 --profile fast --seed 0 --out runs/jq4-s0
+    tfqbnn-train --arch lenet5 --bayesian head --strategy jq --bits 4 --out runs/lenet-head
 
 Stage 1 is cached per configuration under $TFQBNN_CACHE_DIR/pretrain (default
 ~/.cache/tfqbnn/pretrain) and shared by every stage-2 run.  --out is a run folder: run.json
@@ -22,6 +23,8 @@ def parse_args(argv=None):
     p.add_argument("--strategy", choices=["fp32", "vpq", "spq", "jq"], default="jq")
     p.add_argument("--bits", type=int, default=4, help="bit width (ignored for fp32)")
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), default="mlp")
+    p.add_argument("--bayesian", choices=["all", "head"], default="all",
+                   help="lenet5: every layer variational, or only the last two dense layers (head)")
     p.add_argument("--activation", choices=["softplus", "relu"], default="softplus")
     p.add_argument("--sigma-quantizer", choices=["log", "uniform"], default="log")
     p.add_argument("--seed", type=int, default=0)
@@ -49,12 +52,13 @@ def main(argv=None):
     from tfqbnn import training
 
     try:
-        cfg = training.RunConfig(quantization_from_args(args), args.profile, args.seed, args.activation, args.arch)
+        cfg = training.RunConfig(quantization_from_args(args), args.profile, args.seed, args.activation, args.arch,
+                                 args.bayesian)
         training.run(args.out, config=cfg, pretrain_root=args.pretrain_dir, verbose=0 if args.quiet else 2,
                      fail_after_epoch=args.fail_after_epoch, fail_stage=args.fail_stage, overwrite=args.overwrite)
     except ValueError as e:  # RunDirError, DatasetFileError, bad bit widths: one line, naming what is wrong
         sys.exit(f"{parser.prog}: {e}")
-    print(f"wrote {args.out}/model.keras ({cfg.quantization.name}, {cfg.arch}, profile {args.profile}, "
+    print(f"wrote {args.out}/model.keras ({cfg.quantization.name}, {cfg.arch} {cfg.bayesian}, profile {args.profile}, "
           f"seed {args.seed})")
 
 

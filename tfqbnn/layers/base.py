@@ -1,4 +1,4 @@
-"""`DenseVariational`: a mean-field Gaussian dense layer with VPQ / SPQ / JQ quantization."""
+"""`VariationalLayer`: the shared base of the Bayesian layers, and their fused weight sampler."""
 
 from __future__ import annotations
 
@@ -17,20 +17,29 @@ from tfqbnn import noise, priors
 from tfqbnn.config import QuantizationConfig
 
 # Number of independent weight samples drawn per call (Monte-Carlo vectorisation).
-# `predict_mc` tiles its batch S times and sets this to S: every DenseVariational
+# `predict_mc` tiles its batch S times and sets this to S: every variational
 # layer then treats its batch as S blocks and draws one weight sample per block.
 _SAMPLE_GROUPS = contextvars.ContextVar("tfqbnn_sample_groups", default=1)
+# ids of the layers that receive B untiled rows and emit S * B (the first variational
+# layer after a deterministic prefix, which then runs once, not S times).
+_SHARED_INPUT = contextvars.ContextVar("tfqbnn_shared_input", default=frozenset())
 
 
 @contextlib.contextmanager
-def sample_groups(num_samples):
-    """Within this context, a batch of ``S * B`` rows is S blocks with one weight sample each."""
+def sample_groups(num_samples, shared_input_layers=()):
+    """Within this context, a batch of ``S * B`` rows is S blocks with one weight sample each.
+
+    The layers in ``shared_input_layers`` instead take B rows and return ``S * B``
+    (each of their S kernels applied to the same rows).
+    """
     if int(num_samples) < 1:
         raise ValueError(f"`num_samples` must be >= 1; received num_samples={num_samples}")
     token = _SAMPLE_GROUPS.set(int(num_samples))
+    token2 = _SHARED_INPUT.set(frozenset(id(layer) for layer in shared_input_layers))
     try:
         yield
     finally:
+        _SHARED_INPUT.reset(token2)
         _SAMPLE_GROUPS.reset(token)
 
 
@@ -48,9 +57,14 @@ class ClipWeights(keras.constraints.Constraint):
         return {"limit": self.limit}
 
 
-@keras.saving.register_keras_serializable(package="tfqbnn")
-class DenseVariational(keras.layers.Layer):
-    """Mean-field Gaussian dense layer trained by stochastic variational inference.
+class VariationalLayer(keras.layers.Layer):
+    """Base of the mean-field Gaussian layers trained by stochastic variational inference.
+
+    Holds what does not depend on how the kernel is applied: the argument checks,
+    the posterior parameters ``mu`` / ``rho`` of a kernel whose shape the subclass
+    gives (`kernel_shape`), an optional point-estimate bias, the non-trainable
+    ``kl_weight``, the random generator, the fused sampler (one weight sample per
+    call, or S per call under `sample_groups`), the KL loss and `get_config`.
 
     Each weight has a posterior ``N(mu, sigma^2)`` with ``sigma = softplus(rho_scale * rho)``.
     Every call draws one weight sample for the whole batch, ``w = mu + sigma * eps``,
@@ -72,10 +86,12 @@ class DenseVariational(keras.layers.Layer):
     always computed on the unquantized ``mu`` and ``sigma`` (a quantized sigma can be
     zero under a uniform grid, which would make it infinite).
 
+    Subclasses implement `kernel_shape`, `output_channels` and `apply_kernel`
+    (and may override `apply_kernel_grouped` / `apply_kernel_shared` with a faster
+    form); `get_config` adds their own arguments.
+
     Args:
-        units: positive int, output dimension.
-        activation: activation function (name or callable), applied after the
-            matmul.  The paper uses ``"softplus"``.
+        activation: activation function (name or callable) applied last.
         use_bias: bool; if True, adds a deterministic (point-estimate) bias.  The
             paper's model is bias-free.
         quantization: `QuantizationConfig`, a shorthand string (``"fp32"``,
@@ -94,16 +110,10 @@ class DenseVariational(keras.layers.Layer):
         sample_at_inference: if False, inference uses the (quantized) mean weights
             instead of sampling; training always samples.
         seed: int or None, seed of the layer's random generator.
-
-    Input shape:
-        2D tensor ``(batch_size, input_dim)``.
-    Output shape:
-        2D tensor ``(batch_size, units)``.
     """
 
     def __init__(
         self,
-        units,
         activation=None,
         use_bias=False,
         quantization=None,
@@ -118,8 +128,6 @@ class DenseVariational(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(f"`units` must be a positive integer; received units={units!r}")
         for name, v in (("prior_std", prior_std), ("init_sigma", init_sigma), ("rho_scale", rho_scale),
                         ("mu_limit", mu_limit)):
             if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > 0):
@@ -128,7 +136,8 @@ class DenseVariational(keras.layers.Layer):
             raise ValueError(f"`num_examples` must be a positive integer or None; received num_examples={num_examples!r}")
         if prior is not None and not priors.is_tfp_distribution(prior):
             raise ValueError(f"`prior` must be a tensorflow_probability distribution or None; received {prior!r}")
-        self.units = int(units)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ValueError(f"`seed` must be an integer or None; received seed={seed!r}")
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
         self.quantization = QuantizationConfig.get(quantization)
@@ -140,35 +149,63 @@ class DenseVariational(keras.layers.Layer):
         self.mu_limit = float(mu_limit)
         self.sample_at_inference = bool(sample_at_inference)
         self.seed = seed
-        self.input_spec = keras.layers.InputSpec(min_ndim=2, max_ndim=2)
         self._rng = None
         self._pending_kl_weight = 1.0
         self._warned_num_examples = False
 
+    # -- what a subclass defines ------------------------------------------------------
+    def kernel_shape(self, input_shape):
+        """Shape of ``mu`` / ``rho`` for inputs of ``input_shape`` (validates the shape)."""
+        raise NotImplementedError
+
+    def output_channels(self, input_shape):
+        """Size of the last output axis (the bias length)."""
+        raise NotImplementedError
+
+    def apply_kernel(self, inputs, kernel):
+        """The layer's linear map of ``inputs`` with one kernel (no bias, no activation)."""
+        raise NotImplementedError
+
+    def apply_kernel_grouped(self, inputs, kernels):
+        """``inputs`` of ``G * B`` rows (G blocks), block g with ``kernels[g]``.
+
+        Default: G `apply_kernel` ops in the one traced graph (TF runs them in
+        parallel); on 2 CPU cores this was faster than one grouped convolution
+        (scripts/bench_train.py measures predict_mc against S separate calls).
+        """
+        groups = kernels.shape[0]
+        blocks = tf.split(inputs, groups, axis=0)
+        return tf.concat([self.apply_kernel(x, kernels[g]) for g, x in enumerate(blocks)], axis=0)
+
+    def apply_kernel_shared(self, inputs, kernels):
+        """``inputs`` of B rows used with each of the G kernels: ``G * B`` rows out, sample-major.
+
+        The first variational layer of a partial-Bayesian model gets the
+        deterministic prefix's output once (see `tfqbnn.uncertainty.predict_mc`).
+        Default: tile the rows and use `apply_kernel_grouped`.
+        """
+        groups = kernels.shape[0]
+        return self.apply_kernel_grouped(tf.tile(inputs, [groups] + [1] * (len(inputs.shape) - 1)), kernels)
+
+    # -- Keras API ----------------------------------------------------------------------
     def build(self, input_shape):
-        input_dim = input_shape[-1]
-        if input_dim is None:
-            raise ValueError(f"DenseVariational needs a known last input dimension; received input_shape={input_shape}")
+        shape = tuple(int(d) for d in self.kernel_shape(input_shape))
         self.mu = self.add_weight(
             name="mu",
-            shape=(input_dim, self.units),
+            shape=shape,
             initializer=keras.initializers.GlorotUniform(seed=self.seed),
             constraint=ClipWeights(self.mu_limit),
             autocast=False,  # sampled and KL in float32 under mixed precision; w is cast after
         )
         rho0 = priors.softplus_inverse(self.init_sigma) / self.rho_scale
-        self.rho = self.add_weight(
-            name="rho", shape=(input_dim, self.units), initializer=keras.initializers.Constant(rho0),
-            autocast=False,
-        )
-        self.bias = (
-            self.add_weight(name="bias", shape=(self.units,), initializer="zeros") if self.use_bias else None
-        )
+        self.rho = self.add_weight(name="rho", shape=shape, initializer=keras.initializers.Constant(rho0),
+                                   autocast=False)
+        channels = int(self.output_channels(input_shape))
+        self.bias = self.add_weight(name="bias", shape=(channels,), initializer="zeros") if self.use_bias else None
         self.kl_weight = self.add_weight(
             name="kl_weight", shape=(), initializer=keras.initializers.Constant(self._pending_kl_weight),
             trainable=False, autocast=False,
         )
-        self.input_spec = keras.layers.InputSpec(min_ndim=2, max_ndim=2, axes={-1: input_dim})
         # Holds the layer's random state; each call takes one 64-bit key from it and
         # `tfqbnn.noise` turns the key into eps inside the fused weight cluster.
         with tf.init_scope():
@@ -197,9 +234,8 @@ class DenseVariational(keras.layers.Layer):
         """Reset the layer's random generator (for reproducible Monte-Carlo runs)."""
         self._rng.reset_from_seed(self._salted(seed))
 
-    # -- weights -------------------------------------------------------------------
-    def sample_weights(self, groups=1, sample=True):
-        """Weights ``[groups, in, out]``: sampled (and quantized) as in `call`, or the (quantized) mean."""
+    def sample_kernel(self, groups=1, sample=True):
+        """Kernels ``[groups, *kernel_shape]``: sampled (and quantized) as in `call`, or the (quantized) mean."""
         w, _ = _weights_and_kl(
             tf.convert_to_tensor(self.mu), tf.convert_to_tensor(self.rho),
             noise.new_key(self._rng) if sample else None, int(groups), False, **self._static_args(),
@@ -215,24 +251,32 @@ class DenseVariational(keras.layers.Layer):
         inputs = tf.convert_to_tensor(inputs)
         sample = bool(training) or self.sample_at_inference
         groups = _SAMPLE_GROUPS.get()
+        shared = id(self) in _SHARED_INPUT.get()
         with_kl = bool(training) and self.prior is None
         w, kl = _weights_and_kl(
             tf.convert_to_tensor(self.mu), tf.convert_to_tensor(self.rho),
             noise.new_key(self._rng) if sample else None, groups, with_kl, **self._static_args(),
         )
+        # static shape for the subclasses' reshapes (the compiled sampler returns it dynamic)
+        w = tf.ensure_shape(w, (groups if sample else 1,) + tuple(self.mu.shape))
         w = tf.cast(w, inputs.dtype)  # float16 under a mixed policy; mu, rho and the KL stay float32
         if groups == 1:
-            y = tf.matmul(inputs, w[0])
+            y = self.apply_kernel(inputs, w[0])
+        elif not sample:  # the mean kernel, the same for every block
+            y = self.apply_kernel(inputs, w[0])
+            if shared:
+                y = tf.tile(y, [groups] + [1] * (len(y.shape) - 1))
+        elif shared:
+            y = self.apply_kernel_shared(inputs, w)
         else:
-            x = tf.reshape(inputs, (groups, -1, inputs.shape[-1]))
-            y = tf.reshape(tf.matmul(x, w), (-1, self.units))
+            y = self.apply_kernel_grouped(inputs, w)
         if self.use_bias:
             y = y + self.bias
         if training:
             if self.num_examples is None and not self._warned_num_examples:
                 self._warned_num_examples = True
                 warnings.warn(
-                    f"DenseVariational '{self.name}' has num_examples=None: its KL term is not divided by the "
+                    f"{type(self).__name__} '{self.name}' has num_examples=None: its KL term is not divided by the "
                     "number of training examples and can keep training at chance; pass "
                     "num_examples=len(x_train).", UserWarning, stacklevel=2)
             if self.prior is not None:
@@ -248,19 +292,15 @@ class DenseVariational(keras.layers.Layer):
         w = mu + sigma * self._rng.normal(tuple(mu.shape), dtype=mu.dtype)
         return priors.distribution_kl(mu, sigma, self.prior, w)
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.units,)
-
     def get_config(self):
         if self.prior is not None:
             raise NotImplementedError(
-                "DenseVariational with a custom tfp `prior` cannot be serialized; use `prior_std` "
+                f"{type(self).__name__} with a custom tfp `prior` cannot be serialized; use `prior_std` "
                 "or rebuild the model in code and load weights"
             )
         config = super().get_config()
         config.update(
             {
-                "units": self.units,
                 "activation": keras.activations.serialize(self.activation),
                 "use_bias": self.use_bias,
                 "quantization": self.quantization.get_config(),

@@ -1,0 +1,206 @@
+"""`Conv2DVariational` and `DepthwiseConv2DVariational`: mean-field Gaussian convolutions.
+
+Same posterior, quantization (VPQ / SPQ / JQ), STE gradients, KL and Monte-Carlo
+grouping as `DenseVariational` (all in `VariationalLayer`); only the kernel shape
+and the linear map differ.  Argument handling follows Keras' ``Conv2D`` /
+``DepthwiseConv2D``, restricted to what the Cortex-M path can run: channels-last,
+``"valid"`` / ``"same"`` padding, no dilation, no groups.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfqbnn.layers.base import VariationalLayer
+
+PADDINGS = ("valid", "same")
+
+
+def _pair(value, name):
+    """An int or a pair of positive ints as a 2-tuple (Keras' ``standardize_tuple``)."""
+    items = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        items = ()
+    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0 for v in items):
+        raise ValueError(f"`{name}` must be a positive integer or a tuple of 2 positive integers; received {name}={value!r}")
+    return tuple(int(v) for v in items)
+
+
+def _check_conv_args(padding, data_format, dilation_rate, groups):
+    pad = padding.lower() if isinstance(padding, str) else padding
+    if pad not in PADDINGS:
+        raise ValueError(f"`padding` must be one of {list(PADDINGS)}; received padding={padding!r}")
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"only data_format='channels_last' is supported; received data_format={data_format!r}")
+    if _pair(dilation_rate, "dilation_rate") != (1, 1):
+        raise ValueError(f"dilated convolutions are not supported; received dilation_rate={dilation_rate!r}")
+    if groups != 1:
+        raise ValueError(f"grouped convolutions are not supported (groups must be 1); received groups={groups!r}")
+    return pad
+
+
+def _dims(y):
+    """Static dims where known, dynamic ones elsewhere (keeps static shapes through reshapes)."""
+    dynamic = tf.shape(y)
+    return [d if d is not None else dynamic[i] for i, d in enumerate(y.shape)]
+
+
+def _output_size(n, k, s, padding):
+    if n is None:
+        return None
+    return -(-n // s) if padding == "same" else (n - k) // s + 1
+
+
+class _Conv2DBase(VariationalLayer):
+    """Shared arguments and shape logic of the two variational convolutions."""
+
+    def __init__(self, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1, groups=1,
+                 activation=None, use_bias=False, **kwargs):
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.strides = _pair(strides, "strides")
+        self.padding = _check_conv_args(padding, data_format, dilation_rate, groups)
+        super().__init__(activation=activation, use_bias=use_bias, **kwargs)
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def _input_channels(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"{type(self).__name__} needs 4D inputs (batch, height, width, channels); "
+                             f"received input_shape={tuple(input_shape)}")
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(f"{type(self).__name__} needs a known channel dimension; received input_shape={input_shape}")
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
+        return int(channels)
+
+    def _spatial_out(self, input_shape):
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        h = _output_size(input_shape[1], kh, sh, self.padding)
+        w = _output_size(input_shape[2], kw, sw, self.padding)
+        if (h is not None and h <= 0) or (w is not None and w <= 0):
+            raise ValueError(f"{type(self).__name__}: kernel_size={self.kernel_size} is larger than the input "
+                             f"{tuple(input_shape[1:3])} with padding='valid'")
+        return h, w
+
+    def compute_output_shape(self, input_shape):
+        h, w = self._spatial_out(input_shape)
+        return (input_shape[0], h, w, self.output_channels(input_shape))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"kernel_size": self.kernel_size, "strides": self.strides, "padding": self.padding})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfqbnn")
+class Conv2DVariational(_Conv2DBase):
+    """Mean-field Gaussian 2D convolution (`VariationalLayer` with a ``(kh, kw, in, filters)`` kernel).
+
+    One weight sample per call (per block under `sample_groups`), quantized as
+    configured, as in `DenseVariational`.
+
+    Args:
+        filters: positive int, number of output channels.
+        kernel_size: int or pair of ints.
+        strides: int or pair of ints.
+        padding: ``"valid"`` or ``"same"`` (case-insensitive).
+        data_format, dilation_rate, groups: accepted for Keras compatibility;
+            only ``"channels_last"``, 1 and 1 (anything else is a ValueError).
+        activation, use_bias: as in Keras' ``Conv2D`` (default bias-free).
+        **kwargs: `VariationalLayer` and base Layer arguments.
+
+    Input shape:
+        4D tensor ``(batch, height, width, channels)``.
+    Output shape:
+        4D tensor ``(batch, new_height, new_width, filters)``.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
+                 groups=1, activation=None, use_bias=False, **kwargs):
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
+            raise ValueError(f"`filters` must be a positive integer; received filters={filters!r}")
+        super().__init__(kernel_size, strides, padding, data_format, dilation_rate, groups, activation, use_bias,
+                         **kwargs)
+        self.filters = int(filters)
+
+    def kernel_shape(self, input_shape):
+        channels = self._input_channels(input_shape)
+        self._spatial_out(input_shape)
+        return self.kernel_size + (channels, self.filters)
+
+    def output_channels(self, input_shape):
+        return self.filters
+
+    def apply_kernel(self, inputs, kernel):
+        return tf.nn.conv2d(inputs, kernel, (1,) + self.strides + (1,), self.padding.upper())
+
+    def apply_kernel_shared(self, inputs, kernels):
+        # one convolution with the G kernels side by side as G * filters output channels
+        g, kh, kw, c, f = kernels.shape
+        wide = tf.reshape(tf.transpose(kernels, (1, 2, 3, 0, 4)), (kh, kw, c, g * f))
+        y = self.apply_kernel(inputs, wide)  # [B, H, W, G * F]
+        _, h, w, _ = _dims(y)
+        y = tf.transpose(tf.reshape(y, [-1, h, w, g, f]), (3, 0, 1, 2, 4))
+        return tf.reshape(y, [-1, h, w, f])
+
+    def get_config(self):
+        config = super().get_config()
+        config["filters"] = self.filters
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfqbnn")
+class DepthwiseConv2DVariational(_Conv2DBase):
+    """Mean-field Gaussian depthwise 2D convolution (kernel ``(kh, kw, channels, depth_multiplier)``).
+
+    Args:
+        kernel_size: int or pair of ints.
+        strides: int or pair of equal ints (TF's depthwise convolution needs equal strides).
+        padding: ``"valid"`` or ``"same"``.
+        depth_multiplier: positive int, output channels per input channel.
+        data_format, dilation_rate, groups: only the defaults (see `Conv2DVariational`).
+        activation, use_bias, **kwargs: as in `Conv2DVariational`.
+
+    Output shape:
+        4D tensor ``(batch, new_height, new_width, channels * depth_multiplier)``.
+    """
+
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1, data_format=None,
+                 dilation_rate=1, activation=None, use_bias=False, **kwargs):
+        if (isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier, (int, np.integer))
+                or depth_multiplier <= 0):
+            raise ValueError(f"`depth_multiplier` must be a positive integer; received depth_multiplier={depth_multiplier!r}")
+        groups = kwargs.pop("groups", 1)
+        super().__init__(kernel_size, strides, padding, data_format, dilation_rate, groups, activation, use_bias,
+                         **kwargs)
+        if self.strides[0] != self.strides[1]:
+            raise ValueError(f"DepthwiseConv2DVariational needs equal strides; received strides={strides!r}")
+        self.depth_multiplier = int(depth_multiplier)
+
+    def kernel_shape(self, input_shape):
+        channels = self._input_channels(input_shape)
+        self._spatial_out(input_shape)
+        return self.kernel_size + (channels, self.depth_multiplier)
+
+    def output_channels(self, input_shape):
+        return int(input_shape[-1]) * self.depth_multiplier
+
+    def apply_kernel(self, inputs, kernel):
+        return tf.nn.depthwise_conv2d(inputs, kernel, (1,) + self.strides + (1,), self.padding.upper())
+
+    def apply_kernel_shared(self, inputs, kernels):
+        # one depthwise convolution with depth multiplier G * M; output channel c * G * M + g * M + m
+        g, kh, kw, c, m = kernels.shape
+        wide = tf.reshape(tf.transpose(kernels, (1, 2, 3, 0, 4)), (kh, kw, c, g * m))
+        y = self.apply_kernel(inputs, wide)
+        _, h, w, _ = _dims(y)
+        y = tf.transpose(tf.reshape(y, [-1, h, w, c, g, m]), (4, 0, 1, 2, 3, 5))
+        return tf.reshape(y, [-1, h, w, c * m])
+
+    def get_config(self):
+        config = super().get_config()
+        config["depth_multiplier"] = self.depth_multiplier
+        return config
