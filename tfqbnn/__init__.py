@@ -14,6 +14,7 @@ from tfqbnn.quantizers import LogQuantizer, UniformQuantizer  # noqa: E402
 from tfqbnn import callbacks, layers, models, uncertainty  # noqa: E402
 from tfqbnn.layers import DenseVariational  # noqa: E402
 from tfqbnn.uncertainty import predict_mc  # noqa: E402
+from tfqbnn.propagation import predict_uncertainty  # noqa: E402
 
 
 def __getattr__(name):
@@ -26,6 +27,6 @@ def __getattr__(name):
 
 
 __all__ = [
-    "QuantizationConfig", "UniformQuantizer", "LogQuantizer", "DenseVariational", "predict_mc",
+    "QuantizationConfig", "UniformQuantizer", "LogQuantizer", "DenseVariational", "predict_mc", "predict_uncertainty",
     "callbacks", "layers", "models", "uncertainty",
 ]
