@@ -1,0 +1,137 @@
+"""Monte Carlo against the hybrid and the probabilistic forward pass on the same trained models.
+
+    python scripts/cheap_uncertainty.py train --runs RUNS [--cells fp32 vpq4 jq4] [--seeds 0 1 2]
+    python scripts/cheap_uncertainty.py evaluate --runs RUNS --out results/cheap_uncertainty
+
+``train`` trains the paper MLP per (cell, seed) with `tfqbnn.training.run` (fast profile;
+finished models are skipped).  ``evaluate`` loads each model and runs ``mc`` (the reference),
+``hybrid`` and ``pfp`` with the same S through `tfqbnn.evaluation.metrics_from_probs`, writes
+metrics.json (per model and method, with timings and the quantization diagnostic) and table.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+METHODS = ("mc", "hybrid", "pfp")
+KEYS = ("accuracy", "auroc_aleatoric", "auroc_epistemic", "mean_epistemic_mnist", "mean_epistemic_ambiguous",
+        "mean_epistemic_ood", "eval_seconds")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("phase", choices=["train", "evaluate"])
+    p.add_argument("--runs", required=True, help="folder of the trained models (<cell>/s<seed>/model.keras)")
+    p.add_argument("--out", default=None, help="results folder (evaluate)")
+    p.add_argument("--cells", nargs="+", default=["fp32", "vpq4", "jq4"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--profile", default="fast")
+    p.add_argument("--ambiguous-profile", default="small", choices=["default", "small"],
+                   help="Ambiguous-MNIST regeneration used for training and evaluation")
+    p.add_argument("--samples", type=int, default=30)
+    return p.parse_args(argv)
+
+
+def _profile(args):
+    from tfqbnn import training
+
+    return dataclasses.replace(training.get_profile(args.profile), ambiguous_profile=args.ambiguous_profile)
+
+
+def train(args):
+    from tfqbnn import training
+
+    prof = _profile(args)
+    data = training.load_data(prof)
+    for seed in args.seeds:
+        for cell in args.cells:
+            out = Path(args.runs) / cell / f"s{seed}"
+            if (out / "model.keras").exists():
+                continue
+            t = time.perf_counter()
+            training.run(out, cell, prof, seed, data=data, pretrain_root=Path(args.runs) / "_pretrain", verbose=2)
+            print(f"trained {cell} s{seed} in {time.perf_counter() - t:.0f} s", flush=True)
+
+
+def evaluate(args):
+    import keras
+
+    from tfqbnn import evaluation, moments, propagation, training
+
+    data = training.load_data(_profile(args))
+    sets = {"mnist": data.x_test, "ambiguous": data.x_amb_test, "ood": data.x_ood}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "metrics.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for seed in args.seeds:
+        for cell in args.cells:
+            model_path = Path(args.runs) / cell / f"s{seed}" / "model.keras"
+            key = f"{cell}/s{seed}"
+            if key in results or not model_path.exists():
+                continue
+            model = keras.models.load_model(model_path)
+            row = {"diagnostic": moments.diagnostic(model)}
+            for method in METHODS:
+                probs = {}
+                t = time.perf_counter()
+                for i, (name, x) in enumerate(sets.items()):
+                    probs[name] = propagation.predict_probs(model, x, method, args.samples, seed=seed * 10 + i)
+                seconds = time.perf_counter() - t
+                m, _ = evaluation.metrics_from_probs(probs, data.y_test)
+                m["eval_seconds"] = round(seconds, 2)
+                row[method] = m
+                print(f"{key} {method}: " + " ".join(f"{k}={m[k]:.4f}" for k in KEYS), flush=True)
+            results[key] = row
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(results, indent=1))
+            tmp.replace(path)
+    (out / "table.md").write_text(table(results, args.cells))
+    print((out / "table.md").read_text())
+
+
+def table(results, cells):
+    """Mean ± sd over seeds per (cell, method), and the largest |method - mc| over seeds."""
+    lines = ["| model | method | seeds | accuracy % | AUROC entropy MNIST/Amb | AUROC MI MNIST/Fashion "
+             "| mean MI MNIST | mean MI Amb | mean MI Fashion | eval s (90k images) "
+             "| max abs Δ acc (pt) | max abs Δ AUROC ent | max abs Δ AUROC MI |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for cell in cells:
+        rows = [r for k, r in results.items() if k.split("/")[0] == cell]
+        if not rows:
+            continue
+        for method in METHODS:
+            def ms(k, scale=1.0, nd=4):
+                v = np.array([r[method][k] for r in rows]) * scale
+                return f"{v.mean():.{nd}f} ± {v.std(ddof=1) if len(v) > 1 else 0:.{nd}f}"
+
+            def dmax(k, scale=1.0):
+                return max(abs(r[method][k] - r["mc"][k]) * scale for r in rows)
+
+            delta = ("-", "-", "-") if method == "mc" else (
+                f"{dmax('accuracy', 100):.2f}", f"{dmax('auroc_aleatoric'):.4f}", f"{dmax('auroc_epistemic'):.4f}")
+            lines.append(
+                f"| {cell} | {method} | {len(rows)} | {ms('accuracy', 100, 2)} | {ms('auroc_aleatoric')} "
+                f"| {ms('auroc_epistemic')} | {ms('mean_epistemic_mnist')} | {ms('mean_epistemic_ambiguous')} "
+                f"| {ms('mean_epistemic_ood')} | {ms('eval_seconds', 1, 1)} | {' | '.join(delta)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.phase == "train":
+        train(args)
+    else:
+        if not args.out:
+            raise SystemExit("cheap_uncertainty.py: evaluate needs --out")
+        evaluate(args)
+
+
+if __name__ == "__main__":
+    main()
