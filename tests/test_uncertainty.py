@@ -44,7 +44,7 @@ def test_predict_mc_shapes_and_vectorisation():
     assert np.mean(np.abs(probs[0] - probs[1])) > 1e-3
     # ... but within one sample, all rows in a batch share weights: identical inputs -> identical outputs
     same = predict_mc(model, np.repeat(x[:1], 10, axis=0), num_samples=3, batch_size=10)
-    np.testing.assert_allclose(same[:, 0], same[:, 9], rtol=1e-6)
+    np.testing.assert_allclose(same[:, 0], same[:, 9], rtol=1e-5)  # rows of one matmul: ~1e-6 apart
     # reseeding reproduces
     again = predict_mc(model, x, num_samples=7, batch_size=10, seed=1)
     np.testing.assert_array_equal(probs, again)

@@ -3,11 +3,30 @@
 * `sampler` / `storage` -- weight sampler and stored layouts (SPEC sections 2-3)
 * `fixedpoint` / `softmax` -- TFLite's integer requantization and int8 softmax
 * `reference` -- the numpy integer engine (`IntegerModel`)
+* `artifacts` -- SHA-256 of the written files; `load_exported` verifies and cross-checks an export directory
 * `convert` -- Keras model -> `IntegerModel` -> model.tflite / model_split.tflite / manifest.json
 * `export_all(model, out_dir, weights=...)` -- the one call `scripts/export.py` makes
 """
 
 SPEC_VERSION = 1
+
+
+def _read_version():
+    """tfqbnn's `__version__`, the single source (setup.cfg reads it with `attr:`), read statically the same
+    way so that importing tflite_export does not import TensorFlow."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("tfqbnn")
+    with open(spec.origin) as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__version__" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise RuntimeError(f"no __version__ in {spec.origin}")
+
+
+__version__ = _read_version()
 
 
 def export_all(*args, **kwargs):
@@ -16,4 +35,4 @@ def export_all(*args, **kwargs):
     return _export_all(*args, **kwargs)
 
 
-__all__ = ["SPEC_VERSION", "export_all"]
+__all__ = ["SPEC_VERSION", "__version__", "export_all"]

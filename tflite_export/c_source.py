@@ -250,41 +250,8 @@ def default_test_images(per_set=4, data_dir=None, seed=0):
     return images, ["mnist"] * per_set + [amb_name] * per_set + ["fashion"] * per_set
 
 
-def load_exported(export_dir):
-    """`reference.IntegerModel` of an export directory: codes from model.tflite's QBNN_SAMPLE
-    constants (validated by `tflite_io.read_qbnn_layers`), scales and tables from manifest.json."""
-    import json
-
-    from tflite_export import tflite_io
-
-    export_dir = os.fspath(export_dir)
-    man_path, tfl_path = os.path.join(export_dir, "manifest.json"), os.path.join(export_dir, "model.tflite")
-    for path in (man_path, tfl_path):
-        if not os.path.isfile(path):
-            raise ValueError(f"{path}: missing (expected an export directory written by scripts/export.py)")
-    with open(man_path) as f:
-        man = json.load(f)
-    stored = {int(d["index"]): d for d in tflite_io.read_qbnn_layers(tfl_path)}
-    layers = []
-    for i, info in enumerate(man["layers"]):
-        codes = stored.get(int(info["index"]))
-        if codes is None or tuple(codes["mu_codes"].shape) != (info["rows"], info["cols"]):
-            raise ValueError(f"{tfl_path}: no QBNN_SAMPLE tensors matching manifest layer {info['name']!r}")
-        lut = None if info["softplus_lut"] is None else np.asarray(info["softplus_lut"], np.int8)
-        layer = reference.IntegerLayer(
-            name=info["name"], index=int(info["index"]), mu_codes=codes["mu_codes"].astype(np.int16),
-            sigma_codes=codes["sigma_codes"].astype(np.int16), weight_bits=int(info["weight_bits"]),
-            sigma_bits=int(info["sigma_bits"]), layout=int(info["layout_id"]),
-            sigma_q=np.asarray(info["sigma_q"], np.int32), sigma_range=tuple(info["sigma_range"]),
-            activation=info["activation"], input_scale=np.float32(info["input_scale"]),
-            input_zero_point=int(info["input_zero_point"]), output_scale=np.float32(info["output_scale"]),
-            output_zero_point=int(info["output_zero_point"]), lut=lut,
-            lut_scale=None if info["softplus_scale"] is None else np.float32(info["softplus_scale"]),
-            lut_zero_point=info["softplus_zero_point"])
-        if tuple(int(v) for v in layer.multiplier) != (int(info["multiplier"]), int(info["shift"])):
-            raise ValueError(f"{man_path}: layer {info['name']!r} scales do not reproduce its multiplier")
-        layers.append(layer)
-    return reference.IntegerModel(layers, default_seed=int(man["default_seed"]))
+# Moved to tflite_export.artifacts (verifies SHA-256 hashes and cross-checks manifest.json against model.tflite).
+from tflite_export.artifacts import load_exported  # noqa: E402,F401
 
 
 def export_writer(num_samples=10, per_set=4, subdir="c", data_dir=None):

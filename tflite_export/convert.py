@@ -3,12 +3,11 @@ model_split.tflite and manifest.json (SPEC.md sections 1, 4, 5, 6)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from tflite_export import sampler, storage
+from tflite_export import artifacts, sampler, storage
 from tflite_export.reference import (
     INPUT_SCALE,
     INPUT_ZERO_POINT,
@@ -18,7 +17,7 @@ from tflite_export.reference import (
 )
 
 TIE_MARGIN = 2e-3  # SPEC.md section 5
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = artifacts.MANIFEST_VERSION
 
 
 def _activation_name(layer):
@@ -46,6 +45,12 @@ def check_model(model, weights):
     if not layers or not isinstance(layers[-1], keras.layers.Softmax):
         last = layers[-1].name if layers else None
         raise ValueError(f"the model must end with keras.layers.Softmax; last layer is {last!r}")
+    axis = layers[-1].axis
+    if isinstance(axis, (list, tuple)) and len(axis) == 1:
+        axis = axis[0]
+    if axis not in (-1, 1):  # the integer softmax runs over the classes of one image, like TFLite's SOFTMAX
+        raise ValueError(f"layer {layers[-1].name!r}: Softmax(axis={axis!r}) is not supported; the integer model "
+                         "normalizes over the class axis only (axis=-1)")
     bayes = layers[:-1]
     if not bayes:
         raise ValueError("the model has no DenseVariational layer before its Softmax")
@@ -56,6 +61,10 @@ def check_model(model, weights):
             raise ValueError(f"{where}: {type(layer).__name__} is not supported (only DenseVariational then Softmax)")
         if layer.use_bias:
             raise ValueError(f"{where}: biases are not supported (use_bias=True)")
+        if not layer.sample_at_inference:  # the integer model always samples: it would not match this Keras model
+            raise ValueError(f"{where}: sample_at_inference=False is not supported; the exported model samples its "
+                             "weights at inference (set sample_at_inference=True, or export a deterministic model "
+                             "another way)")
         q = layer.quantization
         if q.strategy != "jq":
             raise ValueError(f"{where}: quantization {q.name!r} is not supported; only JQ models can be exported")
@@ -151,8 +160,7 @@ def manifest(imodel, weights):
     layers, stored_total, float_total, table_total = [], 0, 0, 0
     for layer in imodel.layers:
         r, c = layer.shape
-        tensors = [{"name": n, "dtype": str(t.dtype), "shape": list(t.shape), "bytes": int(t.nbytes)}
-                   for n, t in layer.stored_tensors()]
+        tensors = artifacts.stored_tensor_entries(layer)
         stored = sum(t["bytes"] for t in tensors)
         tables = int(layer.sigma_q.nbytes) + (256 if layer.lut is not None else 0)
         mult, shift = layer.multiplier
@@ -225,10 +233,16 @@ def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calib
         calibration_x = load_calibration_images()
     calibrate(imodel, calibration_x, num_samples=calibration_samples)
     info = manifest(imodel, weights)
-    paths = {"model": out / "model.tflite", "model_split": out / "model_split.tflite", "manifest_path": out / "manifest.json"}
+    paths = {"model": out / "model.tflite", "model_split": out / "model_split.tflite",
+             "manifest_path": out / artifacts.MANIFEST}
     paths["model"].write_bytes(tflite_io.build_tflite(imodel, split=False))
     paths["model_split"].write_bytes(tflite_io.build_tflite(imodel, split=True))
-    paths["manifest_path"].write_text(json.dumps(info, indent=1))
+    written = {"model.tflite", "model_split.tflite"}
+    before = artifacts.snapshot(out)
     for writer in extra_writers:
         writer(imodel, info, out)
+    after = artifacts.snapshot(out)  # what the writers created or rewrote (never other files in out_dir)
+    written |= {rel for rel, st in after.items() if before.get(rel) != st and rel != artifacts.MANIFEST}
+    info["files"] = artifacts.file_entries(out, written)
+    artifacts.write_manifest(out, info)  # last: a crash before this leaves no manifest claiming these files
     return {"integer_model": imodel, "manifest": info, **paths}

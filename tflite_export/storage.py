@@ -59,6 +59,19 @@ def pack(mu_codes, sigma_codes, layout, sigma_bits):
     raise ValueError(f"unknown layout id {layout!r}; expected one of {sorted(LAYOUT_NAMES)}")
 
 
+def stored_shapes(layout, sigma_bits, shape):
+    """[(name, dtype, shape)] that `pack` returns for [R, C] codes, computed without allocating."""
+    rows, cols = (int(v) for v in shape)
+    full, half = (rows, cols), (-(-rows * cols // 2),)
+    if layout == LAYOUT_I4_FUSED:
+        return [("packed", np.uint8, full)]
+    if layout == LAYOUT_I4_SPLIT:
+        return [("mu", np.uint8, half), ("sigma", np.uint8, full)]
+    if layout == LAYOUT_I8:
+        return [("mu", np.int8, full), ("sigma", np.uint8, half if sigma_bits <= 4 else full)]
+    raise ValueError(f"unknown layout id {layout!r}; expected one of {sorted(LAYOUT_NAMES)}")
+
+
 def unpack(tensors, layout, sigma_bits, shape):
     """Inverse of `pack`: (mu_codes int16 [R, C], sigma_codes int16 [R, C])."""
     rows, cols = shape

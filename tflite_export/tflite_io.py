@@ -3,6 +3,7 @@ the QBNN_SAMPLE custom options, and a validating reader."""
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -207,26 +208,120 @@ def read_qbnn_layers(data, where="model"):
             raise ValueError(f"{where}: unknown custom op {name!r} (operator {i})")
         opts = unpack_options(bytes(op.customOptions if op.customOptions is not None else b""),
                               f"{where}: operator {i} {CUSTOM_OP} options")
-        arrays = []
-        for ti in op.inputs:
-            t = sub.tensors[ti]
-            buf = model.buffers[t.buffer].data
-            if buf is None:
-                raise ValueError(f"{where}: {CUSTOM_OP} input {t.name!r} has no constant data")
-            dtype = np.int8 if t.type == s.TensorType.INT8 else np.uint8
-            arrays.append((t.name, np.asarray(buf, np.uint8).view(dtype).reshape(t.shape)))
-        probe = storage.pack(np.zeros((opts["rows"], opts["cols"]), np.int16),
-                             np.zeros((opts["rows"], opts["cols"]), np.int16), opts["layout"], opts["sigma_bits"])
-        expect = [tuple(a.shape) for _, a in probe]
-        if [tuple(a.shape) for _, a in arrays] != expect:
-            raise ValueError(f"{where}: {CUSTOM_OP} operator {i} inputs have shapes "
-                             f"{[a.shape for _, a in arrays]}, expected {expect}")
+        arrays = _stored_inputs(model, sub, op, opts, f"{where}: operator {i} {CUSTOM_OP}")
         mu, sig = storage.unpack(arrays, opts["layout"], opts["sigma_bits"], (opts["rows"], opts["cols"]))
         m = 2 ** (opts["weight_bits"] - 1) - 1
         if np.any(np.abs(mu) > m) or np.any(sig >= 2 ** opts["sigma_bits"]):
             raise ValueError(f"{where}: {CUSTOM_OP} operator {i} holds codes outside its bit widths")
-        layers.append({**opts, "mu_codes": mu, "sigma_codes": sig})
+        layers.append({**opts, "mu_codes": mu, "sigma_codes": sig, "tensors": arrays})
     return layers
+
+
+def _quant(t):
+    q = t.quantization
+    if q is None or q.scale is None or len(q.scale) != 1:
+        return None, None
+    return np.float32(q.scale[0]), int(q.zeroPoint[0])
+
+
+def read_graph(data, where="model"):
+    """The layer structure of a model.tflite as build_tflite writes it: per QBNN_SAMPLE layer its name,
+    weight / input / output / SoftPlus quantization and activation; the input and softmax quantization.
+    ValueError when the graph is not that chain of operators."""
+    s = _schema()
+    OP = s.BuiltinOperator
+    model = read_tflite(data, where)
+    sub = model.subgraphs[0]
+    kinds = {OP.CUSTOM: "CUSTOM", OP.FULLY_CONNECTED: "FULLY_CONNECTED", OP.DEQUANTIZE: "DEQUANTIZE", OP.EXP: "EXP",
+             OP.ADD: "ADD", OP.LOG: "LOG", OP.QUANTIZE: "QUANTIZE", OP.SOFTMAX: "SOFTMAX"}
+    ops = []
+    for i, op in enumerate(sub.operators or []):
+        kind = kinds.get(model.operatorCodes[op.opcodeIndex].builtinCode)
+        if kind is None:
+            raise ValueError(f"{where}: operator {i} is not part of a QBNN-INT graph")
+        ops.append((kind, op))
+    seq = "".join({"CUSTOM": "S", "FULLY_CONNECTED": "F", "DEQUANTIZE": "d", "EXP": "e", "ADD": "a", "LOG": "l",
+                   "QUANTIZE": "q", "SOFTMAX": "X"}[k] for k, _ in ops)
+    if not re.fullmatch(r"(SF(dealq)?)+X", seq):
+        raise ValueError(f"{where}: operator sequence {seq!r} is not a QBNN-INT graph (QBNN_SAMPLE, FULLY_CONNECTED, "
+                         "optional SoftPlus chain, ..., SOFTMAX)")
+    try:
+        return _walk_graph(s, sub, ops, where)
+    except (IndexError, TypeError, AttributeError) as err:  # a chain of the right ops but wrong wiring / options
+        raise ValueError(f"{where}: not a QBNN-INT graph ({type(err).__name__}: {err})") from None
+
+
+def _walk_graph(s, sub, ops, where):
+    """Per layer: CUSTOM -> FULLY_CONNECTED [-> DEQUANTIZE, EXP, ADD, LOG, QUANTIZE]; then SOFTMAX."""
+    tensor = sub.tensors
+    layers, i = [], 0
+    x_in = None
+    while ops[i][0] == "CUSTOM":
+        w = tensor[ops[i][1].outputs[0]]
+        fc = ops[i + 1][1]
+        if list(fc.inputs)[1] != ops[i][1].outputs[0]:
+            raise ValueError(f"{where}: FULLY_CONNECTED operator {i + 1} does not use the sampled weights of {i}")
+        x = tensor[fc.inputs[0]]
+        if x_in is not None and fc.inputs[0] != x_in:
+            raise ValueError(f"{where}: FULLY_CONNECTED operator {i + 1} does not take the previous layer's output")
+        fused = fc.builtinOptions.fusedActivationFunction if fc.builtinOptions is not None else None
+        act = {s.ActivationFunctionType.NONE: "linear", s.ActivationFunctionType.RELU: "relu"}.get(fused)
+        name = _name(w)
+        entry = {"name": name[:-len("/sampled_weights")] if name.endswith("/sampled_weights") else name,
+                 "weight": _quant(w), "input": _quant(x), "output": _quant(tensor[fc.outputs[0]]),
+                 "softplus": (None, None), "activation": act}
+        x_in, i = fc.outputs[0], i + 2
+        if ops[i][0] == "DEQUANTIZE":
+            if act != "linear":
+                raise ValueError(f"{where}: layer {entry['name']!r} has a fused activation before SoftPlus")
+            entry["activation"], entry["softplus"] = "softplus", _quant(tensor[ops[i + 4][1].outputs[0]])
+            x_in, i = ops[i + 4][1].outputs[0], i + 5
+        layers.append(entry)
+    sm = ops[i][1]
+    return {"input": _quant(tensor[ops[1][1].inputs[0]]), "layers": layers,
+            "softmax_output": _quant(tensor[sm.outputs[0]])}
+
+
+def _name(tensor):
+    n = tensor.name
+    return n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)
+
+
+def _stored_inputs(model, sub, op, opts, where):
+    """The op's constant code tensors as arrays, after checking their number, types, shapes and buffer sizes
+    against the options (all arithmetic: nothing is allocated from a size the file claims)."""
+    s = _schema()
+    rows, cols = opts["rows"], opts["cols"]
+    if rows < 1 or cols < 1:
+        raise ValueError(f"{where}: options give rows={rows} cols={cols}; both must be >= 1")
+    expect = storage.stored_shapes(opts["layout"], opts["sigma_bits"], (rows, cols))
+    inputs = list(op.inputs if op.inputs is not None else [])
+    outputs = list(op.outputs if op.outputs is not None else [])
+    if len(inputs) != len(expect) or len(outputs) != 1 or outputs[0] < 0:
+        raise ValueError(f"{where}: {len(inputs)} inputs / {len(outputs)} outputs, expected {len(expect)} / 1 "
+                         f"for layout {storage.LAYOUT_NAMES[opts['layout']]}")
+    out = sub.tensors[outputs[0]]
+    out_shape = [] if out.shape is None else [int(v) for v in out.shape]
+    if out_shape != [rows, cols]:
+        raise ValueError(f"{where}: options give rows={rows} cols={cols} but the output tensor {_name(out)!r} "
+                         f"has shape {out_shape}")
+    arrays = []
+    for ti, (short, dtype, shape) in zip(inputs, expect):
+        if ti < 0:
+            raise ValueError(f"{where}: a stored code input is missing (tensor index {ti})")
+        t = sub.tensors[ti]
+        got = [] if t.shape is None else [int(v) for v in t.shape]
+        ttype = s.TensorType.INT8 if dtype == np.int8 else s.TensorType.UINT8
+        if got != list(shape) or t.type != ttype:
+            raise ValueError(f"{where}: input {_name(t)!r} has shape {got} type {t.type}, expected {list(shape)} "
+                             f"type {ttype} for rows={rows} cols={cols}")
+        buf = model.buffers[t.buffer].data
+        size = 0 if buf is None else len(buf)
+        if size != int(np.prod(shape)):
+            raise ValueError(f"{where}: input {_name(t)!r} holds {size} bytes, expected {int(np.prod(shape))} "
+                             f"(constant data for shape {list(shape)})")
+        arrays.append((short, np.asarray(buf, np.uint8).view(dtype).reshape(shape)))
+    return arrays
 
 
 def build_softplus_probe(in_scale, in_zero_point, out_scale, out_zero_point, n=256):

@@ -93,9 +93,12 @@ class KLAnnealing(keras.callbacks.Callback):
         if not self._layers:
             raise ValueError("KLAnnealing: the model has no DenseVariational layer")
         if self.total_steps is None:
-            epochs = self.params.get("epochs") or 1
-            steps = self.params.get("steps") or 1
-            self._total = epochs * steps
+            steps = self.params.get("steps")
+            if not steps:  # e.g. a tf.data pipeline with .filter: ramping over a guess would skip the warm-up
+                raise ValueError(
+                    "KLAnnealing: model.fit does not know the number of steps per epoch (dataset of unknown "
+                    "cardinality); pass KLAnnealing(total_steps=...) or steps_per_epoch=... to fit")
+            self._total = (self.params.get("epochs") or 1) * steps
         else:
             self._total = int(self.total_steps)
         self._step = 0  # on_epoch_begin re-aligns it, also when BackupAndRestore resumes mid-run
@@ -103,6 +106,10 @@ class KLAnnealing(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         self._set(self.weight_at(self._step, self._total))
+
+    def on_train_batch_end(self, batch, logs=None):
+        # counted here, not in batch_begin: with a dataset of unknown cardinality Keras calls
+        # batch_begin once more at the end of each epoch, for the step that finds no data
         self._step += 1
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -120,4 +127,4 @@ class KLAnnealing(keras.callbacks.Callback):
         if force or moved or (value != self.value and value in (self.start, self.end)):
             self.value = value
             for layer in self._layers:
-                layer.kl_weight.assign(value)
+                layer.set_kl_weight(value)  # a lazily built layer takes it as its initial value

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import warnings
+import zlib
 
 import keras
 import numpy as np
@@ -140,6 +142,8 @@ class DenseVariational(keras.layers.Layer):
         self.seed = seed
         self.input_spec = keras.layers.InputSpec(min_ndim=2, max_ndim=2)
         self._rng = None
+        self._pending_kl_weight = 1.0
+        self._warned_num_examples = False
 
     def build(self, input_shape):
         input_dim = input_shape[-1]
@@ -150,26 +154,40 @@ class DenseVariational(keras.layers.Layer):
             shape=(input_dim, self.units),
             initializer=keras.initializers.GlorotUniform(seed=self.seed),
             constraint=ClipWeights(self.mu_limit),
+            autocast=False,  # sampled and KL in float32 under mixed precision; w is cast after
         )
         rho0 = priors.softplus_inverse(self.init_sigma) / self.rho_scale
         self.rho = self.add_weight(
-            name="rho", shape=(input_dim, self.units), initializer=keras.initializers.Constant(rho0)
+            name="rho", shape=(input_dim, self.units), initializer=keras.initializers.Constant(rho0),
+            autocast=False,
         )
         self.bias = (
             self.add_weight(name="bias", shape=(self.units,), initializer="zeros") if self.use_bias else None
         )
         self.kl_weight = self.add_weight(
-            name="kl_weight", shape=(), initializer=keras.initializers.Constant(1.0), trainable=False
+            name="kl_weight", shape=(), initializer=keras.initializers.Constant(self._pending_kl_weight),
+            trainable=False, autocast=False,
         )
         self.input_spec = keras.layers.InputSpec(min_ndim=2, max_ndim=2, axes={-1: input_dim})
         # Holds the layer's random state; each call takes one 64-bit key from it and
         # `tfqbnn.noise` turns the key into eps inside the fused weight cluster.
         with tf.init_scope():
             self._rng = (
-                tf.random.Generator.from_seed(self.seed)
+                tf.random.Generator.from_seed(self._salted(self.seed))
                 if self.seed is not None
                 else tf.random.Generator.from_non_deterministic_state()
             )
+
+    def _salted(self, seed):
+        """``seed`` with the layer's name mixed in: layers given one seed draw independent eps."""
+        return [int(seed), zlib.crc32(self.name.encode())]
+
+    def set_kl_weight(self, value):
+        """Set the KL weight; before `build` it becomes the variable's initial value."""
+        if self.built:
+            self.kl_weight.assign(float(value))
+        else:
+            self._pending_kl_weight = float(value)
 
     @property
     def sigma(self):
@@ -177,7 +195,7 @@ class DenseVariational(keras.layers.Layer):
 
     def reseed(self, seed):
         """Reset the layer's random generator (for reproducible Monte-Carlo runs)."""
-        self._rng.reset_from_seed(int(seed))
+        self._rng.reset_from_seed(self._salted(seed))
 
     # -- weights -------------------------------------------------------------------
     def sample_weights(self, groups=1, sample=True):
@@ -202,6 +220,7 @@ class DenseVariational(keras.layers.Layer):
             tf.convert_to_tensor(self.mu), tf.convert_to_tensor(self.rho),
             noise.new_key(self._rng) if sample else None, groups, with_kl, **self._static_args(),
         )
+        w = tf.cast(w, inputs.dtype)  # float16 under a mixed policy; mu, rho and the KL stay float32
         if groups == 1:
             y = tf.matmul(inputs, w[0])
         else:
@@ -210,6 +229,12 @@ class DenseVariational(keras.layers.Layer):
         if self.use_bias:
             y = y + self.bias
         if training:
+            if self.num_examples is None and not self._warned_num_examples:
+                self._warned_num_examples = True
+                warnings.warn(
+                    f"DenseVariational '{self.name}' has num_examples=None: its KL term is not divided by the "
+                    "number of training examples and can keep training at chance; pass "
+                    "num_examples=len(x_train).", UserWarning, stacklevel=2)
             if self.prior is not None:
                 kl = self.kl_divergence()
             self.add_loss(tf.convert_to_tensor(self.kl_weight) * kl / float(self.num_examples or 1))

@@ -1,0 +1,229 @@
+"""Trusting an export directory (SPEC.md section 6, manifest): SHA-256 of every written file, and
+`load_exported`, which verifies those hashes and cross-checks manifest.json against model.tflite
+(layer list, shapes, bits, layout, SIGMA_Q, stored code tensors, seed, activations, scales, SoftPlus
+LUTs, softmax parameters) before returning the `reference.IntegerModel`. Every error is one line
+that names the file at fault.
+
+The hashes catch corruption; they are not a signature (whoever can rewrite the files can rewrite
+the manifest). The cross-checks make sure the model that is returned is the one model.tflite runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import PurePosixPath
+
+import numpy as np
+
+from tflite_export import reference, softmax, tflite_io
+
+MANIFEST_VERSION = 2  # 2: "files" (SHA-256 of every written file) and per-tensor "sha256" of the stored codes
+MANIFEST = "manifest.json"
+
+
+class ArtifactError(ValueError):
+    """An export directory that does not verify (a ValueError: the message names the file)."""
+
+
+def sha256_file(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_entries(root, relpaths):
+    """{posix relpath: {"sha256", "bytes"}} of files under `root`."""
+    out = {}
+    for rel in sorted(relpaths):
+        path = os.path.join(os.fspath(root), *PurePosixPath(rel).parts)
+        out[rel] = {"sha256": sha256_file(path), "bytes": os.path.getsize(path)}
+    return out
+
+
+def snapshot(root):
+    """{posix relpath: (size, mtime_ns)} of every file under `root` (to find what a writer wrote)."""
+    root = os.fspath(root)
+    out = {}
+    for d, _, names in os.walk(root):
+        for n in names:
+            p = os.path.join(d, n)
+            st = os.stat(p)
+            out[PurePosixPath(os.path.relpath(p, root)).as_posix()] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def write_manifest(out_dir, info):
+    """manifest.json written last and atomically: a crash leaves either the old manifest or the new one."""
+    path = os.path.join(os.fspath(out_dir), MANIFEST)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(info, f, indent=1)
+    os.replace(tmp, path)
+    return path
+
+
+def verify_files(export_dir, man, man_path):
+    """Check the SHA-256 and size of every file listed in the manifest."""
+    files = man.get("files")
+    if not isinstance(files, dict) or "model.tflite" not in files:
+        raise ArtifactError(f"{man_path}: no 'files' entry with the SHA-256 of model.tflite (manifest version "
+                         f"{man.get('version')!r}; version {MANIFEST_VERSION} has them); re-export with scripts/export.py")
+    for rel, entry in files.items():
+        parts = PurePosixPath(rel).parts
+        if not parts or PurePosixPath(rel).is_absolute() or ".." in parts or "\\" in rel:
+            raise ArtifactError(f"{man_path}: file entry {rel!r} is not a path inside the export directory")
+        path = os.path.join(os.fspath(export_dir), *parts)
+        if not os.path.isfile(path):
+            raise ArtifactError(f"{path}: missing (listed in {man_path})")
+        digest = sha256_file(path)
+        if not isinstance(entry, dict) or digest != entry.get("sha256"):
+            raise ArtifactError(f"{path}: SHA-256 {digest[:16]}... does not match {man_path} "
+                             f"({str(entry.get('sha256') if isinstance(entry, dict) else entry)[:16]}...); "
+                             "the file was modified or corrupted")
+
+
+def _layer(info, codes):
+    return reference.IntegerLayer(
+        name=str(info["name"]), index=int(info["index"]), mu_codes=codes["mu_codes"].astype(np.int16),
+        sigma_codes=codes["sigma_codes"].astype(np.int16), weight_bits=int(info["weight_bits"]),
+        sigma_bits=int(info["sigma_bits"]), layout=int(info["layout_id"]),
+        sigma_q=np.asarray(info["sigma_q"], np.int32), sigma_range=tuple(info["sigma_range"]),
+        activation=str(info["activation"]), input_scale=np.float32(info["input_scale"]),
+        input_zero_point=int(info["input_zero_point"]), output_scale=np.float32(info["output_scale"]),
+        output_zero_point=int(info["output_zero_point"]),
+        lut=None if info["softplus_lut"] is None else np.asarray(info["softplus_lut"], np.int64).astype(np.int8),
+        lut_scale=None if info["softplus_scale"] is None else np.float32(info["softplus_scale"]),
+        lut_zero_point=None if info["softplus_zero_point"] is None else int(info["softplus_zero_point"]))
+
+
+def _same(a, b):
+    return a is None and b is None or (a is not None and b is not None and np.float32(a) == np.float32(b))
+
+
+def _check_layer(info, stored, graph, man_path):
+    """Cross-check one manifest layer entry against model.tflite's QBNN_SAMPLE op and graph."""
+    where = f"{man_path}: layer {info.get('name')!r}"
+    want = {"name": graph["name"], "index": stored["index"], "rows": stored["rows"], "cols": stored["cols"],
+            "weight_bits": stored["weight_bits"], "sigma_bits": stored["sigma_bits"],
+            "layout_id": stored["layout"], "activation": graph["activation"]}
+    for key, value in want.items():
+        if info.get(key) != value:
+            raise ArtifactError(f"{where}: {key}={info.get(key)!r} but model.tflite has {value!r}")
+    if not np.array_equal(np.asarray(info["sigma_q"], np.int64), stored["sigma_q"]):
+        raise ArtifactError(f"{where}: sigma_q table differs from model.tflite's QBNN_SAMPLE options")
+    tensors = [{"name": n, "dtype": str(a.dtype), "shape": list(a.shape), "bytes": int(a.nbytes),
+                "sha256": hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()}
+               for n, a in stored["tensors"]]
+    if info.get("stored_tensors") != tensors:
+        raise ArtifactError(f"{where}: stored_tensors (names, shapes, bytes or SHA-256 of the mu/sigma codes) differ "
+                         "from model.tflite's QBNN_SAMPLE constants")
+    layer = _layer(info, stored)
+    for key, ours, theirs in (("weight_scale", layer.weight_scale, graph["weight"][0]),
+                              ("input_scale", layer.input_scale, graph["input"][0]),
+                              ("output_scale", layer.output_scale, graph["output"][0]),
+                              ("softplus_scale", layer.lut_scale, graph["softplus"][0])):
+        if not (_same(ours, theirs) and _same(info.get(key), theirs)):
+            raise ArtifactError(f"{where}: {key}={info.get(key)!r} but model.tflite has "
+                             f"{None if theirs is None else float(theirs)!r}")
+    for key, ours, theirs in (("input_zero_point", layer.input_zero_point, graph["input"][1]),
+                              ("output_zero_point", layer.output_zero_point, graph["output"][1]),
+                              ("softplus_zero_point", layer.lut_zero_point, graph["softplus"][1])):
+        if ours != theirs:
+            raise ArtifactError(f"{where}: {key}={info.get(key)!r} but model.tflite has {theirs!r}")
+    if tuple(int(v) for v in layer.multiplier) != (int(info["multiplier"]), int(info["shift"])):
+        raise ArtifactError(f"{where}: multiplier/shift do not follow from its scales")
+    if list(layer.act_range) != [info.get("activation_min"), info.get("activation_max")]:
+        raise ArtifactError(f"{where}: activation_min/max differ from its activation and zero point")
+    if layer.activation == "softplus":
+        lut, _ = reference.softplus_lut(layer.output_scale, layer.output_zero_point, layer.lut_scale,
+                                        layer.lut_zero_point)
+        given = np.asarray(info["softplus_lut"] if info["softplus_lut"] is not None else [], np.int64)
+        if given.shape != (256,) or not np.array_equal(given, lut):
+            raise ArtifactError(f"{where}: softplus_lut is not the SoftPlus table of model.tflite's scales")
+    elif info.get("softplus_lut") is not None:
+        raise ArtifactError(f"{where}: softplus_lut given for activation {layer.activation!r}")
+    return layer
+
+
+def check_manifest(man, data, man_path, tfl_path):
+    """`reference.IntegerModel` from manifest.json + model.tflite bytes, after cross-checking them."""
+    graph = tflite_io.read_graph(data, tfl_path)
+    stored = tflite_io.read_qbnn_layers(data, tfl_path)
+    try:
+        return _check_manifest(man, data, graph, stored, man_path, tfl_path)
+    except ArtifactError:
+        raise
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError, OverflowError) as err:  # wrong JSON types
+        raise ArtifactError(f"{man_path}: malformed entry ({type(err).__name__}: {err})") from None
+
+
+def _check_manifest(man, data, graph, stored, man_path, tfl_path):
+    entries = man.get("layers")
+    if not isinstance(entries, list) or len(entries) != len(stored) or len(graph["layers"]) != len(stored):
+        n = len(entries) if isinstance(entries, list) else entries
+        raise ArtifactError(f"{man_path}: layer list has {n} entries but model.tflite has {len(stored)} QBNN_SAMPLE "
+                         "layers")
+    layers = [_check_layer(info, s, g, man_path) for info, s, g in zip(entries, stored, graph["layers"])]
+    seeds = {s["default_seed"] for s in stored}
+    if seeds != {man.get("default_seed")}:
+        raise ArtifactError(f"{man_path}: default_seed={man.get('default_seed')!r} but model.tflite has {sorted(seeds)}")
+    inp = man.get("input", {})
+    if (inp.get("shape") != [1, layers[0].shape[1]] or not _same(inp.get("scale"), graph["input"][0])
+            or inp.get("zero_point") != graph["input"][1]):
+        raise ArtifactError(f"{man_path}: input {inp!r} differs from model.tflite's input tensor {graph['input']}")
+    want = dict(zip(("input_multiplier", "input_left_shift", "diff_min"),
+                    softmax.softmax_params(layers[-1].output_scale)),
+                output_scale=float(reference.SOFTMAX_SCALE), output_zero_point=reference.SOFTMAX_ZERO_POINT)
+    got = man.get("softmax")
+    if got != want or graph["softmax_output"] != (reference.SOFTMAX_SCALE, reference.SOFTMAX_ZERO_POINT):
+        raise ArtifactError(f"{man_path}: softmax parameters {got!r} differ from those of model.tflite's scales {want!r}")
+    imodel = reference.IntegerModel(layers, default_seed=int(man["default_seed"]))
+    # Catch-all: the checked model must rebuild model.tflite byte for byte (graph, options, names, padding).
+    rebuilt = tflite_io.build_tflite(imodel, split=False)
+    if rebuilt != bytes(data):
+        at = next((i for i, (a, b) in enumerate(zip(rebuilt, data)) if a != b), min(len(rebuilt), len(data)))
+        raise ArtifactError(f"{tfl_path}: differs from the model {man_path} describes (first difference at byte {at} "
+                         f"of {len(data)})")
+    return imodel
+
+
+def load_exported(export_dir):
+    """`reference.IntegerModel` of an export directory: every file's SHA-256 checked against manifest.json,
+    then manifest.json cross-checked against model.tflite (and model_split.tflite rebuilt identically)."""
+    export_dir = os.fspath(export_dir)
+    man_path, tfl_path = os.path.join(export_dir, MANIFEST), os.path.join(export_dir, "model.tflite")
+    for path in (man_path, tfl_path):
+        if not os.path.isfile(path):
+            raise ArtifactError(f"{path}: missing (expected an export directory written by scripts/export.py)")
+    try:
+        with open(man_path) as f:
+            man = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ArtifactError(f"{man_path}: not a readable JSON manifest ({type(err).__name__}: {err})") from None
+    if not isinstance(man, dict) or man.get("format") != "tfqbnn QBNN-INT":
+        raise ArtifactError(f"{man_path}: not a tfqbnn QBNN-INT manifest")
+    verify_files(export_dir, man, man_path)
+    with open(tfl_path, "rb") as f:
+        data = f.read()
+    imodel = check_manifest(man, data, man_path, tfl_path)
+    split_path = os.path.join(export_dir, "model_split.tflite")
+    if "model_split.tflite" in man["files"]:
+        with open(split_path, "rb") as f:
+            if f.read() != tflite_io.build_tflite(imodel, split=True):
+                raise ArtifactError(f"{split_path}: differs from the model {man_path} describes")
+    return imodel
+
+
+def stored_tensor_entries(layer):
+    """manifest.json's description of one layer's stored code tensors (with their SHA-256)."""
+    return [{"name": n, "dtype": str(t.dtype), "shape": list(t.shape), "bytes": int(t.nbytes),
+             "sha256": hashlib.sha256(np.ascontiguousarray(t).tobytes()).hexdigest()}
+            for n, t in layer.stored_tensors()]
+
+
+__all__ = ["ArtifactError", "MANIFEST_VERSION", "load_exported", "check_manifest", "verify_files", "file_entries", "sha256_file",
+           "stored_tensor_entries", "write_manifest", "snapshot"]
