@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = ("mc", "hybrid", "pfp")
+# name -> (method, covariance); "pfp-full" is the PFP with covariances between units
+METHODS = {"mc": ("mc", "diagonal"), "hybrid": ("hybrid", "diagonal"), "pfp": ("pfp", "diagonal"),
+           "pfp-full": ("pfp", "full")}
 KEYS = ("accuracy", "auroc_aleatoric", "auroc_epistemic", "mean_epistemic_mnist", "mean_epistemic_ambiguous",
         "mean_epistemic_ood", "eval_seconds")
 
@@ -77,21 +79,24 @@ def evaluate(args):
         for cell in args.cells:
             model_path = Path(args.runs) / cell / f"s{seed}" / "model.keras"
             key = f"{cell}/s{seed}"
-            if key in results or not model_path.exists():
+            if not model_path.exists() or (key in results and all(m in results[key] for m in METHODS)):
                 continue
             model = keras.models.load_model(model_path)
-            row = {"diagnostic": moments.diagnostic(model)}
-            for method in METHODS:
+            row = results.get(key) or {"diagnostic": moments.diagnostic(model)}
+            for method, (kind, covariance) in METHODS.items():
+                if method in row:
+                    continue
                 probs = {}
                 t = time.perf_counter()
                 for i, (name, x) in enumerate(sets.items()):
-                    probs[name] = propagation.predict_probs(model, x, method, args.samples, seed=seed * 10 + i)
+                    probs[name] = propagation.predict_probs(model, x, kind, args.samples, seed=seed * 10 + i,
+                                                            covariance=covariance)
                 seconds = time.perf_counter() - t
                 m, _ = evaluation.metrics_from_probs(probs, data.y_test)
                 m["eval_seconds"] = round(seconds, 2)
                 row[method] = m
                 print(f"{key} {method}: " + " ".join(f"{k}={m[k]:.4f}" for k in KEYS), flush=True)
-            if cell == "jq4" and seed == args.seeds[0]:
+            if cell == "jq4" and seed == args.seeds[0] and "checks" not in row:
                 row["checks"] = checks(model, data.x_test[:3])
                 print(json.dumps(row["checks"], indent=1), flush=True)
             results[key] = row

@@ -147,3 +147,45 @@ def test_errors_name_the_argument_or_layer():
                              keras.layers.Dense(10), keras.layers.Softmax()])
     with pytest.raises(ValueError, match="no moment propagation for layer .* of type Conv2D"):
         propagation.predict_uncertainty(conv, np.zeros((1, 28, 28, 1), "float32"), "pfp")
+
+
+def test_full_covariance_is_exact_for_linear_hidden_layers():
+    """Linear hidden layer: the logits' covariance is exact; the diagonal PFP misses the cross terms."""
+    model, x = _model("fp32", hidden=(6,), sigma=0.3, activation="linear"), _x()
+    l1, l2 = model.layers[0], model.layers[1]
+    m, cov = propagation.logit_moments(model, x, covariance="full")
+    _, var_diag = propagation.logit_moments(model, x)
+    z = np.concatenate([np.einsum("i,nij,njk->nk", x[0].astype(np.float64),
+                                  l1.sample_weights(groups=2000).numpy(), l2.sample_weights(groups=2000).numpy())
+                        for _ in range(20)])
+    n = len(z)
+    c = z - z.mean(0)
+    emp = c.T @ c / n
+    prod = c[:, :, None] * c[:, None, :]
+    se = np.sqrt(np.maximum(prod.var(0), 1e-30) / n)
+    np.testing.assert_array_less(np.abs(z.mean(0) - m[0]), 5 * np.sqrt(np.diag(cov[0]) / n))
+    np.testing.assert_array_less(np.abs(emp - cov[0]), 5 * se)
+    # the logits are clearly correlated, which the diagonal PFP sets to zero (its variances are the diagonal)
+    off = ~np.eye(10, dtype=bool)
+    assert np.max(np.abs(emp[off]) / se[off]) > 10
+    # with one hidden layer (independent hidden units) the diagonal PFP's variances are the exact ones
+    np.testing.assert_allclose(var_diag[0], np.diag(cov[0]), rtol=1e-9)
+
+
+def test_activation_slope_is_the_expected_derivative():
+    from scipy.integrate import quad
+    from scipy.special import expit
+
+    for m, s in [(0.3, 0.5), (-1.0, 1.5), (2.0, 3.0), (0.0, 10.0)]:
+        ref = quad(lambda z: expit(z) * stats.norm.pdf(z, m, s), m - 12 * s, m + 12 * s, points=[0.0], limit=300)[0]
+        assert moments.activation_slope("softplus", m, s * s) == pytest.approx(ref, abs=1e-6)
+        assert moments.activation_slope("relu", m, s * s) == pytest.approx(stats.norm.cdf(m / s), abs=1e-12)
+    assert moments.activation_slope(None, 0.0, 1.0) == 1.0
+
+
+def test_full_covariance_pfp_runs_and_rejects_other_layers():
+    model, x = _model("jq4", hidden=(16, 8)), _x(4)
+    d = propagation.predict_uncertainty(model, x, "pfp", num_samples=50, seed=0, covariance="full")
+    assert d["mean_probs"].shape == (4, 10) and np.all(d["epistemic"] >= 0)
+    with pytest.raises(ValueError, match="received covariance='banded'"):
+        propagation.logit_moments(model, x, covariance="banded")

@@ -288,6 +288,38 @@ def _gauss_laguerre(order):
     return np.polynomial.laguerre.laggauss(int(order))
 
 
+def activation_slope(activation, m, v, order=32):
+    """``E[f'(z)]`` for ``z ~ N(m, v)``: the first-order factor of covariances through ``f``
+    (Stein: ``Cov(z', f(z)) = E[f'(z)] Cov(z', z)`` for jointly Gaussian ``z, z'``)."""
+    if isinstance(activation, str):
+        activation = keras.activations.get(activation)
+    name = "linear" if activation is None else keras.activations.serialize(activation)
+    m, v = np.broadcast_arrays(np.asarray(m, np.float64), np.maximum(np.asarray(v, np.float64), 0.0))
+    sd = np.sqrt(v)
+    if name == "linear":
+        return np.ones(m.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step = ndtr(np.where(sd > 0, m / sd, np.where(m >= 0, np.inf, -np.inf)))
+    if name == "relu":
+        return step
+    if name != "softplus":
+        raise ValueError(f"no moment matching for activation {name!r}; supported: {sorted(ACTIVATION_MOMENTS)}")
+    out = np.empty(m.shape)
+    small = sd <= 2.0
+    if np.any(small):
+        x, w = _gauss_hermite(order)
+        out[small] = (0.5 * (1 + np.tanh(0.5 * (m[small][:, None] + sd[small][:, None] * x)))) @ w
+    if np.any(~small):  # E[sigmoid] = Phi(m/s) + E[(z - m) r(z)] / v, r = softplus - relu (Stein)
+        mm, ss = m[~small], sd[~small]
+        t, wt = _gauss_laguerre(order)
+        rem = np.log1p(np.exp(-t)) * np.exp(t)
+        dens_pos = np.exp(-0.5 * ((t - mm[:, None]) / ss[:, None]) ** 2) / (_SQRT2PI * ss[:, None])
+        dens_neg = np.exp(-0.5 * ((-t - mm[:, None]) / ss[:, None]) ** 2) / (_SQRT2PI * ss[:, None])
+        corr = ((t - mm[:, None]) * dens_pos + (-t - mm[:, None]) * dens_neg) @ (wt * rem)
+        out[~small] = step[~small] + corr / (ss * ss)
+    return out
+
+
 def linear_moments(m, v):
     return np.asarray(m, np.float64), np.asarray(v, np.float64)
 

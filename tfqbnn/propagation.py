@@ -136,25 +136,104 @@ def _activation(layer):
     return getattr(layer, "activation", None)
 
 
-def logit_moments(model, x, from_logits=False, noise="gaussian", softplus_order=32, batch_size=4096):
-    """PFP: mean and variance ``[N, C]`` (float64) of each logit under the independent-Gaussian approximation."""
+def logit_moments(model, x, from_logits=False, noise="gaussian", softplus_order=32, batch_size=4096,
+                  covariance="diagonal"):
+    """PFP: mean ``[N, C]`` and variance ``[N, C]`` (or covariance ``[N, C, C]``) of the logits, float64.
+
+    ``covariance="diagonal"`` treats all units as independent Gaussians (the PFP of arXiv
+    2511.23440).  ``"full"`` also carries the covariances between units that shared inputs
+    induce (exact through dense layers, first order through activations) and returns the
+    logits' covariance matrix; dense layers only.
+    """
+    if covariance not in ("diagonal", "full"):
+        raise ValueError(f"`covariance` must be 'diagonal' or 'full'; received covariance={covariance!r}")
     x = _check_inputs(model, x)
     chain = _chain(model, from_logits)
+    full = covariance == "full"
     for layer, _ in chain:
         _moment_fn(layer)  # fail before any work
     ctx = _Context(noise)
     out_m, out_v = [], []
+    if full:
+        batch_size = min(batch_size, 512)  # [B, 100, 100] float64 covariances
     for i in range(0, len(x), batch_size):
         mean = x[i : i + batch_size].astype(np.float64)
         var = np.zeros_like(mean)
+        cov = None  # full mode: None while the units are independent (their variances in `var`)
         for layer, apply_act in chain:
+            act = _activation(layer) if apply_act and not isinstance(layer, keras.layers.Dropout) else None
+            # a layer mixing random, independent or correlated units makes its outputs correlated;
+            # a deterministic input (the first layer) keeps them independent
+            if full and (cov is not None or np.any(var)):
+                if cov is None:
+                    cov = _diag_embed(var)
+                mean, cov = _covariance_fn(layer)(layer, mean, cov, ctx)
+                if act is not None:
+                    mean, cov = _activation_covariance(act, mean, cov, softplus_order)
+                continue
             mean, var = _moment_fn(layer)(layer, mean, var, ctx)
-            act = _activation(layer)
-            if apply_act and act is not None and not isinstance(layer, keras.layers.Dropout):
+            if act is not None:
                 mean, var = moments.activation_moments(act, mean, var, softplus_order)
         out_m.append(mean)
-        out_v.append(var)
+        out_v.append((cov if cov is not None else _diag_embed(var)) if full else var)
     return np.concatenate(out_m), np.concatenate(out_v)
+
+
+def dense_variational_covariance(layer, mean, cov, ctx):
+    """`dense_variational_moments` with a full input covariance ``[B, n, n]``: output covariance ``[B, k, k]``.
+
+    Exact for independent weights: ``E[w]^T C E[w] + diag((a^2 + diag C) @ Var[w])``.
+    """
+    ew, vw = ctx.weight_moments(layer)
+    m = mean @ ew
+    if getattr(layer, "use_bias", False) and layer.bias is not None:
+        m = m + np.asarray(layer.bias, np.float64)
+    var_in = np.diagonal(cov, axis1=1, axis2=2)
+    out = np.einsum("ik,bij,jl->bkl", ew, cov, ew, optimize=True)
+    idx = np.arange(ew.shape[1])
+    out[:, idx, idx] += (mean * mean + var_in) @ vw
+    return m, out
+
+
+def dense_covariance(layer, mean, cov, ctx):
+    w = np.asarray(layer.kernel, np.float64)
+    m = mean @ w
+    if layer.use_bias:
+        m = m + np.asarray(layer.bias, np.float64)
+    return m, np.einsum("ik,bij,jl->bkl", w, cov, w, optimize=True)
+
+
+# Layer class -> propagation of a full covariance (``covariance="full"``); dense kinds only for now.
+LAYER_COVARIANCE = {DenseVariational: dense_variational_covariance, keras.layers.Dense: dense_covariance}
+
+
+def _covariance_fn(layer):
+    for cls in type(layer).__mro__:
+        if cls in LAYER_COVARIANCE:
+            return LAYER_COVARIANCE[cls]
+    raise ValueError(
+        f"no full-covariance propagation for layer {layer.name!r} of type {type(layer).__name__}; "
+        f"supported: {sorted(c.__name__ for c in LAYER_COVARIANCE)}; use covariance='diagonal'"
+    )
+
+
+def _activation_covariance(act, mean, cov, softplus_order):
+    """Moment-matched means and variances; off-diagonal covariances to first order (Stein / Price):
+    ``Cov(f(a), f(b)) ~ E[f'(a)] E[f'(b)] Cov(a, b)``."""
+    var = np.diagonal(cov, axis1=1, axis2=2)
+    m2, v2 = moments.activation_moments(act, mean, var, softplus_order)
+    g = moments.activation_slope(act, mean, var, softplus_order)
+    out = cov * g[:, :, None] * g[:, None, :]
+    idx = np.arange(mean.shape[1])
+    out[:, idx, idx] = v2
+    return m2, out
+
+
+def _diag_embed(v):
+    out = np.zeros(v.shape + v.shape[-1:])
+    idx = np.arange(v.shape[-1])
+    out[..., idx, idx] = v
+    return out
 
 
 def _softmax(z):
@@ -164,14 +243,20 @@ def _softmax(z):
 
 
 def predict_pfp(model, x, num_samples=30, from_logits=False, seed=None, noise="gaussian", softplus_order=32,
-                batch_size=4096):
-    """Softmax of S samples of the PFP logit Gaussian: ``[S, N, C]`` float32."""
-    m, v = logit_moments(model, x, from_logits, noise, softplus_order, batch_size)
+                batch_size=4096, covariance="diagonal"):
+    """Softmax of S samples of the PFP logit Gaussian: ``[S, N, C]`` float32 (see `logit_moments`)."""
+    m, v = logit_moments(model, x, from_logits, noise, softplus_order, batch_size, covariance)
     rng = np.random.default_rng(seed)
     out = np.empty((num_samples,) + m.shape, np.float32)
-    sd = np.sqrt(v)
+    if v.ndim == 2:
+        scale = np.sqrt(v)
+        draw = lambda e: m + scale * e  # noqa: E731
+    else:  # Cholesky factor per input (a tiny jitter for covariances that are PSD only to rounding)
+        c = v.shape[-1]
+        chol = np.linalg.cholesky(v + 1e-12 * np.eye(c) * (1 + np.trace(v, axis1=1, axis2=2))[:, None, None] / c)
+        draw = lambda e: m + np.einsum("nij,nj->ni", chol, e)  # noqa: E731
     for s in range(num_samples):
-        out[s] = _softmax(m + sd * rng.standard_normal(m.shape))
+        out[s] = _softmax(draw(rng.standard_normal(m.shape)))
     return out
 
 
@@ -248,7 +333,7 @@ def predict_hybrid(model, x, num_samples=30, batch_size=None, from_logits=False,
 
 # -- the public entry point ------------------------------------------------------------------
 def predict_probs(model, x, method="mc", num_samples=30, batch_size=None, from_logits=False, seed=None,
-                  noise="gaussian", softplus_order=32):
+                  noise="gaussian", softplus_order=32, covariance="diagonal"):
     """Softmax samples ``[S, N, C]`` by ``method`` (``"mc"``, ``"hybrid"`` or ``"pfp"``); see the module docstring."""
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {list(METHODS)}; received method={method!r}")
@@ -258,11 +343,11 @@ def predict_probs(model, x, method="mc", num_samples=30, batch_size=None, from_l
         return predict_mc(model, x, num_samples, batch_size=batch_size, from_logits=from_logits, seed=seed)
     if method == "hybrid":
         return predict_hybrid(model, x, num_samples, batch_size, from_logits, seed, noise)
-    return predict_pfp(model, x, num_samples, from_logits, seed, noise, softplus_order)
+    return predict_pfp(model, x, num_samples, from_logits, seed, noise, softplus_order, covariance=covariance)
 
 
 def predict_uncertainty(model, x, method="mc", num_samples=30, batch_size=None, from_logits=False, seed=None,
-                        noise="gaussian", softplus_order=32):
+                        noise="gaussian", softplus_order=32, covariance="diagonal"):
     """Predictive uncertainty of a Bayesian model by Monte Carlo, the hybrid, or the probabilistic forward pass.
 
     Args:
@@ -276,7 +361,9 @@ def predict_uncertainty(model, x, method="mc", num_samples=30, batch_size=None, 
         seed: reproducible draws if given.
         noise: ``"gaussian"`` or ``"sampler"``: the eps model behind the exact
             quantized-weight moments (`tfqbnn.moments`).
-        softplus_order: Gauss-Hermite nodes for SoftPlus moment matching (PFP).
+        softplus_order: quadrature nodes for SoftPlus moment matching (PFP).
+        covariance: PFP only: ``"diagonal"`` (independent units, as arXiv 2511.23440) or
+            ``"full"`` (also the covariances between units; dense layers).
 
     Returns:
         dict of float64 arrays as `tfqbnn.uncertainty.decompose`: ``mean_probs``
@@ -284,7 +371,8 @@ def predict_uncertainty(model, x, method="mc", num_samples=30, batch_size=None, 
         ``epistemic`` (mutual information), each ``[N]``; plus ``seconds``.
     """
     t = time.perf_counter()
-    probs = predict_probs(model, x, method, num_samples, batch_size, from_logits, seed, noise, softplus_order)
+    probs = predict_probs(model, x, method, num_samples, batch_size, from_logits, seed, noise, softplus_order,
+                          covariance)
     out = decompose(probs)
     out["seconds"] = time.perf_counter() - t
     return out
