@@ -189,3 +189,27 @@ def test_full_covariance_pfp_runs_and_rejects_other_layers():
     assert d["mean_probs"].shape == (4, 10) and np.all(d["epistemic"] >= 0)
     with pytest.raises(ValueError, match="received covariance='banded'"):
         propagation.logit_moments(model, x, covariance="banded")
+
+
+def test_evaluate_model_by_method_and_cli_flag():
+    import importlib.util
+    import pathlib
+    from types import SimpleNamespace
+
+    from tfqbnn import evaluation
+
+    model = _model("jq4")
+    rng = np.random.default_rng(0)
+    data = SimpleNamespace(x_test=_x(20, 1), y_test=rng.integers(0, 10, 20), x_amb_test=_x(20, 2), x_ood=_x(20, 3))
+    for method in ("mc", "hybrid", "pfp"):
+        m, per_image = evaluation.evaluate_model(model, data, num_samples=4, method=method)
+        assert m["method"] == method and m["num_samples"] == 4 and 0 <= m["auroc_epistemic"] <= 1
+        assert per_image["ood_epistemic"].shape == (20,)
+    with pytest.raises(ValueError, match="received method='exact'"):
+        evaluation.evaluate_model(model, data, num_samples=4, method="exact")
+    path = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "evaluate.py"
+    spec = importlib.util.spec_from_file_location("evaluate_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.parse_args(["m.keras", "--out", "o", "--method", "pfp"]).method == "pfp"
+    assert script.parse_args(["m.keras", "--out", "o"]).method == "mc"
