@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-# name -> (method, covariance); "pfp-full" is the PFP with covariances between units
-METHODS = {"mc": ("mc", "diagonal"), "hybrid": ("hybrid", "diagonal"), "pfp": ("pfp", "diagonal"),
-           "pfp-full": ("pfp", "full")}
+# name -> (method, covariance, seed offset); "pfp-full" is the PFP with covariances between units;
+# "mc-reseeded" is MC again with other seeds: how far two 30-sample MC runs of one model lie apart
+METHODS = {"mc": ("mc", "diagonal", 0), "hybrid": ("hybrid", "diagonal", 0), "pfp": ("pfp", "diagonal", 0),
+           "pfp-full": ("pfp", "full", 0), "mc-reseeded": ("mc", "diagonal", 5)}
 KEYS = ("accuracy", "auroc_aleatoric", "auroc_epistemic", "mean_epistemic_mnist", "mean_epistemic_ambiguous",
         "mean_epistemic_ood", "eval_seconds")
 
@@ -83,13 +84,13 @@ def evaluate(args):
                 continue
             model = keras.models.load_model(model_path)
             row = results.get(key) or {"diagnostic": moments.diagnostic(model)}
-            for method, (kind, covariance) in METHODS.items():
+            for method, (kind, covariance, offset) in METHODS.items():
                 if method in row:
                     continue
                 probs = {}
                 t = time.perf_counter()
                 for i, (name, x) in enumerate(sets.items()):
-                    probs[name] = propagation.predict_probs(model, x, kind, args.samples, seed=seed * 10 + i,
+                    probs[name] = propagation.predict_probs(model, x, kind, args.samples, seed=seed * 10 + i + offset,
                                                             covariance=covariance)
                 seconds = time.perf_counter() - t
                 m, _ = evaluation.metrics_from_probs(probs, data.y_test)
@@ -151,7 +152,7 @@ def table(results, cells):
         rows = [r for k, r in results.items() if k.split("/")[0] == cell]
         if not rows:
             continue
-        for method in METHODS:
+        for method in [m for m in METHODS if all(m in r for r in rows)]:
             def ms(k, scale=1.0, nd=4):
                 v = np.array([r[method][k] for r in rows]) * scale
                 return f"{v.mean():.{nd}f} ± {v.std(ddof=1) if len(v) > 1 else 0:.{nd}f}"
