@@ -29,7 +29,7 @@ KEYS = ("accuracy", "auroc_aleatoric", "auroc_epistemic", "mean_epistemic_mnist"
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("phase", choices=["train", "evaluate"])
+    p.add_argument("phase", choices=["train", "evaluate", "timing"])
     p.add_argument("--runs", required=True, help="folder of the trained models (<cell>/s<seed>/model.keras)")
     p.add_argument("--out", default=None, help="results folder (evaluate)")
     p.add_argument("--cells", nargs="+", default=["fp32", "vpq4", "jq4"])
@@ -169,10 +169,41 @@ def table(results, cells):
     return "\n".join(lines) + "\n"
 
 
+def timing(args, repeats=3):
+    """Seconds per method on the 10,000 MNIST test images of one model (best of ``repeats``; the
+    machine is shared, so the minimum is the least disturbed run)."""
+    import keras
+
+    from tfqbnn import propagation, training
+
+    data = training.load_data(_profile(args))
+    x = data.x_test
+    out = {}
+    for cell in args.cells:
+        model = keras.models.load_model(Path(args.runs) / cell / f"s{args.seeds[0]}" / "model.keras")
+        row = {}
+        for method, (kind, covariance, _) in METHODS.items():
+            if method == "mc-reseeded":
+                continue
+            propagation.predict_probs(model, x[:64], kind, args.samples, seed=0, covariance=covariance)  # trace
+            times = []
+            for r in range(repeats):
+                t = time.perf_counter()
+                propagation.predict_probs(model, x, kind, args.samples, seed=r, covariance=covariance)
+                times.append(time.perf_counter() - t)
+            row[method] = round(min(times), 2)
+        out[cell] = row
+        print(cell, row, flush=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "timing.json").write_text(json.dumps(out, indent=1))
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.phase == "train":
         train(args)
+    elif args.phase == "timing":
+        timing(args)
     else:
         if not args.out:
             raise SystemExit("cheap_uncertainty.py: evaluate needs --out")
