@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from tfqbnn.rundir import atomic_path
-from tfqbnn.uncertainty import auroc, decompose, predict_mc
+from tfqbnn.uncertainty import auroc, decompose
 
 SETS = ("mnist", "ambiguous", "ood")
 SCORES = ("predictive_entropy", "aleatoric", "epistemic")
@@ -72,7 +72,7 @@ def metrics_from_probs(probs, y_mnist):
     return m, per_image
 
 
-def evaluate_model(model, data, num_samples=30, batch_size=None, seed=0, deterministic=False):
+def evaluate_model(model, data, num_samples=30, batch_size=None, seed=0, deterministic=False, method="mc"):
     """Monte-Carlo evaluation of a model on the three Dirty-MNIST test sets.
 
     Args:
@@ -80,6 +80,7 @@ def evaluate_model(model, data, num_samples=30, batch_size=None, seed=0, determi
         data: a `tfqbnn.datasets.DirtyMNIST`.
         num_samples: S weight samples (ignored if ``deterministic``).
         deterministic: a model without weight sampling (one pass, MI = 0).
+        method: ``"mc"``, ``"hybrid"`` or ``"pfp"`` (`tfqbnn.propagation.predict_probs`).
 
     Returns:
         (metrics, per_image) as `metrics_from_probs`, with ``eval_seconds`` and
@@ -90,12 +91,15 @@ def evaluate_model(model, data, num_samples=30, batch_size=None, seed=0, determi
     if deterministic:
         probs = {k: model.predict(v, batch_size=4096, verbose=0)[None] for k, v in sets.items()}
     else:
-        probs = {k: predict_mc(model, v, num_samples, batch_size=batch_size, seed=seed + i)
+        from tfqbnn.propagation import predict_probs
+
+        probs = {k: predict_probs(model, v, method, num_samples, batch_size=batch_size, seed=seed + i)
                  for i, (k, v) in enumerate(sets.items())}
     seconds = time.perf_counter() - t
     metrics, per_image = metrics_from_probs(probs, data.y_test)
     metrics["eval_seconds"] = round(seconds, 2)
     metrics["eval_images"] = int(sum(len(v) for v in sets.values()))
+    metrics["method"] = "deterministic" if deterministic else method
     return metrics, per_image
 
 

@@ -25,6 +25,9 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty --out that holds another evaluation (only files tfqbnn wrote are deleted)")
     p.add_argument("--samples", type=int, default=30, help="Monte-Carlo samples S")
+    p.add_argument("--method", default="mc", choices=["mc", "hybrid", "pfp"],
+                   help="mc: S full weight samples; hybrid: exact first-layer moments; pfp: moments through "
+                        "every layer, S logit samples")
     p.add_argument("--ambiguous-profile", default="default", choices=["default", "small"])
     p.add_argument("--ambiguous-source", default="regenerated", choices=["regenerated", "ddu"])
     p.add_argument("--seed", type=int, default=0)
@@ -48,7 +51,8 @@ def main(argv=None):
         sys.exit(f"{prog}: no such model file: {args.model}")
     from tfqbnn import rundir
 
-    fingerprint = {"model_sha256": _sha256(args.model), "samples": args.samples, "seed": args.seed,
+    fingerprint = {"model_sha256": _sha256(args.model), "samples": args.samples, "method": args.method,
+                   "seed": args.seed,
                    "ambiguous_profile": args.ambiguous_profile, "ambiguous_source": args.ambiguous_source,
                    "samples_curve": args.samples_curve}
     rd = rundir.RunDir(args.out, "evaluate", fingerprint, EVAL_FILES, overwrite=args.overwrite)
@@ -66,7 +70,11 @@ def main(argv=None):
     except Exception as e:  # noqa: BLE001 - report which file is bad, in one line
         sys.exit(f"{prog}: cannot load {args.model}: {type(e).__name__}: {str(e).splitlines()[0]}")
     data = load_dirty_mnist(ambiguous_source=args.ambiguous_source, profile=args.ambiguous_profile, seed=0)
-    metrics, per_image = evaluation.evaluate_model(model, data, num_samples=args.samples, seed=args.seed)
+    from tfqbnn import moments
+
+    metrics, per_image = evaluation.evaluate_model(model, data, num_samples=args.samples, seed=args.seed,
+                                                   method=args.method)
+    metrics["diagnostic"] = moments.diagnostic(model)
     metrics["model"] = str(args.model)
     metrics["ambiguous_source"] = data.source
     out = rd.path
@@ -76,7 +84,9 @@ def main(argv=None):
     print(f"accuracy {metrics['accuracy']:.4f}  AUROC entropy MNIST-vs-Ambiguous {metrics['auroc_aleatoric']:.4f}  "
           f"AUROC MI MNIST-vs-Fashion {metrics['auroc_epistemic']:.4f}  NLL {metrics['nll']:.4f}  "
           f"ECE {metrics['ece']:.4f}")
-    print(f"evaluation of {metrics['eval_images']} images x {args.samples} samples took {metrics['eval_seconds']:.1f} s")
+    print(f"evaluation ({args.method}) of {metrics['eval_images']} images x {args.samples} samples took "
+          f"{metrics['eval_seconds']:.1f} s")
+    print("how much sampling survives quantization, per layer:\n" + moments.diagnostic_summary(metrics["diagnostic"]))
     print(f"wrote {out}/metrics.json, per_image.npz, scatter.png")
     if args.samples_curve:
         rows = evaluation.samples_curve(model, data, args.samples_curve, seed=args.seed)
