@@ -211,5 +211,5 @@ def test_evaluate_model_by_method_and_cli_flag():
     spec = importlib.util.spec_from_file_location("evaluate_script", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    assert script.parse_args(["m.keras", "--out", "o", "--method", "pfp"]).method == "pfp"
-    assert script.parse_args(["m.keras", "--out", "o"]).method == "mc"
+    assert script.parse_args(["m.keras", "--out", "o", "--method", "pfp"])[1].method == "pfp"  # (parser, args)
+    assert script.parse_args(["m.keras", "--out", "o"])[1].method == "mc"
