@@ -26,10 +26,10 @@ import re
 import numpy as np
 
 from tflite_export import reference, sampler, softmax, storage
+from tflite_export.ir.activation import ACTIVATIONS  # the one list of activations
 
 TOLERANCE_NATS = 1e-5  # SPEC.md section 7: float32 C vs float64 reference
 DERIVED_TABLE_BYTES = 256 * 256
-ACTIVATIONS = ("linear", "relu", "softplus")  # what the integer model runs (reference.IntegerLayer)
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,40}\Z")  # test-vector source names go into C strings
 _C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 

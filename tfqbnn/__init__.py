@@ -18,6 +18,7 @@ from tfqbnn.layers import (  # noqa: E402
     QuantizedDepthwiseConv2D, VariationalLayer,
 )
 from tfqbnn.uncertainty import predict_mc  # noqa: E402
+from tfqbnn.propagation import predict_uncertainty  # noqa: E402
 
 
 def __getattr__(name):
@@ -32,6 +33,6 @@ def __getattr__(name):
 __all__ = [
     "QuantizationConfig", "UniformQuantizer", "LogQuantizer", "VariationalLayer", "DenseVariational",
     "Conv2DVariational", "DepthwiseConv2DVariational", "QuantizedDense", "QuantizedConv2D",
-    "QuantizedDepthwiseConv2D", "predict_mc",
+    "QuantizedDepthwiseConv2D", "predict_mc", "predict_uncertainty",
     "callbacks", "layers", "models", "uncertainty",
 ]

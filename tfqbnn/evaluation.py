@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-from tfqbnn.uncertainty import auroc, decompose, predict_mc
+from tfqbnn.rundir import atomic_path
+from tfqbnn.uncertainty import auroc, decompose
 
 SETS = ("mnist", "ambiguous", "ood")
 SCORES = ("predictive_entropy", "aleatoric", "epistemic")
@@ -71,7 +72,7 @@ def metrics_from_probs(probs, y_mnist):
     return m, per_image
 
 
-def evaluate_model(model, data, num_samples=30, batch_size=None, seed=0, deterministic=False):
+def evaluate_model(model, data, num_samples=30, batch_size=None, seed=0, deterministic=False, method="mc"):
     """Monte-Carlo evaluation of a model on the three Dirty-MNIST test sets.
 
     Args:
@@ -79,6 +80,7 @@ def evaluate_model(model, data, num_samples=30, batch_size=None, seed=0, determi
         data: a `tfqbnn.datasets.DirtyMNIST`.
         num_samples: S weight samples (ignored if ``deterministic``).
         deterministic: a model without weight sampling (one pass, MI = 0).
+        method: ``"mc"``, ``"hybrid"`` or ``"pfp"`` (`tfqbnn.propagation.predict_probs`).
 
     Returns:
         (metrics, per_image) as `metrics_from_probs`, with ``eval_seconds`` and
@@ -89,12 +91,15 @@ def evaluate_model(model, data, num_samples=30, batch_size=None, seed=0, determi
     if deterministic:
         probs = {k: model.predict(v, batch_size=4096, verbose=0)[None] for k, v in sets.items()}
     else:
-        probs = {k: predict_mc(model, v, num_samples, batch_size=batch_size, seed=seed + i)
+        from tfqbnn.propagation import predict_probs
+
+        probs = {k: predict_probs(model, v, method, num_samples, batch_size=batch_size, seed=seed + i)
                  for i, (k, v) in enumerate(sets.items())}
     seconds = time.perf_counter() - t
     metrics, per_image = metrics_from_probs(probs, data.y_test)
     metrics["eval_seconds"] = round(seconds, 2)
     metrics["eval_images"] = int(sum(len(v) for v in sets.values()))
+    metrics["method"] = "deterministic" if deterministic else method
     return metrics, per_image
 
 
@@ -139,6 +144,7 @@ def scatter_plot(per_image, path, title=None, max_points=3000, seed=0):
         ax.set_title(title)
     ax.legend(markerscale=4, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:  # a crash never leaves a half-written image
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
