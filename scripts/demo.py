@@ -12,11 +12,12 @@ an ambiguous digit and a piece of clothing.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+
+from tflite_export.firmware_runner import BOARDS
 
 
 def main(argv=None):
@@ -24,13 +25,13 @@ def main(argv=None):
     p.add_argument("--out", default="out/demo")
     p.add_argument("--profile", default="demo")
     p.add_argument("--quantization", default="jq4")
-    p.add_argument("--board", default="an386", choices=["an385", "an386", "an500"])
+    p.add_argument("--board", default="an386", choices=sorted(BOARDS))
     p.add_argument("--skip-mcu", action="store_true", help="stop after the TFLite export")
     args = p.parse_args(argv)
     out = Path(args.out)
     t0 = time.perf_counter()
 
-    from tfqbnn import evaluation, training
+    from tfqbnn import evaluation, rundir, training
 
     print("== 1/4 data: Dirty-MNIST (MNIST + regenerated Ambiguous-MNIST), Fashion-MNIST as OOD")
     data = training.load_data(args.profile)
@@ -46,7 +47,7 @@ def main(argv=None):
     metrics, per_image = evaluation.evaluate_model(model, data, num_samples=30)
     eval_dir = out / args.quantization / "eval"
     eval_dir.mkdir(parents=True, exist_ok=True)
-    (eval_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    rundir.write_json(eval_dir / "metrics.json", metrics)  # atomic
     evaluation.scatter_plot(per_image, eval_dir / "scatter.png", title=f"{args.quantization} (demo profile)")
     print(f"   accuracy {metrics['accuracy']:.4f} | AUROC entropy MNIST vs Ambiguous {metrics['auroc_aleatoric']:.3f}"
           f" | AUROC MI MNIST vs Fashion {metrics['auroc_epistemic']:.3f} | mean MI MNIST "

@@ -1,53 +1,6 @@
-"""Export a trained tfqbnn JQ model: model.tflite, model_split.tflite, manifest.json.
+"""Thin wrapper: `python scripts/export.py ...` is `tfqbnn-export ...` (tfqbnn/cli/export.py)."""
 
-    python scripts/export.py MODEL.keras --out DIR --weights {int8,int4} [--seed N] [--check]
-"""
-
-import argparse
-import json
-import sys
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="trained .keras model (DenseVariational JQ layers + Softmax)")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--weights", choices=["int8", "int4"], default="int4", help="stored weight format")
-    p.add_argument("--seed", type=lambda s: int(s, 0), default=0, help="default 32-bit sampler seed stored in the model")
-    p.add_argument("--calibration-size", type=int, default=1000, help="MNIST training images used for calibration")
-    p.add_argument("--check", action="store_true", help="also compare Keras vs integer on the test sets")
-    p.add_argument("--samples", type=int, default=30, help="MC samples for --check")
-    args = p.parse_args(argv)
-
-    from tflite_export import export_all
-    from tflite_export.convert import load_calibration_images
-
-    try:
-        result = export_all(args.model, args.out, weights=args.weights, seed=args.seed,
-                            calibration_x=load_calibration_images(args.calibration_size))
-    except ValueError as err:
-        sys.exit(f"export.py: {err}")
-    totals = result["manifest"]["totals"]
-    print(f"wrote {result['model']}, {result['model_split']}, {result['manifest_path']}")
-    print(f"stored weight bytes {totals['stored_weight_bytes']} (+{totals['table_bytes']} table bytes) vs float32 "
-          f"mu+sigma {totals['float32_mu_sigma_bytes']}: {totals['compression_weights_only']:.2f}x")
-    if args.check:
-        import keras
-
-        from tflite_export.compare import compare
-        from tfqbnn.datasets import load_fashion_mnist, load_mnist
-
-        sets = {"mnist": load_mnist("test"), "fashion": load_fashion_mnist("test")[0]}
-        try:
-            from tfqbnn.datasets import load_ambiguous_mnist
-
-            sets["ambiguous"] = load_ambiguous_mnist("test")[0]
-        except Exception as err:  # regenerated set unavailable: report and go on without it
-            print(f"ambiguous-MNIST unavailable ({err}); skipping the entropy AUROC")
-        report = compare(keras.saving.load_model(args.model), result["integer_model"], sets, num_samples=args.samples)
-        print(json.dumps(report, indent=1))
-        (result["manifest_path"].parent / "check.json").write_text(json.dumps(report, indent=1))
-
+from tfqbnn.cli.export import main, parse_args  # noqa: F401
 
 if __name__ == "__main__":
     main()

@@ -1,47 +1,6 @@
-"""The paper's Table I: FP32 and VPQ / SPQ / JQ at 8..2 bits, ablations and baselines, over seeds.
+"""Thin wrapper: `python scripts/sweep.py ...` is `tfqbnn-sweep ...` (tfqbnn/cli/sweep.py)."""
 
-    python scripts/sweep.py --profile fast --seeds 0 1 2 --out results/sweep
-
-Resumable: finished cells (a metrics.json in out/<cell>/s<seed>/) are skipped.
-Writes table.csv (one row per cell and seed), table.md (mean ± sd) and bits.png.
-"""
-
-from __future__ import annotations
-
-import argparse
-import sys
-
-from tfqbnn import sweep, training
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True)
-    p.add_argument("--profile", choices=sorted(training.PROFILES), default="fast")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--bits", type=int, nargs="+", default=list(sweep.BITS))
-    p.add_argument("--no-ablations", action="store_true")
-    p.add_argument("--no-baselines", action="store_true")
-    p.add_argument("--only", nargs="+", default=None, help="run only these cell names (e.g. fp32 jq4)")
-    p.add_argument("--samples", type=int, default=None, help="MC samples per evaluation (default: profile's)")
-    p.add_argument("--table-only", action="store_true", help="rebuild the tables from finished cells, train nothing")
-    return p.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    cells = sweep.table_cells(args.bits, ablations=not args.no_ablations, baselines=not args.no_baselines)
-    if args.only:
-        unknown = set(args.only) - {c.name for c in cells}
-        if unknown:
-            sys.exit(f"sweep.py: unknown cells {sorted(unknown)}; known: {[c.name for c in cells]}")
-        cells = [c for c in cells if c.name in args.only]
-    rows, wall = sweep.run_sweep(args.out, args.seeds, args.profile, cells, num_samples=args.samples,
-                                 table_only=args.table_only)
-    print(open(f"{args.out}/table.md").read())
-    print(f"sweep: {len(rows)} cells x seeds, wall time this run {wall / 60:.1f} min; wrote {args.out}/table.csv, "
-          f"table.md, bits.png")
-
+from tfqbnn.cli.sweep import main, parse_args  # noqa: F401
 
 if __name__ == "__main__":
     main()

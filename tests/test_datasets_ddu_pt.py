@@ -138,3 +138,85 @@ def test_cross_check_with_real_torch(tmp_path):
     np.testing.assert_array_equal(read_torch_tensor(tmp_path / "real.pt"), a)
     write_torch_tensor(tmp_path / "ours.pt", a)
     np.testing.assert_array_equal(torch.load(tmp_path / "ours.pt", weights_only=True).numpy(), a)
+
+
+# --- hostile files (issue 10): refused before any large allocation, one line naming the file -------------
+
+def _hostile_pickle(size, stride, numel, offset=0):
+    """data.pkl for a tensor of any geometry over storage "0" (the primitives of ddu_pt's writer)."""
+    ip, tup, st = ddu_pt._pickle_int, ddu_pt._pickle_tuple, ddu_pt._pickle_str
+    pid = tup([st("storage"), pickle.GLOBAL + b"torch\nFloatStorage\n", st("0"), st("cpu"), ip(numel)])
+    args = tup([pid + pickle.BINPERSID, ip(offset), tup([ip(s) for s in size]), tup([ip(s) for s in stride]),
+                pickle.NEWFALSE, pickle.GLOBAL + b"collections\nOrderedDict\n" + pickle.EMPTY_TUPLE + pickle.REDUCE])
+    return (pickle.PROTO + b"\x02" + pickle.GLOBAL + b"torch._utils\n_rebuild_tensor_v2\n" + args + pickle.REDUCE
+            + pickle.STOP)
+
+
+def _hostile_file(path, size, stride, numel, storage_bytes, compress=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compress) as zf:
+        zf.writestr("h/data.pkl", _hostile_pickle(size, stride, numel))
+        zf.writestr("h/data/0", storage_bytes)
+    return path
+
+
+@pytest.mark.parametrize("size, stride, numel, match", [
+    ((1 << 20,), (0,), 1, r"stride-0 or overlapping view"),  # 1 float stored, 4 MiB out (1 GiB with 2**28)
+    ((4, 4), (1, 1), 16, r"stride-0 or overlapping view"),  # rows overlap: 7 distinct elements read as 16
+    ((3, 2), (1, 2), 6, r"stride-0 or overlapping view"),  # dims interleave onto the same elements
+    ((10,), (1,), 4, r"exceeds its storage of 4 elements"),
+])
+def test_stride0_and_overlapping_views_are_refused(tmp_path, size, stride, numel, match):
+    p = _hostile_file(tmp_path / "h.pt", size, stride, numel, np.zeros(numel, np.float32).tobytes())
+    with pytest.raises(DatasetFileError, match=rf"^{p}: tensor size=.*{match}") as e:
+        read_torch_tensor(p)
+    assert "\n" not in str(e.value)
+
+
+def test_valid_strided_views_still_read(tmp_path):
+    base = np.arange(12, dtype=np.float32)
+    for size, stride, expect in [((3, 4), (4, 1), base.reshape(3, 4)), ((4, 3), (1, 4), base.reshape(3, 4).T),
+                                 ((2, 2), (6, 2), base[[0, 2, 6, 8]].reshape(2, 2)), ((1, 5), (0, 1), base[None, :5])]:
+        p = _hostile_file(tmp_path / "v.pt", size, stride, 12, base.tobytes())
+        np.testing.assert_array_equal(read_torch_tensor(p), expect)
+
+
+def test_storage_larger_than_declared_is_refused(tmp_path):
+    p = _hostile_file(tmp_path / "m.pt", (4,), (1,), 4, np.zeros(1000, np.float32).tobytes())
+    with pytest.raises(DatasetFileError, match=rf"^{p}: storage h/data/0 holds 4000 bytes, declared 4 x FloatStorage"):
+        read_torch_tensor(p)
+
+
+def test_deflate_bomb_is_refused_without_inflating(tmp_path):
+    # 80 MB of zeros deflate to ~80 KB; the storage record is over MAX_MEMBER_BYTES (64 MiB)
+    n = 20_000_000
+    p = _hostile_file(tmp_path / "bomb.pt", (n,), (1,), n, bytes(4 * n), zipfile.ZIP_DEFLATED)
+    assert p.stat().st_size < 200_000
+    with pytest.raises(DatasetFileError, match=rf"^{p}: .*(over the cap|MAX_ELEMENTS)"):
+        read_torch_tensor(p)
+
+
+def test_member_that_lies_about_its_size_is_capped(tmp_path, monkeypatch):
+    monkeypatch.setattr(ddu_pt, "MAX_MEMBER_BYTES", 4096)
+    p = _hostile_file(tmp_path / "lie.pt", (2000,), (1,), 2000, bytes(8000), zipfile.ZIP_DEFLATED)
+    with pytest.raises(DatasetFileError, match=rf"^{p}: record h/data/0 declares 8000 bytes, over the cap of 4096"):
+        read_torch_tensor(p)
+    # the central directory claims 100 bytes: reading stops at the cap, never at the real 8000
+    raw = bytearray(p.read_bytes())
+    for sig in (b"PK\x03\x04", b"PK\x01\x02"):
+        start = 0
+        while (i := raw.find(sig, start)) >= 0:
+            name_off = 30 if sig == b"PK\x03\x04" else 46
+            if raw[i + name_off: i + name_off + 8] == b"h/data/0":
+                off = 22 if sig == b"PK\x03\x04" else 24
+                raw[i + off: i + off + 4] = (100).to_bytes(4, "little")
+            start = i + 4
+    p.write_bytes(bytes(raw))
+    with pytest.raises(DatasetFileError, match=rf"^{p}: (corrupt record|storage h/data/0 holds)"):
+        read_torch_tensor(p)
+
+
+def test_declared_elements_are_capped(tmp_path, monkeypatch):
+    monkeypatch.setattr(ddu_pt, "MAX_ELEMENTS", 1000)
+    p = write_torch_tensor(tmp_path / "big.pt", np.zeros(2000, np.float32))
+    with pytest.raises(DatasetFileError, match=rf"^{p}: declares more than 1000 elements"):
+        read_torch_tensor(p)

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from tflite_export import c_source, convert, tflite_io
+from tflite_export import artifacts, c_source, convert, tflite_io
 from tfqbnn.layers import DenseVariational
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,3 +232,21 @@ def test_stored_shapes_are_the_shapes_pack_writes(layout, sigma_bits, shape):
 
     packed = storage.pack(np.zeros(shape, np.int16), np.zeros(shape, np.int16), layout, sigma_bits)
     assert [(n, a.dtype, a.shape) for n, a in packed] == storage.stored_shapes(layout, sigma_bits, shape)
+
+
+@pytest.mark.parametrize("name", ["model.tflite", "model_split.tflite", "manifest.json"])
+def test_export_refuses_to_replace_a_file_it_did_not_write(tmp_path, name):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).write_bytes(b"the user's own file")
+    x = np.random.default_rng(0).random((16, 32)).astype(np.float32)
+    with pytest.raises(ValueError, match=rf"{out}: holds '{name}', which tflite_export did not write"):
+        convert.export_all(_tiny(), out, calibration_x=x)
+    assert (out / name).read_bytes() == b"the user's own file"
+
+
+def test_export_replaces_its_own_earlier_export(export_dir, tmp_path):
+    out = _copy(export_dir, tmp_path)
+    x = np.random.default_rng(0).random((16, 32)).astype(np.float32)
+    convert.export_all(_tiny(), out, weights="int4", seed=7, calibration_x=x)
+    artifacts.load_exported(out)

@@ -102,7 +102,9 @@ def test_firmware_runner_works_from_a_non_editable_install(wheel, tmp_path):
     deps = [p for p in sys.path if p.endswith("site-packages")]
     (site / "zz_deps.pth").write_text("\n".join(deps) + "\n")
     py = venv / "bin" / "python"
-    run = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index",
+    # --ignore-installed: pip sees the running environment through the .pth and would otherwise uninstall
+    # its (editable) tfqbnn to "upgrade" it, breaking the developer's checkout
+    run = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", "--ignore-installed",
                           "-q", str(wheel)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

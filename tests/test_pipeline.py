@@ -27,6 +27,11 @@ def _train(cache, out, pre, *extra):
     )
 
 
+def _pretrained(pre):
+    (model,) = pre.glob("smoke-s0-softplus-mlp-*/model.keras")  # one cache entry per stage-1 fingerprint
+    return model
+
+
 def _epochs(log):
     with open(log) as f:
         return [int(r["epoch"]) for r in csv.DictReader(f)]
@@ -42,8 +47,8 @@ def trained(small_ambiguous_cache, tmp_path_factory):
         "killed_rc": killed.returncode,
         "epochs_at_kill": _epochs(out / "log.csv"),
         "model_at_kill": (out / "model.keras").exists(),
-        "backup_at_kill": any((out / "backup").iterdir()),
-        "pretrain_mtime": (pre / "smoke-s0-softplus" / "model.keras").stat().st_mtime,
+        "backup_at_kill": any((out / "tfqbnn-scratch" / "backup").iterdir()),
+        "pretrain_mtime": _pretrained(pre).stat().st_mtime,
     }
     resumed = _train(small_ambiguous_cache, out, pre)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -55,11 +60,11 @@ def test_kill_and_resume_loses_no_epoch(trained):
     assert state["killed_rc"] == 3  # the injected hard kill
     assert state["epochs_at_kill"] == [0, 1] and not state["model_at_kill"] and state["backup_at_kill"]
     assert _epochs(out / "log.csv") == [0, 1, 2]  # resumed at epoch 2: nothing lost, nothing repeated
-    assert (out / "model.keras").exists() and not (out / "backup").exists()
+    assert (out / "model.keras").exists() and not (out / "tfqbnn-scratch").exists()
     info = json.loads((out / "train.json").read_text())
     assert info["quantization"]["strategy"] == "jq" and info["profile"]["bnn_epochs"] == 3
     # the shared stage-1 model was reused, not retrained
-    assert (pre / "smoke-s0-softplus" / "model.keras").stat().st_mtime == state["pretrain_mtime"]
+    assert _pretrained(pre).stat().st_mtime == state["pretrain_mtime"]
     assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
 
 

@@ -4,6 +4,7 @@ whole runtime (REF / LUT / SIMD kernels) under ASan + UBSan against reference te
 
 import ctypes
 import os
+import re
 import shutil
 import subprocess
 
@@ -78,10 +79,51 @@ def test_c_requantization_matches_reference(clib):
             fixedpoint.multiply_by_quantized_multiplier(acc, mult, shift))
 
 
-def _host_run(gen_dir, tmp_path):
-    build = tmp_path / "host_build"
-    cmd = ["make", "-s", "-C", FIRMWARE, f"GEN_DIR={gen_dir}", f"HOST_BUILD={build}", "host-test"]
+def _host_run(gen_dir, tmp_path, target="host-test", opt="-O1"):
+    build = tmp_path / f"host_build{opt}"  # one per (gen, opt): host-test and host-validate share objects
+    cmd = ["make", "-s", "-C", FIRMWARE, f"GEN_DIR={gen_dir}", f"HOST_BUILD={build}", f"HOST_OPT={opt}", target]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def synthetic_gen(tmp_path_factory):
+    """Generated C of the synthetic paper-sized MLP with 3 images (no training)."""
+    gen = tmp_path_factory.mktemp("synthetic") / "gen"
+    model = synthetic_model(seed=0)
+    c_source.write_model_sources(model, gen)
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 784)).astype(np.uint8)
+    c_source.write_test_vectors(model, images, ["a", "b", "c"], gen, num_samples=4)
+    return gen
+
+
+@pytest.mark.parametrize("opt", ["-Os", "-O2", "-O3"])
+def test_every_optimisation_level_is_bit_exact_under_asan_ubsan(synthetic_gen, opt):
+    r = _host_run(synthetic_gen, synthetic_gen.parent, "host-test", opt)
+    assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
+
+
+VALIDATION_CASES = ["null_rt", "null_model", "null_layers", "predict_null_rt", "predict_null_input",
+                    "predict_null_result", "forward_null_input", "forward_null_out", "act_min_below_int8",
+                    "act_max_above_int8", "act_min_gt_max", "shift_plus_40", "shift_minus_40", "multiplier_negative",
+                    "in_zp_overflows_int8", "in_zp_truncated_int16", "in_zp_int_min", "out_zp_overflows",
+                    "sigma_code_beyond_table", "mu_code_minus_8", "chain_cols", "classes_mismatch",
+                    "softmax_left_shift_40", "softmax_diff_min_positive", "softmax_multiplier_negative"]
+
+
+@pytest.mark.parametrize("opt", ["-Os", "-O2", "-O3"])
+def test_init_and_predict_refuse_everything_malformed_under_asan_ubsan(synthetic_gen, opt):
+    """firmware/validate.c: each malformed model / NULL pointer gets an error code (no crash, no
+    sanitizer report, no prediction), and the unmutated model still runs on every kernel."""
+    r = _host_run(synthetic_gen, synthetic_gen.parent, "host-validate", opt)
+    assert r.returncode == 0 and "VALIDATION PASSED: 0 of" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
+    for kernel in (1, 2, 3):
+        assert f"ok valid_model kernel={kernel} code=0" in r.stdout
+    assert "ok valid_model_unaligned_copy kernel=3 code=0" in r.stdout  # stored bytes at an odd address
+    for case in VALIDATION_CASES:
+        assert re.search(rf"^ok {case} code=[1-9]\d*$", r.stdout, re.M), case
+
 
 
 def test_asan_ubsan_host_run_matches_exported_model(tmp_path_factory, tmp_path):

@@ -1,14 +1,16 @@
 """tflite_export: integer deployment of tfqbnn JQ models (see SPEC.md in this package).
 
-* `sampler` / `storage` -- weight sampler and stored layouts (SPEC sections 2-3)
-* `fixedpoint` / `softmax` -- TFLite's integer requantization and int8 softmax
-* `reference` -- the numpy integer engine (`IntegerModel`)
+* `intmath` -- pure-numpy integer arithmetic: `sampler` (SPEC section 3), `fixedpoint` / `softmax` (TFLite's
+  requantization and int8 softmax), `window` (padding rules); `tflite_export.sampler` etc. are the same modules
+* `ir` -- the op-level IR (SPEC section 10): op protocol, one module per op, `ir.registry.OPS`
+* `storage` -- stored layouts (SPEC section 2)
+* `reference` -- the numpy integer engine (`IntegerModel`, a list of IR ops)
 * `artifacts` -- SHA-256 of the written files; `load_exported` verifies and cross-checks an export directory
 * `convert` -- Keras model -> `IntegerModel` -> model.tflite / model_split.tflite / manifest.json
 * `export_all(model, out_dir, weights=...)` -- the one call `scripts/export.py` makes
 """
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # SPEC.md: 1 = Bayesian MLP; 2 = + op-level IR (section 10), QBNN_SAMPLE options v2
 
 
 def _read_version():

@@ -21,6 +21,7 @@ from tflite_export import reference, softmax, tflite_io
 
 MANIFEST_VERSION = 2  # 2: "files" (SHA-256 of every written file) and per-tensor "sha256" of the stored codes
 MANIFEST = "manifest.json"
+FORMAT = "tfqbnn QBNN-INT"  # manifest.json's "format"
 
 
 class ArtifactError(ValueError):
@@ -204,7 +205,7 @@ def load_exported(export_dir):
             man = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ArtifactError(f"{man_path}: not a readable JSON manifest ({type(err).__name__}: {err})") from None
-    if not isinstance(man, dict) or man.get("format") != "tfqbnn QBNN-INT":
+    if not isinstance(man, dict) or man.get("format") != FORMAT:
         raise ArtifactError(f"{man_path}: not a tfqbnn QBNN-INT manifest")
     verify_files(export_dir, man, man_path)
     with open(tfl_path, "rb") as f:

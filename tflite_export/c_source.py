@@ -6,6 +6,9 @@ SoftPlus LUTs, requantization constants, and the *derived sampling table* of eac
 code << 4) and a stream byte u, computed with `sampler.sample_codes`, i.e. SPEC.md 3.3's formula
 (equal by construction; tests compare all 65,536 entries with the C core's qbnn_sample_weight).
 Arrays are `const`, 16-byte aligned, named `qbnn_<what>` like TFLM's `g_model` conventions.
+The generated C holds only identifiers and numbers the generator makes itself: nothing read from an
+artifact (layer names, activation strings) is pasted into it; numbers go through `int()`, names of
+test-vector sources must be plain words (`_SOURCE_NAME`), or a ValueError names the offending value.
 
 `write_test_vectors(model, images, sources, out_dir)` writes `test_vectors.c/.h`: uint8 images
 and the values the numpy reference (`tflite_export.reference`) gives for them — SPEC.md 7's
@@ -18,13 +21,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 
 import numpy as np
 
 from tflite_export import reference, sampler, softmax, storage
+from tflite_export.ir.activation import ACTIVATIONS  # the one list of activations
 
 TOLERANCE_NATS = 1e-5  # SPEC.md section 7: float32 C vs float64 reference
 DERIVED_TABLE_BYTES = 256 * 256
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,40}\Z")  # test-vector source names go into C strings
+_C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 
 
 def derived_table(sigma_q, weight_bits):
@@ -54,7 +61,9 @@ def _c_array(ctype, name, values, per_line=24, align=True):
 
 
 def _check_runtime_model(model):
-    for layer in model.layers:
+    for l, layer in enumerate(model.layers):
+        if layer.activation not in ACTIVATIONS:
+            raise ValueError(f"layer {l}: activation {layer.activation!r} is not one of {ACTIVATIONS}")
         if layer.layout != storage.LAYOUT_I4_FUSED:
             raise ValueError(
                 f"layer {layer.name!r}: layout {storage.LAYOUT_NAMES.get(layer.layout, layer.layout)} is not supported by "
@@ -94,8 +103,9 @@ def write_model_sources(model, out_dir):
         rows, cols = layer.shape
         mult, shift = layer.multiplier
         lo, hi = layer.act_range
-        body.append(f"/* layer {l} ({layer.name}): {rows} x {cols}, b={layer.weight_bits}, sb={layer.sigma_bits}, "
-                    f"activation {layer.activation} */")
+        # layer.name comes from the artifact: it never goes into the C (only the index does)
+        body.append(f"/* layer {l}: {int(rows)} x {int(cols)}, b={int(layer.weight_bits)}, sb={int(layer.sigma_bits)}, "
+                    f"activation {ACTIVATIONS[ACTIVATIONS.index(layer.activation)]} */")
         body.append(_c_array("uint8_t", f"qbnn_layer{l}_packed", packed))
         body.append(_c_array("int32_t", f"qbnn_layer{l}_sigma_q", layer.sigma_q, align=False))
         lut = "0"
@@ -104,7 +114,8 @@ def write_model_sources(model, out_dir):
             lut = f"qbnn_layer{l}_softplus"
         body.append("")
         layer_structs.append(
-            f"    {{{{{rows}u, {cols}u, {layer.weight_bits}, {layer.sigma_bits}, {layer.layout}, {layer.index}, "
+            f"    {{{{{int(rows)}u, {int(cols)}u, {int(layer.weight_bits)}, {int(layer.sigma_bits)}, {int(layer.layout)}, "
+            f"{int(layer.index)}, "
             f"qbnn_layer{l}_packed, 0, qbnn_layer{l}_sigma_q}},\n"
             f"     qbnn_sample_table{table_of_layer[l]}, {int(layer.input_zero_point)}, {int(layer.output_zero_point)}, "
             f"{int(mult)}, {int(shift)}, {int(lo)}, {int(hi)}, {lut}}},")
@@ -116,8 +127,8 @@ def write_model_sources(model, out_dir):
     body.extend(layer_structs)
     body.append("};")
     body.append("")
-    body.append(f"const qbnn_model_t qbnn_model = {{QBNN_NUM_LAYERS, {model.num_classes}, qbnn_layers, "
-                f"{int(sm_mult)}, {int(sm_shift)}, {int(sm_diff_min)}, {int(model.default_seed)}u}};")
+    body.append(f"const qbnn_model_t qbnn_model = {{QBNN_NUM_LAYERS, {int(model.num_classes)}, qbnn_layers, "
+                f"{int(sm_mult)}, {int(sm_shift)}, {int(sm_diff_min)}, {int(model.default_seed) & 0xFFFFFFFF}u}};")
     c_path = os.path.join(out_dir, "model_data.c")
     with open(c_path, "w") as f:
         f.write("\n".join(body) + "\n")
@@ -127,8 +138,8 @@ def write_model_sources(model, out_dir):
          "#if defined(__GNUC__)", "#define QBNN_ALIGNED __attribute__((aligned(16)))", "#else",
          "#define QBNN_ALIGNED", "#endif", "",
          f"#define QBNN_NUM_LAYERS {len(model.layers)}",
-         f"#define QBNN_INPUT_DIM {model.input_dim}",
-         f"#define QBNN_NUM_CLASSES {model.num_classes}",
+         f"#define QBNN_INPUT_DIM {int(model.input_dim)}",
+         f"#define QBNN_NUM_CLASSES {int(model.num_classes)}",
          f"#define QBNN_NUM_WEIGHTS {sum(r * c for r, c in widths)}u",
          f"#define QBNN_PARAM_BYTES {param_bytes(model)}u",
          f"#define QBNN_DERIVED_TABLE_BYTES {DERIVED_TABLE_BYTES * len(tables)}u",
@@ -142,6 +153,8 @@ def write_model_sources(model, out_dir):
 def write_tflite_array(tflite_path, out_dir, name="g_model"):
     """model_tflite.cc/.h: a .tflite as a 16-byte aligned C array, TFLM's `g_model` / `g_model_len`
     convention (for tflite_export/firmware/tflm_example)."""
+    if not _C_IDENTIFIER.match(str(name)):
+        raise ValueError(f"name={name!r} is not a C identifier")
     data = np.frombuffer(open(tflite_path, "rb").read(), np.uint8)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "model_tflite.h"), "w") as f:
@@ -176,12 +189,15 @@ def write_test_vectors(model, images, sources, out_dir, num_samples=10, seed=Non
         raise ValueError(f"images have {images.shape[1]} pixels; the model expects {model.input_dim}")
     if len(sources) != len(images):
         raise ValueError(f"sources has {len(sources)} names for {len(images)} images")
+    for src in sources:  # they become C string literals: plain words only
+        if not isinstance(src, str) or not _SOURCE_NAME.match(src):
+            raise ValueError(f"source name {src!r} must be 1-40 characters of letters, digits and _.+-")
     seed = model.default_seed if seed is None else int(seed)
     exp = expected_values(model, images, num_samples, seed)
     positions = exp[0]["positions"]
     if any(e["positions"] != positions for e in exp):
         raise AssertionError("stream positions differ between images")
-    n, k = len(images), model.num_classes
+    n, k, num_samples = len(images), int(model.num_classes), int(num_samples)
     c = ['/* Generated by tflite_export/c_source.py: expected values from tflite_export.reference. */',
          '#include "test_vectors.h"', "",
          _c_array("uint8_t", "qbnn_tv_images_flat", images, per_line=28),
@@ -201,7 +217,7 @@ def write_test_vectors(model, images, sources, out_dir, num_samples=10, seed=Non
          "#define QBNN_ALIGNED", "#endif", "",
          f"#define QBNN_TV_NUM_IMAGES {n}", f"#define QBNN_TV_NUM_SAMPLES {num_samples}",
          f"#define QBNN_TV_NUM_CLASSES {k}", f"#define QBNN_TV_NUM_LAYERS {len(model.layers)}",
-         f"#define QBNN_TV_INPUT_DIM {model.input_dim}", f"#define QBNN_TV_SEED {seed}u",
+         f"#define QBNN_TV_INPUT_DIM {int(model.input_dim)}", f"#define QBNN_TV_SEED {seed & 0xFFFFFFFF}u",
          f"#define QBNN_TV_TOLERANCE {TOLERANCE_NATS}f", "",
          f"extern const uint8_t (*const qbnn_tv_images)[{model.input_dim}];",
          "extern const char *const qbnn_tv_sources[QBNN_TV_NUM_IMAGES];",

@@ -3,20 +3,23 @@ model_split.tflite and manifest.json (SPEC.md sections 1, 4, 5, 6)."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import numpy as np
 
-from tflite_export import artifacts, sampler, storage
+from tflite_export import artifacts, storage
+from tflite_export.intmath import sampler
+from tflite_export.ir.activation import TIE_MARGIN, tie_free_softplus_lut  # noqa: F401
+from tflite_export.ir.weighted import range_to_affine as _range_to_affine  # noqa: F401
 from tflite_export.reference import (
     INPUT_SCALE,
     INPUT_ZERO_POINT,
     IntegerLayer,
     IntegerModel,
-    softplus_lut,
 )
 
-TIE_MARGIN = 2e-3  # SPEC.md section 5
 MANIFEST_VERSION = artifacts.MANIFEST_VERSION
 
 
@@ -106,87 +109,32 @@ def integer_model_from_keras(model, weights="int4", seed=0):
     return IntegerModel(layers, default_seed=seed)
 
 
-def _range_to_affine(rmin, rmax):
-    rmin, rmax = min(0.0, float(rmin)), max(0.0, float(rmax))
-    if rmax - rmin <= 0:
-        rmax = rmin + 1e-6
-    scale = np.float32((rmax - rmin) / 255.0)
-    zp = int(np.clip(np.sign(-128 - rmin / scale) * np.floor(abs(-128 - rmin / float(scale)) + 0.5), -128, 127))
-    return scale, zp
-
-
-def _tie_free_lut(in_scale, in_zp, out_scale):
-    scale = np.float32(out_scale)
-    for _ in range(10000):
-        lut, v = softplus_lut(in_scale, in_zp, scale, -128)
-        live = v <= 255.5
-        frac = v[live] - np.floor(v[live])
-        if np.all(np.abs(frac - 0.5) >= TIE_MARGIN):
-            return lut, scale
-        scale = np.float32(float(scale) * (1.0 + 2.0**-16))
-    raise RuntimeError(f"could not find a tie-free SoftPlus output scale near {out_scale}")
-
-
 def calibrate(imodel, x, num_samples=4, seed=None):
-    """Set every layer's output scale / zero point (and SoftPlus LUT) from calibration images."""
+    """Set every op's quantization (output scale / zero point, SoftPlus LUT) from calibration images: each op is
+    calibrated on the integer outputs of the ops before it, over `num_samples` weight samples (SPEC.md section 4)."""
     streams = imodel.streams(seed)
     weights = [imodel.sample_weights(streams) for _ in range(num_samples)]
     qs = [imodel.quantize_input(x)] * num_samples
-    in_scale, in_zp = INPUT_SCALE, INPUT_ZERO_POINT
-    for li, layer in enumerate(imodel.layers):
-        layer.input_scale, layer.input_zero_point = in_scale, in_zp
-        real_scale = float(np.float32(np.float32(in_scale) * layer.weight_scale))
-        accs = [layer.accumulate(q, w[li]) for q, w in zip(qs, weights)]
-        lo = min(float(a.min()) for a in accs) * real_scale
-        hi = max(float(a.max()) for a in accs) * real_scale
-        if layer.activation == "relu":
-            lo = 0.0
-        layer.output_scale, layer.output_zero_point = _range_to_affine(lo, hi)
-        if layer.activation == "softplus":
-            fc = [layer.fully_connected(q, w[li]) for q, w in zip(qs, weights)]
-            top = max(int(f.max()) for f in fc)
-            y_max = float(np.logaddexp(0.0, float(layer.output_scale) * (top - layer.output_zero_point)))
-            layer.lut, layer.lut_scale = _tie_free_lut(layer.output_scale, layer.output_zero_point,
-                                                       np.float32(max(y_max, 1e-6) / 255.0))
-            layer.lut_zero_point = -128
-            qs = [layer.lut[f.astype(np.int64) + 128] for f in fc]
-        else:
-            qs = [layer.fully_connected(q, w[li]) for q, w in zip(qs, weights)]
-        in_scale, in_zp = layer.next_scale
+    in_quant = (INPUT_SCALE, INPUT_ZERO_POINT)
+    for li, op in enumerate(imodel.layers):
+        ws = [w[li] for w in weights]
+        qs = op.calibrate(qs, in_quant, ws)  # pooling / reshape keep their input's quantization
+        in_quant = op.output_quant(in_quant)
     return imodel
 
 
 def manifest(imodel, weights):
     layers, stored_total, float_total, table_total = [], 0, 0, 0
     for layer in imodel.layers:
-        r, c = layer.shape
-        tensors = artifacts.stored_tensor_entries(layer)
-        stored = sum(t["bytes"] for t in tensors)
-        tables = int(layer.sigma_q.nbytes) + (256 if layer.lut is not None else 0)
-        mult, shift = layer.multiplier
-        layers.append({
-            "name": layer.name, "index": layer.index, "rows": r, "cols": c, "activation": layer.activation,
-            "weight_bits": layer.weight_bits, "sigma_bits": layer.sigma_bits,
-            "layout": storage.LAYOUT_NAMES[layer.layout], "layout_id": layer.layout,
-            "sigma_range": list(layer.sigma_range), "sigma_q": layer.sigma_q.tolist(),
-            "weight_scale": float(layer.weight_scale), "weight_zero_point": 0,
-            "input_scale": float(layer.input_scale), "input_zero_point": int(layer.input_zero_point),
-            "output_scale": float(layer.output_scale), "output_zero_point": int(layer.output_zero_point),
-            "multiplier": int(mult), "shift": int(shift),
-            "activation_min": layer.act_range[0], "activation_max": layer.act_range[1],
-            "softplus_lut": None if layer.lut is None else layer.lut.astype(int).tolist(),
-            "softplus_scale": None if layer.lut_scale is None else float(layer.lut_scale),
-            "softplus_zero_point": layer.lut_zero_point,
-            "stored_tensors": tensors, "stored_bytes": stored, "table_bytes": tables,
-            "float32_mu_sigma_bytes": 8 * r * c,
-        })
-        stored_total += stored
-        table_total += tables
-        float_total += 8 * r * c
+        entry = layer.manifest_entry()
+        layers.append(entry)
+        stored_total += entry["stored_bytes"]
+        table_total += entry["table_bytes"]
+        float_total += entry["float32_mu_sigma_bytes"]
     from tflite_export.softmax import softmax_params
 
     return {
-        "format": "tfqbnn QBNN-INT", "version": MANIFEST_VERSION, "weights": weights,
+        "format": artifacts.FORMAT, "version": MANIFEST_VERSION, "weights": weights,
         "default_seed": imodel.default_seed,
         "input": {"shape": [1, imodel.input_dim], "scale": float(INPUT_SCALE), "zero_point": INPUT_ZERO_POINT},
         "softmax": dict(zip(("input_multiplier", "input_left_shift", "diff_min"),
@@ -209,6 +157,26 @@ def load_calibration_images(size=1000, seed=0):
     return np.asarray(x)[idx]
 
 
+def _refuse_foreign_files(out, names):
+    """An earlier export of ours may be replaced; a user's file of the same name never is."""
+    present = [n for n in names if (out / n).exists()]
+    if not present:
+        return
+    try:
+        ours = json.loads((out / artifacts.MANIFEST).read_text()).get("format") == artifacts.FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise ValueError(f"{out}: holds '{present[0]}', which tflite_export did not write (no export "
+                         f"{artifacts.MANIFEST} beside it); choose another --out")
+
+
+def _write_atomic(path, data):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calibration_samples=4, extra_writers=()):
     """Export a Keras JQ model (or a .keras path): returns {"integer_model", "manifest", paths...}.
 
@@ -227,6 +195,7 @@ def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calib
             raise ValueError(f"model file not found: {path}")
         model = keras.saving.load_model(path)
     out = Path(out_dir)
+    _refuse_foreign_files(out, ("model.tflite", "model_split.tflite", artifacts.MANIFEST))
     out.mkdir(parents=True, exist_ok=True)
     imodel = integer_model_from_keras(model, weights=weights, seed=seed)
     if calibration_x is None:
@@ -235,8 +204,8 @@ def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calib
     info = manifest(imodel, weights)
     paths = {"model": out / "model.tflite", "model_split": out / "model_split.tflite",
              "manifest_path": out / artifacts.MANIFEST}
-    paths["model"].write_bytes(tflite_io.build_tflite(imodel, split=False))
-    paths["model_split"].write_bytes(tflite_io.build_tflite(imodel, split=True))
+    _write_atomic(paths["model"], tflite_io.build_tflite(imodel, split=False))
+    _write_atomic(paths["model_split"], tflite_io.build_tflite(imodel, split=True))
     written = {"model.tflite", "model_split.tflite"}
     before = artifacts.snapshot(out)
     for writer in extra_writers:

@@ -18,7 +18,16 @@ import tempfile
 import numpy as np
 
 FIRMWARE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "firmware")
-BOARDS = {"an385": "Cortex-M3", "an386": "Cortex-M4F", "an500": "Cortex-M7"}
+
+
+def _makefile_boards():
+    """{board: core} from the firmware Makefile's board blocks (`<board>.CORE := ...`): one place
+    to add a board."""
+    with open(os.path.join(FIRMWARE_DIR, "Makefile")) as f:
+        return dict(re.findall(r"^([A-Za-z0-9_]+)\.CORE := (.+?)\s*$", f.read(), re.M))
+
+
+BOARDS = _makefile_boards()
 TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "make")
 _LINE = re.compile(r"^(ok|FAIL) image (\d+) \(([^)]*)\) kernel=(\w+) pred=(-?\d+) expected=(-?\d+) "
                    r"PE=(-?\d+) EE=(-?\d+) MI=(-?\d+)")

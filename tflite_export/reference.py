@@ -4,126 +4,98 @@ uncertainty from S samples)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from tflite_export import fixedpoint, sampler, storage
-from tflite_export.softmax import softmax_int8
-
-INPUT_SCALE = np.float32(1.0 / 255.0)
-INPUT_ZERO_POINT = -128
-SOFTMAX_SCALE = np.float32(1.0 / 256.0)
-SOFTMAX_ZERO_POINT = -128
-ACTIVATIONS = ("softplus", "relu", "linear")
-
-
-@dataclass
-class IntegerLayer:
-    """One Bayesian FULLY_CONNECTED layer (weights [R, C] = [out, in])."""
-
-    name: str
-    index: int
-    mu_codes: np.ndarray  # int16 [R, C]
-    sigma_codes: np.ndarray  # int16 [R, C]
-    weight_bits: int
-    sigma_bits: int
-    layout: int
-    sigma_q: np.ndarray  # int32 [2^sb]
-    sigma_range: tuple
-    activation: str
-    input_scale: np.float32
-    input_zero_point: int
-    output_scale: np.float32 = np.float32(1.0)  # FULLY_CONNECTED output
-    output_zero_point: int = 0
-    lut: np.ndarray | None = None  # int8[256] SoftPlus table, indexed by code + 128
-    lut_scale: np.float32 | None = None
-    lut_zero_point: int | None = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def shape(self):
-        return tuple(self.mu_codes.shape)
-
-    @property
-    def max_code(self):
-        return 2 ** (self.weight_bits - 1) - 1
-
-    @property
-    def weight_scale(self):
-        return np.float32(1.0 / self.max_code)
-
-    @property
-    def multiplier(self):
-        return fixedpoint.fc_multiplier(self.input_scale, self.weight_scale, self.output_scale)
-
-    @property
-    def act_range(self):
-        if self.activation == "relu":
-            return max(-128, self.output_zero_point), 127
-        return -128, 127
-
-    @property
-    def next_scale(self):
-        """(scale, zero point) of this layer's output after its activation."""
-        if self.activation == "softplus":
-            return self.lut_scale, self.lut_zero_point
-        return self.output_scale, self.output_zero_point
-
-    def stored_tensors(self):
-        return storage.pack(self.mu_codes, self.sigma_codes, self.layout, self.sigma_bits)
-
-    def sample(self, stream):
-        u = stream.take(self.mu_codes.size).reshape(self.shape)
-        return sampler.sample_codes(self.mu_codes, self.sigma_codes, self.sigma_q, u, self.weight_bits)
-
-    def accumulate(self, q_in, w):
-        """int32 accumulators sum_c w[r, c] * (q[c] - zp_in); float64 matmul is exact (< 2^53)."""
-        x = np.asarray(q_in, np.float64) - self.input_zero_point
-        return (x @ np.asarray(w, np.float64).T).astype(np.int64)
-
-    def fully_connected(self, q_in, w, rounding="double"):
-        mult, shift = self.multiplier
-        lo, hi = self.act_range
-        return fixedpoint.requantize(self.accumulate(q_in, w), mult, shift, self.output_zero_point, lo, hi, rounding)
-
-    def forward(self, q_in, w, rounding="double"):
-        q = self.fully_connected(q_in, w, rounding)
-        if self.activation == "softplus":
-            q = self.lut[q.astype(np.int64) + 128]
-        return q
-
-
-def softplus_lut(in_scale, in_zero_point, out_scale, out_zero_point):
-    """SPEC.md section 5: LUT[q + 128] = round(softplus(float32 dequantized q) / s_out) + zp_out."""
-    x = (np.float64(np.float32(in_scale)) * (np.arange(-128, 128) - in_zero_point)).astype(np.float32)
-    y = np.logaddexp(0.0, x.astype(np.float64))
-    v = y / np.float64(np.float32(out_scale))
-    return np.clip(fixedpoint.round_half_away(v) + out_zero_point, -128, 127).astype(np.int8), v
+from tflite_export.intmath import fixedpoint, sampler
+from tflite_export.ir.activation import ACTIVATIONS, softplus_lut  # noqa: F401  (public names of v1)
+from tflite_export.ir.fully_connected import IntegerLayer  # noqa: F401
+from tflite_export.ir.softmax import SOFTMAX_SCALE, SOFTMAX_ZERO_POINT, Softmax
+from tflite_export.ir.weighted import INPUT_SCALE, INPUT_ZERO_POINT
 
 
 class IntegerModel:
-    """Bayesian MLP in integers: layers + final int8 softmax."""
+    """A list of IR ops (`tflite_export.ir`) ending in SOFTMAX, run in integers.
 
-    def __init__(self, layers, default_seed=0, num_classes=None, rounding="double"):
-        self.layers = list(layers)
-        if not self.layers:
+    `IntegerModel(layers)` with the v1 list of Bayesian `IntegerLayer`s still works: a SOFTMAX op is appended
+    when the list does not end in one. `layers` are the ops before the softmax; every Bayesian op (sampled
+    weights) has its own byte stream (SPEC 3.1, stream id `op.index`); ops before the first Bayesian op are the
+    deterministic prefix, computed once per input in `predict_codes`.
+    """
+
+    def __init__(self, layers, default_seed=0, num_classes=None, rounding="double", input_shape=None):
+        ops = list(layers)
+        if not ops:
             raise ValueError("IntegerModel needs at least one layer")
+        if not isinstance(ops[-1], Softmax):
+            ops.append(Softmax())
+        if any(isinstance(op, Softmax) for op in ops[:-1]):
+            raise ValueError("IntegerModel: SOFTMAX must be the last op")
+        self.ops = ops
         self.default_seed = int(default_seed)
-        self.num_classes = num_classes or self.layers[-1].shape[0]
+        self._input_shape = None if input_shape is None else tuple(int(v) for v in input_shape)
+        self._num_classes = num_classes
         # "double": TFLM and the SPEC; "single": LiteRT's TFLITE_SINGLE_ROUNDING build (SPEC.md section 8)
         self.rounding = rounding
 
     @property
+    def layers(self):
+        return self.ops[:-1]
+
+    @property
+    def bayesian_ops(self):
+        return [op for op in self.layers if op.bayesian]
+
+    @property
+    def input_shape(self):
+        """Per-example input shape (a v1 model: [C0] from its first layer)."""
+        if self._input_shape is not None:
+            return self._input_shape
+        first = self.layers[0]
+        if isinstance(first, IntegerLayer):
+            return (first.shape[1],)
+        if first.kind == "FULLY_CONNECTED":
+            return (first.weights.shape[1],)
+        raise ValueError(f"IntegerModel: pass input_shape (the first op is {first.kind})")
+
+    @property
     def input_dim(self):
-        return self.layers[0].shape[1]
+        return int(np.prod(self.input_shape))
+
+    @property
+    def num_classes(self):
+        if self._num_classes:
+            return self._num_classes
+        shape = self.input_shape
+        for op in self.layers:
+            shape = op.output_shape(shape)
+        return int(shape[-1])
+
+    @num_classes.setter
+    def num_classes(self, value):
+        self._num_classes = value
+
+    def quants(self):
+        """(scale, zero point) of the input of every op (the last: the softmax's input)."""
+        quant, out = (INPUT_SCALE, INPUT_ZERO_POINT), []
+        for op in self.ops:
+            out.append(quant)
+            quant = op.output_quant(quant)
+        return out
 
     def streams(self, seed=None):
         seed = self.default_seed if seed is None else seed
-        return [sampler.ByteStream(seed, layer.index) for layer in self.layers]
+        return [sampler.ByteStream(seed, op.index) for op in self.bayesian_ops]
 
     def sample_weights(self, streams):
-        return [layer.sample(s) for layer, s in zip(self.layers, streams)]
+        """Weight codes of one pass, aligned with `layers` (None for ops without weights)."""
+        it = iter(streams)
+        return [op.sample(next(it)) if op.bayesian else (op.sample(None) if op.has_weights else None)
+                for op in self.layers]
+
+    @property
+    def prefix_length(self):
+        """Number of leading deterministic ops (run once per input, not once per sample)."""
+        return next((i for i, op in enumerate(self.layers) if op.bayesian), len(self.layers))
 
     @staticmethod
     def quantize_input(x):
@@ -135,26 +107,35 @@ class IntegerModel:
             return x
         return fixedpoint.quantize_to_int8(x, INPUT_SCALE, INPUT_ZERO_POINT)
 
-    def logits(self, q_in, weights):
-        q = self.quantize_input(q_in)
-        for layer, w in zip(self.layers, weights):
-            q = layer.forward(q, w, self.rounding)
+    def _run(self, q, weights, start, stop):
+        quants = self.quants()
+        for i in range(start, stop):
+            q = self.ops[i].run(q, quants[i], weights[i], self.rounding)
         return q
+
+    def logits(self, q_in, weights):
+        return self._run(self.quantize_input(q_in), weights, 0, len(self.layers))
 
     def forward(self, x, weights):
         """int8 softmax codes [N, K] for one weight sample."""
-        last = self.layers[-1]
-        return softmax_int8(self.logits(x, weights), last.output_scale)
+        return self.ops[-1].run(self.logits(x, weights), self.quants()[-1], None, self.rounding)
 
     def predict_codes(self, x, num_samples=30, seed=None, streams=None, batch_size=4096):
-        """[S, N, K] int8 softmax codes; sample s continues the streams left by sample s-1."""
+        """[S, N, K] int8 softmax codes; sample s continues the streams left by sample s-1. The deterministic
+        prefix runs once per input."""
         streams = self.streams(seed) if streams is None else streams
         q = self.quantize_input(x)
+        k, n_layers = self.prefix_length, len(self.layers)
+        if k:
+            fixed = [op.sample(None) if op.has_weights else None for op in self.layers[:k]]
+            q = np.concatenate([self._run(q[i:i + batch_size], fixed, 0, k) for i in range(0, q.shape[0], batch_size)])
         out = np.empty((num_samples, q.shape[0], self.num_classes), np.int8)
+        softmax, quant = self.ops[-1], self.quants()[-1]
         for s in range(num_samples):
             w = self.sample_weights(streams)
             for i in range(0, q.shape[0], batch_size):
-                out[s, i:i + batch_size] = self.forward(q[i:i + batch_size], w)
+                out[s, i:i + batch_size] = softmax.run(self._run(q[i:i + batch_size], w, k, n_layers), quant, None,
+                                                       self.rounding)
         return out
 
 

@@ -10,13 +10,19 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 
-from tflite_export import sampler, storage
+from tflite_export import storage
+from tflite_export.intmath import sampler
 from tflite_export.reference import SOFTMAX_SCALE, SOFTMAX_ZERO_POINT
 
 CUSTOM_OP = "QBNN_SAMPLE"
 OPTIONS_MAGIC = b"QBS1"
-OPTIONS_VERSION = 1
+OPTIONS_VERSION = 1  # [O, I] filters (FULLY_CONNECTED); byte-identical to SPEC v1 files
+OPTIONS_VERSION_ND = 2  # N-D filters: v1 header + filter format, rank, dims (SPEC.md section 6.1)
+OPTIONS_VERSIONS = (OPTIONS_VERSION, OPTIONS_VERSION_ND)
 OPTIONS_HEADER = struct.Struct("<4sBBBBHBBIII")  # 24 bytes, SPEC.md section 6
+OPTIONS_ND = struct.Struct("<BBH")  # filter format, rank, reserved (0)
+FILTER_FC, FILTER_OHWI, FILTER_1HWO = 0, 1, 2  # [O, I] FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D
+FILTER_FORMATS = {FILTER_FC: ("[O, I]", 2), FILTER_OHWI: ("OHWI", 4), FILTER_1HWO: ("1HWO", 4)}
 
 
 def _schema():
@@ -25,10 +31,20 @@ def _schema():
     return schema
 
 
-def pack_options(layer, default_seed):
-    head = OPTIONS_HEADER.pack(OPTIONS_MAGIC, OPTIONS_VERSION, layer.weight_bits, layer.sigma_bits, layer.layout,
-                               layer.index, sampler.EPS_FRAC_BITS, sampler.SHIFT, layer.shape[0], layer.shape[1],
-                               default_seed & 0xFFFFFFFF)
+def pack_options(layer, default_seed, filter_format=FILTER_FC):
+    """QBNN_SAMPLE custom options for `layer` (anything with weight_bits, sigma_bits, layout, index, shape,
+    sigma_q): version 1 for an [O, I] filter, version 2 (with the filter format and dims) otherwise."""
+    shape = tuple(int(v) for v in layer.shape)
+    if filter_format not in FILTER_FORMATS or len(shape) != FILTER_FORMATS[filter_format][1]:
+        raise ValueError(f"QBNN_SAMPLE filter format {filter_format!r} does not fit filter shape {shape}")
+    if filter_format == FILTER_1HWO and shape[0] != 1:
+        raise ValueError(f"QBNN_SAMPLE 1HWO filter shape {shape} must start with 1")
+    nd = filter_format != FILTER_FC
+    head = OPTIONS_HEADER.pack(OPTIONS_MAGIC, OPTIONS_VERSION_ND if nd else OPTIONS_VERSION, layer.weight_bits,
+                               layer.sigma_bits, layer.layout, layer.index, sampler.EPS_FRAC_BITS, sampler.SHIFT,
+                               shape[0], int(np.prod(shape[1:])), default_seed & 0xFFFFFFFF)
+    if nd:
+        head += OPTIONS_ND.pack(filter_format, len(shape), 0) + np.asarray(shape, "<u4").tobytes()
     return head + np.asarray(layer.sigma_q, "<i4").tobytes()
 
 
@@ -37,17 +53,36 @@ def unpack_options(buf, where="QBNN_SAMPLE options"):
     if len(buf) < OPTIONS_HEADER.size:
         raise ValueError(f"{where}: {len(buf)} bytes, expected at least {OPTIONS_HEADER.size}")
     magic, version, b, sb, layout, index, e, s, rows, cols, seed = OPTIONS_HEADER.unpack_from(buf)
-    if magic != OPTIONS_MAGIC or version != OPTIONS_VERSION:
-        raise ValueError(f"{where}: bad magic/version {magic!r}/{version}, expected {OPTIONS_MAGIC!r}/{OPTIONS_VERSION}")
+    if magic != OPTIONS_MAGIC or version not in OPTIONS_VERSIONS:
+        raise ValueError(f"{where}: bad magic/version {magic!r}/{version}, expected {OPTIONS_MAGIC!r}/"
+                         f"{' or '.join(map(str, OPTIONS_VERSIONS))}")
     if not (2 <= b <= 8 and 2 <= sb <= 8) or layout not in storage.LAYOUT_NAMES:
         raise ValueError(f"{where}: unsupported weight_bits={b} sigma_bits={sb} layout={layout}")
     if e != sampler.EPS_FRAC_BITS or s != sampler.SHIFT:
         raise ValueError(f"{where}: eps bits {e} / shift {s}, expected {sampler.EPS_FRAC_BITS} / {sampler.SHIFT}")
-    if len(buf) != OPTIONS_HEADER.size + 4 * 2**sb:
-        raise ValueError(f"{where}: {len(buf)} bytes, expected {OPTIONS_HEADER.size + 4 * 2**sb} for sigma_bits={sb}")
-    sigma_q = np.frombuffer(buf, "<i4", offset=OPTIONS_HEADER.size).astype(np.int32)
+    offset, fmt, shape = OPTIONS_HEADER.size, FILTER_FC, (rows, cols)
+    if version == OPTIONS_VERSION_ND:
+        if len(buf) < offset + OPTIONS_ND.size:
+            raise ValueError(f"{where}: {len(buf)} bytes, too short for a version 2 header")
+        fmt, rank, reserved = OPTIONS_ND.unpack_from(buf, offset)
+        if fmt not in FILTER_FORMATS or fmt == FILTER_FC or rank != FILTER_FORMATS[fmt][1] or reserved:
+            raise ValueError(f"{where}: filter format {fmt} with rank {rank} (reserved {reserved}) is not one of "
+                             "OHWI (1) / 1HWO (2) with rank 4")
+        offset += OPTIONS_ND.size
+        if len(buf) < offset + 4 * rank:
+            raise ValueError(f"{where}: {len(buf)} bytes, too short for {rank} filter dims")
+        shape = tuple(int(v) for v in np.frombuffer(buf, "<u4", count=rank, offset=offset))
+        offset += 4 * rank
+        if shape[0] != rows or int(np.prod(shape[1:], dtype=np.uint64)) != cols or 0 in shape \
+                or (fmt == FILTER_1HWO and shape[0] != 1):
+            raise ValueError(f"{where}: filter dims {shape} disagree with R={rows}, C={cols} or format "
+                             f"{FILTER_FORMATS[fmt][0]}")
+    if len(buf) != offset + 4 * 2**sb:
+        raise ValueError(f"{where}: {len(buf)} bytes, expected {offset + 4 * 2**sb} for sigma_bits={sb}")
+    sigma_q = np.frombuffer(buf, "<i4", offset=offset).astype(np.int32)
     return {"weight_bits": b, "sigma_bits": sb, "layout": layout, "index": index, "rows": rows, "cols": cols,
-            "default_seed": seed, "sigma_q": sigma_q}
+            "default_seed": seed, "sigma_q": sigma_q, "version": version, "filter_format": fmt,
+            "filter_shape": shape}
 
 
 class _Graph:
@@ -210,6 +245,7 @@ def read_qbnn_layers(data, where="model"):
                               f"{where}: operator {i} {CUSTOM_OP} options")
         arrays = _stored_inputs(model, sub, op, opts, f"{where}: operator {i} {CUSTOM_OP}")
         mu, sig = storage.unpack(arrays, opts["layout"], opts["sigma_bits"], (opts["rows"], opts["cols"]))
+        mu, sig = mu.reshape(opts["filter_shape"]), sig.reshape(opts["filter_shape"])  # N-D for version 2
         m = 2 ** (opts["weight_bits"] - 1) - 1
         if np.any(np.abs(mu) > m) or np.any(sig >= 2 ** opts["sigma_bits"]):
             raise ValueError(f"{where}: {CUSTOM_OP} operator {i} holds codes outside its bit widths")
@@ -302,8 +338,10 @@ def _stored_inputs(model, sub, op, opts, where):
                          f"for layout {storage.LAYOUT_NAMES[opts['layout']]}")
     out = sub.tensors[outputs[0]]
     out_shape = [] if out.shape is None else [int(v) for v in out.shape]
-    if out_shape != [rows, cols]:
-        raise ValueError(f"{where}: options give rows={rows} cols={cols} but the output tensor {_name(out)!r} "
+    dims = list(opts.get("filter_shape", (rows, cols)))
+    if out_shape != dims:
+        nd = f" (filter dims {dims})" if len(dims) != 2 else ""
+        raise ValueError(f"{where}: options give rows={rows} cols={cols}{nd} but the output tensor {_name(out)!r} "
                          f"has shape {out_shape}")
     arrays = []
     for ti, (short, dtype, shape) in zip(inputs, expect):

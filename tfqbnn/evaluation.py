@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from tfqbnn.rundir import atomic_path
 from tfqbnn.uncertainty import auroc, decompose
 
 SETS = ("mnist", "ambiguous", "ood")
@@ -143,6 +144,7 @@ def scatter_plot(per_image, path, title=None, max_points=3000, seed=0):
         ax.set_title(title)
     ax.legend(markerscale=4, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:  # a crash never leaves a half-written image
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path

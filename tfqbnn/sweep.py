@@ -3,12 +3,17 @@
 Each cell (configuration, seed) trains with `training.run` and evaluates with
 `evaluation.evaluate_model` into its own folder ``out/<cell>/s<seed>/``; a cell
 whose ``metrics.json`` exists is skipped, so a killed sweep resumes.
+
+``out`` is a `tfqbnn.rundir.RunDir` of kind ``"sweep"``: its fingerprint (profile, samples, data)
+is checked before any cell is skipped or resumed, so finished cells of another profile or data are
+never mixed into a table; a foreign non-empty ``out`` is refused unless ``overwrite``.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import time
 from pathlib import Path
@@ -16,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tfqbnn.baselines._worker_io import NUM_WEIGHTS as NUM_WEIGHTS_PAPER_MLP
+from tfqbnn import rundir
 from tfqbnn.config import QuantizationConfig
 
 BITS = (8, 7, 6, 5, 4, 3, 2)
@@ -94,16 +100,14 @@ def run_cell(cell, seed, data, out_root, profile="fast", num_samples=None, verbo
         model = training.run(cell_dir, cell.config, profile, seed, cell.activation, data=data,
                              pretrain_root=Path(out_root) / "_pretrain", verbose=verbose)
         metrics, per_image = evaluation.evaluate_model(model, data, num_samples=samples, seed=seed)
-        np.savez_compressed(cell_dir / "per_image.npz", **per_image)
+        rundir.savez_compressed(cell_dir / "per_image.npz", **per_image)
         evaluation.scatter_plot(per_image, cell_dir / "scatter.png", title=f"{cell.name} seed {seed}")
     nbytes, reduction = stored_bytes(cell)
     metrics.update(cell=cell.name, seed=seed, group=cell.group, activation=cell.activation,
                    param_bytes=nbytes, memory_reduction=round(reduction, 2),
                    cell_seconds=round(time.perf_counter() - t, 1))
     cell_dir.mkdir(parents=True, exist_ok=True)
-    tmp = metrics_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(metrics, indent=2, default=str))
-    tmp.replace(metrics_path)  # atomic: the cell counts as done only when fully written
+    rundir.write_json(metrics_path, metrics)  # atomic: the cell counts as done only when fully written
     return metrics
 
 
@@ -118,11 +122,31 @@ def collect(out_root, cells, seeds):
     return rows
 
 
+SWEEP_FILES = ("table.csv", "table.md", "bits.png", "sweep.json", "_pretrain")
+
+
+def sweep_fingerprint(profile, num_samples, data):
+    from tfqbnn import training
+
+    prof = training.get_profile(profile)
+    return {"profile": {"name": profile if isinstance(profile, str) else "custom", **dataclasses.asdict(prof)},
+            "num_samples": num_samples or prof.eval_samples, "data": training.data_fingerprint(data)}
+
+
+def _sweep_dir(out_root, cells, fingerprint=None, overwrite=False):
+    names = {c.name for c in table_cells()} | {c.name for c in cells}
+    return rundir.RunDir(out_root, "sweep", fingerprint or {}, (*SWEEP_FILES, *names), overwrite)
+
+
 def run_sweep(out_root, seeds=(0, 1, 2), profile="fast", cells=None, data=None, num_samples=None,
-              table_only=False):
+              table_only=False, overwrite=False):
     """All cells x seeds with a progress bar; writes table.csv, table.md and bits.png.
 
     With ``table_only`` nothing is trained: the tables are rebuilt from the finished cells.
+
+    Raises:
+        RunDirError: ``out_root`` is not empty and not a sweep of this profile, sample count and data
+            (unless ``overwrite``), or, with ``table_only``, not a sweep at all.
     """
     from tqdm import tqdm
 
@@ -131,12 +155,19 @@ def run_sweep(out_root, seeds=(0, 1, 2), profile="fast", cells=None, data=None, 
     cells = cells if cells is not None else table_cells()
     out_root = Path(out_root)
     if table_only:
+        rd = _sweep_dir(out_root, cells)
+        m = rd.read_manifest()
         rows = collect(out_root, cells, seeds)
+        # a sweep folder from before run.json existed still tabulates: its cells' metrics name themselves
+        if (m is None or m.get("kind") != "sweep") and not all("cell" in r for r in rows or [{}]):
+            raise rundir.RunDirError(out_root, "not a tfqbnn sweep folder (no sweep run.json, no finished cells); "
+                                               "nothing to tabulate")
         write_tables(rows, out_root, cells)
         plot_bits(rows, out_root / "bits.png")
         return rows, 0.0
     data = data if data is not None else training.load_data(profile)
-    out_root.mkdir(parents=True, exist_ok=True)
+    rd = _sweep_dir(out_root, cells, sweep_fingerprint(profile, num_samples, data), overwrite)
+    rd.open()
     t = time.perf_counter()
     rows = []
     todo = [(c, s) for s in seeds for c in cells]
@@ -147,10 +178,11 @@ def run_sweep(out_root, seeds=(0, 1, 2), profile="fast", cells=None, data=None, 
     wall = time.perf_counter() - t
     write_tables(rows, out_root, cells)
     plot_bits(rows, out_root / "bits.png")
-    (out_root / "sweep.json").write_text(json.dumps(
-        {"profile": profile, "seeds": list(seeds), "cells": [c.name for c in cells],
-         "wall_seconds_this_run": round(wall, 1),
-         "cell_seconds_total": round(sum(r.get("cell_seconds", 0) for r in rows), 1)}, indent=2))
+    rundir.write_json(out_root / "sweep.json", {
+        "profile": profile if isinstance(profile, str) else "custom", "seeds": list(seeds),
+        "cells": [c.name for c in cells], "wall_seconds_this_run": round(wall, 1),
+        "cell_seconds_total": round(sum(r.get("cell_seconds", 0) for r in rows), 1)})
+    rd.finish()
     return rows, wall
 
 
@@ -177,10 +209,11 @@ def write_tables(rows, out_root, cells):
     out_root = Path(out_root)
     keys = ["cell", "seed", "group", "activation", "param_bytes", "memory_reduction", *METRIC_COLUMNS,
             "num_samples", "cell_seconds"]
-    with open(out_root / "table.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    rundir.write_text(out_root / "table.csv", buf.getvalue())
     summary = _summary(rows, cells)
     head = ("| model | seeds | accuracy % | AUROC entropy MNIST/Amb (aleatoric) | AUROC MI MNIST/Fashion (epistemic) "
             "| AUROC entropy MNIST/Fashion | AUROC MI MNIST/Amb | mean MI MNIST | mean MI Fashion | NLL | ECE "
@@ -200,7 +233,7 @@ def write_tables(rows, out_root, cells):
             f"| {fmt(s['mean_epistemic_mnist'])} | {fmt(s['mean_epistemic_ood'])} | {fmt(s['nll'], 1, 3)} "
             f"| {fmt(s['ece'], 1, 3)} | {s['param_bytes']:,} | {s['memory_reduction']:.1f} |"
         )
-    (out_root / "table.md").write_text("\n".join(lines) + "\n")
+    rundir.write_text(out_root / "table.md", "\n".join(lines) + "\n")
     return summary
 
 
@@ -236,6 +269,7 @@ def plot_bits(rows, path):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    with rundir.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path

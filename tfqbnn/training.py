@@ -5,12 +5,17 @@ Stage 1 trains the bias-free MLP (`models.deterministic_mlp`); stage 2 initialis
 variational inference with `KLAnnealing`.  Both stages are plain ``model.fit`` with
 `BackupAndRestore` (a killed run resumes at the last finished epoch),
 `ModelCheckpoint`, `TerminateOnNaN`, CSV and TensorBoard logs.
+
+Each stage's folder is a `tfqbnn.rundir.RunDir`: ``run.json`` (fingerprint of the `RunConfig`
+and the data, list of the files written) comes first; backups and checkpoints live in its
+``tfqbnn-scratch/`` and are removed when the stage finishes.  A folder holding another
+configuration is refused unless ``overwrite``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -21,6 +26,7 @@ import numpy as np
 from tfqbnn import callbacks as qcallbacks
 from tfqbnn import models
 from tfqbnn.config import QuantizationConfig
+from tfqbnn.rundir import RunDir, digest, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,10 +88,15 @@ def _train_slice(data, profile, seed):
     return x, y
 
 
-def _fit(model, data, profile, seed, epochs, lr, out_dir, extra_callbacks=(), fail_after_epoch=None, verbose=1):
-    """``model.fit`` with cosine-decayed Adam and the crash-safe callback set."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _fit(model, data, profile, seed, epochs, lr, run_dir, extra_callbacks=(), fail_after_epoch=None, verbose=1):
+    """``model.fit`` with cosine-decayed Adam and the crash-safe callback set.
+
+    Logs go to the run folder; the backup and the per-epoch checkpoint to its scratch folder.
+    """
+    out_dir, scratch = run_dir.path, run_dir.scratch
+    scratch.mkdir(parents=True, exist_ok=True)
+    if not (scratch / "backup").exists() and (out_dir / "log.csv").exists():
+        (out_dir / "log.csv").unlink()  # ours (manifest); no backup means the fit restarts at epoch 0
     x, y = _train_slice(data, profile, seed)
     steps = epochs * int(np.ceil(len(x) / profile.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1))
@@ -98,8 +109,9 @@ def _fit(model, data, profile, seed, epochs, lr, out_dir, extra_callbacks=(), fa
         *extra_callbacks,
         keras.callbacks.TerminateOnNaN(),
         # BackupAndRestore before the loggers: when the CSV shows an epoch, its backup exists.
-        keras.callbacks.BackupAndRestore(str(out_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(str(out_dir / "checkpoint.keras")),
+        # Its delete_checkpoint=True only ever removes our own scratch folder.
+        keras.callbacks.BackupAndRestore(str(scratch / "backup")),
+        keras.callbacks.ModelCheckpoint(str(scratch / "checkpoint.keras")),
         keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
         keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), write_graph=False, profile_batch=0),
     ]
@@ -112,57 +124,151 @@ def _fit(model, data, profile, seed, epochs, lr, out_dir, extra_callbacks=(), fa
     )
 
 
-def pretrain(data, out_dir, profile="fast", seed=0, activation="softplus", verbose=1, fail_after_epoch=None):
-    """Stage 1: the deterministic MLP, cached as ``out_dir/model.keras`` (reused if present)."""
-    profile = get_profile(profile)
-    out_dir = Path(out_dir)
-    final = out_dir / "model.keras"
-    if final.exists():
-        return keras.models.load_model(final)
-    keras.utils.set_random_seed(seed)
-    model = models.deterministic_mlp(activation=activation, seed=seed)
+# Names a training run writes in its folder (besides run.json and the scratch folder).
+RUN_FILES = ("model.keras", "train.json", "log.csv", "tensorboard")
+
+# arch -> (deterministic builder, Bayesian builder); a new architecture joins here and in RunConfig.arch.
+ARCHITECTURES = {
+    "mlp": (
+        lambda cfg: models.deterministic_mlp(activation=cfg.activation, seed=cfg.seed),
+        lambda cfg, profile, num_examples: models.mlp(
+            activation=cfg.activation, quantization=cfg.quantization, num_examples=num_examples,
+            prior_std=profile.prior_std, init_sigma=profile.init_sigma, rho_scale=profile.rho_scale, seed=cfg.seed),
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a training run's result; every field joins the run fingerprint.
+
+    A new option (an architecture, which layers are Bayesian, ...) is a new field here: it then
+    takes part in ``--out`` / resume checks without further code.
+    """
+
+    quantization: QuantizationConfig | str | dict | None = "jq4"
+    profile: Profile | str = "fast"
+    seed: int = 0
+    activation: str = "softplus"
+    arch: str = "mlp"
+
+    def __post_init__(self):
+        object.__setattr__(self, "quantization", QuantizationConfig.get(self.quantization))
+        get_profile(self.profile)
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"Unknown arch {self.arch!r}; expected one of {sorted(ARCHITECTURES)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise ValueError(f"`seed` must be an integer; received seed={self.seed!r}")
+
+    @property
+    def profile_name(self):
+        return self.profile if isinstance(self.profile, str) else "custom"
+
+    def fingerprint(self, data, stage="bnn"):
+        """JSON dict of the run; ``stage="pretrain"`` leaves out what stage 1 does not depend on."""
+        fp = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "quantization":
+                v = v.get_config()
+            elif f.name == "profile":
+                v = {"name": self.profile_name, **dataclasses.asdict(get_profile(v))}
+            fp[f.name] = v
+        if stage == "pretrain":
+            del fp["quantization"]
+        fp["data"] = data_fingerprint(data)
+        return fp
+
+
+def data_fingerprint(data):
+    """Sizes and a SHA-256 over the labels and a strided subset of the images (cheap, and still
+    different for any other regeneration, source or split of the data)."""
+    h = hashlib.sha256()
+    for name in ("x_train", "y_train", "x_val", "y_val"):
+        a = np.asarray(getattr(data, name))
+        h.update(f"{name}{a.shape}{a.dtype}".encode())
+        h.update(np.ascontiguousarray(a[::7] if name.startswith("x") else a).tobytes())
+    return {"sizes": {"train": len(data.x_train), "val": len(data.x_val)}, "sha256": h.hexdigest()[:32]}
+
+
+def weights_digest(model):
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()[:32]
+
+
+def _save_model(model, run_dir):
+    partial = run_dir.scratch / "model.partial.keras"
+    run_dir.scratch.mkdir(parents=True, exist_ok=True)
+    model.save(partial)
+    os.replace(partial, run_dir.path / "model.keras")  # atomic: a crash never leaves a half file
+
+
+def _config(quantization, profile, seed, activation, arch="mlp", config=None):
+    return config if config is not None else RunConfig(quantization, profile, seed, activation, arch)
+
+
+def pretrain(data, out_dir, profile="fast", seed=0, activation="softplus", verbose=1, fail_after_epoch=None,
+             overwrite=False, config=None):
+    """Stage 1: the deterministic model, cached as ``out_dir/model.keras`` (reused if the same run finished).
+
+    Raises:
+        RunDirError: ``out_dir`` holds something else than this run (and not ``overwrite``).
+    """
+    cfg = _config(None, profile, seed, activation, config=config)
+    profile = get_profile(cfg.profile)
+    rd = RunDir(out_dir, "pretrain", cfg.fingerprint(data, stage="pretrain"), RUN_FILES, overwrite)
+    if rd.open() == "done" and (rd.path / "model.keras").is_file():
+        return keras.models.load_model(rd.path / "model.keras")
+    keras.utils.set_random_seed(cfg.seed)
+    model = ARCHITECTURES[cfg.arch][0](cfg)
     t = time.perf_counter()
-    _fit(model, data, profile, seed, profile.pretrain_epochs, profile.pretrain_lr, out_dir,
+    _fit(model, data, profile, cfg.seed, profile.pretrain_epochs, profile.pretrain_lr, rd,
          fail_after_epoch=fail_after_epoch, verbose=verbose)
-    model.save(out_dir / "model.partial.keras")
-    os.replace(out_dir / "model.partial.keras", final)  # atomic: a crash never leaves a half file
-    _write_json(out_dir / "train.json", {"stage": "pretrain", "seconds": time.perf_counter() - t,
-                                          "profile": dataclasses.asdict(profile), "seed": seed,
-                                          "activation": activation})
+    _save_model(model, rd)
+    write_json(rd.path / "train.json", {"stage": "pretrain", "seconds": time.perf_counter() - t,
+                                        "profile": dataclasses.asdict(profile), "seed": cfg.seed,
+                                        "activation": cfg.activation, "arch": cfg.arch})
+    rd.finish()
+    rd.remove_scratch()
     return model
 
 
 def train_bnn(data, pretrained, out_dir, quantization="jq4", profile="fast", seed=0, activation="softplus",
-              verbose=1, fail_after_epoch=None):
-    """Stage 2: the Bayesian MLP initialised from ``pretrained``; writes ``out_dir/model.keras``."""
-    profile = get_profile(profile)
-    quantization = QuantizationConfig.get(quantization)
-    out_dir = Path(out_dir)
-    keras.utils.set_random_seed(seed)
-    x, _ = _train_slice(data, profile, seed)
-    bnn = models.mlp(activation=activation, quantization=quantization, num_examples=len(x),
-                     prior_std=profile.prior_std, init_sigma=profile.init_sigma, rho_scale=profile.rho_scale,
-                     seed=seed)
+              verbose=1, fail_after_epoch=None, overwrite=False, config=None):
+    """Stage 2: the Bayesian model initialised from ``pretrained``; writes ``out_dir/model.keras``.
+
+    A run folder of the same configuration (and the same pretrained weights) resumes where it was
+    killed, or, if finished, returns its model; anything else is refused unless ``overwrite``.
+
+    Raises:
+        RunDirError: ``out_dir`` holds something else than this run (and not ``overwrite``).
+    """
+    cfg = _config(quantization, profile, seed, activation, config=config)
+    profile = get_profile(cfg.profile)
+    fp = {**cfg.fingerprint(data), "pretrained_weights_sha256": weights_digest(pretrained)}
+    rd = RunDir(out_dir, "train", fp, RUN_FILES, overwrite)
+    if rd.open() == "done" and (rd.path / "model.keras").is_file():
+        return keras.models.load_model(rd.path / "model.keras")
+    keras.utils.set_random_seed(cfg.seed)
+    x, _ = _train_slice(data, profile, cfg.seed)
+    bnn = ARCHITECTURES[cfg.arch][1](cfg, profile, len(x))
     models.init_from_deterministic(bnn, pretrained)
     t = time.perf_counter()
-    hist = _fit(bnn, data, profile, seed, profile.bnn_epochs, profile.bnn_lr, out_dir,
+    hist = _fit(bnn, data, profile, cfg.seed, profile.bnn_epochs, profile.bnn_lr, rd,
                 extra_callbacks=[qcallbacks.KLAnnealing("linear", warmup=profile.kl_warmup)],
                 fail_after_epoch=fail_after_epoch, verbose=verbose)
-    bnn.save(out_dir / "model.partial.keras")
-    os.replace(out_dir / "model.partial.keras", out_dir / "model.keras")
-    _write_json(out_dir / "train.json", {
-        "stage": "bnn", "seconds": time.perf_counter() - t, "quantization": quantization.get_config(),
-        "profile": dataclasses.asdict(profile), "seed": seed, "activation": activation,
+    _save_model(bnn, rd)
+    write_json(rd.path / "train.json", {
+        "stage": "bnn", "seconds": time.perf_counter() - t, "quantization": cfg.quantization.get_config(),
+        "profile": dataclasses.asdict(profile), "seed": cfg.seed, "activation": cfg.activation, "arch": cfg.arch,
         "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()},
         "sigma_mean": [float(np.mean(l.sigma)) for l in bnn.layers if hasattr(l, "rho")],
     })
+    rd.finish()
+    rd.remove_scratch()
     return bnn
-
-
-def _write_json(path, obj):
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 def load_data(profile="fast", data_dir=None, ambiguous_source="regenerated"):
@@ -174,20 +280,44 @@ def load_data(profile="fast", data_dir=None, ambiguous_source="regenerated"):
                             profile=profile.ambiguous_profile, validation_fraction=0.1, seed=0)
 
 
-def pretrain_dir(profile_name, seed, activation, root=None):
-    """Where the stage-1 model of (profile, seed, activation) is cached and shared."""
+def pretrain_dir(profile_name, seed, activation, root=None, config=None, data=None):
+    """Where the stage-1 model of a configuration is cached and shared by every stage-2 run.
+
+    With ``config`` and ``data`` the folder name carries a digest of the stage-1 fingerprint, so
+    different data or a custom profile never share (and never resume) one cache entry.
+    """
     from tfqbnn.datasets.ambiguous import cache_dir
 
     base = Path(root) if root else Path(cache_dir()) / "pretrain"
-    return base / f"{profile_name}-s{seed}-{activation}"
+    name = f"{profile_name}-s{seed}-{activation}"
+    if config is not None:
+        name = f"{config.profile_name}-s{config.seed}-{config.activation}-{config.arch}-" + \
+            digest(config.fingerprint(data, stage="pretrain"))[:8]
+    return base / name
 
 
 def run(out_dir, quantization="jq4", profile="fast", seed=0, activation="softplus", data=None,
-        pretrain_root=None, verbose=1, fail_after_epoch=None, fail_stage="bnn"):
-    """Both stages for one configuration; returns the trained Bayesian model."""
-    name = profile if isinstance(profile, str) else "custom"
-    data = data if data is not None else load_data(profile)
-    det = pretrain(data, pretrain_dir(name, seed, activation, pretrain_root), profile, seed, activation,
-                   verbose=verbose, fail_after_epoch=fail_after_epoch if fail_stage == "pretrain" else None)
-    return train_bnn(data, det, out_dir, quantization, profile, seed, activation, verbose=verbose,
-                     fail_after_epoch=fail_after_epoch if fail_stage == "bnn" else None)
+        pretrain_root=None, verbose=1, fail_after_epoch=None, fail_stage="bnn", overwrite=False, arch="mlp",
+        config=None):
+    """Both stages for one configuration (``config``, or built from the arguments); returns the Bayesian model.
+
+    ``out_dir`` is a run folder (see `tfqbnn.rundir`): refused if it holds anything but this run,
+    unless ``overwrite``.
+    """
+    cfg = _config(quantization, profile, seed, activation, arch, config)
+    _check_out(out_dir, overwrite)  # refuse a foreign --out before spending the data and pretraining time
+    data = data if data is not None else load_data(cfg.profile)
+    det = pretrain(data, pretrain_dir(None, None, None, pretrain_root, cfg, data), verbose=verbose,
+                   fail_after_epoch=fail_after_epoch if fail_stage == "pretrain" else None, config=cfg)
+    return train_bnn(data, det, out_dir, verbose=verbose, fail_after_epoch=fail_after_epoch if fail_stage == "bnn"
+                     else None, overwrite=overwrite, config=cfg)
+
+
+def _check_out(out_dir, overwrite):
+    """Early refusal of a foreign non-empty ``out_dir`` (the full fingerprint check follows in train_bnn)."""
+    p = Path(out_dir)
+    if overwrite or not p.is_dir() or not any(p.iterdir()):
+        return
+    m = RunDir(p, "train", {}, RUN_FILES).read_manifest()
+    if m is None or m.get("kind") != "train":
+        RunDir(p, "train", {}, RUN_FILES).open()  # raises the one-line refusal

@@ -1,6 +1,10 @@
-/* Bring-up: printf over semihosting, exit code, instruction counter, optional forced fault. */
+/* Bring-up: printf over semihosting, exit code, instruction counter (checked against a loop of a
+   known instruction count), optional forced fault (FORCE_FAULT=1 bus fault on a write to an
+   unmapped address, FORCE_FAULT=2 UNALIGNED UsageFault from LDRD on a 2-aligned address). */
 #include <stdio.h>
 #include "icount.h"
+
+#define KNOWN_LOOPS 100000u /* SUBS + BNE: exactly 2 instructions per iteration */
 
 int main(void) {
   volatile int sink = 0;
@@ -9,7 +13,18 @@ int main(void) {
   for (int i = 0; i < 100000; ++i) sink += i;
   uint64_t t1 = icount_now();
   printf("hello from %s: loop of 100000 took %lu instructions\n", BOARD_NAME, (unsigned long)(t1 - t0));
-#ifdef FORCE_FAULT
+  uint32_t n = KNOWN_LOOPS;
+  t0 = icount_now();
+  __asm volatile("1: subs %0, %0, #1\n\t bne 1b" : "+r"(n) : : "cc");
+  t1 = icount_now();
+  printf("known loop: %lu instructions measured %lu (SysTick %lu Hz)\n", 2ul * KNOWN_LOOPS, (unsigned long)(t1 - t0),
+         (unsigned long)ICOUNT_SYSTICK_HZ);
+#if defined(FORCE_FAULT) && FORCE_FAULT == 2
+  static volatile uint32_t words[4];
+  uint32_t a, b;
+  __asm volatile("ldrd %0, %1, [%2]" : "=r"(a), "=r"(b) : "r"((const char *)words + 2) : "memory");
+  sink = (int)(a + b);
+#elif defined(FORCE_FAULT)
   *(volatile int *)0xFFFFFFF0 = 1;
 #endif
   return HELLO_EXIT;

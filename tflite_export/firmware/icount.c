@@ -26,5 +26,5 @@ uint64_t icount_now(void) {
     v = SYST_CVR;
   } while (w != wraps);
   uint64_t ticks = (uint64_t)w * 0x01000000u + (0x00FFFFFFu - v);
-  return ticks * ICOUNT_INSN_PER_TICK;
+  return ticks * 1000000000u / ICOUNT_SYSTICK_HZ;
 }

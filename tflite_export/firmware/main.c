@@ -87,8 +87,12 @@ int main(void) {
   for (volatile uint32_t *w = &__StackLimit; (uintptr_t)w < sp; ++w) *w = 0xA5A5A5A5u;
   icount_start();
   const uint64_t t0 = icount_now();
-  qbnn_predict(&g_rt, g_input, samples, &res);
+  const int err = qbnn_predict(&g_rt, g_input, samples, &res);
   const uint64_t t1 = icount_now();
+  if (err) {
+    printf("error: qbnn_predict = %d\n", err);
+    return 1;
+  }
   const uint32_t *w = &__StackLimit;
   while (*w == 0xA5A5A5A5u) ++w;
   const uint32_t stack = (uint32_t)(sp - (uintptr_t)w);

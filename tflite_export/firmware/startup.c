@@ -1,5 +1,6 @@
-/* Minimal Cortex-M startup for QEMU's mps2 boards: vector table, .data/.bss init, FPU enable,
-   and fault handlers that report through semihosting and exit non-zero (so a fault fails CI). */
+/* Minimal Cortex-M startup for QEMU's boards (ARMv7-M and ARMv8-M Mainline): vector table,
+   .data/.bss init, FPU enable, and fault handlers that report through semihosting and exit
+   non-zero (so a fault fails CI). No vector is left 0: a 0 entry would lock the core up. */
 #include <stdint.h>
 #include "semihost.h"
 
@@ -20,7 +21,8 @@ const void *const vector_table[16 + 32] = {
     (void *)Fault_Handler, /* MemManage */
     (void *)Fault_Handler, /* BusFault */
     (void *)Fault_Handler, /* UsageFault */
-    0, 0, 0, 0,
+    (void *)Fault_Handler, /* SecureFault (ARMv8-M with the security extension; reserved before) */
+    0, 0, 0, /* reserved */
     (void *)Default_Handler, /* SVC */
     (void *)Default_Handler, /* DebugMon */
     0,
@@ -42,13 +44,27 @@ void Reset_Handler(void) {
   semihost_exit(main());
 }
 
+/* Exception number (3 HardFault, 4 MemManage, 5 BusFault, 6 UsageFault, 7 SecureFault), CFSR,
+   HFSR, the faulting address registers and, on ARMv8-M, SFSR/SFAR. */
 void Fault_Handler(void) {
-  uint32_t ipsr, cfsr = *(volatile uint32_t *)0xE000ED28;
+  uint32_t ipsr;
   __asm volatile("mrs %0, ipsr" : "=r"(ipsr));
   semihost_write0("FAULT: exception ");
-  semihost_write_hex(ipsr);
+  semihost_write_hex(ipsr & 0x1FFu);
   semihost_write0(" CFSR=");
-  semihost_write_hex(cfsr);
+  semihost_write_hex(*(volatile uint32_t *)0xE000ED28);
+  semihost_write0(" HFSR=");
+  semihost_write_hex(*(volatile uint32_t *)0xE000ED2C);
+  semihost_write0(" MMFAR=");
+  semihost_write_hex(*(volatile uint32_t *)0xE000ED34);
+  semihost_write0(" BFAR=");
+  semihost_write_hex(*(volatile uint32_t *)0xE000ED38);
+#if defined(__ARM_ARCH_8M_MAIN__) || defined(__ARM_ARCH_8_1M_MAIN__)
+  semihost_write0(" SFSR=");
+  semihost_write_hex(*(volatile uint32_t *)0xE000EDE4);
+  semihost_write0(" SFAR=");
+  semihost_write_hex(*(volatile uint32_t *)0xE000EDE8);
+#endif
   semihost_write0("\n");
   semihost_exit(3);
 }

@@ -65,10 +65,20 @@ static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
 /* ---- static buffers (the runtime's whole RAM besides the stack) ------------------------------- */
 /* SIMD operands: inputs minus zero point as int16, in groups of 4 ordered c0,c2,c1,c3 so that the
    pair (c0,c2) meets the weights of random bytes 0 and 2 of a PRNG word. Layer 0's copy is built
-   once per image and reused by all MC samples. */
-static int16_t g_x0[QBNN_MAX_INPUT];
-static int16_t g_xh[QBNN_MAX_HIDDEN];
-static int8_t g_act[2][QBNN_MAX_HIDDEN];
+   once per image and reused by all MC samples. The SIMD kernel reads them with LDRD, which faults
+   on any address that is not a multiple of 4 (ARMv7-M/v8-M): int16 arrays are only 2-aligned (gcc
+   -Os places them so), hence the unions with uint64_t (8-aligned on every ABI, C99). */
+static union { int16_t v[QBNN_MAX_INPUT]; uint64_t align; } g_x0;
+static union { int16_t v[QBNN_MAX_HIDDEN]; uint64_t align; } g_xh;
+static union { int8_t v[2][QBNN_MAX_HIDDEN]; uint64_t align; } g_act;
+
+/* Compile-time limits (C99 static assertions): |w| <= 127 times |x - zp| <= 255 summed over a row
+   fits int32; the count sums A[c] <= 255 * classes * samples fit uint32; softmax sums of at most
+   256 classes keep RoundingDivideByPOT's exponent <= 31; the SIMD kernel takes groups of 4. */
+typedef char qbnn_assert_acc[(127LL * 255 * QBNN_MAX_INPUT < 0x7FFFFFFFLL) ? 1 : -1];
+typedef char qbnn_assert_counts[(255LL * QBNN_MAX_CLASSES * QBNN_MAX_SAMPLES <= 0xFFFFFFFFLL) ? 1 : -1];
+typedef char qbnn_assert_classes[(QBNN_MAX_CLASSES <= 256 && QBNN_MAX_CLASSES <= QBNN_MAX_HIDDEN) ? 1 : -1];
+typedef char qbnn_assert_groups[(QBNN_MAX_INPUT % 4 == 0 && QBNN_MAX_HIDDEN % 4 == 0) ? 1 : -1];
 
 uint32_t qbnn_runtime_static_bytes(void) { return sizeof g_x0 + sizeof g_xh + sizeof g_act; }
 
@@ -78,27 +88,50 @@ static int resolve_kernel(int kernel) {
 }
 
 void qbnn_seed(qbnn_runtime_t *rt, uint32_t seed) {
+  if (!rt) return;
   for (uint32_t l = 0; l < QBNN_MAX_LAYERS; ++l) qbnn_stream_init(&rt->streams[l], seed, l);
 }
 
+static int in_int8(int32_t v) { return v >= -128 && v <= 127; }
+
+/* Everything one layer's kernels rely on besides the sampler core's own checks. */
+static int check_rt_layer(const qbnn_rt_layer *RL, int l, int kernel) {
+  const qbnn_layer *L = &RL->core;
+  int err = qbnn_layer_check(L);
+  if (err != QBNN_OK) return err;
+  if (L->cols > (l == 0 ? QBNN_MAX_INPUT : QBNN_MAX_HIDDEN) || L->rows > QBNN_MAX_HIDDEN) return QBNN_RT_ERR_LIMITS;
+  /* the table kernels need one byte per weight (I4_FUSED) and the derived table */
+  if (kernel != QBNN_KERNEL_REF && (L->layout != QBNN_LAYOUT_I4_FUSED || !RL->wlut)) return QBNN_RT_ERR_KERNEL;
+  /* int8 tensors: x - zp stays in [-255, 255] (int16 in the SIMD path), act_lut[q + 128] in bounds,
+     and MultiplyByQuantizedMultiplier's shifts stay below 32 (TFLite: shift in [-31, 30]) */
+  if (!in_int8(RL->in_zero_point) || !in_int8(RL->out_zero_point)) return QBNN_RT_ERR_RANGE;
+  if (!in_int8(RL->act_min) || !in_int8(RL->act_max) || RL->act_min > RL->act_max) return QBNN_RT_ERR_RANGE;
+  if (RL->multiplier < 0 || RL->shift < -31 || RL->shift > 30) return QBNN_RT_ERR_RANGE;
+  /* every stored code: the REF kernel indexes SIGMA_Q with the stored sigma code */
+  return qbnn_layer_check_codes(L);
+}
+
 int qbnn_init(qbnn_runtime_t *rt, const qbnn_model_t *model, uint32_t seed, int kernel) {
-  memset(rt, 0, sizeof *rt);
+  if (!rt) return QBNN_ERR_NULL;
+  memset(rt, 0, sizeof *rt); /* uninitialised until every check has passed */
+  if (!model || !model->layers) return QBNN_ERR_NULL;
   if (model->num_layers < 1 || model->num_layers > QBNN_MAX_LAYERS) return QBNN_RT_ERR_LIMITS;
   if (model->num_classes < 1 || model->num_classes > QBNN_MAX_CLASSES) return QBNN_RT_ERR_LIMITS;
   if (kernel < QBNN_KERNEL_AUTO || kernel > QBNN_KERNEL_SIMD) return QBNN_RT_ERR_KERNEL;
+  kernel = resolve_kernel(kernel);
   for (int l = 0; l < model->num_layers; ++l) {
-    const qbnn_layer *L = &model->layers[l].core;
-    const int err = qbnn_layer_check(L);
+    if (l > 0 && model->layers[l].core.cols != model->layers[l - 1].core.rows) return QBNN_RT_ERR_CHAIN;
+    const int err = check_rt_layer(&model->layers[l], l, kernel);
     if (err != QBNN_OK) return err;
-    if (L->cols > (l == 0 ? QBNN_MAX_INPUT : QBNN_MAX_HIDDEN) || L->rows > QBNN_MAX_HIDDEN) return QBNN_RT_ERR_LIMITS;
-    if (l > 0 && L->cols != model->layers[l - 1].core.rows) return QBNN_RT_ERR_CHAIN;
-    /* the table kernels need one byte per weight (I4_FUSED) and the derived table */
-    if (resolve_kernel(kernel) != QBNN_KERNEL_REF && (L->layout != QBNN_LAYOUT_I4_FUSED || !model->layers[l].wlut))
-      return QBNN_RT_ERR_KERNEL;
   }
   if (model->layers[model->num_layers - 1].core.rows != model->num_classes) return QBNN_RT_ERR_CHAIN;
+  /* softmax: (uint32)diff << left_shift needs a shift below 32; diff_min <= 0 keeps the row's
+     maximum in the sum (a zero sum would shift by 32 in GetReciprocal) */
+  if (model->softmax_multiplier < 0 || model->softmax_left_shift < 0 || model->softmax_left_shift > 31 ||
+      model->softmax_diff_min > 0)
+    return QBNN_RT_ERR_RANGE;
   rt->model = model;
-  rt->kernel = resolve_kernel(kernel);
+  rt->kernel = kernel;
   qbnn_seed(rt, seed);
   return QBNN_OK;
 }
@@ -233,15 +266,17 @@ static void run_layer(qbnn_runtime_t *rt, int l, const int8_t *x, int8_t *y, int
   const qbnn_rt_layer *RL = &rt->model->layers[l];
   const uint32_t rows = RL->core.rows, cols = RL->core.cols;
   qbnn_stream *s = &rt->streams[l];
-  const int aligned = (cols & 3u) == 0 && s->nbuf == 0;
   const uint8_t *p = RL->core.mu;
+  const int aligned = (cols & 3u) == 0 && s->nbuf == 0;
   if (rt->kernel == QBNN_KERNEL_REF) {
     for (uint32_t r = 0; r < rows; ++r) y[r] = requantize(RL, row_ref(RL, r, x, s));
   } else if (!aligned) {
     for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requantize(RL, row_lut(RL, p, x, s));
   } else {
-    if (rt->kernel == QBNN_KERNEL_SIMD) {
-      int16_t *xi = l == 0 ? g_x0 : g_xh;
+    /* SIMD reads the stored bytes a word at a time: 4-aligned rows (the generator aligns them to 16;
+       a caller's unaligned copy takes the byte-wise word kernel, same results) */
+    if (rt->kernel == QBNN_KERNEL_SIMD && ((uintptr_t)p & 3u) == 0) {
+      int16_t *xi = l == 0 ? g_x0.v : g_xh.v;
       if (!(l == 0 && x0_ready)) interleave_offset(x, (int)cols, RL->in_zero_point, xi);
       for (uint32_t r = 0; r < rows; ++r, p += cols)
         y[r] = requantize(RL, row_simd(RL->wlut, p, xi, (int)cols, &s->state));
@@ -257,17 +292,18 @@ static void run_layer(qbnn_runtime_t *rt, int l, const int8_t *x, int8_t *y, int
 static void forward(qbnn_runtime_t *rt, const int8_t *input, int8_t *softmax_out, int x0_ready) {
   const qbnn_model_t *m = rt->model;
   const int8_t *x = input;
-  int8_t *y = g_act[0];
+  int8_t *y = g_act.v[0];
   for (int l = 0; l < m->num_layers; ++l) {
     run_layer(rt, l, x, y, x0_ready);
     x = y;
-    y = g_act[(l + 1) & 1];
+    y = g_act.v[(l + 1) & 1];
   }
   qbnn_softmax_int8(x, m->num_classes, m->softmax_multiplier, m->softmax_left_shift, m->softmax_diff_min,
                     softmax_out);
 }
 
 int qbnn_forward(qbnn_runtime_t *rt, const int8_t *input, int8_t *softmax_out) {
+  if (!rt || !input || !softmax_out) return QBNN_ERR_NULL;
   if (!rt->model) return QBNN_RT_ERR_UNINIT;
   forward(rt, input, softmax_out, 0);
   return QBNN_OK;
@@ -287,17 +323,20 @@ static float entropy_of_counts(const uint32_t *counts, int n) {
 }
 
 int qbnn_predict(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_result_t *res) {
+  if (!rt || !input || !res) return QBNN_ERR_NULL;
   const qbnn_model_t *m = rt->model;
   if (!m) return QBNN_RT_ERR_UNINIT;
-  if (num_samples < 1) return QBNN_RT_ERR_SAMPLES;
+  if (num_samples < 1 || num_samples > QBNN_MAX_SAMPLES) return QBNN_RT_ERR_SAMPLES;
   const int nc = m->num_classes;
   memset(res, 0, sizeof *res);
   int x0_ready = 0;
   if (rt->kernel == QBNN_KERNEL_SIMD && (m->layers[0].core.cols & 3u) == 0) {
-    interleave_offset(input, (int)m->layers[0].core.cols, m->layers[0].in_zero_point, g_x0);
+    interleave_offset(input, (int)m->layers[0].core.cols, m->layers[0].in_zero_point, g_x0.v);
     x0_ready = 1;
   }
-  double sum_entropy = 0.0;
+  /* float only (no soft-double code on single-precision FPUs); Neumaier-compensated so that the
+     sum of S entropies keeps float32 accuracy for any S (SPEC 7: within 1e-5 nats) */
+  float sum_entropy = 0.0f, sum_comp = 0.0f;
   for (int s = 0; s < num_samples; ++s) {
     int8_t q[QBNN_MAX_CLASSES];
     uint32_t counts[QBNN_MAX_CLASSES];
@@ -306,7 +345,9 @@ int qbnn_predict(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_
       counts[c] = (uint32_t)((int32_t)q[c] + 128);
       res->counts[c] += counts[c];
     }
-    sum_entropy += entropy_of_counts(counts, nc);
+    const float h = entropy_of_counts(counts, nc), t = sum_entropy + h;
+    sum_comp += fabsf(sum_entropy) >= fabsf(h) ? (sum_entropy - t) + h : (h - t) + sum_entropy;
+    sum_entropy = t;
   }
   uint32_t total = 0;
   for (int c = 0; c < nc; ++c) total += res->counts[c];
@@ -315,7 +356,7 @@ int qbnn_predict(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_
     if (res->counts[c] > res->counts[res->prediction]) res->prediction = c;
   }
   res->predictive_entropy = entropy_of_counts(res->counts, nc);
-  res->expected_entropy = (float)(sum_entropy / num_samples);
+  res->expected_entropy = (sum_entropy + sum_comp) / (float)num_samples;
   res->mutual_information = res->predictive_entropy - res->expected_entropy;
   return QBNN_OK;
 }

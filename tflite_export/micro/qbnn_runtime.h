@@ -27,11 +27,19 @@
 #ifndef QBNN_MAX_CLASSES
 #define QBNN_MAX_CLASSES 10
 #endif
+#ifndef QBNN_MAX_SAMPLES /* MC samples per qbnn_predict call: the count sums A[c] stay below 2^32 */
+#define QBNN_MAX_SAMPLES 65536
+#endif
 
 enum { QBNN_KERNEL_AUTO = 0, QBNN_KERNEL_REF = 1, QBNN_KERNEL_LUT = 2, QBNN_KERNEL_SIMD = 3 };
-/* Errors of qbnn_init / qbnn_predict (0 = QBNN_OK; the sampler core's codes are 1..7). */
+/* Errors of qbnn_init / qbnn_predict / qbnn_forward (0 = QBNN_OK; the sampler core's codes are 1..8:
+   QBNN_ERR_NULL for any NULL pointer, QBNN_ERR_CODES for a stored mu/sigma code outside its range).
+   LIMITS: a size beyond the QBNN_MAX_* limits; CHAIN: layer dims do not chain; KERNEL: unknown kernel
+   or a table kernel without its table; SAMPLES: num_samples outside 1..QBNN_MAX_SAMPLES; UNINIT: no
+   successful qbnn_init; RANGE: a constant outside what the integer kernels support (zero points and
+   activation range outside int8, multiplier < 0, shift outside -31..30, softmax constants). */
 enum { QBNN_RT_ERR_LIMITS = 20, QBNN_RT_ERR_CHAIN = 21, QBNN_RT_ERR_KERNEL = 22, QBNN_RT_ERR_SAMPLES = 23,
-       QBNN_RT_ERR_UNINIT = 24 };
+       QBNN_RT_ERR_UNINIT = 24, QBNN_RT_ERR_RANGE = 25 };
 
 typedef struct {
   qbnn_layer core;         /* shapes, bits, layout, stored tensors, SIGMA_Q: the sampler core's view */
@@ -62,13 +70,17 @@ typedef struct {
   int prediction;
 } qbnn_result_t;
 
-/* Checks the model (shapes within the QBNN_MAX_* limits, layouts) and seeds every layer stream
-   with seed_state(seed, l) (SPEC 3.1): pass a hardware-RNG word, or model->default_seed. */
+/* Checks everything the model holds (pointers, shapes within the QBNN_MAX_* limits and chained,
+   layouts, bits, every stored mu/sigma code, zero points, activation ranges, requantization and
+   softmax constants) and seeds every layer stream with seed_state(seed, l) (SPEC 3.1): pass a
+   hardware-RNG word, or model->default_seed. On any error *rt is left uninitialised (qbnn_predict
+   then returns QBNN_RT_ERR_UNINIT). The model must stay unchanged while rt uses it. */
 int qbnn_init(qbnn_runtime_t *rt, const qbnn_model_t *model, uint32_t seed, int kernel);
-void qbnn_seed(qbnn_runtime_t *rt, uint32_t seed);
+void qbnn_seed(qbnn_runtime_t *rt, uint32_t seed); /* NULL rt: no-op */
 
 /* S MC passes on one image given as int8 input codes (pixel byte p -> p - 128). Streams continue
-   from where the previous call left them. Returns QBNN_OK or an error code. */
+   from where the previous call left them. Returns QBNN_OK or an error code (NULL rt, input or
+   result: QBNN_ERR_NULL, nothing computed). */
 int qbnn_predict(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_result_t *result);
 
 /* One MC pass: int8 softmax codes of num_classes outputs (exposed for tests and benchmarks). */

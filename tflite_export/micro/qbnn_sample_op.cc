@@ -54,14 +54,19 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   TF_LITE_ENSURE_EQ(context, tflite::NumOutputs(node), 1);
   tflite::MicroContext* mc = tflite::GetMicroContext(context);
 
+  // The codes are constant tensors: their data stays valid after the temp tensors are released.
+  qbnn_layer probe = L;
   TfLiteTensor* mu = mc->AllocateTempInputTensor(node, 0);
   const TfLiteType mu_type = L.layout == QBNN_LAYOUT_I8 ? kTfLiteInt8 : kTfLiteUInt8;
   TfLiteStatus status = CheckInput(context, mu, qbnn_mu_bytes(&L), mu_type);
+  if (status == kTfLiteOk) probe.mu = reinterpret_cast<const uint8_t*>(mu->data.raw);
   if (mu != nullptr) mc->DeallocateTempTfLiteTensor(mu);
   TF_LITE_ENSURE_STATUS(status);
+  probe.sigma = nullptr;
   if (n_in == 2) {
     TfLiteTensor* sigma = mc->AllocateTempInputTensor(node, 1);
     status = CheckInput(context, sigma, qbnn_sigma_bytes(&L), kTfLiteUInt8);
+    if (status == kTfLiteOk) probe.sigma = reinterpret_cast<const uint8_t*>(sigma->data.raw);
     if (sigma != nullptr) mc->DeallocateTempTfLiteTensor(sigma);
     TF_LITE_ENSURE_STATUS(status);
   }
@@ -74,11 +79,9 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   TF_LITE_ENSURE_EQ(context, out->params.zero_point, 0);
   mc->DeallocateTempTfLiteTensor(out);
 
-  // Table check with placeholder pointers (the real ones are only known in Eval).
-  qbnn_layer probe = L;
-  probe.mu = reinterpret_cast<const uint8_t*>(&L);
-  probe.sigma = probe.mu;
-  const int check = qbnn_layer_check(&probe);
+  // Tables and every stored code (a sigma code >= 2^sigma_bits would index past SIGMA_Q in Eval).
+  int check = qbnn_layer_check(&probe);
+  if (check == QBNN_OK) check = qbnn_layer_check_codes(&probe);
   if (check != QBNN_OK) {
     MicroPrintf("QBNN_SAMPLE: invalid layer %d (error %d)", L.layer_index, check);
     return kTfLiteError;

@@ -110,6 +110,30 @@ int qbnn_layer_check(const qbnn_layer* L) {
   return QBNN_OK;
 }
 
+int qbnn_layer_check_codes(const qbnn_layer* L) {
+  const int32_t max_code = (1 << (L->weight_bits - 1)) - 1;
+  const uint32_t levels = 1u << L->sigma_bits, n = L->rows * L->cols;
+  uint32_t i;
+  if (L->layout == QBNN_LAYOUT_I4_FUSED) { /* one byte per weight: a 256-bit table of valid bytes */
+    uint32_t ok[8] = {0};
+    uint32_t b;
+    for (b = 0; b < 256u; ++b) {
+      int32_t mu = nibble_s(b);
+      if ((b >> 4) < levels && mu >= -max_code && mu <= max_code) ok[b >> 5] |= 1u << (b & 31u);
+    }
+    for (i = 0; i < n; ++i)
+      if (!(ok[L->mu[i] >> 5] & (1u << (L->mu[i] & 31u)))) return QBNN_ERR_CODES;
+    return QBNN_OK;
+  }
+  for (i = 0; i < n; ++i) {
+    int32_t mu;
+    uint32_t k;
+    qbnn_layer_codes(L, i, &mu, &k);
+    if (k >= levels || mu < -max_code || mu > max_code) return QBNN_ERR_CODES;
+  }
+  return QBNN_OK;
+}
+
 void qbnn_sample_range(const qbnn_layer* L, qbnn_stream* s, uint32_t first, uint32_t count, int8_t* out) {
   const int32_t max_code = (1 << (L->weight_bits - 1)) - 1;
   const int32_t* sq = L->sigma_q;

@@ -32,6 +32,7 @@ extern "C" {
 #define QBNN_ERR_TABLE 5
 #define QBNN_ERR_SHIFT 6
 #define QBNN_ERR_OPTIONS 7
+#define QBNN_ERR_CODES 8 /* a stored mu code outside [-M, M] or sigma code >= 2^sb */
 
 extern const int16_t QBNN_EPS_Q[256];
 
@@ -90,6 +91,10 @@ void qbnn_layer_codes(const qbnn_layer* L, uint32_t n, int32_t* mu, uint32_t* si
 
 /* Validates a layer description (bits, layout, pointers, table overflow bound). */
 int qbnn_layer_check(const qbnn_layer* L);
+
+/* Checks every stored code of a checked layer (qbnn_layer_check first): mu in [-M, M] with
+ * M = 2^(b-1) - 1, sigma code < 2^sb (so that SIGMA_Q[k] is never read out of bounds). O(R*C). */
+int qbnn_layer_check_codes(const qbnn_layer* L);
 
 /* Samples `count` consecutive weights starting at flat element `first` into out[0..count-1]. */
 void qbnn_sample_range(const qbnn_layer* L, qbnn_stream* s, uint32_t first, uint32_t count, int8_t* out);

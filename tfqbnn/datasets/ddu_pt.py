@@ -7,6 +7,11 @@ persistent ids point at storages), `<archive>/data/<key>` (raw little-endian sto
 The pickle is read by an Unpickler whose `find_class` only resolves the tensor-rebuild globals to
 local stand-ins (`torch._utils._rebuild_tensor_v2`, the typed `torch.*Storage` markers and
 `collections.OrderedDict`); any other global is refused, so no pickle code ever runs.
+
+Hostile geometry and sizes are refused before any allocation: zip members are read with a byte cap
+(a deflate bomb never inflates past it), the declared elements of a file are capped, a storage
+record must hold exactly its declared element count, and a tensor view must lie inside its storage
+with no stride 0 and no overlap (else a tiny file could expand into a huge array).
 """
 
 import collections
@@ -27,6 +32,11 @@ DDU_FILES = {
     "amnist_labels.pt": ("3bfc055a9f91a76d8d493e8b898c3c95", (12000, 10), np.int64),
 }
 DDU_URL = "https://github.com/BlackHC/ddu_dirty_mnist/releases/download/data-v1.0.0/"
+
+# Caps for one file: the real samples file holds 9.4 M float32 elements (37.6 MB).
+MAX_MEMBER_BYTES = 64 << 20  # any zip member, after decompression
+MAX_PICKLE_BYTES = 1 << 20  # data.pkl of a single tensor is a few hundred bytes
+MAX_ELEMENTS = 1 << 25  # all storages and tensor copies of the file together (each allocates)
 
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32,
@@ -51,30 +61,79 @@ class _Storage:
         self.array = array
 
 
-def _make_rebuild(path):
+def _check_geometry(path, size, stride, offset, storage_len):
+    """A view that lies inside its storage, each element once: no stride 0, no overlap."""
+    geometry = f"size={size} stride={stride} offset={offset}"
+    if len(size) != len(stride) or min(size + stride + (offset,), default=0) < 0:
+        raise DatasetFileError(path, f"bad tensor geometry {geometry}")
+    numel = int(np.prod(size, dtype=object))
+    if numel == 0:
+        return 0
+    if offset + sum((n - 1) * s for n, s in zip(size, stride)) >= storage_len:
+        raise DatasetFileError(path, f"tensor {geometry} exceeds its storage of {storage_len} elements")
+    # Non-overlap: with the dims of extent > 1 sorted by stride, each stride exceeds the span of the smaller ones.
+    span = 0
+    for n, s in sorted(((n, s) for n, s in zip(size, stride) if n > 1), key=lambda t: t[1]):
+        if s <= span:
+            raise DatasetFileError(path, f"tensor {geometry} is a stride-0 or overlapping view; refused "
+                                         "(it would expand its storage)")
+        span += (n - 1) * s
+    return numel
+
+
+def _make_rebuild(path, budget):
     def rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
         if not isinstance(storage, _Storage):
             raise DatasetFileError(path, "tensor rebuild without a storage")
-        size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
-        if len(size) != len(stride) or min(size + stride + (int(offset),), default=0) < 0:
-            raise DatasetFileError(path, f"bad tensor geometry size={size} stride={stride} offset={offset}")
+        if not all(isinstance(v, int) for v in (offset, *size, *stride)):
+            raise DatasetFileError(path, "tensor geometry is not integers")
+        size, stride, offset = tuple(size), tuple(stride), int(offset)
         a = storage.array
-        last = int(offset) + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else int(offset) - 1
-        if last >= len(a):
-            raise DatasetFileError(path, f"tensor size={size} stride={stride} exceeds its storage of {len(a)}")
+        budget.take(_check_geometry(path, size, stride, offset, len(a)))
         it = a.itemsize
-        view = np.lib.stride_tricks.as_strided(a[int(offset) :], size, tuple(s * it for s in stride), writeable=False)
-        return np.array(view)  # own, contiguous copy
+        view = np.lib.stride_tricks.as_strided(a[offset:], size, tuple(s * it for s in stride), writeable=False)
+        return np.array(view)  # own, contiguous copy (bounded: no overlap, inside the storage)
 
     return rebuild_tensor_v2
+
+
+class _Budget:
+    """Elements declared so far in one file, against MAX_ELEMENTS."""
+
+    def __init__(self, path):
+        self.path, self.used = path, 0
+
+    def take(self, n):
+        self.used += int(n)
+        if self.used > MAX_ELEMENTS:
+            raise DatasetFileError(self.path, f"declares more than {MAX_ELEMENTS} elements (MAX_ELEMENTS); refused")
+
+
+def _read_member(path, zf, name, cap):
+    """A zip member's bytes, refusing (before inflating) anything larger than ``cap``."""
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise DatasetFileError(path, f"missing record {name}") from None
+    if info.file_size > cap:
+        raise DatasetFileError(path, f"record {name} declares {info.file_size} bytes, over the cap of {cap}")
+    try:
+        with zf.open(info) as f:
+            data = f.read(cap + 1)  # the declared size may lie: never inflate more than the cap
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:  # noqa: B014 (zlib errors are ValueErrors)
+        raise DatasetFileError(path, f"corrupt record {name} ({type(e).__name__}: {e})") from None
+    if len(data) > cap:
+        raise DatasetFileError(path, f"record {name} inflates past the cap of {cap} bytes")
+    return data
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, data, path, zf, prefix):
         super().__init__(io.BytesIO(data))
         self.path, self.zf, self.prefix = path, zf, prefix
+        self.budget = _Budget(path)
         self._allowed = {
-            ("torch._utils", "_rebuild_tensor_v2"): _make_rebuild(path),
+            ("torch._utils", "_rebuild_tensor_v2"): _make_rebuild(path, self.budget),
             ("collections", "OrderedDict"): collections.OrderedDict,
         }
 
@@ -89,21 +148,24 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
             raise DatasetFileError(self.path, f"unsupported persistent id {pid!r:.80}")
         _, stype, key, _location, numel = pid
+        if not isinstance(numel, int) or numel < 0 or not isinstance(key, str):
+            raise DatasetFileError(self.path, f"bad storage record key={key!r:.40} numel={numel!r:.40}")
+        self.budget.take(numel)  # before reading: the declared count alone can be refused
         record = f"{self.prefix}data/{key}"
-        try:
-            raw = self.zf.read(record)
-        except KeyError:
-            raise DatasetFileError(self.path, f"missing storage record {record}") from None
-        if len(raw) < int(numel) * stype.dtype.itemsize:
-            raise DatasetFileError(self.path, f"storage {record} holds {len(raw)} bytes, needs {numel} x {stype.name}")
-        return _Storage(np.frombuffer(raw, dtype=stype.dtype.newbyteorder("<"), count=int(numel)))
+        raw = _read_member(self.path, self.zf, record, MAX_MEMBER_BYTES)
+        if len(raw) != numel * stype.dtype.itemsize:
+            raise DatasetFileError(self.path, f"storage {record} holds {len(raw)} bytes, declared {numel} x "
+                                              f"{stype.name} ({numel * stype.dtype.itemsize} bytes)")
+        return _Storage(np.frombuffer(raw, dtype=stype.dtype.newbyteorder("<"), count=numel))
 
 
 def read_torch_tensor(path, expected_md5=None, expected_shape=None, expected_dtype=None):
     """Reads the single tensor saved in a torch `.pt` zip file as a numpy array, without torch.
 
     Raises:
-        DatasetFileError: MD5 mismatch, not a torch zip, forbidden global, or wrong shape/dtype.
+        DatasetFileError: MD5 mismatch, not a torch zip, forbidden global, a record over MAX_MEMBER_BYTES,
+            more than MAX_ELEMENTS declared, a storage of the wrong size, a stride-0 / overlapping /
+            out-of-storage view, or wrong shape/dtype.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -119,10 +181,10 @@ def read_torch_tensor(path, expected_md5=None, expected_shape=None, expected_dty
         if len(pkl) != 1:
             raise DatasetFileError(path, "no <archive>/data.pkl record: not a torch.save zip file")
         prefix = pkl[0][: -len("data.pkl")]
-        if prefix + "byteorder" in zf.namelist() and zf.read(prefix + "byteorder").strip() != b"little":
+        if prefix + "byteorder" in zf.namelist() and _read_member(path, zf, prefix + "byteorder", 64).strip() != b"little":
             raise DatasetFileError(path, "big-endian torch files are not supported")
         try:
-            obj = _RestrictedUnpickler(zf.read(pkl[0]), path, zf, prefix).load()
+            obj = _RestrictedUnpickler(_read_member(path, zf, pkl[0], MAX_PICKLE_BYTES), path, zf, prefix).load()
         except DatasetFileError:
             raise
         except Exception as e:  # malformed pickle

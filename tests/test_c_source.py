@@ -1,0 +1,88 @@
+"""Generated C trusts no artifact: whatever a manifest or a caller puts in names and strings, the
+C written by tflite_export.c_source holds only identifiers and numbers the generator made."""
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from tflite_export import c_source
+
+from mcu_models import synthetic_model
+
+EVIL = "x */ int evil; /*\n#include <stdlib.h>\nint evil2 = 1; //"
+C_WORDS = {"const", "static", "int8_t", "uint8_t", "int32_t", "uint32_t", "int", "char", "unsigned", "extern",
+           "qbnn_rt_layer", "qbnn_model_t", "QBNN_ALIGNED", "include", "define", "ifndef", "endif", "if", "else",
+           "defined", "__GNUC__", "__attribute__", "aligned", "f", "float", "stdint", "h"}
+STRINGS = {'"model_data.h"', '"qbnn_runtime.h"', '"test_vectors.h"'}
+
+
+def _tokens_outside_comments(text):
+    comments = re.findall(r"/\*(.*?)\*/", text, re.S)
+    code = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    return comments, code
+
+
+def assert_generator_made_only(text, allowed_strings=STRINGS):
+    """Comments use a small alphabet; code is numbers, punctuation, the generator's identifiers
+    (qbnn_* / QBNN_*, C words) and known string literals."""
+    comments, code = _tokens_outside_comments(text)
+    for c in comments:
+        assert re.fullmatch(r"[A-Za-z0-9 _=,.:()<>|/\-+\[\]^]*", c), f"unexpected comment {c!r}"
+    assert "//" not in code
+    strings = re.findall(r'"[^"\n]*"', code)
+    assert set(strings) <= allowed_strings, set(strings) - allowed_strings
+    code = re.sub(r'"[^"\n]*"', " ", code)
+    for tok in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", re.sub(r"\b\d[0-9.e+-]*[uf]?\b", " ", code)):
+        assert tok in C_WORDS or tok.startswith(("qbnn_", "QBNN_")), f"identifier {tok!r} not made by the generator"
+    assert re.fullmatch(r"[A-Za-z0-9_\s{}()\[\];,=*&#<>.+\-/\"]*", code.replace("'", "")), "unexpected characters"
+
+
+def test_layer_name_from_the_manifest_never_reaches_the_c(tmp_path):
+    model = synthetic_model(sizes=(16, 8, 4), seed=1)
+    model.layers[0].name = EVIL
+    model.layers[1].name = "ok */ #error injected"
+    c_path, h_path = c_source.write_model_sources(model, tmp_path)
+    for path in (c_path, h_path):
+        text = open(path).read()
+        assert "evil" not in text and "stdlib" not in text and "injected" not in text
+        assert_generator_made_only(text)
+    if shutil.which("cc"):  # and it still compiles to a model with only qbnn_ symbols
+        micro = c_source.__file__.replace("c_source.py", "micro")
+        obj = tmp_path / "model_data.o"
+        subprocess.run(["cc", "-std=c99", "-Wall", "-Werror", "-c", "-I", micro, "-I", str(tmp_path), c_path,
+                        "-o", str(obj)], check=True)
+        syms = subprocess.run(["nm", str(obj)], capture_output=True, text=True, check=True).stdout
+        assert "evil" not in syms and "qbnn_model" in syms
+
+
+def test_unknown_activation_string_is_refused(tmp_path):
+    model = synthetic_model(sizes=(16, 8, 4), seed=1)
+    model.layers[1].activation = "linear */ int evil; /*"
+    with pytest.raises(ValueError, match="activation"):
+        c_source.write_model_sources(model, tmp_path)
+
+
+@pytest.mark.parametrize("source", ['a"; int evil; char *x = "', "two\nlines", "", "x" * 41, "back\\slash"])
+def test_test_vector_source_names_must_be_plain_words(tmp_path, source):
+    model = synthetic_model(sizes=(16, 8, 4), seed=1)
+    images = np.zeros((1, 16), np.uint8)
+    with pytest.raises(ValueError, match="source name"):
+        c_source.write_test_vectors(model, images, [source], tmp_path, num_samples=2)
+
+
+def test_test_vectors_hold_only_generated_tokens(tmp_path):
+    model = synthetic_model(sizes=(16, 8, 4), seed=1)
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 16)).astype(np.uint8)
+    c_source.write_test_vectors(model, images, ["mnist", "ambiguous-blend"], tmp_path, num_samples=2)
+    text = (tmp_path / "test_vectors.c").read_text() + (tmp_path / "test_vectors.h").read_text()
+    assert_generator_made_only(text, STRINGS | {'"mnist"', '"ambiguous-blend"'})
+
+
+def test_tflite_array_name_must_be_an_identifier(tmp_path):
+    f = tmp_path / "m.tflite"
+    f.write_bytes(b"\x00" * 8)
+    with pytest.raises(ValueError, match="C identifier"):
+        c_source.write_tflite_array(f, tmp_path, name="g_model[]; int evil")

@@ -1,0 +1,152 @@
+/* Validation test of the runtime's API (host with ASan/UBSan, and on the boards): every malformed
+   model, out-of-range constant and NULL pointer must be refused with an error code; a valid model
+   must still init and predict. Each case mutates a RAM copy of the generated model. Prints one line
+   per case ("ok CASE code=N" / "FAIL CASE ...") and exits 0 only when all cases pass.
+   On the host, `qbnn_validate CASE` runs only that case (to see which one crashes). */
+#include <stdio.h>
+#include <string.h>
+
+#include "model_data.h"
+#include "qbnn_runtime.h"
+#include "test_vectors.h"
+
+static qbnn_runtime_t g_rt;
+static qbnn_model_t g_m;
+static qbnn_rt_layer g_layers[QBNN_NUM_LAYERS];
+static uint8_t g_packed_last[QBNN_MAX_HIDDEN * QBNN_MAX_HIDDEN + 4] __attribute__((aligned(16)));
+static int8_t g_input[QBNN_MAX_INPUT];
+static qbnn_result_t g_res;
+
+static void reset(void) {
+  g_m = qbnn_model;
+  memcpy(g_layers, qbnn_model.layers, sizeof g_layers);
+  g_m.layers = g_layers;
+  const qbnn_layer *L = &g_layers[QBNN_NUM_LAYERS - 1].core;
+  memcpy(g_packed_last, L->mu, L->rows * L->cols);
+  g_layers[QBNN_NUM_LAYERS - 1].core.mu = g_packed_last;
+  for (int i = 0; i < QBNN_TV_INPUT_DIM; ++i) g_input[i] = (int8_t)((int)qbnn_tv_images[0][i] - 128);
+}
+
+#define LAST (&g_layers[QBNN_NUM_LAYERS - 1])
+
+/* A case mutates the copy and returns the code of the call that must fail. */
+static int c_null_rt(void) { return qbnn_init(NULL, &g_m, 1, QBNN_KERNEL_AUTO); }
+static int c_null_model(void) { return qbnn_init(&g_rt, NULL, 1, QBNN_KERNEL_AUTO); }
+static int c_null_layers(void) { g_m.layers = NULL; return qbnn_init(&g_rt, &g_m, 1, QBNN_KERNEL_AUTO); }
+static int c_null_mu(void) { g_layers[0].core.mu = NULL; return qbnn_init(&g_rt, &g_m, 1, QBNN_KERNEL_REF); }
+static int c_null_sigma_q(void) { g_layers[0].core.sigma_q = NULL; return qbnn_init(&g_rt, &g_m, 1, QBNN_KERNEL_AUTO); }
+static int c_null_wlut(void) { g_layers[0].wlut = NULL; return qbnn_init(&g_rt, &g_m, 1, QBNN_KERNEL_LUT); }
+static int init_ok(int kernel) { return qbnn_init(&g_rt, &g_m, 1, kernel); }
+static int c_predict_null_rt(void) { return qbnn_predict(NULL, g_input, 2, &g_res); }
+static int c_predict_null_input(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, NULL, 2, &g_res); }
+static int c_predict_null_result(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, g_input, 2, NULL); }
+static int c_predict_uninit(void) { memset(&g_rt, 0, sizeof g_rt); return qbnn_predict(&g_rt, g_input, 2, &g_res); }
+static int c_predict_zero_samples(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, g_input, 0, &g_res); }
+static int c_forward_null_input(void) {
+  int8_t out[QBNN_MAX_CLASSES];
+  return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_forward(&g_rt, NULL, out);
+}
+static int c_forward_null_out(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_forward(&g_rt, g_input, NULL); }
+static int c_kernel_unknown(void) { return qbnn_init(&g_rt, &g_m, 1, 7); }
+static int c_act_min_below_int8(void) { g_layers[0].act_min = -129; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_act_max_above_int8(void) { g_layers[0].act_max = 300; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_act_min_gt_max(void) { g_layers[0].act_min = 10; g_layers[0].act_max = 5; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_shift_plus_40(void) { g_layers[0].shift = 40; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_shift_minus_40(void) { g_layers[0].shift = -40; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_multiplier_negative(void) { g_layers[0].multiplier = -5; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_in_zp_overflows_int8(void) { g_layers[0].in_zero_point = 200; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_in_zp_truncated_int16(void) { g_layers[1].in_zero_point = 40000; return init_ok(QBNN_KERNEL_SIMD); }
+static int c_in_zp_int_min(void) { g_layers[0].in_zero_point = INT32_MIN; return init_ok(QBNN_KERNEL_LUT); }
+static int c_out_zp_overflows(void) { g_layers[0].out_zero_point = INT32_MAX; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_sigma_code_beyond_table(void) { /* sb = 3: stored sigma codes 8..15 have no SIGMA_Q entry */
+  LAST->core.sigma_bits = 3;
+  for (uint32_t i = 0; i < LAST->core.rows * LAST->core.cols; ++i) g_packed_last[i] &= 0x7F;
+  g_packed_last[5] |= 0x80;
+  return init_ok(QBNN_KERNEL_REF);
+}
+static int c_mu_code_minus_8(void) { g_packed_last[3] = (uint8_t)((g_packed_last[3] & 0xF0) | 0x8); return init_ok(QBNN_KERNEL_REF); }
+static int c_chain_cols(void) { g_layers[1].core.cols -= 4; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_classes_mismatch(void) { g_m.num_classes -= 1; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_zero_layers(void) { g_m.num_layers = 0; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_too_wide(void) { g_layers[0].core.cols = QBNN_MAX_INPUT + 4; return init_ok(QBNN_KERNEL_REF); }
+static int c_softmax_left_shift_40(void) { g_m.softmax_left_shift = 40; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_softmax_diff_min_positive(void) { g_m.softmax_diff_min = 1; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_softmax_multiplier_negative(void) { g_m.softmax_multiplier = -1; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_layout_unknown(void) { g_layers[0].core.layout = 9; return init_ok(QBNN_KERNEL_REF); }
+static int c_weight_bits_9(void) { g_layers[0].core.weight_bits = 9; return init_ok(QBNN_KERNEL_REF); }
+
+static const struct {
+  const char *name;
+  int (*run)(void);
+} kCases[] = {
+    {"null_rt", c_null_rt}, {"null_model", c_null_model}, {"null_layers", c_null_layers}, {"null_mu", c_null_mu},
+    {"null_sigma_q", c_null_sigma_q}, {"null_wlut", c_null_wlut}, {"predict_null_rt", c_predict_null_rt},
+    {"predict_null_input", c_predict_null_input}, {"predict_null_result", c_predict_null_result},
+    {"predict_uninit", c_predict_uninit}, {"predict_zero_samples", c_predict_zero_samples},
+    {"forward_null_input", c_forward_null_input}, {"forward_null_out", c_forward_null_out},
+    {"kernel_unknown", c_kernel_unknown}, {"act_min_below_int8", c_act_min_below_int8},
+    {"act_max_above_int8", c_act_max_above_int8}, {"act_min_gt_max", c_act_min_gt_max},
+    {"shift_plus_40", c_shift_plus_40}, {"shift_minus_40", c_shift_minus_40},
+    {"multiplier_negative", c_multiplier_negative}, {"in_zp_overflows_int8", c_in_zp_overflows_int8},
+    {"in_zp_truncated_int16", c_in_zp_truncated_int16}, {"in_zp_int_min", c_in_zp_int_min},
+    {"out_zp_overflows", c_out_zp_overflows}, {"sigma_code_beyond_table", c_sigma_code_beyond_table},
+    {"mu_code_minus_8", c_mu_code_minus_8}, {"chain_cols", c_chain_cols}, {"classes_mismatch", c_classes_mismatch},
+    {"zero_layers", c_zero_layers}, {"too_wide", c_too_wide}, {"softmax_left_shift_40", c_softmax_left_shift_40},
+    {"softmax_diff_min_positive", c_softmax_diff_min_positive},
+    {"softmax_multiplier_negative", c_softmax_multiplier_negative}, {"layout_unknown", c_layout_unknown},
+    {"weight_bits_9", c_weight_bits_9},
+};
+
+/* Cases whose failing call is qbnn_init(&g_rt, ...): afterwards g_rt must refuse to predict, even
+   though it held a valid model before (no result computed from a half-checked model). */
+static int is_init_case(const char *name) {
+  return strncmp(name, "predict_", 8) != 0 && strncmp(name, "forward_", 8) != 0 && strcmp(name, "null_rt") != 0;
+}
+
+static int run_cases(const char *only) {
+  int bad = 0, n = 0;
+  /* the unmutated copy is valid for every kernel and gives the reference counts */
+  for (int k = QBNN_KERNEL_REF; k <= QBNN_KERNEL_SIMD && !only; ++k) {
+    reset();
+    int err = qbnn_init(&g_rt, &g_m, QBNN_TV_SEED, k);
+    if (!err) err = qbnn_predict(&g_rt, g_input, QBNN_TV_NUM_SAMPLES, &g_res);
+    int same = !err;
+    for (int c = 0; c < QBNN_TV_NUM_CLASSES && same; ++c) same = g_res.counts[c] == qbnn_tv_counts[0][c];
+    printf("%s valid_model kernel=%d code=%d\n", same ? "ok" : "FAIL", k, err);
+    bad += !same;
+  }
+  for (unsigned i = 0; i < sizeof kCases / sizeof kCases[0]; ++i) {
+    if (only && strcmp(only, kCases[i].name) != 0) continue;
+    reset();
+    if (qbnn_init(&g_rt, &g_m, 1, QBNN_KERNEL_AUTO) != QBNN_OK) return 2;
+    const int code = kCases[i].run();
+    reset();
+    const int usable = is_init_case(kCases[i].name) && qbnn_predict(&g_rt, g_input, 2, &g_res) == QBNN_OK;
+    const int fail = code == QBNN_OK || code == -1 || usable;
+    printf("%s %s code=%d%s\n", fail ? "FAIL" : "ok", kCases[i].name, code, usable ? " (runtime still predicts)" : "");
+    bad += fail;
+    ++n;
+  }
+  /* a caller's copy of the stored bytes at an odd address: same results (the SIMD kernel reads
+     words only from 4-aligned rows and takes the byte-wise kernel otherwise) */
+  if (!only || strcmp(only, "valid_model_unaligned_copy") == 0) {
+    reset();
+    const qbnn_layer *L = &LAST->core;
+    memmove(g_packed_last + 1, g_packed_last, L->rows * L->cols);
+    LAST->core.mu = g_packed_last + 1;
+    int err = qbnn_init(&g_rt, &g_m, QBNN_TV_SEED, QBNN_KERNEL_SIMD);
+    if (!err) err = qbnn_predict(&g_rt, g_input, QBNN_TV_NUM_SAMPLES, &g_res);
+    int same = !err;
+    for (int c = 0; c < QBNN_TV_NUM_CLASSES && same; ++c) same = g_res.counts[c] == qbnn_tv_counts[0][c];
+    printf("%s valid_model_unaligned_copy kernel=3 code=%d\n", same ? "ok" : "FAIL", err);
+    bad += !same;
+  }
+  printf("%s: %d of %d cases failed\n", bad ? "VALIDATION FAILED" : "VALIDATION PASSED", bad, n);
+  return bad ? 1 : 0;
+}
+
+#ifdef QBNN_HOST
+int main(int argc, char **argv) { return run_cases(argc > 1 ? argv[1] : NULL); }
+#else
+int main(void) { return run_cases(NULL); }
+#endif

@@ -1,0 +1,56 @@
+"""The op protocol of the integer IR. An `IntegerModel` is a list of ops run in order on int8 NHWC (or [N, C])
+tensors; each op is a dataclass in its own module under `tflite_export.ir`, listed once in `ir.registry`.
+
+What an op provides (defaults here; an op overrides what applies):
+
+* `kind` -- registry key (the TFLite builtin name, e.g. "CONV_2D"; "QBNN" ops are ours)
+* `bayesian` -- True when its weights are sampled per MC pass (then `index` is its stream id, SPEC 3.1)
+* `sample(stream)` -- int8 weight codes for one pass (Bayesian: drawn from `stream`; constant: the codes)
+* `output_quant(in_quant)` -- (scale, zero point) of its int8 output given its input's
+* `output_shape(in_shape)` -- per-example output shape
+* `run(q, in_quant, w, rounding)` -- the numpy integer forward (bit-exact with TFLite's reference kernels)
+* `calibrate(qs, in_quant, ws)` -- fix its own quantization from the int8 inputs of several passes (SPEC 4);
+  returns its outputs (default: an op that keeps its input's quantization just runs)
+* `stored_tensors()` -- [(name, array)] the exporter writes (codes, packed)
+* `manifest_entry()` -- its manifest.json dict (with "kind")
+* `lower_tflite(graph, x)` / `emit_c(...)` -- later phases (TFLite operators, C tables)
+"""
+
+from __future__ import annotations
+
+
+class Op:
+    kind = None
+    bayesian = False
+    has_weights = False
+
+    def sample(self, stream):
+        return None
+
+    def output_quant(self, in_quant):
+        return in_quant
+
+    def output_shape(self, in_shape):
+        return tuple(in_shape)
+
+    def run(self, q, in_quant, w=None, rounding="double"):
+        raise NotImplementedError(f"{type(self).__name__}.run")
+
+    def calibrate(self, qs, in_quant, ws):
+        return [self.run(q, in_quant, w) for q, w in zip(qs, ws)]
+
+    def stored_tensors(self):
+        return []
+
+    def manifest_entry(self):
+        return {"kind": self.kind, "name": self.name}
+
+    def lower_tflite(self, graph, x):
+        raise NotImplementedError(f"op {self.kind}: TFLite lowering is not implemented yet")
+
+    def emit_c(self, *args, **kwargs):
+        raise NotImplementedError(f"op {self.kind}: C emission is not implemented yet")
+
+
+def quant_entry(scale, zero_point):
+    return {"scale": None if scale is None else float(scale), "zero_point": None if zero_point is None else int(zero_point)}

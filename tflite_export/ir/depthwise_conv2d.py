@@ -1,0 +1,52 @@
+"""DEPTHWISE_CONV_2D (TFLite reference_integer_ops::DepthwiseConvPerChannel), NHWC input, filter 1HWO with
+O = C * depth_multiplier: output channel `o = c * dm + m` reads input channel `c = o // dm`;
+`acc[n, y, x, o] = sum_{fy, fx} w[0, fy, fx, o] * (q[n, y*sh - ph + fy*dh, x*sw - pw + fx*dw, o // dm] - zp_in)`
+over the in-image taps, + bias, per-channel requantization along O, fused activation. Bayesian filters are
+sampled in 1HWO row-major order (the stored order)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tflite_export.intmath import window
+from tflite_export.ir.weighted import WeightedOp
+
+
+@dataclass(eq=False)
+class DepthwiseConv2D(WeightedOp):
+    strides: tuple = (1, 1)
+    padding: str = "valid"
+    dilation: tuple = (1, 1)
+
+    kind = "DEPTHWISE_CONV_2D"
+    channel_axis = 3
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.padding = window.check_padding(self.padding, f"op {self.name!r}")
+        if len(self.weights.shape) != 4 or self.weights.shape[0] != 1:
+            raise ValueError(f"op {self.name!r}: DEPTHWISE_CONV_2D filters are 1HWO; received {self.weights.shape}")
+
+    def depth_multiplier(self, in_channels):
+        o = self.weights.shape[3]
+        if o % in_channels:
+            raise ValueError(f"op {self.name!r}: {o} output channels are not a multiple of {in_channels} input channels")
+        return o // in_channels
+
+    def output_shape(self, in_shape):
+        h, w, c = in_shape
+        _, fh, fw, o = self.weights.shape
+        self.depth_multiplier(c)
+        return (window.out_size(self.padding, h, fh, self.strides[0], self.dilation[0]),
+                window.out_size(self.padding, w, fw, self.strides[1], self.dilation[1]), o)
+
+    def accumulate(self, q, w):
+        q = np.asarray(q)
+        self.output_shape(q.shape[1:])
+        dm = self.depth_multiplier(q.shape[3])
+        x = q.astype(np.float64) - self.input_zero_point
+        patches, _ = window.windows(x, self.weights.shape[1:3], self.strides, self.padding, self.dilation, fill=0.0)
+        patches = np.repeat(patches, dm, axis=-1)  # channel o reads input channel o // dm
+        return np.einsum("nyxhwo,hwo->nyxo", patches, np.asarray(w, np.float64)[0]).astype(np.int64)

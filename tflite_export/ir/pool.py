@@ -1,0 +1,65 @@
+"""MAX_POOL_2D and AVERAGE_POOL_2D (TFLite reference_integer_ops pooling, int8): output quantization equals
+the input's. Max: the largest in-image tap. Average: `sum / count` over the in-image taps only, rounded half
+away from zero with C's truncating division (`(s + count/2) / count` for s > 0, `(s - count/2) / count`
+otherwise). Both then clamp to the fused activation range (ReLU: at the zero point)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tflite_export.intmath import window
+from tflite_export.ir import activation as act
+from tflite_export.ir.base import Op
+
+
+@dataclass(eq=False)
+class _Pool2D(Op):
+    name: str
+    pool_size: tuple = (2, 2)
+    strides: tuple = (2, 2)
+    padding: str = "valid"
+    activation: str = "linear"
+
+    def __post_init__(self):
+        self.padding = window.check_padding(self.padding, f"op {self.name!r}")
+        if self.activation not in act.FUSED:
+            raise ValueError(f"op {self.name!r}: pooling fuses only {list(act.FUSED)}; received {self.activation!r}")
+
+    def output_shape(self, in_shape):
+        h, w, c = in_shape
+        return (window.out_size(self.padding, h, self.pool_size[0], self.strides[0]),
+                window.out_size(self.padding, w, self.pool_size[1], self.strides[1]), c)
+
+    def run(self, q, in_quant, w=None, rounding="double"):
+        q = np.asarray(q)
+        patches, valid = window.windows(q.astype(np.int64), self.pool_size, self.strides, self.padding)
+        out = self.reduce(patches, valid)
+        lo, hi = act.act_range(self.activation, in_quant[1])
+        return np.clip(out, lo, hi).astype(np.int8)
+
+    def manifest_entry(self):
+        return {"kind": self.kind, "name": self.name, "pool_size": list(self.pool_size),
+                "strides": list(self.strides), "padding": self.padding, "activation": self.activation}
+
+
+@dataclass(eq=False)
+class MaxPool2D(_Pool2D):
+    kind = "MAX_POOL_2D"
+
+    def reduce(self, patches, valid):
+        return np.where(valid[None, ..., None], patches, np.iinfo(np.int64).min).max(axis=(3, 4))
+
+
+@dataclass(eq=False)
+class AveragePool2D(_Pool2D):
+    kind = "AVERAGE_POOL_2D"
+
+    def reduce(self, patches, valid):
+        total = np.where(valid[None, ..., None], patches, 0).sum(axis=(3, 4))
+        count = valid.sum(axis=(2, 3))[None, :, :, None].astype(np.int64)
+        if np.any(count == 0):
+            raise ValueError(f"op {self.name!r}: a pooling window lies entirely in the padding")
+        num = np.where(total > 0, total + count // 2, total - count // 2)
+        return np.sign(num) * (np.abs(num) // count)  # C division truncates toward zero

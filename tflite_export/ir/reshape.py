@@ -1,0 +1,27 @@
+"""RESHAPE (and Keras Flatten): a view of the int8 codes in row-major (NHWC) order, quantization unchanged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tflite_export.ir.base import Op
+
+
+@dataclass(eq=False)
+class Reshape(Op):
+    name: str
+    shape: tuple = (-1,)  # per-example target shape; one -1 allowed
+
+    kind = "RESHAPE"
+
+    def output_shape(self, in_shape):
+        return tuple(np.empty((1, *in_shape), np.int8).reshape(1, *self.shape).shape[1:])
+
+    def run(self, q, in_quant=None, w=None, rounding="double"):
+        q = np.asarray(q)
+        return q.reshape(q.shape[0], *self.output_shape(q.shape[1:]))
+
+    def manifest_entry(self):
+        return {"kind": self.kind, "name": self.name, "shape": list(self.shape)}

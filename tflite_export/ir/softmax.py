@@ -1,0 +1,31 @@
+"""SOFTMAX int8 -> int8 (SPEC.md section 7): TFLite's reference kernel, output scale 1/256, zero point -128;
+its input scale is that of the op before it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tflite_export.intmath.softmax import softmax_int8, softmax_params
+from tflite_export.ir.base import Op
+
+SOFTMAX_SCALE = np.float32(1.0 / 256.0)
+SOFTMAX_ZERO_POINT = -128
+
+
+@dataclass(eq=False)
+class Softmax(Op):
+    name: str = "softmax"
+    beta: float = 1.0
+
+    kind = "SOFTMAX"
+
+    def output_quant(self, in_quant):
+        return SOFTMAX_SCALE, SOFTMAX_ZERO_POINT
+
+    def run(self, q, in_quant, w=None, rounding="double"):
+        return softmax_int8(q, in_quant[0], self.beta)
+
+    def params(self, in_quant):
+        return dict(zip(("input_multiplier", "input_left_shift", "diff_min"), softmax_params(in_quant[0], self.beta)))

@@ -1,0 +1,138 @@
+"""`WeightedOp`: what FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D share -- a weight source (Bayesian or
+constant), an optional int32 bias, TFLite's per-channel requantization (reference_integer_ops: acc + bias,
+MultiplyByQuantizedMultiplier per output channel, + zp_out, clamp to the fused activation range), the
+activation (SoftPlus LUT) and the calibration of the output scale. An op module adds only its accumulation
+(`accumulate`) and its shape rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tflite_export.intmath import fixedpoint
+from tflite_export.ir import activation as act
+from tflite_export.ir.base import Op, quant_entry
+
+INPUT_SCALE = np.float32(1.0 / 255.0)
+INPUT_ZERO_POINT = -128
+
+
+def range_to_affine(rmin, rmax):
+    """SPEC.md section 4: int8 (scale, zero point) covering [min(0, rmin), max(0, rmax)]."""
+    rmin, rmax = min(0.0, float(rmin)), max(0.0, float(rmax))
+    if rmax - rmin <= 0:
+        rmax = rmin + 1e-6
+    scale = np.float32((rmax - rmin) / 255.0)
+    zp = int(np.clip(np.sign(-128 - rmin / scale) * np.floor(abs(-128 - rmin / float(scale)) + 0.5), -128, 127))
+    return scale, zp
+
+
+@dataclass(eq=False)
+class WeightedOp(act.Activated, Op):
+    name: str
+    weights: object  # BayesianWeights | ConstantWeights
+    activation: str = "linear"
+    bias: np.ndarray | None = None  # int32 [out channels], scale s_in * s_w[c], zero point 0
+    input_scale: np.float32 = INPUT_SCALE
+    input_zero_point: int = INPUT_ZERO_POINT
+    output_scale: np.float32 = np.float32(1.0)
+    output_zero_point: int = 0
+    lut: np.ndarray | None = None
+    lut_scale: np.float32 | None = None
+    lut_zero_point: int | None = None
+
+    has_weights = True
+    channel_axis = 0  # output channels of the filter (OHWI, [O, I]: 0; 1HWO: 3)
+
+    def __post_init__(self):
+        act.check(self.activation, f"op {self.name!r}")
+        if self.bias is not None:
+            self.bias = np.asarray(self.bias, np.int64).reshape(-1)
+            if self.bias.size != self.out_channels or np.abs(self.bias).max(initial=0) >= 2**31:
+                raise ValueError(f"op {self.name!r}: bias must be int32[{self.out_channels}]; received "
+                                 f"{self.bias.size} values")
+
+    @property
+    def bayesian(self):
+        return bool(self.weights.bayesian)
+
+    @property
+    def index(self):
+        return self.weights.index
+
+    @property
+    def out_channels(self):
+        return int(self.weights.shape[self.channel_axis])
+
+    @property
+    def filter_scales(self):
+        """float32 per output channel (a per-tensor scale broadcast, as TFLite does)."""
+        s = np.asarray(self.weights.scales, np.float32)
+        return np.broadcast_to(s, (self.out_channels,)) if s.size == 1 else s
+
+    def sample(self, stream):
+        return self.weights.sample(stream)
+
+    def multipliers(self):
+        """(multipliers, shifts) per output channel: PopulateConvolutionQuantizationParams."""
+        return fixedpoint.per_channel_multipliers(self.input_scale, self.filter_scales, self.output_scale)
+
+    def real_scales(self):
+        """float64 real value of one accumulator unit per output channel (for calibration)."""
+        return np.float64(np.float32(self.input_scale)) * self.filter_scales.astype(np.float64)
+
+    def accumulate(self, q, w):
+        raise NotImplementedError
+
+    def requantize(self, acc, rounding="double"):
+        if self.bias is not None:
+            acc = acc + self.bias
+        mult, shift = self.multipliers()
+        lo, hi = self.act_range
+        return fixedpoint.requantize_per_channel(acc, mult, shift, self.output_zero_point, lo, hi, rounding)
+
+    def run(self, q, in_quant=None, w=None, rounding="double"):
+        w = self.weights.sample(None) if w is None and not self.bayesian else w
+        return self.activate(self.requantize(self.accumulate(q, w), rounding))
+
+    def calibrate(self, qs, in_quant, ws):
+        """Set input / output quantization (and the SoftPlus LUT) from the int8 inputs `qs` of several passes with
+        weights `ws` (SPEC.md section 4); returns the int8 outputs."""
+        self.input_scale, self.input_zero_point = in_quant
+        accs = [self.accumulate(q, w) + (0 if self.bias is None else self.bias) for q, w in zip(qs, ws)]
+        real = [a * self.real_scales() for a in accs]
+        lo = 0.0 if self.activation == "relu" else min(float(r.min()) for r in real)
+        self.output_scale, self.output_zero_point = range_to_affine(lo, max(float(r.max()) for r in real))
+        mult, shift = self.multipliers()
+        lo_q, hi_q = self.act_range
+        fc = [fixedpoint.requantize_per_channel(a, mult, shift, self.output_zero_point, lo_q, hi_q) for a in accs]
+        if self.activation == "softplus":
+            self.lut, self.lut_scale, self.lut_zero_point = act.calibrated_softplus_lut(
+                fc, self.output_scale, self.output_zero_point)
+        return [self.activate(f) for f in fc]
+
+    def stored_tensors(self):
+        out = list(self.weights.stored_tensors())
+        if self.bias is not None:
+            out.append(("bias", self.bias.astype("<i4")))
+        return out
+
+    def manifest_entry(self):
+        mult, shift = self.multipliers()
+        w = self.weights
+        entry = {"kind": self.kind, "name": self.name, "bayesian": self.bayesian, "filter_shape": list(w.shape),
+                 "weight_bits": int(w.weight_bits if self.bayesian else w.bits),
+                 "filter_scales": [float(s) for s in np.asarray(w.scales).reshape(-1)],
+                 "channel_axis": self.channel_axis, "activation": self.activation,
+                 "input": quant_entry(self.input_scale, self.input_zero_point),
+                 "output": quant_entry(self.output_scale, self.output_zero_point),
+                 "multipliers": [int(m) for m in mult], "shifts": [int(s) for s in shift],
+                 "activation_min": self.act_range[0], "activation_max": self.act_range[1],
+                 "softplus_lut": None if self.lut is None else self.lut.astype(int).tolist(),
+                 "softplus": quant_entry(self.lut_scale, self.lut_zero_point),
+                 "bias": None if self.bias is None else self.bias.tolist()}
+        if self.bayesian:
+            entry.update(index=int(w.index), sigma_bits=int(w.sigma_bits), layout_id=int(w.layout),
+                         sigma_q=w.sigma_q.tolist(), sigma_range=list(w.sigma_range))
+        return entry
