@@ -192,8 +192,6 @@ def test_full_covariance_pfp_runs_and_rejects_other_layers():
 
 
 def test_evaluate_model_by_method_and_cli_flag():
-    import importlib.util
-    import pathlib
     from types import SimpleNamespace
 
     from tfqbnn import evaluation
@@ -207,9 +205,7 @@ def test_evaluate_model_by_method_and_cli_flag():
         assert per_image["ood_epistemic"].shape == (20,)
     with pytest.raises(ValueError, match="received method='exact'"):
         evaluation.evaluate_model(model, data, num_samples=4, method="exact")
-    path = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "evaluate.py"
-    spec = importlib.util.spec_from_file_location("evaluate_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    assert script.parse_args(["m.keras", "--out", "o", "--method", "pfp"])[1].method == "pfp"  # (parser, args)
-    assert script.parse_args(["m.keras", "--out", "o"])[1].method == "mc"
+    from tfqbnn.cli import evaluate as cli
+
+    assert cli.parse_args(["m.keras", "--out", "o", "--method", "pfp"])[1].method == "pfp"
+    assert cli.parse_args(["m.keras", "--out", "o"])[1].method == "mc"

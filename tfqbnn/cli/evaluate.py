@@ -26,8 +26,8 @@ def parse_args(argv=None):
                    help="write into a non-empty --out that holds another evaluation (only files tfqbnn wrote are deleted)")
     p.add_argument("--samples", type=int, default=30, help="Monte-Carlo samples S")
     p.add_argument("--method", default="mc", choices=["mc", "hybrid", "pfp"],
-                   help="mc: S full weight samples; hybrid: exact first-layer moments; pfp: moments through "
-                        "every layer, S logit samples")
+                   help="mc: S full weight samples; hybrid: exact first-layer moments, later layers sampled; "
+                        "pfp: moments through every layer, S logit samples")
     p.add_argument("--ambiguous-profile", default="default", choices=["default", "small"])
     p.add_argument("--ambiguous-source", default="regenerated", choices=["regenerated", "ddu"])
     p.add_argument("--seed", type=int, default=0)
@@ -51,10 +51,11 @@ def main(argv=None):
         sys.exit(f"{prog}: no such model file: {args.model}")
     from tfqbnn import rundir
 
-    fingerprint = {"model_sha256": _sha256(args.model), "samples": args.samples, "method": args.method,
-                   "seed": args.seed,
+    fingerprint = {"model_sha256": _sha256(args.model), "samples": args.samples, "seed": args.seed,
                    "ambiguous_profile": args.ambiguous_profile, "ambiguous_source": args.ambiguous_source,
                    "samples_curve": args.samples_curve}
+    if args.method != "mc":  # only then: evaluations written before --method existed keep their fingerprint
+        fingerprint["method"] = args.method
     rd = rundir.RunDir(args.out, "evaluate", fingerprint, EVAL_FILES, overwrite=args.overwrite)
     try:
         rd.open()  # before the (slow) model and data loading: a refused --out costs nothing
@@ -62,7 +63,7 @@ def main(argv=None):
         sys.exit(f"{prog}: {e}")
     import keras
 
-    from tfqbnn import evaluation
+    from tfqbnn import evaluation, moments
     from tfqbnn.datasets import load_dirty_mnist
 
     try:
@@ -70,8 +71,6 @@ def main(argv=None):
     except Exception as e:  # noqa: BLE001 - report which file is bad, in one line
         sys.exit(f"{prog}: cannot load {args.model}: {type(e).__name__}: {str(e).splitlines()[0]}")
     data = load_dirty_mnist(ambiguous_source=args.ambiguous_source, profile=args.ambiguous_profile, seed=0)
-    from tfqbnn import moments
-
     metrics, per_image = evaluation.evaluate_model(model, data, num_samples=args.samples, seed=args.seed,
                                                    method=args.method)
     metrics["diagnostic"] = moments.diagnostic(model)
