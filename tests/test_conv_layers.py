@@ -268,14 +268,21 @@ def test_quantized_layers_use_the_hand_quantized_kernel_and_a_straight_through_g
 # -- serialization -------------------------------------------------------------------------------------
 def test_keras_file_written_before_the_refactor_loads_unchanged():
     model = keras.models.load_model(FIXTURES / "dense_variational_v0.keras")
-    io = np.load(FIXTURES / "dense_variational_v0_io.npz")
     layers = [l for l in model.layers if isinstance(l, DenseVariational)]
     assert len(layers) == 2 and all(isinstance(l, VariationalLayer) for l in layers)
     assert layers[0].quantization == QuantizationConfig("jq", 4) and layers[0].num_examples == 100
     assert float(layers[0].kl_weight.numpy()) == 0.25 and layers[0].seed == 7
-    for layer in layers:
+    # the maker script's draws (tests/fixtures/make_dense_v0.py) land in the right variables
+    rng = np.random.default_rng(0)
+    for layer, shape in zip(layers, [(12, 6), (6, 10)]):
+        np.testing.assert_array_equal(layer.mu.numpy(), rng.uniform(-1, 1, shape).astype("float32"))
+        np.testing.assert_array_equal(layer.rho.numpy(), rng.uniform(-0.5, -0.1, shape).astype("float32"))
         layer.sample_at_inference = False
-    np.testing.assert_allclose(model(io["x"]).numpy(), io["mean_output"], rtol=1e-6, atol=1e-7)
+    x = rng.uniform(0, 1, (5, 12)).astype("float32")
+    q = [np.round(l.mu.numpy().astype(np.float64) * 7) / 7 for l in layers]  # 4-bit mean grid, by hand
+    logits = np.logaddexp(0.0, x @ q[0]) @ q[1]
+    ref = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(model(x).numpy(), ref / ref.sum(1, keepdims=True), rtol=1e-5, atol=1e-6)
 
 
 def test_lenet_round_trip_restores_every_variable_and_output(tmp_path):
