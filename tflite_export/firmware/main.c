@@ -8,11 +8,15 @@
 #include <string.h>
 
 #include "model_data.h"
+#include "qbnn_modes.h"
 #include "qbnn_runtime.h"
 #include "test_vectors.h"
 
 #ifndef QBNN_HOST
 #include "icount.h"
+#endif
+#ifndef QBNN_MODE_SAMPLES /* S of the bench's per-mode lines (issue 13: MC and HYBRID at S = 30) */
+#define QBNN_MODE_SAMPLES 30
 #endif
 
 static qbnn_runtime_t g_rt;
@@ -35,7 +39,7 @@ __attribute__((unused)) static int check_image(int i, int kernel, int verbose) {
     return 1;
   }
   to_input(qbnn_tv_images[i], QBNN_TV_INPUT_DIM);
-  err = qbnn_predict(&g_rt, g_input, QBNN_TV_NUM_SAMPLES, &res);
+  err = qbnn_predict(&g_rt, g_input, QBNN_MODE_MC, QBNN_TV_NUM_SAMPLES, &res);
   if (err) {
     printf("FAIL qbnn_predict = %d\n", err);
     return 1;
@@ -65,6 +69,57 @@ __attribute__((unused)) static int check_image(int i, int kernel, int verbose) {
   return bad;
 }
 
+#if QBNN_TV_HAS_MODES
+/* HYBRID (integers exact, entropies within QBNN_TV_TOLERANCE), PFP (floats within QBNN_TV_PFP_TOLERANCE of the
+   numpy float32 mirror, prediction exact) and the mean-code pass (codes exact) on image i. */
+__attribute__((unused)) static int check_modes(int i, int kernel, int verbose) {
+  qbnn_result_t res;
+  int bad = 0, bad_h = 0, bad_p = 0, bad_m = 0;
+  to_input(qbnn_tv_images[i], QBNN_TV_INPUT_DIM);
+  int err = qbnn_init(&g_rt, &qbnn_model, QBNN_TV_SEED, kernel);
+  if (!err) err = qbnn_predict(&g_rt, g_input, QBNN_MODE_HYBRID, QBNN_TV_NUM_SAMPLES, &res);
+  if (err) {
+    printf("FAIL hybrid image %d kernel=%s: code %d\n", i, kernel_name(kernel), err);
+    return 1;
+  }
+  for (int c = 0; c < QBNN_TV_NUM_CLASSES; ++c) bad_h += res.counts[c] != qbnn_tv_hybrid_counts[i][c];
+  bad_h += res.prediction != qbnn_tv_hybrid_prediction[i];
+  bad_h += fabsf(res.predictive_entropy - qbnn_tv_hybrid_entropy[i][0]) > QBNN_TV_TOLERANCE ||
+           fabsf(res.expected_entropy - qbnn_tv_hybrid_entropy[i][1]) > QBNN_TV_TOLERANCE ||
+           fabsf(res.mutual_information - qbnn_tv_hybrid_entropy[i][2]) > QBNN_TV_TOLERANCE;
+  for (int l = 0; l < qbnn_model.num_layers; ++l) bad_h += g_rt.streams[l].position != qbnn_tv_hybrid_positions[l];
+  const int hpred = res.prediction;
+  const long hmi = lroundf(res.mutual_information * 1e6f);
+
+  err = qbnn_init(&g_rt, &qbnn_model, QBNN_TV_SEED, kernel);
+  if (!err) err = qbnn_predict(&g_rt, g_input, QBNN_MODE_PFP, QBNN_TV_NUM_SAMPLES, &res);
+  if (err) {
+    printf("FAIL pfp image %d kernel=%s: code %d\n", i, kernel_name(kernel), err);
+    return 1;
+  }
+  float dmax = 0.0f;
+  for (int c = 0; c < QBNN_TV_NUM_CLASSES; ++c) dmax = fmaxf(dmax, fabsf(res.mean_prob[c] - qbnn_tv_pfp_prob[i][c]));
+  dmax = fmaxf(dmax, fabsf(res.predictive_entropy - qbnn_tv_pfp_entropy[i][0]));
+  dmax = fmaxf(dmax, fabsf(res.expected_entropy - qbnn_tv_pfp_entropy[i][1]));
+  dmax = fmaxf(dmax, fabsf(res.mutual_information - qbnn_tv_pfp_entropy[i][2]));
+  bad_p += dmax > QBNN_TV_PFP_TOLERANCE;
+  bad_p += res.prediction != qbnn_tv_pfp_prediction[i];
+  for (int l = 0; l < qbnn_model.num_layers; ++l) bad_p += g_rt.streams[l].position != qbnn_tv_pfp_positions[l];
+
+  int8_t q[QBNN_MAX_CLASSES];
+  err = qbnn_forward_mean(&g_rt, g_input, q);
+  bad_m += err != QBNN_OK;
+  for (int c = 0; c < QBNN_TV_NUM_CLASSES && !err; ++c) bad_m += q[c] != qbnn_tv_mean_codes[i][c];
+  bad = bad_h + bad_p + bad_m;
+  if (verbose || bad) /* max |diff| in 1e-9 (pfp): newlib-nano's printf has no %f */
+    printf("%s modes image %d (%s) kernel=%s hybrid=%s pred=%d MI=%ld pfp=%s pred=%d MI=%ld max|diff|=%ld (1e-9) "
+           "mean=%s\n", bad ? "FAIL" : "ok", i, qbnn_tv_sources[i], kernel_name(kernel), bad_h ? "FAIL" : "ok", hpred,
+           hmi, bad_p ? "FAIL" : "ok", res.prediction, (long)lroundf(res.mutual_information * 1e6f),
+           (long)lroundf(dmax * 1e9f), bad_m ? "FAIL" : "ok");
+  return bad;
+}
+#endif
+
 #if QBNN_BENCH
 extern uint32_t __StackLimit;
 
@@ -87,7 +142,7 @@ int main(void) {
   for (volatile uint32_t *w = &__StackLimit; (uintptr_t)w < sp; ++w) *w = 0xA5A5A5A5u;
   icount_start();
   const uint64_t t0 = icount_now();
-  const int err = qbnn_predict(&g_rt, g_input, samples, &res);
+  const int err = qbnn_predict(&g_rt, g_input, QBNN_MODE_MC, samples, &res);
   const uint64_t t1 = icount_now();
   if (err) {
     printf("error: qbnn_predict = %d\n", err);
@@ -110,6 +165,40 @@ int main(void) {
   printf("runtime_static_bytes=%lu\n", (unsigned long)(qbnn_runtime_static_bytes() + sizeof g_rt));
   printf("runtime_stack_bytes=%lu\n", (unsigned long)stack);
   printf("runtime_ram_bytes=%lu\n", (unsigned long)(qbnn_runtime_static_bytes() + sizeof g_rt + stack));
+
+  /* SPEC 11 modes at S = QBNN_MODE_SAMPLES (MC and HYBRID passes, PFP logit samples), and the mean-code pass;
+     each from a fresh seed, stack painted again */
+  static const char *const kModes[] = {"mc", "hybrid", "pfp"};
+  uint32_t mode_stack = 0;
+  for (int mode = QBNN_MODE_MC; mode <= QBNN_MODE_PFP; ++mode) {
+    qbnn_seed(&g_rt, QBNN_TV_SEED);
+    for (volatile uint32_t *p = &__StackLimit; (uintptr_t)p < sp; ++p) *p = 0xA5A5A5A5u;
+    icount_start();
+    const uint64_t m0 = icount_now();
+    const int merr = qbnn_predict(&g_rt, g_input, mode, QBNN_MODE_SAMPLES, &res);
+    const uint64_t m1 = icount_now();
+    const uint32_t *p = &__StackLimit;
+    while (*p == 0xA5A5A5A5u) ++p;
+    if ((uint32_t)(sp - (uintptr_t)p) > mode_stack) mode_stack = (uint32_t)(sp - (uintptr_t)p);
+    if (merr) {
+      printf("error: qbnn_predict(mode=%s) = %d\n", kModes[mode], merr);
+      return 1;
+    }
+    printf("mode=%s insn_per_inference=%lu\n", kModes[mode], (unsigned long)(m1 - m0));
+  }
+  int8_t q[QBNN_MAX_CLASSES];
+  icount_start();
+  const uint64_t d0 = icount_now();
+  const int derr = qbnn_forward_mean(&g_rt, g_input, q);
+  const uint64_t d1 = icount_now();
+  if (derr) {
+    printf("error: qbnn_forward_mean = %d\n", derr);
+    return 1;
+  }
+  printf("insn_deterministic_pass=%lu\n", (unsigned long)(d1 - d0));
+  printf("mode_samples=%d\n", QBNN_MODE_SAMPLES);
+  printf("modes_static_bytes=%lu\n", (unsigned long)qbnn_modes_static_bytes());
+  printf("modes_stack_bytes=%lu\n", (unsigned long)mode_stack);
   return 0;
 }
 #else
@@ -117,6 +206,11 @@ int main(void) {
   int bad = 0;
   printf("qbnn firmware test on %s: %d images x %d MC samples\n", BOARD_NAME, QBNN_TV_NUM_IMAGES, QBNN_TV_NUM_SAMPLES);
   for (int i = 0; i < QBNN_TV_NUM_IMAGES; ++i) bad += check_image(i, QBNN_KERNEL_AUTO, 1);
+#if QBNN_TV_HAS_MODES
+  for (int i = 0; i < QBNN_TV_NUM_IMAGES; ++i) bad += check_modes(i, QBNN_KERNEL_AUTO, 1);
+  /* the hybrid's later layers and the mean pass on every kernel */
+  for (int k = QBNN_KERNEL_REF; k <= QBNN_KERNEL_SIMD; ++k) bad += check_modes(0, k, 1);
+#endif
   /* every kernel on the first images: bit-exact with each other and with the reference */
   const int n_cross = QBNN_TV_NUM_IMAGES < 2 ? QBNN_TV_NUM_IMAGES : 2;
   for (int i = 0; i < n_cross; ++i) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model_data.h"
+#include "qbnn_modes.h"
 #include "qbnn_runtime.h"
 #include "test_vectors.h"
 
@@ -16,6 +17,8 @@ static qbnn_rt_layer g_layers[QBNN_NUM_LAYERS];
 static uint8_t g_packed_last[QBNN_MAX_HIDDEN * QBNN_MAX_HIDDEN + 4] __attribute__((aligned(16)));
 static int8_t g_input[QBNN_MAX_INPUT];
 static qbnn_result_t g_res;
+static int32_t g_moments_table[512];
+static qbnn_layer_moments g_moments; /* the last layer's moments, a RAM copy the cases mutate */
 
 static void reset(void) {
   g_m = qbnn_model;
@@ -24,6 +27,10 @@ static void reset(void) {
   const qbnn_layer *L = &g_layers[QBNN_NUM_LAYERS - 1].core;
   memcpy(g_packed_last, L->mu, L->rows * L->cols);
   g_layers[QBNN_NUM_LAYERS - 1].core.mu = g_packed_last;
+  g_moments = *qbnn_model.layers[QBNN_NUM_LAYERS - 1].moments;
+  memcpy(g_moments_table, g_moments.table, sizeof g_moments_table);
+  g_moments.table = g_moments_table;
+  g_layers[QBNN_NUM_LAYERS - 1].moments = &g_moments;
   for (int i = 0; i < QBNN_TV_INPUT_DIM; ++i) g_input[i] = (int8_t)((int)qbnn_tv_images[0][i] - 128);
 }
 
@@ -37,16 +44,43 @@ static int c_null_mu(void) { g_layers[0].core.mu = NULL; return qbnn_init(&g_rt,
 static int c_null_sigma_q(void) { g_layers[0].core.sigma_q = NULL; return qbnn_init(&g_rt, &g_m, 1, QBNN_KERNEL_AUTO); }
 static int c_null_wlut(void) { g_layers[0].wlut = NULL; return qbnn_init(&g_rt, &g_m, 1, QBNN_KERNEL_LUT); }
 static int init_ok(int kernel) { return qbnn_init(&g_rt, &g_m, 1, kernel); }
-static int c_predict_null_rt(void) { return qbnn_predict(NULL, g_input, 2, &g_res); }
-static int c_predict_null_input(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, NULL, 2, &g_res); }
-static int c_predict_null_result(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, g_input, 2, NULL); }
-static int c_predict_uninit(void) { memset(&g_rt, 0, sizeof g_rt); return qbnn_predict(&g_rt, g_input, 2, &g_res); }
-static int c_predict_zero_samples(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, g_input, 0, &g_res); }
+static int c_predict_null_rt(void) { return qbnn_predict(NULL, g_input, QBNN_MODE_MC, 2, &g_res); }
+static int c_predict_null_input(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, NULL, QBNN_MODE_MC, 2, &g_res); }
+static int c_predict_null_result(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, g_input, QBNN_MODE_MC, 2, NULL); }
+static int c_predict_uninit(void) { memset(&g_rt, 0, sizeof g_rt); return qbnn_predict(&g_rt, g_input, QBNN_MODE_MC, 2, &g_res); }
+static int c_predict_zero_samples(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, g_input, QBNN_MODE_MC, 0, &g_res); }
 static int c_forward_null_input(void) {
   int8_t out[QBNN_MAX_CLASSES];
   return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_forward(&g_rt, NULL, out);
 }
 static int c_forward_null_out(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_forward(&g_rt, g_input, NULL); }
+static int c_predict_mode_unknown(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, g_input, 3, 2, &g_res); }
+static int c_predict_mode_negative(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, g_input, -1, 2, &g_res); }
+static int c_predict_hybrid_null_input(void) {
+  return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, NULL, QBNN_MODE_HYBRID, 2, &g_res);
+}
+static int c_predict_pfp_zero_samples(void) {
+  return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, g_input, QBNN_MODE_PFP, 0, &g_res);
+}
+static int c_predict_hybrid_without_moments(void) {
+  g_layers[0].moments = NULL;
+  return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, g_input, QBNN_MODE_HYBRID, 2, &g_res);
+}
+static int c_predict_pfp_without_last_moments(void) {
+  LAST->moments = NULL;
+  return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, g_input, QBNN_MODE_PFP, 2, &g_res);
+}
+static int c_forward_mean_null_out(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_forward_mean(&g_rt, g_input, NULL); }
+static int c_forward_mean_uninit(void) {
+  int8_t out[QBNN_MAX_CLASSES];
+  memset(&g_rt, 0, sizeof g_rt);
+  return qbnn_forward_mean(&g_rt, g_input, out);
+}
+static int c_moments_s1_out_of_range(void) { g_moments_table[2 * 17] = 256 * 7 + 1; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_moments_v_negative(void) { g_moments_table[2 * 17 + 1] = -1; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_moments_null_table(void) { g_moments.table = NULL; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_moments_activation_unknown(void) { g_moments.activation = 9; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_moments_last_not_linear(void) { g_moments.activation = QBNN_ACT_RELU; return init_ok(QBNN_KERNEL_AUTO); }
 static int c_kernel_unknown(void) { return qbnn_init(&g_rt, &g_m, 1, 7); }
 static int c_act_min_below_int8(void) { g_layers[0].act_min = -129; return init_ok(QBNN_KERNEL_AUTO); }
 static int c_act_max_above_int8(void) { g_layers[0].act_max = 300; return init_ok(QBNN_KERNEL_AUTO); }
@@ -94,7 +128,15 @@ static const struct {
     {"zero_layers", c_zero_layers}, {"too_wide", c_too_wide}, {"softmax_left_shift_40", c_softmax_left_shift_40},
     {"softmax_diff_min_positive", c_softmax_diff_min_positive},
     {"softmax_multiplier_negative", c_softmax_multiplier_negative}, {"layout_unknown", c_layout_unknown},
-    {"weight_bits_9", c_weight_bits_9},
+    {"weight_bits_9", c_weight_bits_9}, {"predict_mode_unknown", c_predict_mode_unknown},
+    {"predict_mode_negative", c_predict_mode_negative}, {"predict_hybrid_null_input", c_predict_hybrid_null_input},
+    {"predict_pfp_zero_samples", c_predict_pfp_zero_samples},
+    {"predict_hybrid_without_moments", c_predict_hybrid_without_moments},
+    {"predict_pfp_without_last_moments", c_predict_pfp_without_last_moments},
+    {"forward_mean_null_out", c_forward_mean_null_out}, {"forward_mean_uninit", c_forward_mean_uninit},
+    {"moments_s1_out_of_range", c_moments_s1_out_of_range}, {"moments_v_negative", c_moments_v_negative},
+    {"moments_null_table", c_moments_null_table}, {"moments_activation_unknown", c_moments_activation_unknown},
+    {"moments_last_not_linear", c_moments_last_not_linear},
 };
 
 /* Cases whose failing call is qbnn_init(&g_rt, ...): afterwards g_rt must refuse to predict, even
@@ -109,7 +151,7 @@ static int run_cases(const char *only) {
   for (int k = QBNN_KERNEL_REF; k <= QBNN_KERNEL_SIMD && !only; ++k) {
     reset();
     int err = qbnn_init(&g_rt, &g_m, QBNN_TV_SEED, k);
-    if (!err) err = qbnn_predict(&g_rt, g_input, QBNN_TV_NUM_SAMPLES, &g_res);
+    if (!err) err = qbnn_predict(&g_rt, g_input, QBNN_MODE_MC, QBNN_TV_NUM_SAMPLES, &g_res);
     int same = !err;
     for (int c = 0; c < QBNN_TV_NUM_CLASSES && same; ++c) same = g_res.counts[c] == qbnn_tv_counts[0][c];
     printf("%s valid_model kernel=%d code=%d\n", same ? "ok" : "FAIL", k, err);
@@ -121,7 +163,7 @@ static int run_cases(const char *only) {
     if (qbnn_init(&g_rt, &g_m, 1, QBNN_KERNEL_AUTO) != QBNN_OK) return 2;
     const int code = kCases[i].run();
     reset();
-    const int usable = is_init_case(kCases[i].name) && qbnn_predict(&g_rt, g_input, 2, &g_res) == QBNN_OK;
+    const int usable = is_init_case(kCases[i].name) && qbnn_predict(&g_rt, g_input, QBNN_MODE_MC, 2, &g_res) == QBNN_OK;
     const int fail = code == QBNN_OK || code == -1 || usable;
     printf("%s %s code=%d%s\n", fail ? "FAIL" : "ok", kCases[i].name, code, usable ? " (runtime still predicts)" : "");
     bad += fail;
@@ -135,7 +177,7 @@ static int run_cases(const char *only) {
     memmove(g_packed_last + 1, g_packed_last, L->rows * L->cols);
     LAST->core.mu = g_packed_last + 1;
     int err = qbnn_init(&g_rt, &g_m, QBNN_TV_SEED, QBNN_KERNEL_SIMD);
-    if (!err) err = qbnn_predict(&g_rt, g_input, QBNN_TV_NUM_SAMPLES, &g_res);
+    if (!err) err = qbnn_predict(&g_rt, g_input, QBNN_MODE_MC, QBNN_TV_NUM_SAMPLES, &g_res);
     int same = !err;
     for (int c = 0; c < QBNN_TV_NUM_CLASSES && same; ++c) same = g_res.counts[c] == qbnn_tv_counts[0][c];
     printf("%s valid_model_unaligned_copy kernel=3 code=%d\n", same ? "ok" : "FAIL", err);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "qbnn_fixedpoint.h"
+#include "qbnn_runtime_internal.h"
 #include "qbnn_sampler.h"
 
 /* The sampler core (qbnn_sampler.c, one copy of the code) is used for the streams
@@ -95,7 +96,7 @@ void qbnn_seed(qbnn_runtime_t *rt, uint32_t seed) {
 static int in_int8(int32_t v) { return v >= -128 && v <= 127; }
 
 /* Everything one layer's kernels rely on besides the sampler core's own checks. */
-static int check_rt_layer(const qbnn_rt_layer *RL, int l, int kernel) {
+static int check_rt_layer(const qbnn_rt_layer *RL, int l, int last, int kernel) {
   const qbnn_layer *L = &RL->core;
   int err = qbnn_layer_check(L);
   if (err != QBNN_OK) return err;
@@ -107,6 +108,9 @@ static int check_rt_layer(const qbnn_rt_layer *RL, int l, int kernel) {
   if (!in_int8(RL->in_zero_point) || !in_int8(RL->out_zero_point)) return QBNN_RT_ERR_RANGE;
   if (!in_int8(RL->act_min) || !in_int8(RL->act_max) || RL->act_min > RL->act_max) return QBNN_RT_ERR_RANGE;
   if (RL->multiplier < 0 || RL->shift < -31 || RL->shift > 30) return QBNN_RT_ERR_RANGE;
+  /* the HYBRID / PFP moment table, when present (qbnn_modes.c) */
+  err = qbnn__check_moments(RL, l == last);
+  if (err != QBNN_OK) return err;
   /* every stored code: the REF kernel indexes SIGMA_Q with the stored sigma code */
   return qbnn_layer_check_codes(L);
 }
@@ -121,7 +125,7 @@ int qbnn_init(qbnn_runtime_t *rt, const qbnn_model_t *model, uint32_t seed, int 
   kernel = resolve_kernel(kernel);
   for (int l = 0; l < model->num_layers; ++l) {
     if (l > 0 && model->layers[l].core.cols != model->layers[l - 1].core.rows) return QBNN_RT_ERR_CHAIN;
-    const int err = check_rt_layer(&model->layers[l], l, kernel);
+    const int err = check_rt_layer(&model->layers[l], l, model->num_layers - 1, kernel);
     if (err != QBNN_OK) return err;
   }
   if (model->layers[model->num_layers - 1].core.rows != model->num_classes) return QBNN_RT_ERR_CHAIN;
@@ -289,17 +293,33 @@ static void run_layer(qbnn_runtime_t *rt, int l, const int8_t *x, int8_t *y, int
   }
 }
 
-static void forward(qbnn_runtime_t *rt, const int8_t *input, int8_t *softmax_out, int x0_ready) {
+/* Layers first..end from input x (layer `first`'s input), then the softmax. */
+static void forward_from(qbnn_runtime_t *rt, int first, const int8_t *x, int8_t *softmax_out, int x0_ready) {
   const qbnn_model_t *m = rt->model;
-  const int8_t *x = input;
-  int8_t *y = g_act.v[0];
-  for (int l = 0; l < m->num_layers; ++l) {
+  int8_t *y = g_act.v[first & 1];
+  for (int l = first; l < m->num_layers; ++l) {
     run_layer(rt, l, x, y, x0_ready);
     x = y;
     y = g_act.v[(l + 1) & 1];
   }
   qbnn_softmax_int8(x, m->num_classes, m->softmax_multiplier, m->softmax_left_shift, m->softmax_diff_min,
                     softmax_out);
+}
+
+static void forward(qbnn_runtime_t *rt, const int8_t *input, int8_t *softmax_out, int x0_ready) {
+  forward_from(rt, 0, input, softmax_out, x0_ready);
+}
+
+int qbnn__run_tail(qbnn_runtime_t *rt, int first_layer, const int8_t *in, int8_t *softmax_out) {
+  if (!rt || !rt->model || !in || !softmax_out) return QBNN_ERR_NULL;
+  if (first_layer < 0 || first_layer > rt->model->num_layers) return QBNN_RT_ERR_LIMITS;
+  /* `in` may be the caller's buffer: copy it out of g_act's ping-pong slot the first layer writes */
+  if (in == g_act.v[first_layer & 1]) {
+    memcpy(g_act.v[(first_layer + 1) & 1], in, QBNN_MAX_HIDDEN);
+    in = g_act.v[(first_layer + 1) & 1];
+  }
+  forward_from(rt, first_layer, in, softmax_out, 0);
+  return QBNN_OK;
 }
 
 int qbnn_forward(qbnn_runtime_t *rt, const int8_t *input, int8_t *softmax_out) {
@@ -322,11 +342,37 @@ static float entropy_of_counts(const uint32_t *counts, int n) {
   return h;
 }
 
-int qbnn_predict(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_result_t *res) {
+void qbnn__accumulate(const int8_t *softmax_codes, int num_classes, uint32_t *counts) {
+  for (int c = 0; c < num_classes; ++c) counts[c] += (uint32_t)((int32_t)softmax_codes[c] + 128);
+}
+
+float qbnn__sample_entropy(const int8_t *softmax_codes, int num_classes) {
+  uint32_t counts[QBNN_MAX_CLASSES];
+  for (int c = 0; c < num_classes; ++c) counts[c] = (uint32_t)((int32_t)softmax_codes[c] + 128);
+  return entropy_of_counts(counts, num_classes);
+}
+
+void qbnn__finish(const uint32_t *counts, int num_samples, int nc, const float *entropy_sum, qbnn_result_t *res) {
+  uint32_t total = 0;
+  if (res->counts != counts) memcpy(res->counts, counts, (size_t)nc * sizeof counts[0]);
+  res->prediction = 0;
+  for (int c = 0; c < nc; ++c) total += res->counts[c];
+  for (int c = 0; c < nc; ++c) {
+    res->mean_prob[c] = (float)res->counts[c] / (float)total;
+    if (res->counts[c] > res->counts[res->prediction]) res->prediction = c;
+  }
+  res->predictive_entropy = entropy_of_counts(res->counts, nc);
+  res->expected_entropy = (entropy_sum[0] + entropy_sum[1]) / (float)num_samples;
+  res->mutual_information = res->predictive_entropy - res->expected_entropy;
+}
+
+int qbnn_predict(qbnn_runtime_t *rt, const int8_t *input, int mode, int num_samples, qbnn_result_t *res) {
   if (!rt || !input || !res) return QBNN_ERR_NULL;
   const qbnn_model_t *m = rt->model;
   if (!m) return QBNN_RT_ERR_UNINIT;
+  if (mode != QBNN_MODE_MC && mode != QBNN_MODE_HYBRID && mode != QBNN_MODE_PFP) return QBNN_RT_ERR_MODE;
   if (num_samples < 1 || num_samples > QBNN_MAX_SAMPLES) return QBNN_RT_ERR_SAMPLES;
+  if (mode != QBNN_MODE_MC) return qbnn__predict_mode(rt, input, mode, num_samples, res);
   const int nc = m->num_classes;
   memset(res, 0, sizeof *res);
   int x0_ready = 0;
@@ -336,27 +382,13 @@ int qbnn_predict(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_
   }
   /* float only (no soft-double code on single-precision FPUs); Neumaier-compensated so that the
      sum of S entropies keeps float32 accuracy for any S (SPEC 7: within 1e-5 nats) */
-  float sum_entropy = 0.0f, sum_comp = 0.0f;
+  float entropy_sum[2] = {0.0f, 0.0f};
   for (int s = 0; s < num_samples; ++s) {
     int8_t q[QBNN_MAX_CLASSES];
-    uint32_t counts[QBNN_MAX_CLASSES];
     forward(rt, input, q, x0_ready);
-    for (int c = 0; c < nc; ++c) {
-      counts[c] = (uint32_t)((int32_t)q[c] + 128);
-      res->counts[c] += counts[c];
-    }
-    const float h = entropy_of_counts(counts, nc), t = sum_entropy + h;
-    sum_comp += fabsf(sum_entropy) >= fabsf(h) ? (sum_entropy - t) + h : (h - t) + sum_entropy;
-    sum_entropy = t;
+    qbnn__accumulate(q, nc, res->counts);
+    qbnn__add_entropy(entropy_sum, qbnn__sample_entropy(q, nc));
   }
-  uint32_t total = 0;
-  for (int c = 0; c < nc; ++c) total += res->counts[c];
-  for (int c = 0; c < nc; ++c) {
-    res->mean_prob[c] = (float)res->counts[c] / (float)total;
-    if (res->counts[c] > res->counts[res->prediction]) res->prediction = c;
-  }
-  res->predictive_entropy = entropy_of_counts(res->counts, nc);
-  res->expected_entropy = (sum_entropy + sum_comp) / (float)num_samples;
-  res->mutual_information = res->predictive_entropy - res->expected_entropy;
+  qbnn__finish(res->counts, num_samples, nc, entropy_sum, res);
   return QBNN_OK;
 }

@@ -39,7 +39,13 @@ enum { QBNN_KERNEL_AUTO = 0, QBNN_KERNEL_REF = 1, QBNN_KERNEL_LUT = 2, QBNN_KERN
    successful qbnn_init; RANGE: a constant outside what the integer kernels support (zero points and
    activation range outside int8, multiplier < 0, shift outside -31..30, softmax constants). */
 enum { QBNN_RT_ERR_LIMITS = 20, QBNN_RT_ERR_CHAIN = 21, QBNN_RT_ERR_KERNEL = 22, QBNN_RT_ERR_SAMPLES = 23,
-       QBNN_RT_ERR_UNINIT = 24, QBNN_RT_ERR_RANGE = 25 };
+       QBNN_RT_ERR_UNINIT = 24, QBNN_RT_ERR_RANGE = 25, QBNN_RT_ERR_MODE = 26 };
+/* qbnn_predict modes (SPEC 7 and 11): MC sampling; HYBRID (exact first-layer moments, later layers sampled);
+   PFP (probabilistic forward pass, num_samples logit samples). MODE: unknown mode, or a mode the model's
+   tables do not support (HYBRID needs layer 0's moment table, PFP every layer's). */
+enum { QBNN_MODE_MC = 0, QBNN_MODE_HYBRID = 1, QBNN_MODE_PFP = 2 };
+
+struct qbnn_layer_moments; /* exact code moments + activation kind for HYBRID / PFP: qbnn_modes.h */
 
 typedef struct {
   qbnn_layer core;         /* shapes, bits, layout, stored tensors, SIGMA_Q: the sampler core's view */
@@ -48,6 +54,7 @@ typedef struct {
   int32_t multiplier, shift; /* FULLY_CONNECTED requantization (QuantizeMultiplier) */
   int32_t act_min, act_max;
   const int8_t *act_lut;   /* SoftPlus LUT[q + 128] or NULL */
+  const struct qbnn_layer_moments *moments; /* NULL: HYBRID / PFP unavailable (checked by qbnn_init) */
 } qbnn_rt_layer;
 
 typedef struct {
@@ -78,10 +85,15 @@ typedef struct {
 int qbnn_init(qbnn_runtime_t *rt, const qbnn_model_t *model, uint32_t seed, int kernel);
 void qbnn_seed(qbnn_runtime_t *rt, uint32_t seed); /* NULL rt: no-op */
 
-/* S MC passes on one image given as int8 input codes (pixel byte p -> p - 128). Streams continue
-   from where the previous call left them. Returns QBNN_OK or an error code (NULL rt, input or
-   result: QBNN_ERR_NULL, nothing computed). */
-int qbnn_predict(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_result_t *result);
+/* One image given as int8 input codes (pixel byte p -> p - 128), in a mode (QBNN_MODE_*): MC and HYBRID run
+   num_samples passes (result->counts = SPEC 7's A[c]); PFP draws num_samples logit samples (counts are 0).
+   Streams continue from where the previous call left them. Returns QBNN_OK or an error code (NULL rt, input
+   or result: QBNN_ERR_NULL; unknown or unsupported mode: QBNN_RT_ERR_MODE; nothing computed). */
+int qbnn_predict(qbnn_runtime_t *rt, const int8_t *input, int mode, int num_samples, qbnn_result_t *result);
+
+/* One deterministic pass with every weight at its quantized mean (the stored mu code): int8 softmax codes.
+   SMLAD kernel on DSP targets (rt->kernel SIMD), scalar otherwise; streams untouched. */
+int qbnn_forward_mean(qbnn_runtime_t *rt, const int8_t *input, int8_t *softmax_out);
 
 /* One MC pass: int8 softmax codes of num_classes outputs (exposed for tests and benchmarks). */
 int qbnn_forward(qbnn_runtime_t *rt, const int8_t *input, int8_t *softmax_out);

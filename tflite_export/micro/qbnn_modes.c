@@ -1,0 +1,440 @@
+/* HYBRID and PFP modes and the mean-code pass; SPEC.md section 11, numpy reference tflite_export/modes.py.
+   HYBRID is integer only and bit-exact with the reference. PFP is float32 written operation by operation in the
+   reference's order with its own exp / log (only + - * / and sqrt, all correctly rounded in IEEE and in
+   libgcc's soft float), so it reproduces the reference's floats on every core; compile without FMA
+   contraction (-std=c99 implies -ffp-contract=off in GCC). */
+#include "qbnn_modes.h"
+
+#include <string.h>
+
+#include "qbnn_fixedpoint.h"
+#include "qbnn_runtime_internal.h"
+#include "qbnn_sampler.h"
+
+/* ---- SIMD helpers for the mean pass (real instructions on DSP targets, C elsewhere) ------------------- */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define QBNN_MODES_DSP 1
+static inline uint32_t m_uxtb16(uint32_t x) {
+  uint32_t r;
+  __asm("uxtb16 %0, %1" : "=r"(r) : "r"(x));
+  return r;
+}
+static inline uint32_t m_uxtb16_ror8(uint32_t x) {
+  uint32_t r;
+  __asm("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
+}
+static inline int32_t m_smlad(uint32_t a, uint32_t b, int32_t acc) {
+  int32_t r;
+  __asm("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
+#else
+#define QBNN_MODES_DSP 0
+static inline uint32_t m_uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
+static inline uint32_t m_uxtb16_ror8(uint32_t x) { return (x >> 8) & 0x00FF00FFu; }
+static inline int32_t m_smlad(uint32_t a, uint32_t b, int32_t acc) {
+  return acc + (int32_t)(int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu) +
+         (int32_t)(int16_t)(a >> 16) * (int16_t)(b >> 16);
+}
+#endif
+
+/* ---- static buffers -------------------------------------------------------------------------------- */
+/* layer 0's nonzero inputs (HYBRID / PFP) or the mean pass's int16 operands (c0,c2,c1,c3 groups, LDRD-aligned) */
+static union { uint16_t nz[QBNN_MAX_INPUT]; int16_t xi[QBNN_MAX_INPUT]; uint64_t align; } g_in;
+static union { int16_t v[QBNN_MAX_HIDDEN]; uint64_t align; } g_xh;
+/* HYBRID: first-layer sums per unit; PFP: means and variances of two layers (ping-pong) */
+static union {
+  struct { int64_t a1[QBNN_MAX_HIDDEN]; uint32_t sd8[QBNN_MAX_HIDDEN]; } hy;
+  struct { float m[2][QBNN_MAX_HIDDEN], v[2][QBNN_MAX_HIDDEN]; } pf;
+} g_w;
+static int8_t g_h[2][QBNN_MAX_HIDDEN];
+
+uint32_t qbnn_modes_static_bytes(void) { return sizeof g_in + sizeof g_xh + sizeof g_w + sizeof g_h; }
+
+static int max_code(const qbnn_rt_layer *L) { return (1 << (L->core.weight_bits - 1)) - 1; }
+
+int qbnn__check_moments(const qbnn_rt_layer *L, int is_last) {
+  const qbnn_layer_moments *mo = L->moments;
+  if (!mo) return QBNN_OK;
+  if (!mo->table) return QBNN_ERR_NULL;
+  if (L->core.layout != QBNN_LAYOUT_I4_FUSED) return QBNN_RT_ERR_MODE; /* the table is indexed by the stored byte */
+  if (mo->activation > QBNN_ACT_SOFTPLUS) return QBNN_RT_ERR_RANGE;
+  if ((mo->activation == QBNN_ACT_SOFTPLUS) != (L->act_lut != 0)) return QBNN_RT_ERR_RANGE;
+  if (is_last && mo->activation != QBNN_ACT_LINEAR) return QBNN_RT_ERR_RANGE; /* logits are linear */
+  /* |E| <= M and Var <= M^2: bounds that keep every sum below in int64 / float range */
+  const int32_t m = max_code(L);
+  for (int b = 0; b < 256; ++b) {
+    const int32_t s1 = mo->table[2 * b], v = mo->table[2 * b + 1];
+    if (s1 < -256 * m || s1 > 256 * m || v < 0 || v > 65536 * m * m) return QBNN_RT_ERR_RANGE;
+  }
+  return QBNN_OK;
+}
+
+static int8_t requantize(const qbnn_rt_layer *L, int32_t acc) {
+  int32_t q = qbnn_multiply_by_quantized_multiplier(acc, L->multiplier, (int)L->shift) + L->out_zero_point;
+  if (q < L->act_min) q = L->act_min;
+  if (q > L->act_max) q = L->act_max;
+  if (L->act_lut) q = L->act_lut[q + 128];
+  return (int8_t)q;
+}
+
+/* ---- layer 0's exact accumulator moments (SPEC 11.2) --------------------------------------------------- */
+static int nonzero_inputs(const qbnn_rt_layer *L, const int8_t *input) {
+  int n = 0;
+  for (uint32_t c = 0; c < L->core.cols; ++c)
+    if ((int32_t)input[c] != L->in_zero_point) g_in.nz[n++] = (uint16_t)c;
+  return n;
+}
+
+/* A1 = sum_c S1 x_c, A2 = sum_c V x_c^2 over the nonzero x_c = q_c - zp of row r */
+static void row_sums(const qbnn_rt_layer *L, uint32_t r, const int8_t *input, int nnz, int64_t *a1, int64_t *a2) {
+  const uint8_t *p = L->core.mu + r * L->core.cols;
+  const int32_t *t = L->moments->table, zp = L->in_zero_point;
+  int64_t s1 = 0, s2 = 0;
+  for (int j = 0; j < nnz; ++j) {
+    const uint32_t c = g_in.nz[j];
+    const int32_t x = (int32_t)input[c] - zp, b = p[c];
+    s1 += (int64_t)t[2 * b] * x;
+    s2 += (int64_t)t[2 * b + 1] * (x * x);
+  }
+  *a1 = s1;
+  *a2 = s2;
+}
+
+/* round(sqrt(a)) (digit by digit; round up when a - r^2 > r) */
+static uint32_t isqrt_round(uint64_t a) {
+  uint64_t r = 0, bit = (uint64_t)1 << 62;
+  while (bit > a) bit >>= 2;
+  while (bit) {
+    if (a >= r + bit) {
+      a -= r + bit;
+      r = (r >> 1) + bit;
+    } else {
+      r >>= 1;
+    }
+    bit >>= 2;
+  }
+  return (uint32_t)(r + (a > r));
+}
+
+static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_result_t *res) {
+  const qbnn_model_t *m = rt->model;
+  const qbnn_rt_layer *L = &m->layers[0];
+  const uint32_t rows = L->core.rows;
+  const int nc = m->num_classes, nnz = nonzero_inputs(L, input);
+  for (uint32_t r = 0; r < rows; ++r) {
+    int64_t a2;
+    row_sums(L, r, input, nnz, &g_w.hy.a1[r], &a2);
+    g_w.hy.sd8[r] = isqrt_round((uint64_t)a2);
+  }
+  float entropy_sum[2] = {0.0f, 0.0f};
+  qbnn_stream *s0 = &rt->streams[0];
+  for (int s = 0; s < num_samples; ++s) {
+    int8_t q[QBNN_MAX_CLASSES];
+    for (uint32_t r = 0; r < rows; ++r) {
+      const int32_t z = (int32_t)QBNN_EPS_Q[qbnn_stream_byte(s0)] * QBNN_HYBRID_Z_GAIN;
+      const int64_t n = ((int64_t)g_w.hy.sd8[r] * z + ((int64_t)1 << (QBNN_HYBRID_NOISE_SHIFT - 1))) >>
+                        QBNN_HYBRID_NOISE_SHIFT;
+      int64_t acc = (g_w.hy.a1[r] + n + 128) >> 8;
+      if (acc > INT32_MAX) acc = INT32_MAX;
+      if (acc < INT32_MIN) acc = INT32_MIN;
+      g_h[0][r] = requantize(L, (int32_t)acc);
+    }
+    qbnn__run_tail(rt, 1, g_h[0], q);
+    qbnn__accumulate(q, nc, res->counts);
+    qbnn__add_entropy(entropy_sum, qbnn__sample_entropy(q, nc));
+  }
+  qbnn__finish(res->counts, num_samples, nc, entropy_sum, res);
+  return QBNN_OK;
+}
+
+/* ---- float32 helpers (mirrored by tflite_export/modes.py; hex literals = its float32 constants) ------- */
+static const float kExpC[7] = {
+    0x1.0000000000000p+0f, 0x1.fffffc0000000p-1f, 0x1.fffefc0000000p-2f, 0x1.5542240000000p-3f,
+    0x1.5406d40000000p-5f, 0x1.056e1a0000000p-7f, 0x1.03049e0000000p-10f,
+};
+static const float kAtanhC[7] = {
+    0x1.0000000000000p+0f, 0x1.5555560000000p-2f, 0x1.99999a0000000p-3f, 0x1.24924a0000000p-3f,
+    0x1.c71c720000000p-4f, 0x1.745d180000000p-4f, 0x1.3b13b20000000p-4f,
+};
+static const float kGhNodes16[16] = {
+    -0x1.a8604e0000000p+2f, -0x1.5e38f20000000p+2f, -0x1.1f8c940000000p+2f, -0x1.cce96e0000000p+1f,
+    -0x1.614fb60000000p+1f, -0x1.f3b4fc0000000p+0f, -0x1.29f0b40000000p+0f, -0x1.8c0af80000000p-2f,
+    0x1.8c0af80000000p-2f, 0x1.29f0b40000000p+0f, 0x1.f3b4fc0000000p+0f, 0x1.614fb60000000p+1f,
+    0x1.cce96e0000000p+1f, 0x1.1f8c940000000p+2f, 0x1.5e38f20000000p+2f, 0x1.a8604e0000000p+2f,
+};
+static const float kGhWeights16[16] = {
+    0x1.495f7a0000000p-33f, 0x1.19350e0000000p-23f, 0x1.00b1240000000p-16f, 0x1.13c4800000000p-11f,
+    0x1.dc3efc0000000p-8f, 0x1.835b500000000p-5f, 0x1.4446e80000000p-3f, 0x1.2572380000000p-2f,
+    0x1.2572380000000p-2f, 0x1.4446e80000000p-3f, 0x1.835b500000000p-5f, 0x1.dc3efc0000000p-8f,
+    0x1.13c4800000000p-11f, 0x1.00b1240000000p-16f, 0x1.19350e0000000p-23f, 0x1.495f7a0000000p-33f,
+};
+static const float kGhNodes32[32] = {
+    -0x1.427a400000000p+3f, -0x1.220f8e0000000p+3f, -0x1.0708040000000p+3f, -0x1.dd7d060000000p+2f,
+    -0x1.b0612c0000000p+2f, -0x1.85b1980000000p+2f, -0x1.5ccd580000000p+2f, -0x1.3549640000000p+2f,
+    -0x1.0ed9700000000p+2f, -0x1.d288320000000p+1f, -0x1.88b8a80000000p+1f, -0x1.3ffac60000000p+1f,
+    -0x1.f021160000000p+0f, -0x1.6187ec0000000p+0f, -0x1.a791e40000000p-1f, -0x1.1a28d80000000p-2f,
+    0x1.1a28d80000000p-2f, 0x1.a791e40000000p-1f, 0x1.6187ec0000000p+0f, 0x1.f021160000000p+0f,
+    0x1.3ffac60000000p+1f, 0x1.88b8a80000000p+1f, 0x1.d288320000000p+1f, 0x1.0ed9700000000p+2f,
+    0x1.3549640000000p+2f, 0x1.5ccd580000000p+2f, 0x1.85b1980000000p+2f, 0x1.b0612c0000000p+2f,
+    0x1.dd7d060000000p+2f, 0x1.0708040000000p+3f, 0x1.220f8e0000000p+3f, 0x1.427a400000000p+3f,
+};
+static const float kGhWeights32[32] = {
+    0x1.8ee8560000000p-75f, 0x1.3373de0000000p-61f, 0x1.856a7c0000000p-51f, 0x1.0bbf0e0000000p-42f,
+    0x1.2673060000000p-35f, 0x1.3dd4820000000p-29f, 0x1.7d72d20000000p-24f, 0x1.1470140000000p-19f,
+    0x1.005aae0000000p-15f, 0x1.3d41080000000p-12f, 0x1.0e46f40000000p-9f, 0x1.4484420000000p-7f,
+    0x1.176d8a0000000p-5f, 0x1.5d92840000000p-4f, 0x1.4097840000000p-3f, 0x1.b192b00000000p-3f,
+    0x1.b192b00000000p-3f, 0x1.4097840000000p-3f, 0x1.5d92840000000p-4f, 0x1.176d8a0000000p-5f,
+    0x1.4484420000000p-7f, 0x1.0e46f40000000p-9f, 0x1.3d41080000000p-12f, 0x1.005aae0000000p-15f,
+    0x1.1470140000000p-19f, 0x1.7d72d20000000p-24f, 0x1.3dd4820000000p-29f, 0x1.2673060000000p-35f,
+    0x1.0bbf0e0000000p-42f, 0x1.856a7c0000000p-51f, 0x1.3373de0000000p-61f, 0x1.8ee8560000000p-75f,
+};
+#define K_LOG2E 0x1.7154760000000p+0f
+#define K_LN2 0x1.62e4300000000p-1f
+#define K_LN2_HI 0x1.6300000000000p-1f
+#define K_LN2_LO -0x1.bd01060000000p-13f
+#define K_EXP_MIN -0x1.5c00000000000p+6f
+#define K_INV_SQRT2PI 0x1.9884540000000p-2f
+#define K_FLT_MIN 0x1.0000000000000p-126f
+
+static float bits_to_float(uint32_t b) {
+  float f;
+  memcpy(&f, &b, sizeof f);
+  return f;
+}
+
+/* exp(x) for x <= 0 */
+static float qexp_neg(float x) {
+  if (x < K_EXP_MIN) return 0.0f;
+  const int32_t k = (int32_t)(x * K_LOG2E);
+  const float kf = (float)k;
+  const float r = (x - kf * K_LN2_HI) - kf * K_LN2_LO;
+  float p = kExpC[6];
+  for (int i = 5; i >= 0; --i) p = p * r + kExpC[i];
+  return p * bits_to_float((uint32_t)(k + 127) << 23);
+}
+
+/* log(1 + y) for y in [0, 1] */
+static float qlog1p01(float y) {
+  const float s = y / (2.0f + y), s2 = s * s;
+  float p = kAtanhC[6];
+  for (int j = 5; j >= 0; --j) p = p * s2 + kAtanhC[j];
+  return (2.0f * s) * p;
+}
+
+/* log(p) for a normal positive float */
+static float qlog(float p) {
+  uint32_t b;
+  memcpy(&b, &p, sizeof b);
+  const int32_t e = (int32_t)((b >> 23) & 0xFFu) - 127;
+  const float m = bits_to_float((b & 0x007FFFFFu) | 0x3F800000u);
+  return (float)e * K_LN2 + qlog1p01(m - 1.0f);
+}
+
+static float qsoftplus(float x) {
+  const float ax = x < 0.0f ? -x : x;
+  return (x > 0.0f ? x : 0.0f) + qlog1p01(qexp_neg(-ax));
+}
+
+static void softplus_moments(float m, float v, float *mean_out, float *var_out) {
+  const float sd = sqrtf(v);
+  const int n = sd <= 1.0f ? 16 : 32;
+  const float *t = n == 16 ? kGhNodes16 : kGhNodes32, *w = n == 16 ? kGhWeights16 : kGhWeights32;
+  float mean = 0.0f, sq = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const float f = qsoftplus(m + sd * t[i]);
+    const float wf = w[i] * f;
+    mean = mean + wf;
+    sq = sq + wf * f;
+  }
+  const float var = sq - mean * mean;
+  *mean_out = mean;
+  *var_out = var > 0.0f ? var : 0.0f;
+}
+
+/* Phi(a) (Abramowitz-Stegun 26.2.17) and phi(|a|) */
+static float qphi_cdf(float a, float *pdf) {
+  const float z = a < 0.0f ? -a : a;
+  const float t = 1.0f / (1.0f + 0x1.da67120000000p-3f * z);
+  const float poly =
+      t * (0x1.470bf40000000p-2f +
+           t * (-0x1.6d1f0e0000000p-2f + t * (0x1.c80ef00000000p+0f + t * (-0x1.d23dd40000000p+0f +
+                                                                            t * 0x1.548cde0000000p+0f))));
+  *pdf = K_INV_SQRT2PI * qexp_neg(-0.5f * z * z);
+  const float upper = *pdf * poly;
+  return a >= 0.0f ? 1.0f - upper : upper;
+}
+
+static void relu_moments(float m, float v, float *mean_out, float *var_out) {
+  const float sd = sqrtf(v);
+  if (!(sd > 0.0f)) {
+    *mean_out = m > 0.0f ? m : 0.0f;
+    *var_out = 0.0f;
+    return;
+  }
+  float pdf;
+  const float cdf = qphi_cdf(m / sd, &pdf);
+  const float mean = m * cdf + sd * pdf;
+  const float e2 = (m * m + v) * cdf + (m * sd) * pdf;
+  const float var = e2 - mean * mean;
+  *mean_out = mean;
+  *var_out = var > 0.0f ? var : 0.0f;
+}
+
+static void activation_moments(int act, float *m, float *v, uint32_t n) {
+  for (uint32_t r = 0; r < n; ++r) {
+    if (act == QBNN_ACT_SOFTPLUS) softplus_moments(m[r], v[r], &m[r], &v[r]);
+    else if (act == QBNN_ACT_RELU) relu_moments(m[r], v[r], &m[r], &v[r]);
+  }
+}
+
+/* -sum_c p_c log p_c, terms with p_c < FLT_MIN are 0 */
+static float entropy_f32(const float *p, int n) {
+  float h = 0.0f;
+  for (int c = 0; c < n; ++c)
+    if (p[c] >= K_FLT_MIN) h = h - p[c] * qlog(p[c]);
+  return h;
+}
+
+static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_result_t *res) {
+  const qbnn_model_t *m = rt->model;
+  const int nl = m->num_layers, nc = m->num_classes;
+  /* layer 0: exact moments of the accumulators, in real units (s = s_in s_w) */
+  const qbnn_rt_layer *L0 = &m->layers[0];
+  const int nnz = nonzero_inputs(L0, input);
+  const float s = (1.0f / 255.0f) * (1.0f / (float)max_code(L0));
+  const float cm = s * (1.0f / 256.0f), cv = (s * s) * (1.0f / 65536.0f);
+  float *hm = g_w.pf.m[0], *hv = g_w.pf.v[0];
+  for (uint32_t r = 0; r < L0->core.rows; ++r) {
+    int64_t a1, a2;
+    row_sums(L0, r, input, nnz, &a1, &a2);
+    hm[r] = (float)a1 * cm;
+    hv[r] = (float)a2 * cv;
+  }
+  if (nl > 1) activation_moments(L0->moments->activation, hm, hv, L0->core.rows);
+  /* later layers: mean field, Var[sum w h] = sum Var[w] E[h^2] + E[w]^2 Var[h] */
+  for (int l = 1; l < nl; ++l) {
+    const qbnn_rt_layer *L = &m->layers[l];
+    const uint32_t rows = L->core.rows, cols = L->core.cols;
+    const int32_t *t = L->moments->table;
+    float *om = g_w.pf.m[l & 1], *ov = g_w.pf.v[l & 1];
+    float e2in[QBNN_MAX_HIDDEN]; /* E[h^2] of the inputs */
+    for (uint32_t c = 0; c < cols; ++c) e2in[c] = hm[c] * hm[c] + hv[c];
+    const float sw = 1.0f / (float)max_code(L);
+    const float cm_l = sw * (1.0f / 256.0f), cv_l = (sw * sw) * (1.0f / 65536.0f);
+    const uint8_t *p = L->core.mu;
+    for (uint32_t r = 0; r < rows; ++r, p += cols) {
+      float am = 0.0f, av = 0.0f;
+      for (uint32_t c = 0; c < cols; ++c) {
+        const uint32_t b = p[c];
+        const float e = (float)t[2 * b], vf = (float)t[2 * b + 1];
+        am = am + e * hm[c];
+        av = av + (vf * e2in[c] + (e * e) * hv[c]);
+      }
+      om[r] = am * cm_l;
+      ov[r] = av * cv_l;
+    }
+    hm = om;
+    hv = ov;
+    if (l < nl - 1) activation_moments(L->moments->activation, hm, hv, rows);
+  }
+  /* K logit samples from the last layer's stream, float32 softmax, SPEC 7's split */
+  float sd[QBNN_MAX_CLASSES], pm[QBNN_MAX_CLASSES], hsum = 0.0f;
+  for (int c = 0; c < nc; ++c) {
+    sd[c] = sqrtf(hv[c]);
+    pm[c] = 0.0f;
+  }
+  qbnn_stream *st = &rt->streams[nl - 1];
+  for (int k = 0; k < num_samples; ++k) {
+    float lg[QBNN_MAX_CLASSES], p[QBNN_MAX_CLASSES];
+    for (int c = 0; c < nc; ++c) {
+      const float eps = (float)QBNN_EPS_Q[qbnn_stream_byte(st)] * (1.0f / 4096.0f);
+      lg[c] = hm[c] + sd[c] * eps;
+    }
+    float mx = lg[0], tot = 0.0f;
+    for (int c = 1; c < nc; ++c) mx = lg[c] > mx ? lg[c] : mx;
+    for (int c = 0; c < nc; ++c) {
+      p[c] = qexp_neg(lg[c] - mx);
+      tot = tot + p[c];
+    }
+    for (int c = 0; c < nc; ++c) {
+      p[c] = p[c] / tot;
+      pm[c] = pm[c] + p[c];
+    }
+    hsum = hsum + entropy_f32(p, nc);
+  }
+  const float kf = (float)num_samples;
+  for (int c = 0; c < nc; ++c) {
+    res->mean_prob[c] = pm[c] / kf;
+    if (res->mean_prob[c] > res->mean_prob[res->prediction]) res->prediction = c;
+  }
+  res->predictive_entropy = entropy_f32(res->mean_prob, nc);
+  res->expected_entropy = hsum / kf;
+  res->mutual_information = res->predictive_entropy - res->expected_entropy;
+  return QBNN_OK;
+}
+
+int qbnn__predict_mode(qbnn_runtime_t *rt, const int8_t *input, int mode, int num_samples, qbnn_result_t *res) {
+  const qbnn_model_t *m = rt->model;
+  for (int l = 0; l < m->num_layers; ++l)
+    if (!m->layers[l].moments && (mode == QBNN_MODE_PFP || l == 0)) return QBNN_RT_ERR_MODE;
+  memset(res, 0, sizeof *res);
+  if (mode == QBNN_MODE_HYBRID) return predict_hybrid(rt, input, num_samples, res);
+  if (mode == QBNN_MODE_PFP) return predict_pfp(rt, input, num_samples, res);
+  return QBNN_RT_ERR_MODE;
+}
+
+/* ---- the mean-code pass ------------------------------------------------------------------------------- */
+/* Every weight at its mu code (the low nibble of the I4_FUSED byte). SIMD: (nibble ^ 8) = mu + 8 in 0..15 as
+   unsigned halfwords, two SMLADs per 4 weights, then acc -= 8 sum_c x_c. */
+static int32_t row_mean_simd(const uint8_t *p, const int16_t *xi, int cols, int32_t sum_x) {
+  const uint32_t *pw = (const uint32_t *)(const void *)p, *xw = (const uint32_t *)(const void *)xi;
+  int32_t acc = 0;
+  for (int c = 0; c < cols; c += 4) {
+    const uint32_t t = (*pw++ & 0x0F0F0F0Fu) ^ 0x08080808u;
+    acc = m_smlad(m_uxtb16(t), xw[0], acc);
+    acc = m_smlad(m_uxtb16_ror8(t), xw[1], acc);
+    xw += 2;
+  }
+  return acc - 8 * sum_x;
+}
+
+static int32_t row_mean_scalar(const uint8_t *p, const int8_t *x, int cols, int32_t zp) {
+  int32_t acc = 0;
+  for (int c = 0; c < cols; ++c) acc += ((int32_t)((p[c] & 0xFu) ^ 8u) - 8) * ((int32_t)x[c] - zp);
+  return acc;
+}
+
+int qbnn_forward_mean(qbnn_runtime_t *rt, const int8_t *input, int8_t *softmax_out) {
+  if (!rt || !input || !softmax_out) return QBNN_ERR_NULL;
+  const qbnn_model_t *m = rt->model;
+  if (!m) return QBNN_RT_ERR_UNINIT;
+  for (int l = 0; l < m->num_layers; ++l)
+    if (m->layers[l].core.layout != QBNN_LAYOUT_I4_FUSED) return QBNN_RT_ERR_KERNEL;
+  const int8_t *x = input;
+  for (int l = 0; l < m->num_layers; ++l) {
+    const qbnn_rt_layer *L = &m->layers[l];
+    const uint32_t rows = L->core.rows, cols = L->core.cols;
+    int8_t *y = g_h[l & 1];
+    const uint8_t *p = L->core.mu;
+    if (rt->kernel == QBNN_KERNEL_SIMD && (cols & 3u) == 0 && ((uintptr_t)p & 3u) == 0) {
+      int16_t *xi = l == 0 ? g_in.xi : g_xh.v;
+      int32_t sum_x = 0;
+      for (uint32_t c = 0; c < cols; c += 4) {
+        xi[c] = (int16_t)(x[c] - L->in_zero_point);
+        xi[c + 1] = (int16_t)(x[c + 2] - L->in_zero_point);
+        xi[c + 2] = (int16_t)(x[c + 1] - L->in_zero_point);
+        xi[c + 3] = (int16_t)(x[c + 3] - L->in_zero_point);
+        sum_x += xi[c] + xi[c + 1] + xi[c + 2] + xi[c + 3];
+      }
+      for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requantize(L, row_mean_simd(p, xi, (int)cols, sum_x));
+    } else {
+      for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requantize(L, row_mean_scalar(p, x, (int)cols, L->in_zero_point));
+    }
+    x = y;
+  }
+  qbnn_softmax_int8(x, m->num_classes, m->softmax_multiplier, m->softmax_left_shift, m->softmax_diff_min,
+                    softmax_out);
+  return QBNN_OK;
+}

@@ -1,0 +1,35 @@
+/* Private interface between qbnn_runtime.c and qbnn_modes.c (see /work/notes/CONTRACT.md): the MC pieces the
+   HYBRID and PFP modes reuse. Not part of the public API. */
+#ifndef QBNN_RUNTIME_INTERNAL_H_
+#define QBNN_RUNTIME_INTERNAL_H_
+#include <math.h>
+#include <stdint.h>
+
+#include "qbnn_runtime.h"
+
+/* Run layers first_layer..num_layers-1 on `in` (first_layer's int8 input), sampling their weights from their
+   streams exactly as an MC pass does, then the int8 softmax. first_layer == num_layers: softmax only. */
+int qbnn__run_tail(qbnn_runtime_t *rt, int first_layer, const int8_t *in, int8_t *softmax_out);
+
+/* counts[c] += softmax_codes[c] + 128 (SPEC 7's A[c]). */
+void qbnn__accumulate(const int8_t *softmax_codes, int num_classes, uint32_t *counts);
+
+/* Entropy (nats, float32) of one sample's P_s[c] = q_s[c] + 128 (SPEC 7). */
+float qbnn__sample_entropy(const int8_t *softmax_codes, int num_classes);
+
+/* entropy_sum[0] += h with Neumaier compensation in entropy_sum[1]. */
+static inline void qbnn__add_entropy(float *entropy_sum, float h) {
+  const float s = entropy_sum[0], t = s + h;
+  entropy_sum[1] += fabsf(s) >= fabsf(h) ? (s - t) + h : (h - t) + s;
+  entropy_sum[0] = t;
+}
+
+/* SPEC 7's results from the count sums A[c] and the compensated sum of the S per-sample entropies. */
+void qbnn__finish(const uint32_t *counts, int num_samples, int num_classes, const float *entropy_sum,
+                  qbnn_result_t *result);
+
+/* qbnn_modes.c: checks a layer's moment table (NULL is valid: mode unavailable); HYBRID / PFP prediction. */
+int qbnn__check_moments(const qbnn_rt_layer *layer, int is_last);
+int qbnn__predict_mode(qbnn_runtime_t *rt, const int8_t *input, int mode, int num_samples, qbnn_result_t *result);
+
+#endif

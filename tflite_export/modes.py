@@ -1,0 +1,362 @@
+"""Cheaper inference modes of the integer model (SPEC.md section 11), the numpy reference of the C runtime's
+QBNN_MODE_HYBRID and QBNN_MODE_PFP (`micro/qbnn_modes.c`).
+
+* Exact moments of a sampled weight CODE (SPEC 3.3) per (mu code, sigma code): the 256 stream bytes are
+  equally likely, so ``S1 = sum_u w(u)`` and ``V = 256 sum_u w(u)^2 - S1^2`` are integers with
+  ``E[code] = S1 / 256`` and ``Var[code] = V / 65536`` exactly.
+* **hybrid**: the first Bayesian layer's accumulators get their exact mean and variance from those integers
+  (int64 sums), each MC sample draws them as ``mean + sd * z`` (z: the stream's eps table with a variance gain),
+  requantizes them as FULLY_CONNECTED does and runs the later layers by sampling their weights as MC does.
+* **pfp**: a probabilistic forward pass in float32 (means and variances through every layer, SoftPlus / ReLU
+  moment matching), a diagonal Gaussian over the logits, K logit samples -> SPEC 7's uncertainty split.
+  Every float operation is written in the order `qbnn_modes.c` does it (own exp / log built from + - * /, no
+  libm), so the C runtime reproduces these floats bit for bit on every core (the tests allow 1e-6).
+Only models whose layers are all Bayesian FULLY_CONNECTED (`IntegerLayer`, the MLP of SPEC 1) are supported.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tflite_export.intmath import fixedpoint, sampler
+from tflite_export.ir.fully_connected import IntegerLayer
+from tflite_export.ir.softmax import SOFTMAX_SCALE  # noqa: F401  (section 7's output scale)
+
+MODES = ("mc", "hybrid", "pfp")
+F32 = np.float32
+# hybrid: z = EPS_Q[u] * Z_GAIN / 2^15 has variance 1 (the table's own variance is 0.99497: its tails are cut)
+Z_GAIN_BITS = 15
+Z_GAIN = int(round(2**Z_GAIN_BITS * math.sqrt(256 * 2 ** (2 * sampler.EPS_FRAC_BITS)
+                                              / float(np.sum(sampler.EPS_Q.astype(np.int64) ** 2)))))
+HYBRID_NOISE_SHIFT = sampler.EPS_FRAC_BITS + Z_GAIN_BITS  # sd (Q8) * EPS_Q * Z_GAIN >> 27 -> Q8
+GH_SMALL, GH_LARGE = 16, 32  # Gauss-Hermite nodes for sd <= 1 and sd > 1 (SoftPlus moment matching)
+
+
+# ---- exact code moments -----------------------------------------------------------------------------------
+
+def code_moments(mu_codes, sigma_codes, sigma_q, weight_bits):
+    """(S1, V) int64 arrays for the given codes: S1 = sum_u w(u), V = 256 sum_u w(u)^2 - S1^2 over the 256
+    stream bytes u (enumeration of SPEC 3.3's formula)."""
+    mu = np.asarray(mu_codes, np.int64)
+    k = np.asarray(sigma_codes, np.int64)
+    w = sampler.sample_codes(mu[..., None], k[..., None], sigma_q, np.arange(256), weight_bits).astype(np.int64)
+    s1 = w.sum(-1)
+    return s1, 256 * (w * w).sum(-1) - s1 * s1
+
+
+def moment_table(sigma_q, weight_bits):
+    """int32 [256, 2] = (S1, V) per I4_FUSED byte (mu nibble | sigma code << 4), the C runtime's table; bytes
+    that never occur (mu nibble -8, sigma code beyond SIGMA_Q) get the entries of the byte the derived sampling
+    table substitutes (clamped mu, sigma code 0)."""
+    b = np.arange(256)
+    mu = b & 0xF
+    mu = np.where(mu >= 8, mu - 16, mu)
+    k = b >> 4
+    k = np.where(k < len(sigma_q), k, 0)
+    s1, v = code_moments(mu, k, sigma_q, weight_bits)
+    return np.stack([s1, v], axis=1).astype(np.int32)
+
+
+def layer_code_moments(layer):
+    """(S1, V) int64 [R, C] of every weight of an IntegerLayer (by the (mu, sigma code) grid)."""
+    m = layer.max_code
+    grid_mu, grid_k = np.meshgrid(np.arange(-m, m + 1), np.arange(len(layer.sigma_q)), indexing="ij")
+    s1, v = code_moments(grid_mu, grid_k, layer.sigma_q, layer.weight_bits)
+    idx = (np.asarray(layer.mu_codes, np.int64) + m, np.asarray(layer.sigma_codes, np.int64))
+    return s1[idx], v[idx]
+
+
+def _check_model(model):
+    for l, layer in enumerate(model.layers):
+        if not isinstance(layer, IntegerLayer):
+            raise ValueError(f"modes: op {l} ({getattr(layer, 'kind', type(layer).__name__)}) is not a Bayesian "
+                             "FULLY_CONNECTED layer; hybrid / pfp support the dense MLP of SPEC section 1 only")
+
+
+# ---- hybrid -------------------------------------------------------------------------------------------------
+
+def first_layer_sums(layer, q_in):
+    """(A1, A2) int64 [N, R]: A1 = sum_c S1 x_c (= 256 E[acc]), A2 = sum_c V x_c^2 (= 65536 Var[acc]),
+    x_c = q_c - zp_in."""
+    s1, v = layer_code_moments(layer)
+    x = np.asarray(q_in, np.int64) - int(layer.input_zero_point)
+    return x @ s1.T, (x * x) @ v.T  # int64 matmuls: exact
+
+
+def isqrt_round(a):
+    """round(sqrt(a)) for int64 a >= 0 (ties cannot occur: a = r^2 + r + 1/4 has no integer solution):
+    r = floor(sqrt(a)), plus 1 when a - r^2 > r."""
+    a = np.asarray(a, np.int64)
+    r = np.floor(np.sqrt(a.astype(np.float64))).astype(np.int64)
+    r = np.where(r * r > a, r - 1, r)
+    r = np.where((r + 1) * (r + 1) <= a, r + 1, r)
+    return r + (a - r * r > r)
+
+
+def hybrid_accumulators(a1, sd8, u):
+    """One draw of the first layer's int32 accumulators: acc = (A1 + n + 128) >> 8 with the noise in Q8
+    n = (sd8 * (EPS_Q[u] * Z_GAIN) + 2^26) >> 27, sd8 = round(sqrt(A2)) (= 256 sd)."""
+    z = sampler.EPS_Q.astype(np.int64)[np.asarray(u)] * Z_GAIN
+    n = (np.asarray(sd8, np.int64) * z + (1 << (HYBRID_NOISE_SHIFT - 1))) >> HYBRID_NOISE_SHIFT
+    acc = (np.asarray(a1, np.int64) + n + 128) >> 8
+    return np.clip(acc, fixedpoint.INT32_MIN, fixedpoint.INT32_MAX)
+
+
+def hybrid_predict_codes(model, x, num_samples=30, seed=None, streams=None):
+    """[S, N, K] int8 softmax codes of the hybrid mode. Sample s takes N * R bytes of layer 0's stream (image
+    i's R bytes at i * R, one per unit) and samples layers 1.. from their own streams as MC does (their weights
+    shared by the batch). With N = 1 this is the C runtime's qbnn_predict(.., QBNN_MODE_HYBRID, ..)."""
+    _check_model(model)
+    streams = model.streams(seed) if streams is None else streams
+    q = model.quantize_input(x)
+    first = model.layers[0]
+    a1, a2 = first_layer_sums(first, q)
+    sd8 = isqrt_round(a2)
+    mult, shift = first.multiplier
+    lo, hi = first.act_range
+    n, r = a1.shape
+    out = np.empty((num_samples, n, model.num_classes), np.int8)
+    softmax, quant = model.ops[-1], model.quants()[-1]
+    for s in range(num_samples):
+        u = streams[0].take(n * r).reshape(n, r)
+        acc = hybrid_accumulators(a1, sd8, u)
+        h = first.activate(fixedpoint.requantize(acc, mult, shift, first.output_zero_point, lo, hi, model.rounding))
+        w = [None] + [layer.sample(st) for layer, st in zip(model.layers[1:], streams[1:])]
+        h = model._run(h, w, 1, len(model.layers))
+        out[s] = softmax.run(h, quant, None, model.rounding)
+    return out
+
+
+# ---- float32 helpers written as the C does them (no libm) ---------------------------------------------------
+
+LOG2E = F32(1.4426950408889634)
+LN2 = F32(0.6931471805599453)
+
+
+LN2_HI = F32(0.693359375)  # 9 significant bits: k * LN2_HI is exact for |k| <= 2^15 (Cody-Waite)
+LN2_LO = F32(-2.12194440e-4)
+
+
+def _exp_poly():
+    """float32 coefficients of exp(r) on r in [-0.70, 0.01] (degree 6 least squares on Chebyshev nodes)."""
+    r = np.cos(np.pi * (np.arange(200) + 0.5) / 200) * 0.355 - 0.345
+    return np.polynomial.polynomial.polyfit(r, np.exp(r), 6).astype(np.float32)
+
+
+EXP_C = _exp_poly()
+EXP_MIN = F32(-87.0)  # exp(x) for x < -87 is 0 (below float32's normal range)
+
+
+def qexp_neg(x):
+    """exp(x) for float32 x <= 0: k = trunc(x log2 e) (<= 0), r = (x - k LN2_HI) - k LN2_LO, exp(r) by Horner,
+    times 2^k through the exponent bits; 0 below -87."""
+    x = np.asarray(x, np.float32)
+    xc = np.maximum(x, EXP_MIN)
+    k = (xc * LOG2E).astype(np.int32)  # truncation toward zero, as the C cast
+    kf = k.astype(np.float32)
+    r = (xc - kf * LN2_HI) - kf * LN2_LO
+    p = EXP_C[6]
+    for i in range(5, -1, -1):
+        p = p * r + EXP_C[i]
+    scale = ((k + 127).astype(np.int32) << 23).view(np.float32)
+    return np.where(x < EXP_MIN, F32(0.0), (p * scale).astype(np.float32)).astype(np.float32)
+
+
+ATANH_TERMS = 7  # log1p(y) = 2 atanh(s), s = y / (2 + y) <= 1/3: s^(2*7+1) / 15 < 1e-8
+
+
+def qlog1p01(y):
+    """log(1 + y) for float32 y in [0, 1]: s = y / (2 + y), 2 (s + s^3/3 + ... + s^13/13) by Horner in s^2."""
+    y = np.asarray(y, np.float32)
+    s = y / (F32(2.0) + y)
+    s2 = s * s
+    p = F32(1.0 / (2 * ATANH_TERMS - 1))
+    for j in range(ATANH_TERMS - 2, -1, -1):
+        p = p * s2 + F32(1.0 / (2 * j + 1))
+    return (F32(2.0) * s) * p
+
+
+def qlog(p):
+    """log(p) for normal positive float32 p: p = 2^e m, m in [1, 2): e ln 2 + log1p(m - 1)."""
+    bits = np.asarray(p, np.float32).view(np.int32)
+    e = ((bits >> 23) & 0xFF) - 127
+    m = ((bits & 0x007FFFFF) | 0x3F800000).astype(np.int32).view(np.float32)
+    return e.astype(np.float32) * LN2 + qlog1p01(m - F32(1.0))
+
+
+def qsoftplus(x):
+    x = np.asarray(x, np.float32)
+    return np.maximum(x, F32(0.0)) + qlog1p01(qexp_neg(-np.abs(x)))
+
+
+def gauss_hermite(order):
+    """float32 (nodes, weights) for E over N(0, 1): probabilists' Hermite nodes, weights normalised to sum 1."""
+    x, w = np.polynomial.hermite_e.hermegauss(int(order))
+    return x.astype(np.float32), (w / w.sum()).astype(np.float32)
+
+
+GH = {n: gauss_hermite(n) for n in (GH_SMALL, GH_LARGE)}
+INV_SQRT2 = F32(0.7071067811865476)
+INV_SQRT2PI = F32(0.3989422804014327)
+
+
+def softplus_moments_f32(m, v):
+    """SoftPlus moment matching as qbnn_modes.c: sd = sqrt(v); Gauss-Hermite with 16 nodes where sd <= 1,
+    32 elsewhere; mean = sum w_i f_i, var = max(sum w_i f_i^2 - mean^2, 0) (sequential float32 sums)."""
+    m, v = np.asarray(m, np.float32), np.asarray(v, np.float32)
+    sd = np.sqrt(v)
+    out_m, out_v = np.zeros_like(m), np.zeros_like(m)
+    for n, sel in ((GH_SMALL, sd <= F32(1.0)), (GH_LARGE, sd > F32(1.0))):
+        if not np.any(sel):
+            continue
+        t, w = GH[n]
+        mm, ss = m[sel], sd[sel]
+        mean, sq = np.zeros_like(mm), np.zeros_like(mm)
+        for i in range(n):
+            f = qsoftplus(mm + ss * t[i])
+            wf = w[i] * f
+            mean = mean + wf
+            sq = sq + wf * f
+        var = sq - mean * mean
+        out_m[sel], out_v[sel] = mean, np.maximum(var, F32(0.0))
+    return out_m, out_v
+
+
+def qphi_cdf(a):
+    """Phi(a) for float32 a: Abramowitz-Stegun 26.2.17 (|error| < 7.5e-8), with qexp_neg."""
+    a = np.asarray(a, np.float32)
+    z = np.abs(a)
+    t = F32(1.0) / (F32(1.0) + F32(0.2316419) * z)
+    poly = t * (F32(0.319381530) + t * (F32(-0.356563782) + t * (F32(1.781477937) + t * (F32(-1.821255978)
+                                                                                        + t * F32(1.330274429)))))
+    pdf = INV_SQRT2PI * qexp_neg(F32(-0.5) * z * z)
+    upper = pdf * poly  # 1 - Phi(|a|)
+    return np.where(a >= 0, F32(1.0) - upper, upper).astype(np.float32), pdf
+
+
+def relu_moments_f32(m, v):
+    """ReLU moment matching in closed form: E = m Phi(a) + sd phi(a), E2 = (m^2 + v) Phi(a) + m sd phi(a),
+    a = m / sd; sd == 0: (max(m, 0), 0)."""
+    m, v = np.asarray(m, np.float32), np.asarray(v, np.float32)
+    sd = np.sqrt(v)
+    safe = np.where(sd > 0, sd, F32(1.0))
+    cdf, pdf = qphi_cdf(m / safe)
+    mean = m * cdf + sd * pdf
+    e2 = (m * m + v) * cdf + (m * sd) * pdf
+    var = np.maximum(e2 - mean * mean, F32(0.0))
+    return (np.where(sd > 0, mean, np.maximum(m, F32(0.0))).astype(np.float32),
+            np.where(sd > 0, var, F32(0.0)).astype(np.float32))
+
+
+def activation_moments_f32(activation, m, v):
+    if activation == "softplus":
+        return softplus_moments_f32(m, v)
+    if activation == "relu":
+        return relu_moments_f32(m, v)
+    return np.asarray(m, np.float32), np.asarray(v, np.float32)
+
+
+def weight_scale_f32(layer):
+    return F32(1.0) / F32(layer.max_code)
+
+
+INPUT_SCALE_F32 = F32(1.0) / F32(255.0)
+
+
+def pfp_logit_moments(model, x):
+    """float32 (mean, var) [N, K] of the logits, in the C's order of operations.
+
+    Layer 0 (input fixed): mean = float(A1) * (s / 256), var = float(A2) * (s * s / 65536), s = s_in * s_w
+    (float32; s_in = 1/255). Layer l >= 1, per row r, sequentially over c: am += e_c hm_c,
+    av += V_c E2_c + e_c^2 hv_c (e_c = float(S1_c), E2 = hm^2 + hv); mean = am * (s_w / 256),
+    var = av * (s_w^2 / 65536). Hidden activations by moment matching."""
+    _check_model(model)
+    q = model.quantize_input(x)
+    layers = model.layers
+    a1, a2 = first_layer_sums(layers[0], q)
+    s = INPUT_SCALE_F32 * weight_scale_f32(layers[0])
+    m = a1.astype(np.float32) * (s * F32(1.0 / 256))
+    v = a2.astype(np.float32) * ((s * s) * F32(1.0 / 65536))
+    for l, layer in enumerate(layers):
+        if l > 0:
+            s1, vv = layer_code_moments(layer)
+            e, vf = s1.astype(np.float32), vv.astype(np.float32)
+            e2 = m * m + v
+            am = np.zeros((m.shape[0], layer.shape[0]), np.float32)
+            av = np.zeros_like(am)
+            for c in range(layer.shape[1]):
+                am = am + e[:, c][None, :] * m[:, c:c + 1]
+                av = av + (vf[:, c][None, :] * e2[:, c:c + 1] + (e[:, c] * e[:, c])[None, :] * v[:, c:c + 1])
+            sw = weight_scale_f32(layer)
+            m = am * (sw * F32(1.0 / 256))
+            v = av * ((sw * sw) * F32(1.0 / 65536))
+        if l < len(layers) - 1 or layer.activation != "linear":
+            m, v = activation_moments_f32(layer.activation, m, v)
+    return m, v
+
+
+FLT_MIN = F32(np.finfo(np.float32).tiny)
+
+
+def _entropy_f32(p):
+    """-sum_c p_c log p_c sequentially over c (terms with p_c < FLT_MIN are 0)."""
+    h = np.zeros(p.shape[:-1], np.float32)
+    for c in range(p.shape[-1]):
+        pc = p[..., c]
+        term = np.where(pc >= FLT_MIN, pc * qlog(np.maximum(pc, FLT_MIN)), F32(0.0))
+        h = h - term
+    return h.astype(np.float32)
+
+
+def pfp_uncertainty(model, x, num_samples=30, seed=None, streams=None):
+    """SPEC 11.3: the logit Gaussian, K = num_samples logit samples (image i takes K * classes bytes of the last
+    layer's stream, sample-major, class-minor; images in order), float32 softmax with qexp_neg, the mean
+    probabilities and the uncertainty split. Returns the dict of `reference.uncertainty` (no `sums`) plus the
+    logit moments."""
+    streams = model.streams(seed) if streams is None else streams
+    m, v = pfp_logit_moments(model, x)
+    n, k = m.shape
+    sd = np.sqrt(v)
+    u = streams[len(model.layers) - 1].take(n * num_samples * k).reshape(n, num_samples, k)
+    eps = sampler.EPS_Q.astype(np.float32)[u] * F32(1.0 / 4096)
+    pm = np.zeros((n, k), np.float32)
+    hsum = np.zeros(n, np.float32)
+    for s in range(num_samples):
+        logit = m + sd * eps[:, s, :]
+        mx = logit[:, 0]
+        for c in range(1, k):
+            mx = np.maximum(mx, logit[:, c])
+        e = qexp_neg(logit - mx[:, None])
+        tot = np.zeros(n, np.float32)
+        for c in range(k):
+            tot = tot + e[:, c]
+        p = (e / tot[:, None]).astype(np.float32)
+        pm = pm + p
+        hsum = hsum + _entropy_f32(p)
+    pm = (pm / F32(num_samples)).astype(np.float32)
+    pe = _entropy_f32(pm)
+    ee = (hsum / F32(num_samples)).astype(np.float32)
+    return {"mean_prob": pm, "prediction": np.argmax(pm, axis=-1), "predictive_entropy": pe,
+            "expected_entropy": ee, "mutual_information": (pe - ee).astype(np.float32), "logit_mean": m,
+            "logit_var": v}
+
+
+def forward_mean_codes(model, x):
+    """int8 softmax codes [N, K] of one pass with every weight at its quantized mean (the mu code)."""
+    w = [np.asarray(layer.mu_codes, np.int8) for layer in model.layers]
+    return model.forward(x, w)
+
+
+def predict(model, x, mode="mc", num_samples=30, seed=None):
+    """Uncertainty dict of one mode ("mc", "hybrid", "pfp") for images x."""
+    from tflite_export import reference
+
+    if mode == "mc":
+        return reference.uncertainty(model.predict_codes(x, num_samples=num_samples, seed=seed))
+    if mode == "hybrid":
+        return reference.uncertainty(hybrid_predict_codes(model, x, num_samples=num_samples, seed=seed))
+    if mode == "pfp":
+        return pfp_uncertainty(model, x, num_samples=num_samples, seed=seed)
+    raise ValueError(f"`mode` must be one of {list(MODES)}; received mode={mode!r}")
