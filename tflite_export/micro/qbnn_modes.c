@@ -94,12 +94,18 @@ static void row_sums(const qbnn_rt_layer *L, uint32_t r, const int8_t *input, in
   int64_t s1 = 0, s2 = 0;
   for (int j = 0; j < nnz; ++j) {
     const uint32_t c = g_in.nz[j];
-    const int32_t x = (int32_t)input[c] - zp, b = p[c];
-    s1 += (int64_t)t[2 * b] * x;
-    s2 += (int64_t)t[2 * b + 1] * (x * x);
+    const int32_t x = (int32_t)input[c] - zp, *e = t + 2 * p[c];
+    s1 += (int64_t)e[0] * x;
+    s2 += (int64_t)e[1] * (x * x);
   }
   *a1 = s1;
   *a2 = s2;
+}
+
+/* A1, A2 of every row of layer 0 */
+static void layer0_sums(const qbnn_rt_layer *L, const int8_t *input, int64_t *a1, int64_t *a2) {
+  const int nnz = nonzero_inputs(L, input);
+  for (uint32_t r = 0; r < L->core.rows; ++r) row_sums(L, r, input, nnz, a1 + r, a2 + r);
 }
 
 /* round(sqrt(a)) (digit by digit; round up when a - r^2 > r) */
@@ -122,12 +128,10 @@ static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_sampl
   const qbnn_model_t *m = rt->model;
   const qbnn_rt_layer *L = &m->layers[0];
   const uint32_t rows = L->core.rows;
-  const int nc = m->num_classes, nnz = nonzero_inputs(L, input);
-  for (uint32_t r = 0; r < rows; ++r) {
-    int64_t a2;
-    row_sums(L, r, input, nnz, &g_w.hy.a1[r], &a2);
-    g_w.hy.sd8[r] = isqrt_round((uint64_t)a2);
-  }
+  const int nc = m->num_classes;
+  int64_t a2[QBNN_MAX_HIDDEN];
+  layer0_sums(L, input, g_w.hy.a1, a2);
+  for (uint32_t r = 0; r < rows; ++r) g_w.hy.sd8[r] = isqrt_round((uint64_t)a2[r]);
   float entropy_sum[2] = {0.0f, 0.0f};
   qbnn_stream *s0 = &rt->streams[0];
   for (int s = 0; s < num_samples; ++s) {
@@ -158,37 +162,33 @@ static const float kAtanhC[7] = {
     0x1.0000000000000p+0f, 0x1.5555560000000p-2f, 0x1.99999a0000000p-3f, 0x1.24924a0000000p-3f,
     0x1.c71c720000000p-4f, 0x1.745d180000000p-4f, 0x1.3b13b20000000p-4f,
 };
-static const float kGhNodes16[16] = {
-    -0x1.a8604e0000000p+2f, -0x1.5e38f20000000p+2f, -0x1.1f8c940000000p+2f, -0x1.cce96e0000000p+1f,
-    -0x1.614fb60000000p+1f, -0x1.f3b4fc0000000p+0f, -0x1.29f0b40000000p+0f, -0x1.8c0af80000000p-2f,
-    0x1.8c0af80000000p-2f, 0x1.29f0b40000000p+0f, 0x1.f3b4fc0000000p+0f, 0x1.614fb60000000p+1f,
-    0x1.cce96e0000000p+1f, 0x1.1f8c940000000p+2f, 0x1.5e38f20000000p+2f, 0x1.a8604e0000000p+2f,
+static const float kGhNodes16[14] = {
+    -0x1.5e38f20000000p+2f, -0x1.1f8c940000000p+2f, -0x1.cce96e0000000p+1f, -0x1.614fb60000000p+1f,
+    -0x1.f3b4fc0000000p+0f, -0x1.29f0b40000000p+0f, -0x1.8c0af80000000p-2f, 0x1.8c0af80000000p-2f,
+    0x1.29f0b40000000p+0f, 0x1.f3b4fc0000000p+0f, 0x1.614fb60000000p+1f, 0x1.cce96e0000000p+1f,
+    0x1.1f8c940000000p+2f, 0x1.5e38f20000000p+2f,
 };
-static const float kGhWeights16[16] = {
-    0x1.495f7a0000000p-33f, 0x1.19350e0000000p-23f, 0x1.00b1240000000p-16f, 0x1.13c4800000000p-11f,
-    0x1.dc3efc0000000p-8f, 0x1.835b500000000p-5f, 0x1.4446e80000000p-3f, 0x1.2572380000000p-2f,
-    0x1.2572380000000p-2f, 0x1.4446e80000000p-3f, 0x1.835b500000000p-5f, 0x1.dc3efc0000000p-8f,
-    0x1.13c4800000000p-11f, 0x1.00b1240000000p-16f, 0x1.19350e0000000p-23f, 0x1.495f7a0000000p-33f,
+static const float kGhWeights16[14] = {
+    0x1.19350e0000000p-23f, 0x1.00b1240000000p-16f, 0x1.13c4800000000p-11f, 0x1.dc3efc0000000p-8f,
+    0x1.835b500000000p-5f, 0x1.4446e80000000p-3f, 0x1.2572380000000p-2f, 0x1.2572380000000p-2f,
+    0x1.4446e80000000p-3f, 0x1.835b500000000p-5f, 0x1.dc3efc0000000p-8f, 0x1.13c4800000000p-11f,
+    0x1.00b1240000000p-16f, 0x1.19350e0000000p-23f,
 };
-static const float kGhNodes32[32] = {
-    -0x1.427a400000000p+3f, -0x1.220f8e0000000p+3f, -0x1.0708040000000p+3f, -0x1.dd7d060000000p+2f,
-    -0x1.b0612c0000000p+2f, -0x1.85b1980000000p+2f, -0x1.5ccd580000000p+2f, -0x1.3549640000000p+2f,
-    -0x1.0ed9700000000p+2f, -0x1.d288320000000p+1f, -0x1.88b8a80000000p+1f, -0x1.3ffac60000000p+1f,
-    -0x1.f021160000000p+0f, -0x1.6187ec0000000p+0f, -0x1.a791e40000000p-1f, -0x1.1a28d80000000p-2f,
-    0x1.1a28d80000000p-2f, 0x1.a791e40000000p-1f, 0x1.6187ec0000000p+0f, 0x1.f021160000000p+0f,
-    0x1.3ffac60000000p+1f, 0x1.88b8a80000000p+1f, 0x1.d288320000000p+1f, 0x1.0ed9700000000p+2f,
-    0x1.3549640000000p+2f, 0x1.5ccd580000000p+2f, 0x1.85b1980000000p+2f, 0x1.b0612c0000000p+2f,
-    0x1.dd7d060000000p+2f, 0x1.0708040000000p+3f, 0x1.220f8e0000000p+3f, 0x1.427a400000000p+3f,
+static const float kGhNodes32[22] = {
+    -0x1.85b1980000000p+2f, -0x1.5ccd580000000p+2f, -0x1.3549640000000p+2f, -0x1.0ed9700000000p+2f,
+    -0x1.d288320000000p+1f, -0x1.88b8a80000000p+1f, -0x1.3ffac60000000p+1f, -0x1.f021160000000p+0f,
+    -0x1.6187ec0000000p+0f, -0x1.a791e40000000p-1f, -0x1.1a28d80000000p-2f, 0x1.1a28d80000000p-2f,
+    0x1.a791e40000000p-1f, 0x1.6187ec0000000p+0f, 0x1.f021160000000p+0f, 0x1.3ffac60000000p+1f,
+    0x1.88b8a80000000p+1f, 0x1.d288320000000p+1f, 0x1.0ed9700000000p+2f, 0x1.3549640000000p+2f,
+    0x1.5ccd580000000p+2f, 0x1.85b1980000000p+2f,
 };
-static const float kGhWeights32[32] = {
-    0x1.8ee8560000000p-75f, 0x1.3373de0000000p-61f, 0x1.856a7c0000000p-51f, 0x1.0bbf0e0000000p-42f,
-    0x1.2673060000000p-35f, 0x1.3dd4820000000p-29f, 0x1.7d72d20000000p-24f, 0x1.1470140000000p-19f,
-    0x1.005aae0000000p-15f, 0x1.3d41080000000p-12f, 0x1.0e46f40000000p-9f, 0x1.4484420000000p-7f,
-    0x1.176d8a0000000p-5f, 0x1.5d92840000000p-4f, 0x1.4097840000000p-3f, 0x1.b192b00000000p-3f,
-    0x1.b192b00000000p-3f, 0x1.4097840000000p-3f, 0x1.5d92840000000p-4f, 0x1.176d8a0000000p-5f,
-    0x1.4484420000000p-7f, 0x1.0e46f40000000p-9f, 0x1.3d41080000000p-12f, 0x1.005aae0000000p-15f,
-    0x1.1470140000000p-19f, 0x1.7d72d20000000p-24f, 0x1.3dd4820000000p-29f, 0x1.2673060000000p-35f,
-    0x1.0bbf0e0000000p-42f, 0x1.856a7c0000000p-51f, 0x1.3373de0000000p-61f, 0x1.8ee8560000000p-75f,
+static const float kGhWeights32[22] = {
+    0x1.3dd4820000000p-29f, 0x1.7d72d20000000p-24f, 0x1.1470140000000p-19f, 0x1.005aae0000000p-15f,
+    0x1.3d41080000000p-12f, 0x1.0e46f40000000p-9f, 0x1.4484420000000p-7f, 0x1.176d8a0000000p-5f,
+    0x1.5d92840000000p-4f, 0x1.4097840000000p-3f, 0x1.b192b00000000p-3f, 0x1.b192b00000000p-3f,
+    0x1.4097840000000p-3f, 0x1.5d92840000000p-4f, 0x1.176d8a0000000p-5f, 0x1.4484420000000p-7f,
+    0x1.0e46f40000000p-9f, 0x1.3d41080000000p-12f, 0x1.005aae0000000p-15f, 0x1.1470140000000p-19f,
+    0x1.7d72d20000000p-24f, 0x1.3dd4820000000p-29f,
 };
 #define K_LOG2E 0x1.7154760000000p+0f
 #define K_LN2 0x1.62e4300000000p-1f
@@ -232,15 +232,19 @@ static float qlog(float p) {
   return (float)e * K_LN2 + qlog1p01(m - 1.0f);
 }
 
+/* max(x, 0) + log1p(exp(-|x|)); |x| >= 16: max(x, 0); exp(-|x|) < 2^-12: log1p(y) = y (1 - y / 2) */
 static float qsoftplus(float x) {
-  const float ax = x < 0.0f ? -x : x;
-  return (x > 0.0f ? x : 0.0f) + qlog1p01(qexp_neg(-ax));
+  const float ax = x < 0.0f ? -x : x, base = x > 0.0f ? x : 0.0f;
+  if (ax >= 16.0f) return base;
+  const float y = qexp_neg(-ax);
+  return base + (y < 0x1p-12f ? y * (1.0f - 0.5f * y) : qlog1p01(y));
 }
 
 static void softplus_moments(float m, float v, float *mean_out, float *var_out) {
   const float sd = sqrtf(v);
-  const int n = sd <= 1.0f ? 16 : 32;
-  const float *t = n == 16 ? kGhNodes16 : kGhNodes32, *w = n == 16 ? kGhWeights16 : kGhWeights32;
+  const int small = sd <= 1.0f;
+  const int n = small ? (int)(sizeof kGhNodes16 / sizeof kGhNodes16[0]) : (int)(sizeof kGhNodes32 / sizeof kGhNodes32[0]);
+  const float *t = small ? kGhNodes16 : kGhNodes32, *w = small ? kGhWeights16 : kGhWeights32;
   float mean = 0.0f, sq = 0.0f;
   for (int i = 0; i < n; ++i) {
     const float f = qsoftplus(m + sd * t[i]);
@@ -302,15 +306,14 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
   const int nl = m->num_layers, nc = m->num_classes;
   /* layer 0: exact moments of the accumulators, in real units (s = s_in s_w) */
   const qbnn_rt_layer *L0 = &m->layers[0];
-  const int nnz = nonzero_inputs(L0, input);
   const float s = (1.0f / 255.0f) * (1.0f / (float)max_code(L0));
   const float cm = s * (1.0f / 256.0f), cv = (s * s) * (1.0f / 65536.0f);
   float *hm = g_w.pf.m[0], *hv = g_w.pf.v[0];
+  int64_t a1[QBNN_MAX_HIDDEN], a2[QBNN_MAX_HIDDEN];
+  layer0_sums(L0, input, a1, a2);
   for (uint32_t r = 0; r < L0->core.rows; ++r) {
-    int64_t a1, a2;
-    row_sums(L0, r, input, nnz, &a1, &a2);
-    hm[r] = (float)a1 * cm;
-    hv[r] = (float)a2 * cv;
+    hm[r] = (float)a1[r] * cm;
+    hv[r] = (float)a2[r] * cv;
   }
   if (nl > 1) activation_moments(L0->moments->activation, hm, hv, L0->core.rows);
   /* later layers: mean field, Var[sum w h] = sum Var[w] E[h^2] + E[w]^2 Var[h] */
