@@ -219,7 +219,9 @@ INV_SQRT2PI = F32(0.3989422804014327)
 
 def softplus_moments_f32(m, v):
     """SoftPlus moment matching as qbnn_modes.c: sd = sqrt(v); Gauss-Hermite with 16 nodes where sd <= 1,
-    32 elsewhere; mean = sum w_i f_i, var = max(sum w_i f_i^2 - mean^2, 0) (sequential float32 sums)."""
+    32 elsewhere (pruned: `gauss_hermite`), centred on f0 = softplus(m) so that the variance does not cancel:
+    d_i = f(m + sd t_i) - f0, s1 = sum w_i d_i, sq = sum w_i d_i^2 (sequential float32 sums),
+    mean = f0 + s1, var = max(sq - s1^2, 0)."""
     m, v = np.asarray(m, np.float32), np.asarray(v, np.float32)
     sd = np.sqrt(v)
     out_m, out_v = np.zeros_like(m), np.zeros_like(m)
@@ -228,19 +230,21 @@ def softplus_moments_f32(m, v):
             continue
         t, w = GH[n]
         mm, ss = m[sel], sd[sel]
-        mean, sq = np.zeros_like(mm), np.zeros_like(mm)
+        f0 = qsoftplus(mm)
+        s1, sq = np.zeros_like(mm), np.zeros_like(mm)
         for i in range(len(t)):
-            f = qsoftplus(mm + ss * t[i])
-            wf = w[i] * f
-            mean = mean + wf
-            sq = sq + wf * f
-        var = sq - mean * mean
-        out_m[sel], out_v[sel] = mean, np.maximum(var, F32(0.0))
+            d = qsoftplus(mm + ss * t[i]) - f0
+            wd = w[i] * d
+            s1 = s1 + wd
+            sq = sq + wd * d
+        var = sq - s1 * s1
+        out_m[sel], out_v[sel] = f0 + s1, np.maximum(var, F32(0.0))
     return out_m, out_v
 
 
 def qphi_cdf(a):
-    """Phi(a) for float32 a: Abramowitz-Stegun 26.2.17 (|error| < 7.5e-8), with qexp_neg."""
+    """(Phi(a), 1 - Phi(a), phi(a)) for float32 a: Abramowitz-Stegun 26.2.17 (|error| < 7.5e-8), with
+    qexp_neg; the tail 1 - Phi(|a|) is computed directly."""
     a = np.asarray(a, np.float32)
     z = np.abs(a)
     t = F32(1.0) / (F32(1.0) + F32(0.2316419) * z)
@@ -248,19 +252,22 @@ def qphi_cdf(a):
                                                                                         + t * F32(1.330274429)))))
     pdf = INV_SQRT2PI * qexp_neg(F32(-0.5) * z * z)
     upper = pdf * poly  # 1 - Phi(|a|)
-    return np.where(a >= 0, F32(1.0) - upper, upper).astype(np.float32), pdf
+    lower = F32(1.0) - upper
+    pos = a >= 0
+    return (np.where(pos, lower, upper).astype(np.float32), np.where(pos, upper, lower).astype(np.float32),
+            pdf.astype(np.float32))
 
 
 def relu_moments_f32(m, v):
-    """ReLU moment matching in closed form: E = m Phi(a) + sd phi(a), E2 = (m^2 + v) Phi(a) + m sd phi(a),
-    a = m / sd; sd == 0: (max(m, 0), 0)."""
+    """ReLU moment matching in closed form, a = m / sd: E = m Phi + sd phi and, without the cancellation of
+    E[relu^2] - E^2, Var = m^2 Phi (1 - Phi) + v Phi + m sd phi (1 - 2 Phi) - v phi^2; sd == 0: (max(m, 0), 0)."""
     m, v = np.asarray(m, np.float32), np.asarray(v, np.float32)
     sd = np.sqrt(v)
     safe = np.where(sd > 0, sd, F32(1.0))
-    cdf, pdf = qphi_cdf(m / safe)
+    cdf, ccdf, pdf = qphi_cdf(m / safe)
     mean = m * cdf + sd * pdf
-    e2 = (m * m + v) * cdf + (m * sd) * pdf
-    var = np.maximum(e2 - mean * mean, F32(0.0))
+    var = (((m * m) * (cdf * ccdf) + v * cdf) + (m * sd) * (pdf * (ccdf - cdf))) - (v * pdf) * pdf
+    var = np.maximum(var, F32(0.0))
     return (np.where(sd > 0, mean, np.maximum(m, F32(0.0))).astype(np.float32),
             np.where(sd > 0, var, F32(0.0)).astype(np.float32))
 

@@ -245,20 +245,22 @@ static void softplus_moments(float m, float v, float *mean_out, float *var_out) 
   const int small = sd <= 1.0f;
   const int n = small ? (int)(sizeof kGhNodes16 / sizeof kGhNodes16[0]) : (int)(sizeof kGhNodes32 / sizeof kGhNodes32[0]);
   const float *t = small ? kGhNodes16 : kGhNodes32, *w = small ? kGhWeights16 : kGhWeights32;
-  float mean = 0.0f, sq = 0.0f;
+  /* centred on f0 = softplus(m): the variance does not cancel when sd << mean */
+  const float f0 = qsoftplus(m);
+  float s1 = 0.0f, sq = 0.0f;
   for (int i = 0; i < n; ++i) {
-    const float f = qsoftplus(m + sd * t[i]);
-    const float wf = w[i] * f;
-    mean = mean + wf;
-    sq = sq + wf * f;
+    const float d = qsoftplus(m + sd * t[i]) - f0;
+    const float wd = w[i] * d;
+    s1 = s1 + wd;
+    sq = sq + wd * d;
   }
-  const float var = sq - mean * mean;
-  *mean_out = mean;
+  const float var = sq - s1 * s1;
+  *mean_out = f0 + s1;
   *var_out = var > 0.0f ? var : 0.0f;
 }
 
-/* Phi(a) (Abramowitz-Stegun 26.2.17) and phi(|a|) */
-static float qphi_cdf(float a, float *pdf) {
+/* Phi(a), 1 - Phi(a) (Abramowitz-Stegun 26.2.17, the tail computed directly) and phi(a) */
+static float qphi_cdf(float a, float *ccdf, float *pdf) {
   const float z = a < 0.0f ? -a : a;
   const float t = 1.0f / (1.0f + 0x1.da67120000000p-3f * z);
   const float poly =
@@ -266,10 +268,12 @@ static float qphi_cdf(float a, float *pdf) {
            t * (-0x1.6d1f0e0000000p-2f + t * (0x1.c80ef00000000p+0f + t * (-0x1.d23dd40000000p+0f +
                                                                             t * 0x1.548cde0000000p+0f))));
   *pdf = K_INV_SQRT2PI * qexp_neg(-0.5f * z * z);
-  const float upper = *pdf * poly;
-  return a >= 0.0f ? 1.0f - upper : upper;
+  const float upper = *pdf * poly, lower = 1.0f - upper;
+  *ccdf = a >= 0.0f ? upper : lower;
+  return a >= 0.0f ? lower : upper;
 }
 
+/* Var = m^2 Phi (1 - Phi) + v Phi + m sd phi (1 - 2 Phi) - v phi^2 (no cancellation of E[relu^2] - E^2) */
 static void relu_moments(float m, float v, float *mean_out, float *var_out) {
   const float sd = sqrtf(v);
   if (!(sd > 0.0f)) {
@@ -277,11 +281,10 @@ static void relu_moments(float m, float v, float *mean_out, float *var_out) {
     *var_out = 0.0f;
     return;
   }
-  float pdf;
-  const float cdf = qphi_cdf(m / sd, &pdf);
+  float ccdf, pdf;
+  const float cdf = qphi_cdf(m / sd, &ccdf, &pdf);
   const float mean = m * cdf + sd * pdf;
-  const float e2 = (m * m + v) * cdf + (m * sd) * pdf;
-  const float var = e2 - mean * mean;
+  const float var = (((m * m) * (cdf * ccdf) + v * cdf) + (m * sd) * (pdf * (ccdf - cdf))) - (v * pdf) * pdf;
   *mean_out = mean;
   *var_out = var > 0.0f ? var : 0.0f;
 }
