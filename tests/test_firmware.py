@@ -58,6 +58,12 @@ def test_board_runs_exported_model_bit_exact(board, gen_dir, tmp_path):
     assert "ambiguous" in r.stdout
     for kernel in ("ref", "lut", "simd"):  # all kernels agree on the board too
         assert f"ok image 1 (mnist) kernel={kernel}" in r.stdout
+    # SPEC 11 on every image: HYBRID bit-exact, PFP floats identical to the numpy float32 mirror (M3: soft float),
+    # the mean-code pass exact; the hybrid's sampled tail and the mean pass on every kernel
+    modes = re.findall(r"^ok modes image \d+ \(\S+\) kernel=(\w+) hybrid=ok .* pfp=ok .* max\|diff\|=(\d+) \(1e-9\) "
+                       r"mean=ok$", r.stdout, re.M)
+    assert len(modes) == 9 + 3 and {k for k, _ in modes} == {"auto", "ref", "lut", "simd"}, r.stdout[-3000:]
+    assert all(int(d) == 0 for _, d in modes)
 
 
 def _vectors(elf, tmp_path):
@@ -127,7 +133,7 @@ def test_bench_m4f_meets_the_paper_mlp_targets(gen_dir, tmp_path):
     """<= 6 instructions per weight per MC sample on the M4F (SIMD kernel; 5.99 measured)."""
     r = _make("BOARD=an386", f"GEN_DIR={gen_dir}", f"BUILD={tmp_path}", "SAMPLES=10", "bench")
     assert r.returncode == 0, r.stdout + r.stderr
-    kv = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    kv = firmware_runner.parse_bench(r.stdout)
     assert kv["kernel"] == "simd" and int(kv["weights"]) == 784 * 100 + 100 * 100 + 100 * 10
     # exact instruction counts (QEMU -icount), deterministic: the issue's targets
     # exact ratio, not the printed 2-decimal truncation (5.996 measured with S = 10)
@@ -137,6 +143,11 @@ def test_bench_m4f_meets_the_paper_mlp_targets(gen_dir, tmp_path):
     assert int(kv["runtime_ram_bytes"]) <= 8 * 1024
     assert int(kv["runtime_stack_bytes"]) > 0
     assert 0 < int(kv["flash_bytes"]) <= 256 * 1024
+    # issue 13 (S = 30): hybrid <= 3.0M instructions, PFP <= 3x the mean-code pass, MC unchanged
+    assert int(kv["mode_samples"]) == 30
+    assert int(kv["mode=mc insn_per_inference"]) <= 30 * 6 * int(kv["weights"]) + 100_000
+    assert int(kv["mode=hybrid insn_per_inference"]) <= 3_000_000
+    assert int(kv["mode=pfp insn_per_inference"]) <= 3 * int(kv["insn_deterministic_pass"])
 
 
 def test_link_budget_failure_stops_the_build(gen_dir, tmp_path):

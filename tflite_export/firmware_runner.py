@@ -112,6 +112,21 @@ def run_on_qemu(export_dir, board="an386", images=None, sources=None, num_sample
     return results
 
 
+def parse_bench(stdout):
+    """The firmware's bench lines as a dict in print order: `key=value`, and per-mode lines
+    `mode=<m> insn_per_inference=N` under the key `mode=<m> insn_per_inference` (so that printing
+    `f"{key}={value}"` gives the line back)."""
+    out = {}
+    for line in stdout.splitlines():
+        m = re.match(r"^(mode=\w+) (\w+)=(\S+)$", line)
+        if m:
+            out[f"{m.group(1)} {m.group(2)}"] = m.group(3)
+        elif "=" in line and " " not in line:
+            k, v = line.split("=", 1)
+            out[k] = v
+    return out
+
+
 def bench(export_dir, board="an386", samples=10, work_dir=None):
     """The firmware's bench lines as a dict (instruction counts, bytes)."""
     _check_board(board)
@@ -121,4 +136,4 @@ def bench(export_dir, board="an386", samples=10, work_dir=None):
     r = _make("bench", board, gen, os.path.join(work, board), extra=(f"SAMPLES={samples}",))
     if r.returncode != 0:
         raise RuntimeError(f"bench on {board} failed (exit {r.returncode}):\n{r.stdout}{r.stderr}")
-    return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line and " " not in line)
+    return parse_bench(r.stdout)
