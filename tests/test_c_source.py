@@ -16,7 +16,8 @@ EVIL = "x */ int evil; /*\n#include <stdlib.h>\nint evil2 = 1; //"
 C_WORDS = {"const", "static", "int8_t", "uint8_t", "int32_t", "uint32_t", "int", "char", "unsigned", "extern",
            "qbnn_rt_layer", "qbnn_model_t", "QBNN_ALIGNED", "include", "define", "ifndef", "endif", "if", "else",
            "defined", "__GNUC__", "__attribute__", "aligned", "f", "float", "stdint", "h"}
-STRINGS = {'"model_data.h"', '"qbnn_runtime.h"', '"test_vectors.h"'}
+STRINGS = {'"model_data.h"', '"qbnn_runtime.h"', '"qbnn_modes.h"', '"test_vectors.h"'}
+HEX_FLOAT = r"\b0x[0-9a-f]\.[0-9a-f]+p[+-]\d+f\b"  # float32 values written exactly (PFP test vectors)
 
 
 def _tokens_outside_comments(text):
@@ -35,6 +36,7 @@ def assert_generator_made_only(text, allowed_strings=STRINGS):
     strings = re.findall(r'"[^"\n]*"', code)
     assert set(strings) <= allowed_strings, set(strings) - allowed_strings
     code = re.sub(r'"[^"\n]*"', " ", code)
+    code = re.sub(HEX_FLOAT, " ", code)
     for tok in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", re.sub(r"\b\d[0-9.e+-]*[uf]?\b", " ", code)):
         assert tok in C_WORDS or tok.startswith(("qbnn_", "QBNN_")), f"identifier {tok!r} not made by the generator"
     assert re.fullmatch(r"[A-Za-z0-9_\s{}()\[\];,=*&#<>.+\-/\"]*", code.replace("'", "")), "unexpected characters"

@@ -125,7 +125,7 @@ def write_model_sources(model, out_dir):
     for t, (key, table) in enumerate(tables):
         body.append(f"/* derived sampling table {t}: [I4_FUSED byte << 8 | stream byte] -> w_code (SPEC 3.3) */")
         body.append(_c_array("int8_t", f"qbnn_sample_table{t}", table, per_line=32))
-        body.append(f"/* exact code moments {t}: [2 * I4_FUSED byte] = S1, [+1] = V (SPEC 11.1) */")
+        body.append(f"/* exact code moments {t}: [2 I4_FUSED byte] = S1, [2 I4_FUSED byte + 1] = V (SPEC 11.1) */")
         body.append(_c_array("int32_t", f"qbnn_moments{t}", modes.moment_table(np.asarray(key[1]), key[0]), per_line=16,
                              align=False))
         body.append("")
