@@ -10,7 +10,8 @@
 * `export_all(model, out_dir, weights=...)` -- the one call `scripts/export.py` makes
 """
 
-SPEC_VERSION = 2  # SPEC.md: 1 = Bayesian MLP; 2 = + op-level IR (section 10), QBNN_SAMPLE options v2
+SPEC_VERSION = 3  # SPEC.md: 1 = Bayesian MLP; 2 = + op-level IR (section 10), QBNN_SAMPLE options v2;
+#   3 = + section 11, the HYBRID / PFP inference modes (exported files unchanged)
 
 
 def _read_version():
