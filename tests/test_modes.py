@@ -177,7 +177,7 @@ def test_float32_helpers_are_accurate():
 
 
 def test_pfp_activation_moments_against_float64_quadrature():
-    """SoftPlus by pruned Gauss-Hermite (16 / 32 nodes): against tfqbnn.moments (float64, GH + Laguerre); ReLU
+    """SoftPlus by pruned Gauss-Hermite (10 / 14 / 22 nodes): against tfqbnn.moments (float64, GH + Laguerre); ReLU
     closed form against the float64 closed form."""
     from tfqbnn import moments
 
@@ -304,7 +304,7 @@ def test_c_float_constants_are_the_references_float32_values():
 
     np.testing.assert_array_equal(table("kExpC"), modes.EXP_C)
     np.testing.assert_array_equal(table("kAtanhC"), [np.float32(1 / (2 * j + 1)) for j in range(modes.ATANH_TERMS)])
-    for n in (16, 32):
+    for _, n in modes.GH_TIERS:
         np.testing.assert_array_equal(table(f"kGhNodes{n}"), modes.GH[n][0])
         np.testing.assert_array_equal(table(f"kGhWeights{n}"), modes.GH[n][1])
     consts = dict(re.findall(r"#define K_(\w+) (-?0x[0-9a-fp.+-]+)f", src))

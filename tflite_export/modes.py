@@ -31,7 +31,8 @@ Z_GAIN_BITS = 15
 Z_GAIN = int(round(2**Z_GAIN_BITS * math.sqrt(256 * 2 ** (2 * sampler.EPS_FRAC_BITS)
                                               / float(np.sum(sampler.EPS_Q.astype(np.int64) ** 2)))))
 HYBRID_NOISE_SHIFT = sampler.EPS_FRAC_BITS + Z_GAIN_BITS  # sd (Q8) * EPS_Q * Z_GAIN >> 27 -> Q8
-GH_SMALL, GH_LARGE = 16, 32  # Gauss-Hermite nodes for sd <= 1 and sd > 1 (SoftPlus moment matching)
+# SoftPlus moment matching: Gauss-Hermite rules (before pruning) for sd <= 1, 1 < sd <= 2, sd > 2
+GH_TIERS = ((1.0, 10), (2.0, 16), (np.inf, 32))
 
 
 # ---- exact code moments -----------------------------------------------------------------------------------
@@ -205,27 +206,30 @@ GH_MIN_WEIGHT = 2.0**-30  # nodes with a smaller weight are dropped (|f| <= 30 t
 
 def gauss_hermite(order):
     """float32 (nodes, weights) for E over N(0, 1): probabilists' Hermite nodes, weights normalised to sum 1,
-    without the nodes whose weight is below GH_MIN_WEIGHT (16 -> 14 nodes, 32 -> 22)."""
+    without the nodes whose weight is below GH_MIN_WEIGHT (10 -> 10 nodes, 16 -> 14, 32 -> 22)."""
     x, w = np.polynomial.hermite_e.hermegauss(int(order))
     w = w / w.sum()
     keep = w >= GH_MIN_WEIGHT
     return x[keep].astype(np.float32), w[keep].astype(np.float32)
 
 
-GH = {n: gauss_hermite(n) for n in (GH_SMALL, GH_LARGE)}
+GH = {n: gauss_hermite(n) for _, n in GH_TIERS}
 INV_SQRT2 = F32(0.7071067811865476)
 INV_SQRT2PI = F32(0.3989422804014327)
 
 
 def softplus_moments_f32(m, v):
-    """SoftPlus moment matching as qbnn_modes.c: sd = sqrt(v); Gauss-Hermite with 16 nodes where sd <= 1,
-    32 elsewhere (pruned: `gauss_hermite`), centred on f0 = softplus(m) so that the variance does not cancel:
+    """SoftPlus moment matching as qbnn_modes.c: sd = sqrt(v); Gauss-Hermite with the rule of the first tier
+    of GH_TIERS whose bound sd does not exceed (10 / 16 / 32 nodes, pruned by `gauss_hermite`), centred on f0 = softplus(m) so that the variance does not cancel:
     d_i = f(m + sd t_i) - f0, s1 = sum w_i d_i, sq = sum w_i d_i^2 (sequential float32 sums),
     mean = f0 + s1, var = max(sq - s1^2, 0)."""
     m, v = np.asarray(m, np.float32), np.asarray(v, np.float32)
     sd = np.sqrt(v)
     out_m, out_v = np.zeros_like(m), np.zeros_like(m)
-    for n, sel in ((GH_SMALL, sd <= F32(1.0)), (GH_LARGE, sd > F32(1.0))):
+    lower = F32(-1.0)
+    for bound, n in GH_TIERS:
+        sel = (sd > lower) & (sd <= F32(bound))
+        lower = F32(bound)
         if not np.any(sel):
             continue
         t, w = GH[n]

@@ -39,6 +39,14 @@ static inline int32_t m_smlad(uint32_t a, uint32_t b, int32_t acc) {
 }
 #endif
 
+/* QBNN_MODES_PROFILE: the bench can time the phases of a mode (a hook it defines); empty otherwise */
+#ifdef QBNN_MODES_PROFILE
+void qbnn_modes_profile(const char *phase);
+#define PROFILE(phase) qbnn_modes_profile(phase)
+#else
+#define PROFILE(phase) ((void)0)
+#endif
+
 /* ---- static buffers -------------------------------------------------------------------------------- */
 /* layer 0's nonzero inputs (HYBRID / PFP) or the mean pass's int16 operands (c0,c2,c1,c3 groups, LDRD-aligned) */
 static union { uint16_t nz[QBNN_MAX_INPUT]; int16_t xi[QBNN_MAX_INPUT]; uint64_t align; } g_in;
@@ -162,6 +170,16 @@ static const float kAtanhC[7] = {
     0x1.0000000000000p+0f, 0x1.5555560000000p-2f, 0x1.99999a0000000p-3f, 0x1.24924a0000000p-3f,
     0x1.c71c720000000p-4f, 0x1.745d180000000p-4f, 0x1.3b13b20000000p-4f,
 };
+static const float kGhNodes10[10] = {
+    -0x1.3701700000000p+2f, -0x1.ca79320000000p+1f, -0x1.3dfe640000000p+1f, -0x1.774b100000000p+0f,
+    -0x1.f092fc0000000p-2f, 0x1.f092fc0000000p-2f, 0x1.774b100000000p+0f, 0x1.3dfe640000000p+1f,
+    0x1.ca79320000000p+1f, 0x1.3701700000000p+2f,
+};
+static const float kGhWeights10[10] = {
+    0x1.2148720000000p-18f, 0x1.8d728e0000000p-11f, 0x1.391fc80000000p-6f, 0x1.15787a0000000p-3f,
+    0x1.60e9ec0000000p-2f, 0x1.60e9ec0000000p-2f, 0x1.15787a0000000p-3f, 0x1.391fc80000000p-6f,
+    0x1.8d728e0000000p-11f, 0x1.2148720000000p-18f,
+};
 static const float kGhNodes16[14] = {
     -0x1.5e38f20000000p+2f, -0x1.1f8c940000000p+2f, -0x1.cce96e0000000p+1f, -0x1.614fb60000000p+1f,
     -0x1.f3b4fc0000000p+0f, -0x1.29f0b40000000p+0f, -0x1.8c0af80000000p-2f, 0x1.8c0af80000000p-2f,
@@ -198,14 +216,21 @@ static const float kGhWeights32[22] = {
 #define K_INV_SQRT2PI 0x1.9884540000000p-2f
 #define K_FLT_MIN 0x1.0000000000000p-126f
 
-static float bits_to_float(uint32_t b) {
+/* the float helpers are forced inline so that a Gauss-Hermite loop keeps their constants in registers */
+#if defined(__GNUC__)
+#define QBNN_INLINE static inline __attribute__((always_inline))
+#else
+#define QBNN_INLINE static inline
+#endif
+
+QBNN_INLINE float bits_to_float(uint32_t b) {
   float f;
   memcpy(&f, &b, sizeof f);
   return f;
 }
 
 /* exp(x) for x <= 0 */
-static float qexp_neg(float x) {
+QBNN_INLINE float qexp_neg(float x) {
   if (x < K_EXP_MIN) return 0.0f;
   const int32_t k = (int32_t)(x * K_LOG2E);
   const float kf = (float)k;
@@ -216,7 +241,7 @@ static float qexp_neg(float x) {
 }
 
 /* log(1 + y) for y in [0, 1] */
-static float qlog1p01(float y) {
+QBNN_INLINE float qlog1p01(float y) {
   const float s = y / (2.0f + y), s2 = s * s;
   float p = kAtanhC[6];
   for (int j = 5; j >= 0; --j) p = p * s2 + kAtanhC[j];
@@ -233,7 +258,7 @@ static float qlog(float p) {
 }
 
 /* max(x, 0) + log1p(exp(-|x|)); |x| >= 16: max(x, 0); exp(-|x|) < 2^-12: log1p(y) = y (1 - y / 2) */
-static float qsoftplus(float x) {
+QBNN_INLINE float qsoftplus(float x) {
   const float ax = x < 0.0f ? -x : x, base = x > 0.0f ? x : 0.0f;
   if (ax >= 16.0f) return base;
   const float y = qexp_neg(-ax);
@@ -242,9 +267,14 @@ static float qsoftplus(float x) {
 
 static void softplus_moments(float m, float v, float *mean_out, float *var_out) {
   const float sd = sqrtf(v);
-  const int small = sd <= 1.0f;
-  const int n = small ? (int)(sizeof kGhNodes16 / sizeof kGhNodes16[0]) : (int)(sizeof kGhNodes32 / sizeof kGhNodes32[0]);
-  const float *t = small ? kGhNodes16 : kGhNodes32, *w = small ? kGhWeights16 : kGhWeights32;
+  /* the rule by sd: 10 nodes (sd <= 1), 14 (sd <= 2), 22 (above); tables pruned as modes.gauss_hermite */
+  const float *t = kGhNodes32, *w = kGhWeights32;
+  int n = (int)(sizeof kGhNodes32 / sizeof kGhNodes32[0]);
+  if (sd <= 1.0f) {
+    t = kGhNodes10, w = kGhWeights10, n = (int)(sizeof kGhNodes10 / sizeof kGhNodes10[0]);
+  } else if (sd <= 2.0f) {
+    t = kGhNodes16, w = kGhWeights16, n = (int)(sizeof kGhNodes16 / sizeof kGhNodes16[0]);
+  }
   /* centred on f0 = softplus(m): the variance does not cancel when sd << mean */
   const float f0 = qsoftplus(m);
   float s1 = 0.0f, sq = 0.0f;
@@ -313,12 +343,15 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
   const float cm = s * (1.0f / 256.0f), cv = (s * s) * (1.0f / 65536.0f);
   float *hm = g_w.pf.m[0], *hv = g_w.pf.v[0];
   int64_t a1[QBNN_MAX_HIDDEN], a2[QBNN_MAX_HIDDEN];
+  PROFILE("start");
   layer0_sums(L0, input, a1, a2);
+  PROFILE("layer0_sums");
   for (uint32_t r = 0; r < L0->core.rows; ++r) {
     hm[r] = (float)a1[r] * cm;
     hv[r] = (float)a2[r] * cv;
   }
   if (nl > 1) activation_moments(L0->moments->activation, hm, hv, L0->core.rows);
+  PROFILE("layer0_activation");
   /* later layers: mean field, Var[sum w h] = sum Var[w] E[h^2] + E[w]^2 Var[h] */
   for (int l = 1; l < nl; ++l) {
     const qbnn_rt_layer *L = &m->layers[l];
@@ -343,7 +376,9 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
     }
     hm = om;
     hv = ov;
+    PROFILE("layer_mean_field");
     if (l < nl - 1) activation_moments(L->moments->activation, hm, hv, rows);
+    PROFILE("layer_activation");
   }
   /* K logit samples from the last layer's stream, float32 softmax, SPEC 7's split */
   float sd[QBNN_MAX_CLASSES], pm[QBNN_MAX_CLASSES], hsum = 0.0f;
@@ -378,6 +413,7 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
   res->predictive_entropy = entropy_f32(res->mean_prob, nc);
   res->expected_entropy = hsum / kf;
   res->mutual_information = res->predictive_entropy - res->expected_entropy;
+  PROFILE("logit_sampling");
   return QBNN_OK;
 }
 
