@@ -363,11 +363,29 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
     const float sw = 1.0f / (float)max_code(L);
     const float cm_l = sw * (1.0f / 256.0f), cv_l = (sw * sw) * (1.0f / 65536.0f);
     const uint8_t *p = L->core.mu;
-    for (uint32_t r = 0; r < rows; ++r, p += cols) {
+    uint32_t r = 0;
+    for (; r + 1 < rows; r += 2, p += 2 * cols) { /* two rows share the input loads; same sums as one */
+      const uint8_t *p1 = p + cols;
+      float am = 0.0f, av = 0.0f, am1 = 0.0f, av1 = 0.0f;
+      for (uint32_t c = 0; c < cols; ++c) {
+        const float h = hm[c], e2 = e2in[c], v = hv[c];
+        const int32_t *q0 = t + 2 * p[c], *q1 = t + 2 * p1[c];
+        const float e = (float)q0[0], vf = (float)q0[1], g = (float)q1[0], gf = (float)q1[1];
+        am = am + e * h;
+        av = av + (vf * e2 + (e * e) * v);
+        am1 = am1 + g * h;
+        av1 = av1 + (gf * e2 + (g * g) * v);
+      }
+      om[r] = am * cm_l;
+      ov[r] = av * cv_l;
+      om[r + 1] = am1 * cm_l;
+      ov[r + 1] = av1 * cv_l;
+    }
+    for (; r < rows; ++r, p += cols) {
       float am = 0.0f, av = 0.0f;
       for (uint32_t c = 0; c < cols; ++c) {
-        const uint32_t b = p[c];
-        const float e = (float)t[2 * b], vf = (float)t[2 * b + 1];
+        const int32_t *q0 = t + 2 * p[c];
+        const float e = (float)q0[0], vf = (float)q0[1];
         am = am + e * hm[c];
         av = av + (vf * e2in[c] + (e * e) * hv[c]);
       }
