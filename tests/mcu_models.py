@@ -59,7 +59,8 @@ def exported_jq4(tmp_root):
     """A real exported JQ-4 paper MLP (784-100-100-10), built once per test session: a deterministic
     MLP trained for one epoch on 12k MNIST images, copied into tfqbnn.models.mlp("jq4") with
     sigma = 0.08 (about half the 4-bit step, so sampling changes weights), exported with
-    tflite_export.export_all plus the C-source writer. Returns the export directory (C in ./c)."""
+    tflite_export.export_all plus the C-source writer. Returns the export directory (C in ./c); the Keras
+    model is saved beside it as jq4.keras."""
     if "dir" in _EXPORTED:
         return _EXPORTED["dir"]
     import keras
@@ -76,6 +77,7 @@ def exported_jq4(tmp_root):
     bnn = models.mlp(quantization="jq4", seed=0)
     models.init_from_deterministic(bnn, det, init_sigma=0.08)
     out = os.path.join(os.fspath(tmp_root), "export_jq4")
+    bnn.save(os.path.join(os.fspath(tmp_root), "jq4.keras"))  # the Keras model, for comparisons with the integer one
     export_all(bnn, out, weights="int4", seed=11, calibration_x=x[-500:], calibration_samples=2,
                extra_writers=[c_source.export_writer(num_samples=8, per_set=3)])
     _EXPORTED["dir"] = out
