@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Instruction counts and memory of the C runtime on QEMU's Cortex-M boards (exact counts from
--icount; instructions, not cycles). Prints the firmware's key=value bench lines per board.
+-icount; instructions, not cycles). Prints the firmware's key=value bench lines per board, including
+`mode=mc|hybrid|pfp insn_per_inference=N` (S = 30) and `insn_deterministic_pass=N` (SPEC.md section 11).
 
   python scripts/bench_mcu.py out/demo/export --boards an385 an386 an500 an505 an547 --samples 10
 """
