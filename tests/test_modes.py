@@ -136,7 +136,7 @@ def test_hybrid_preactivation_moments_match_1e5_mc_samples_of_the_integer_layer(
 
 
 def test_hybrid_z_gain_gives_unit_variance_and_isqrt_rounds():
-    z = sampler.EPS_Q.astype(np.float64) * modes.Z_GAIN / 2.0 ** modes.HYBRID_NOISE_SHIFT
+    z = sampler.EPS_Q.astype(np.float64) * modes.Z_GAIN / 2.0 ** (modes.Z_GAIN_BITS + sampler.EPS_FRAC_BITS)
     assert abs(np.mean(z)) < 1e-12 and abs(np.var(z) - 1) < 1e-4
     a = np.array([0, 1, 2, 3, 6, 7, 12, 13, 2**47 + 12345, (2**24 - 1) ** 2 + 2**24 - 1], np.int64)
     expect = [int(math.floor(math.sqrt(int(v)) + 0.5)) if int(v) < 2**40 else None for v in a]
@@ -313,7 +313,7 @@ def test_c_float_constants_are_the_references_float32_values():
         assert np.float32(float.fromhex(consts[name])) == value, name
     hdr = open(os.path.join(MICRO, "qbnn_modes.h")).read()
     assert f"#define QBNN_HYBRID_Z_GAIN {modes.Z_GAIN} " in hdr
-    assert f"#define QBNN_HYBRID_NOISE_SHIFT {modes.HYBRID_NOISE_SHIFT}" in hdr
+    assert f"#define QBNN_HYBRID_GAIN_BITS {modes.Z_GAIN_BITS}" in hdr
 
 
 # ---- against Keras (tfqbnn.propagation) and integer MC on a trained model ------------------------------------

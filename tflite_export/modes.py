@@ -30,7 +30,7 @@ F32 = np.float32
 Z_GAIN_BITS = 15
 Z_GAIN = int(round(2**Z_GAIN_BITS * math.sqrt(256 * 2 ** (2 * sampler.EPS_FRAC_BITS)
                                               / float(np.sum(sampler.EPS_Q.astype(np.int64) ** 2)))))
-HYBRID_NOISE_SHIFT = sampler.EPS_FRAC_BITS + Z_GAIN_BITS  # sd (Q8) * EPS_Q * Z_GAIN >> 27 -> Q8
+
 # SoftPlus moment matching: Gauss-Hermite rules (before pruning) for sd <= 1, 1 < sd <= 2, sd > 2
 GH_TIERS = ((1.0, 10), (2.0, 16), (np.inf, 32))
 
@@ -96,12 +96,17 @@ def isqrt_round(a):
     return r + (a - r * r > r)
 
 
+def hybrid_scale(sd8):
+    """sdq = (sd8 * Z_GAIN + 2^14) >> 15: the unit's sd in Q8 times the eps table's variance gain."""
+    return (np.asarray(sd8, np.int64) * Z_GAIN + (1 << (Z_GAIN_BITS - 1))) >> Z_GAIN_BITS
+
+
 def hybrid_accumulators(a1, sd8, u):
-    """One draw of the first layer's int32 accumulators: acc = (A1 + n + 128) >> 8 with the noise in Q8
-    n = (sd8 * (EPS_Q[u] * Z_GAIN) + 2^26) >> 27, sd8 = round(sqrt(A2)) (= 256 sd)."""
-    z = sampler.EPS_Q.astype(np.int64)[np.asarray(u)] * Z_GAIN
-    n = (np.asarray(sd8, np.int64) * z + (1 << (HYBRID_NOISE_SHIFT - 1))) >> HYBRID_NOISE_SHIFT
-    acc = (np.asarray(a1, np.int64) + n + 128) >> 8
+    """One draw of the first layer's int32 accumulators: n = (sdq * EPS_Q[u] + 2^11) >> 12 (Q8 noise),
+    acc = (A1 + 128 + n) >> 8, sd8 = round(sqrt(A2)) (= 256 sd), sdq = `hybrid_scale(sd8)`."""
+    n = (hybrid_scale(sd8) * sampler.EPS_Q.astype(np.int64)[np.asarray(u)]
+         + (1 << (sampler.EPS_FRAC_BITS - 1))) >> sampler.EPS_FRAC_BITS
+    acc = (np.asarray(a1, np.int64) + 128 + n) >> 8
     return np.clip(acc, fixedpoint.INT32_MIN, fixedpoint.INT32_MAX)
 
 

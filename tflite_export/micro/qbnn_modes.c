@@ -53,7 +53,7 @@ static union { uint16_t nz[QBNN_MAX_INPUT]; int16_t xi[QBNN_MAX_INPUT]; uint64_t
 static union { int16_t v[QBNN_MAX_HIDDEN]; uint64_t align; } g_xh;
 /* HYBRID: first-layer sums per unit; PFP: means and variances of two layers (ping-pong) */
 static union {
-  struct { int64_t a1[QBNN_MAX_HIDDEN]; uint32_t sd8[QBNN_MAX_HIDDEN]; } hy;
+  struct { int64_t a1[QBNN_MAX_HIDDEN]; int32_t sdq[QBNN_MAX_HIDDEN]; } hy;
   struct { float m[2][QBNN_MAX_HIDDEN], v[2][QBNN_MAX_HIDDEN]; } pf;
 } g_w;
 static int8_t g_h[2][QBNN_MAX_HIDDEN];
@@ -116,20 +116,31 @@ static void layer0_sums(const qbnn_rt_layer *L, const int8_t *input, int64_t *a1
   for (uint32_t r = 0; r < L->core.rows; ++r) row_sums(L, r, input, nnz, a1 + r, a2 + r);
 }
 
-/* round(sqrt(a)) (digit by digit; round up when a - r^2 > r) */
+/* round(sqrt(a)), a < 2^62: a float estimate (three Newton steps on 1/sqrt from the bit trick: + and * only,
+   no libm, whose sqrtf wrapper links soft-double code), corrected to the exact floor (any estimate gives the
+   same integer), then rounded up when a - r^2 > r (no ties) */
 static uint32_t isqrt_round(uint64_t a) {
-  uint64_t r = 0, bit = (uint64_t)1 << 62;
-  while (bit > a) bit >>= 2;
-  while (bit) {
-    if (a >= r + bit) {
-      a -= r + bit;
-      r = (r >> 1) + bit;
-    } else {
-      r >>= 1;
-    }
-    bit >>= 2;
-  }
-  return (uint32_t)(r + (a > r));
+  if (a == 0) return 0;
+  const float x = (float)a;
+  uint32_t i;
+  memcpy(&i, &x, sizeof i);
+  float y;
+  i = 0x5F3759DFu - (i >> 1);
+  memcpy(&y, &i, sizeof y);
+  for (int k = 0; k < 3; ++k) y = y * (1.5f - 0.5f * x * y * y);
+  uint64_t r = (uint64_t)(uint32_t)(x * y);
+  while (r * r > a) --r;
+  while ((r + 1) * (r + 1) <= a) ++r;
+  return (uint32_t)(r + (a - r * r > r));
+}
+
+/* One hybrid accumulator (SPEC 11.2): n = (sdq * EPS_Q[u] + 2^11) >> 12 (Q8), acc = (A1 + 128 + n) >> 8 */
+static inline int8_t hybrid_unit(const qbnn_rt_layer *L, int64_t base, int32_t sdq, uint32_t u) {
+  const int32_t n = (int32_t)(((int64_t)sdq * QBNN_EPS_Q[u] + (1 << (QBNN_EPS_FRAC_BITS - 1))) >> QBNN_EPS_FRAC_BITS);
+  int64_t acc = (base + n) >> 8;
+  if (acc > INT32_MAX) acc = INT32_MAX;
+  if (acc < INT32_MIN) acc = INT32_MIN;
+  return requantize(L, (int32_t)acc);
 }
 
 static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_result_t *res) {
@@ -139,19 +150,27 @@ static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_sampl
   const int nc = m->num_classes;
   int64_t a2[QBNN_MAX_HIDDEN];
   layer0_sums(L, input, g_w.hy.a1, a2);
-  for (uint32_t r = 0; r < rows; ++r) g_w.hy.sd8[r] = isqrt_round((uint64_t)a2[r]);
+  for (uint32_t r = 0; r < rows; ++r) {
+    const uint64_t sd8 = isqrt_round((uint64_t)a2[r]); /* < 2^31: the product below fits */
+    g_w.hy.sdq[r] = (int32_t)((sd8 * QBNN_HYBRID_Z_GAIN + (1u << (QBNN_HYBRID_GAIN_BITS - 1))) >> QBNN_HYBRID_GAIN_BITS);
+    g_w.hy.a1[r] += 128; /* the rounding term of (A1 + n + 128) >> 8 */
+  }
   float entropy_sum[2] = {0.0f, 0.0f};
   qbnn_stream *s0 = &rt->streams[0];
   for (int s = 0; s < num_samples; ++s) {
     int8_t q[QBNN_MAX_CLASSES];
-    for (uint32_t r = 0; r < rows; ++r) {
-      const int32_t z = (int32_t)QBNN_EPS_Q[qbnn_stream_byte(s0)] * QBNN_HYBRID_Z_GAIN;
-      const int64_t n = ((int64_t)g_w.hy.sd8[r] * z + ((int64_t)1 << (QBNN_HYBRID_NOISE_SHIFT - 1))) >>
-                        QBNN_HYBRID_NOISE_SHIFT;
-      int64_t acc = (g_w.hy.a1[r] + n + 128) >> 8;
-      if (acc > INT32_MAX) acc = INT32_MAX;
-      if (acc < INT32_MIN) acc = INT32_MIN;
-      g_h[0][r] = requantize(L, (int32_t)acc);
+    if (s0->nbuf == 0 && (rows & 3u) == 0) { /* whole PRNG words: the same bytes as qbnn_stream_byte */
+      uint32_t st = s0->state;
+      for (uint32_t r = 0; r < rows; r += 4) {
+        st = qbnn_xorshift32(st);
+        for (uint32_t j = 0; j < 4; ++j)
+          g_h[0][r + j] = hybrid_unit(L, g_w.hy.a1[r + j], g_w.hy.sdq[r + j], (st >> (8 * j)) & 0xFFu);
+      }
+      s0->state = st;
+      s0->buf = 0;
+      s0->position += rows;
+    } else {
+      for (uint32_t r = 0; r < rows; ++r) g_h[0][r] = hybrid_unit(L, g_w.hy.a1[r], g_w.hy.sdq[r], qbnn_stream_byte(s0));
     }
     qbnn__run_tail(rt, 1, g_h[0], q);
     qbnn__accumulate(q, nc, res->counts);
