@@ -40,6 +40,13 @@ class FullyConnected(WeightedOp):
     def output_shape(self, in_shape):
         return (self.out_channels,)
 
+    filter_format = "FC"
+
+    def tflite_options(self, schema, in_shape):
+        o = schema.FullyConnectedOptionsT()
+        o.fusedActivationFunction = act.fused_tflite(self.activation, schema)
+        return schema.BuiltinOperator.FULLY_CONNECTED, schema.BuiltinOptions.FullyConnectedOptions, o
+
     def multipliers(self):
         if np.asarray(self.weights.scales).size > 1:
             return super().multipliers()
@@ -159,3 +166,14 @@ class IntegerLayer(act.Activated, Op):
             "table_bytes": int(self.sigma_q.nbytes) + (256 if self.lut is not None else 0),
             "float32_mu_sigma_bytes": 8 * r * c,
         }
+
+    def lower_tflite(self, graph, x):
+        """QBNN_SAMPLE (or a split input) -> FULLY_CONNECTED [-> SoftPlus], as SPEC v1 files."""
+        s = graph.s
+        w = graph.sampled_filter(self.name, self, self.weight_scale, "FC")
+        out = graph.tensor(f"{self.name}/fc", [1, self.shape[0]], s.TensorType.INT8, self.output_scale,
+                           self.output_zero_point)
+        fco = s.FullyConnectedOptionsT()
+        fco.fusedActivationFunction = act.fused_tflite(self.activation, s)
+        graph.op(s.BuiltinOperator.FULLY_CONNECTED, [x, w, -1], [out], s.BuiltinOptions.FullyConnectedOptions, fco)
+        return act.lower_tflite(graph, self, out)

@@ -25,3 +25,12 @@ class Reshape(Op):
 
     def manifest_entry(self):
         return {"kind": self.kind, "name": self.name, "shape": list(self.shape)}
+
+    def lower_tflite(self, graph, x):
+        s = graph.s
+        shape = [1, *self.output_shape(tuple(graph.shape(x)[1:]))]
+        o = s.ReshapeOptionsT()
+        o.newShape = np.asarray(shape, np.int32)
+        out = graph.int8(f"{self.name}/out", shape, graph.quant(x))
+        graph.op(s.BuiltinOperator.RESHAPE, [x], [out], s.BuiltinOptions.ReshapeOptions, o)
+        return out

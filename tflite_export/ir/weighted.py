@@ -136,3 +136,23 @@ class WeightedOp(act.Activated, Op):
             entry.update(index=int(w.index), sigma_bits=int(w.sigma_bits), layout_id=int(w.layout),
                          sigma_q=w.sigma_q.tolist(), sigma_range=list(w.sigma_range))
         return entry
+
+    def lower_tflite(self, graph, x):
+        """[QBNN_SAMPLE ->] the builtin op (FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D, `tflite_options`) with
+        its filter sampled (Bayesian: QBNN_SAMPLE, or a graph input in the split model) or constant, an optional
+        int32 bias, the fused activation, then SoftPlus when it applies."""
+        s = graph.s
+        in_shape = graph.shape(x)[1:]
+        if self.bayesian:
+            filt = graph.sampled_filter(self.name, self.weights, self.filter_scales[0], self.filter_format)
+        else:
+            filt = graph.constant_filter(self.name, self.weights)
+        bias = -1
+        if self.bias is not None:
+            bias = graph.tensor(f"{self.name}/bias", [self.out_channels], s.TensorType.INT32, self.real_scales(),
+                                np.zeros(self.out_channels, np.int64), data=self.bias.astype("<i4").tobytes())
+        out = graph.tensor(f"{self.name}/out", [1, *self.output_shape(tuple(in_shape))], s.TensorType.INT8,
+                           self.output_scale, self.output_zero_point)
+        builtin, options_type, options = self.tflite_options(s, in_shape)
+        graph.op(builtin, [x, filt, bias], [out], options_type, options)
+        return act.lower_tflite(graph, self, out)

@@ -29,11 +29,11 @@ def main(argv=None):
     parser, args = parse_args(argv)
     prog = parser.prog
     from tflite_export import export_all
-    from tflite_export.convert import load_calibration_images
+    from tfqbnn.datasets import calibration_images
 
     try:
         result = export_all(args.model, args.out, weights=args.weights, seed=args.seed,
-                            calibration_x=load_calibration_images(args.calibration_size))
+                            calibration_x=calibration_images(args.calibration_size))
     except ValueError as err:
         sys.exit(f"{prog}: {err}")
     totals = result["manifest"]["totals"]
