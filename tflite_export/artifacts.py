@@ -219,6 +219,29 @@ def load_exported(export_dir):
     return imodel
 
 
+def op_entry(op, in_shape):
+    """manifest.json's entry of one IR op (writer and `load_exported` both call this): the op's
+    `manifest_entry()` plus, for every op with a "kind", its per-example input / output shapes and what it stores
+    (stored tensors with SHA-256, stored bytes, table bytes, float32 bytes of the Keras parameters it replaces:
+    mu + sigma for a Bayesian filter, the kernel for a constant one). A kind-less entry is the SPEC v1
+    QBNN_FULLY_CONNECTED layer, kept byte for byte."""
+    entry = op.manifest_entry()
+    if "kind" not in entry:
+        return entry
+    tensors = stored_tensor_entries(op)
+    table = float32 = 0
+    if op.has_weights:
+        n = int(np.prod(op.weights.shape))
+        float32 = (8 if op.bayesian else 4) * n
+        table = int(op.weights.sigma_q.nbytes) if op.bayesian else 0
+    if getattr(op, "lut", None) is not None:
+        table += 256
+    entry.update(input_shape=[int(v) for v in in_shape], output_shape=[int(v) for v in op.output_shape(tuple(in_shape))],
+                 stored_tensors=tensors, stored_bytes=sum(t["bytes"] for t in tensors), table_bytes=table,
+                 float32_mu_sigma_bytes=float32)
+    return entry
+
+
 def stored_tensor_entries(layer):
     """manifest.json's description of one layer's stored code tensors (with their SHA-256)."""
     return [{"name": n, "dtype": str(t.dtype), "shape": list(t.shape), "bytes": int(t.nbytes),

@@ -48,8 +48,10 @@ def calibrate(imodel, x, num_samples=4, seed=None):
 
 def manifest(imodel, weights):
     layers, stored_total, float_total, table_total = [], 0, 0, 0
-    for layer in imodel.layers:
-        entry = layer.manifest_entry()
+    shape = imodel.input_shape
+    for op in imodel.layers:
+        entry = artifacts.op_entry(op, shape)
+        shape = op.output_shape(shape)
         layers.append(entry)
         stored_total += entry["stored_bytes"]
         table_total += entry["table_bytes"]

@@ -159,12 +159,13 @@ class _Graph:
                 custom_options=pack_options(weights, self.default_seed, fmt))
         return w
 
-    def constant_filter(self, name, weights):
-        """A deterministic op's filter: constant int8 (or packed INT4) codes, per-tensor or per-channel scales."""
+    def constant_filter(self, name, weights, bits=8):
+        """A deterministic op's filter: constant INT8 or packed INT4 (`bits`) codes, per-tensor or per-channel."""
         TT = self.s.TensorType
-        (short, arr), = weights.stored_tensors()
-        ttype = TT.INT4 if weights.bits == 4 else TT.INT8
-        return self.tensor(f"{name}/{short}_codes", list(weights.shape), ttype, weights.scales,
+        codes = np.asarray(weights.codes, np.int8)
+        arr = storage._pack_nibbles(codes) if bits == 4 else codes
+        ttype = TT.INT4 if bits == 4 else TT.INT8
+        return self.tensor(f"{name}/filter_codes", list(weights.shape), ttype, weights.scales,
                            np.zeros(weights.scales.size, np.int64), data=np.ascontiguousarray(arr).tobytes(),
                            quantized_dimension=weights.channel_axis if weights.scales.size > 1 else 0)
 

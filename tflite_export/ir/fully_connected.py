@@ -42,6 +42,10 @@ class FullyConnected(WeightedOp):
 
     filter_format = "FC"
 
+    def tflite_filter_bits(self):
+        """TFLM's FULLY_CONNECTED rejects per-channel INT4 filters: those are written as INT8 (same codes)."""
+        return 8 if self.weights.per_channel else self.weights.bits
+
     def tflite_options(self, schema, in_shape):
         o = schema.FullyConnectedOptionsT()
         o.fusedActivationFunction = act.fused_tflite(self.activation, schema)
@@ -166,6 +170,23 @@ class IntegerLayer(act.Activated, Op):
             "table_bytes": int(self.sigma_q.nbytes) + (256 if self.lut is not None else 0),
             "float32_mu_sigma_bytes": 8 * r * c,
         }
+
+    @classmethod
+    def from_manifest(cls, entry, arrays):
+        """The layer a (kind-less, SPEC v1) manifest entry describes, codes unpacked from its stored `arrays`."""
+        mu, sigma = storage.unpack(list(arrays.items()), int(entry["layout_id"]), int(entry["sigma_bits"]),
+                                   (int(entry["rows"]), int(entry["cols"])))
+        lut = entry["softplus_lut"]
+        return cls(
+            name=str(entry["name"]), index=int(entry["index"]), mu_codes=mu, sigma_codes=sigma,
+            weight_bits=int(entry["weight_bits"]), sigma_bits=int(entry["sigma_bits"]), layout=int(entry["layout_id"]),
+            sigma_q=np.asarray(entry["sigma_q"], np.int32), sigma_range=tuple(entry["sigma_range"]),
+            activation=str(entry["activation"]), input_scale=np.float32(entry["input_scale"]),
+            input_zero_point=int(entry["input_zero_point"]), output_scale=np.float32(entry["output_scale"]),
+            output_zero_point=int(entry["output_zero_point"]),
+            lut=None if lut is None else np.asarray(lut, np.int64).astype(np.int8),
+            lut_scale=None if entry["softplus_scale"] is None else np.float32(entry["softplus_scale"]),
+            lut_zero_point=None if entry["softplus_zero_point"] is None else int(entry["softplus_zero_point"]))
 
     def lower_tflite(self, graph, x):
         """QBNN_SAMPLE (or a split input) -> FULLY_CONNECTED [-> SoftPlus], as SPEC v1 files."""

@@ -43,6 +43,11 @@ class _Pool2D(Op):
         return {"kind": self.kind, "name": self.name, "pool_size": list(self.pool_size),
                 "strides": list(self.strides), "padding": self.padding, "activation": self.activation}
 
+    @classmethod
+    def from_manifest(cls, entry, arrays=None):
+        return cls(name=str(entry["name"]), pool_size=tuple(entry["pool_size"]), strides=tuple(entry["strides"]),
+                   padding=str(entry["padding"]), activation=str(entry["activation"]))
+
     def lower_tflite(self, graph, x):
         s = graph.s
         o = s.Pool2DOptionsT()
