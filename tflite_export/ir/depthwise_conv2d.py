@@ -53,6 +53,7 @@ class DepthwiseConv2D(WeightedOp):
         return np.einsum("nyxhwo,hwo->nyxo", patches, np.asarray(w, np.float64)[0]).astype(np.int64)
 
     filter_format = "1HWO"
+    tflite_needs_bias = True  # pip TFLM segfaults in Prepare on a DEPTHWISE_CONV_2D without bias: zeros are written
 
     def tflite_options(self, schema, in_shape):
         o = schema.DepthwiseConv2DOptionsT()

@@ -176,17 +176,18 @@ class IntegerLayer(act.Activated, Op):
         """The layer a (kind-less, SPEC v1) manifest entry describes, codes unpacked from its stored `arrays`."""
         mu, sigma = storage.unpack(list(arrays.items()), int(entry["layout_id"]), int(entry["sigma_bits"]),
                                    (int(entry["rows"]), int(entry["cols"])))
-        lut = entry["softplus_lut"]
+        s_lut = None if entry["softplus_scale"] is None else np.float32(entry["softplus_scale"])
+        z_lut = None if entry["softplus_zero_point"] is None else int(entry["softplus_zero_point"])
+        s_out, z_out = np.float32(entry["output_scale"]), int(entry["output_zero_point"])
+        # the SoftPlus table follows from the scales (SPEC 5): derived, so a manifest LUT that does not fails
+        lut = act.softplus_lut(s_out, z_out, s_lut, z_lut)[0] if entry["activation"] == "softplus" else None
         return cls(
             name=str(entry["name"]), index=int(entry["index"]), mu_codes=mu, sigma_codes=sigma,
             weight_bits=int(entry["weight_bits"]), sigma_bits=int(entry["sigma_bits"]), layout=int(entry["layout_id"]),
             sigma_q=np.asarray(entry["sigma_q"], np.int32), sigma_range=tuple(entry["sigma_range"]),
             activation=str(entry["activation"]), input_scale=np.float32(entry["input_scale"]),
-            input_zero_point=int(entry["input_zero_point"]), output_scale=np.float32(entry["output_scale"]),
-            output_zero_point=int(entry["output_zero_point"]),
-            lut=None if lut is None else np.asarray(lut, np.int64).astype(np.int8),
-            lut_scale=None if entry["softplus_scale"] is None else np.float32(entry["softplus_scale"]),
-            lut_zero_point=None if entry["softplus_zero_point"] is None else int(entry["softplus_zero_point"]))
+            input_zero_point=int(entry["input_zero_point"]), output_scale=s_out, output_zero_point=z_out,
+            lut=lut, lut_scale=s_lut, lut_zero_point=z_lut)
 
     def lower_tflite(self, graph, x):
         """QBNN_SAMPLE (or a split input) -> FULLY_CONNECTED [-> SoftPlus], as SPEC v1 files."""

@@ -137,6 +137,8 @@ class WeightedOp(act.Activated, Op):
                          sigma_q=w.sigma_q.tolist(), sigma_range=list(w.sigma_range))
         return entry
 
+    tflite_needs_bias = False  # DEPTHWISE_CONV_2D: TFLM reads its bias unconditionally (crashes without one)
+
     def tflite_filter_bits(self):
         """Bits of a constant filter in model.tflite: its stored bits (int4 packed, TFLM unpacks it at init)."""
         return self.weights.bits
@@ -152,9 +154,10 @@ class WeightedOp(act.Activated, Op):
         else:
             filt = graph.constant_filter(self.name, self.weights, self.tflite_filter_bits())
         bias = -1
-        if self.bias is not None:
+        values = np.zeros(self.out_channels, np.int64) if self.bias is None and self.tflite_needs_bias else self.bias
+        if values is not None:
             bias = graph.tensor(f"{self.name}/bias", [self.out_channels], s.TensorType.INT32, self.real_scales(),
-                                np.zeros(self.out_channels, np.int64), data=self.bias.astype("<i4").tobytes())
+                                np.zeros(self.out_channels, np.int64), data=values.astype("<i4").tobytes())
         out = graph.tensor(f"{self.name}/out", [1, *self.output_shape(tuple(in_shape))], s.TensorType.INT8,
                            self.output_scale, self.output_zero_point)
         builtin, options_type, options = self.tflite_options(s, in_shape)
@@ -181,8 +184,9 @@ class WeightedOp(act.Activated, Op):
         q = lambda key: (None if entry[key]["scale"] is None else np.float32(entry[key]["scale"]),  # noqa: E731
                          entry[key]["zero_point"])
         (s_in, z_in), (s_out, z_out), (s_lut, z_lut) = q("input"), q("output"), q("softplus")
-        lut = entry["softplus_lut"]
+        # the SoftPlus table follows from the scales (SPEC 5): derived, so a manifest LUT that does not fails
+        lut = act.softplus_lut(s_out, z_out, s_lut, z_lut)[0] if entry["activation"] == "softplus" else None
         return cls(name=str(entry["name"]), weights=w, activation=str(entry["activation"]), bias=entry["bias"],
                    input_scale=s_in, input_zero_point=int(z_in), output_scale=s_out, output_zero_point=int(z_out),
-                   lut=None if lut is None else np.asarray(lut, np.int64).astype(np.int8), lut_scale=s_lut,
+                   lut=lut, lut_scale=s_lut,
                    lut_zero_point=None if z_lut is None else int(z_lut), **extra)
