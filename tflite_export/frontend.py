@@ -70,7 +70,7 @@ def _check_common(layer, ctx, *, conv=False):
     return name
 
 
-def _bayesian(layer, ctx, filter_shape_of):
+def _bayesian(layer, ctx, filter_shape_of, channel_axis=0):
     """BayesianWeights of a JQ `VariationalLayer` (today's checks), its filter in IR layout."""
     from tfqbnn.quantizers import UniformQuantizer
 
@@ -94,7 +94,7 @@ def _bayesian(layer, ctx, filter_shape_of):
     w = BayesianWeights(mu_codes=UniformQuantizer(q.mu_bits, 1.0).codes(mu).astype(np.int16),
                         sigma_codes=q.sigma_quantizer.codes(sigma).astype(np.int16), weight_bits=q.mu_bits,
                         sigma_bits=q.sigma_bits, layout=layout, sigma_q=sampler.sigma_q_table(q.sigma_quantizer, q.mu_bits),
-                        index=ctx.index, sigma_range=tuple(q.sigma_range))
+                        index=ctx.index, sigma_range=tuple(q.sigma_range), channel_axis=channel_axis)
     ctx.index += 1
     return w
 
@@ -126,18 +126,10 @@ def _hwcm_to_1hwo(k):  # depthwise (kh, kw, C, M) -> (1, kh, kw, C * M): output 
     return k.reshape(1, k.shape[0], k.shape[1], -1)
 
 
-def _dense_shape(layer, ctx):
-    ctx.shape = (int(layer.units),)
-
-
-def _conv_shape(op, ctx):
-    ctx.shape = op.output_shape(ctx.shape)
-
-
 def dense_variational(layer, ctx):
     activation = _check_common(layer, ctx)
     w = _bayesian(layer, ctx, lambda k: k.T)  # [in, out] -> [O, I]
-    _dense_shape(layer, ctx)
+    ctx.shape = (int(layer.units),)
     return [IntegerLayer(name=layer.name, index=w.index, mu_codes=w.mu_codes, sigma_codes=w.sigma_codes,
                          weight_bits=w.weight_bits, sigma_bits=w.sigma_bits, layout=w.layout, sigma_q=w.sigma_q,
                          sigma_range=w.sigma_range, activation=activation, input_scale=INPUT_SCALE,
@@ -148,12 +140,9 @@ def _conv(layer, ctx, weights_of, cls, to_filter, channel_axis):
     activation = _check_common(layer, ctx, conv=True)
     if cls is DepthwiseConv2D and tuple(layer.strides)[0] != tuple(layer.strides)[1]:
         raise ValueError(f"{ctx.where(layer)}: strides={tuple(layer.strides)} must be equal for a depthwise conv")
-    w = weights_of(layer, ctx, to_filter) if weights_of is _bayesian else weights_of(layer, ctx, to_filter, channel_axis)
-    if w.bayesian:
-        w.channel_axis = channel_axis
-    op = cls(name=layer.name, weights=w, activation=activation, strides=tuple(int(s) for s in layer.strides),
-             padding=str(layer.padding).lower())
-    _conv_shape(op, ctx)
+    op = cls(name=layer.name, weights=weights_of(layer, ctx, to_filter, channel_axis), activation=activation,
+             strides=tuple(int(s) for s in layer.strides), padding=str(layer.padding).lower())
+    ctx.shape = op.output_shape(ctx.shape)
     return [op]
 
 
@@ -176,7 +165,7 @@ def quantized_depthwise_conv2d(layer, ctx):
 def quantized_dense(layer, ctx):
     activation = _check_common(layer, ctx)
     w = _constant(layer, ctx, lambda k: k.T, 0)
-    _dense_shape(layer, ctx)
+    ctx.shape = (int(layer.units),)
     return [FullyConnected(name=layer.name, weights=w, activation=activation)]
 
 
@@ -189,7 +178,7 @@ def _pool(cls):
             raise ValueError(f"{where}: needs an (H, W, C) input; the tensor here has shape {ctx.shape}")
         op = cls(name=layer.name, pool_size=tuple(int(v) for v in layer.pool_size),
                  strides=tuple(int(v) for v in layer.strides), padding=str(layer.padding).lower())
-        _conv_shape(op, ctx)
+        ctx.shape = op.output_shape(ctx.shape)
         if 0 in ctx.shape:
             raise ValueError(f"{where}: output shape {ctx.shape} is empty")
         return [op]
