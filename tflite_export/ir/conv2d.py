@@ -48,6 +48,7 @@ class Conv2D(WeightedOp):
         return np.tensordot(patches, np.asarray(w, np.float64), axes=([3, 4, 5], [1, 2, 3])).astype(np.int64)
 
     filter_format = "OHWI"
+    tflite_needs_bias = True  # LiteRT CONV_2D: "Tensor at index 2 was optional but was expected"
 
     def tflite_options(self, schema, in_shape):
         o = schema.Conv2DOptionsT()

@@ -137,7 +137,7 @@ class WeightedOp(act.Activated, Op):
                          sigma_q=w.sigma_q.tolist(), sigma_range=list(w.sigma_range))
         return entry
 
-    tflite_needs_bias = False  # DEPTHWISE_CONV_2D: TFLM reads its bias unconditionally (crashes without one)
+    tflite_needs_bias = False  # True: write a zero int32 bias when the op has none (SPEC 6: TFLM / LiteRT need one)
 
     def tflite_filter_bits(self):
         """Bits of a constant filter in model.tflite: its stored bits (int4 packed, TFLM unpacks it at init)."""
