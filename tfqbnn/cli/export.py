@@ -62,7 +62,8 @@ def main(argv=None):
             sets["ambiguous"] = load_ambiguous_mnist("test", profile=args.ambiguous_profile)[0][:n]
         except Exception as err:  # noqa: BLE001 - regenerated set unavailable: report and go on without it
             print(f"ambiguous-MNIST unavailable ({err}); skipping the entropy AUROC")
-        report = compare(keras.saving.load_model(args.model), result["integer_model"], sets, num_samples=args.samples)
+        report = compare(keras.saving.load_model(args.model), result["integer_model"], sets, num_samples=args.samples,
+                         progress=True)
         print(json.dumps(report, indent=1))
         k, i = report["keras"], report["integer"]
         print(f"Keras vs integer ({len(sets['mnist'][0])} images per set, {args.samples} samples): accuracy "
