@@ -71,6 +71,11 @@ def test_every_kind_maps_to_its_op(export_dir):
     assert ops["avg"].strides == (1, 1) and ops["avg"].padding == "same"
 
 
+def test_every_registered_keras_kind_is_in_the_tested_model():
+    """A layer kind added to `frontend.converters()` must join `_every_kind` (and so the TFLM test below)."""
+    assert set(frontend.converters()) == {type(layer) for layer in _every_kind().layers}
+
+
 def test_qat_codes_reproduce_the_keras_fake_quantized_kernels(export_dir):
     _, model, result = export_dir
     ops = {op.name: op for op in result["integer_model"].layers}
