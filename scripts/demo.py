@@ -57,10 +57,10 @@ def main(argv=None):
 
     print("== 4/4 export: int4 JQ -> TFLite Micro (QBNN_SAMPLE op) + C arrays")
     from tflite_export import export_all
-    from tflite_export.convert import load_calibration_images
+    from tfqbnn.datasets import calibration_images
 
     export_dir = out / "export"
-    result = export_all(model, export_dir, weights="int4", calibration_x=load_calibration_images(1000))
+    result = export_all(model, export_dir, weights="int4", calibration_x=calibration_images(1000))
     totals = result["manifest"]["totals"]
     print(f"   wrote {result['model']}, {result['model_split']}; stored weights {totals['stored_weight_bytes']:,} B "
           f"vs float32 mu+sigma {totals['float32_mu_sigma_bytes']:,} B ({totals['compression_weights_only']:.1f}x)")

@@ -36,10 +36,12 @@ def mnist_test():
 
 @pytest.fixture(scope="module", params=[("jq4", "int4"), ("jq8", "int8")])
 def exported(request, tmp_path_factory):
+    from tfqbnn.datasets import calibration_images
+
     quantization, weights = request.param
     model = _train(quantization)
     out = tmp_path_factory.mktemp(f"export_{weights}")
-    result = convert.export_all(model, out, weights=weights, seed=1234, calibration_x=convert.load_calibration_images(500))
+    result = convert.export_all(model, out, weights=weights, seed=1234, calibration_x=calibration_images(500))
     return model, result
 
 

@@ -6,6 +6,8 @@
 * `storage` -- stored layouts (SPEC section 2)
 * `reference` -- the numpy integer engine (`IntegerModel`, a list of IR ops)
 * `artifacts` -- SHA-256 of the written files; `load_exported` verifies and cross-checks an export directory
+* `frontend` -- Keras layer class -> IR op(s): the registry of supported Keras layers
+* `tflite_io` -- the TFLite graph writer (each op's `lower_tflite`) and validating readers
 * `convert` -- Keras model -> `IntegerModel` -> model.tflite / model_split.tflite / manifest.json
 * `export_all(model, out_dir, weights=...)` -- the one call `scripts/export.py` makes
 """

@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from tflite_export import reference, softmax, tflite_io
+from tflite_export import reference, softmax, storage, tflite_io
 
 MANIFEST_VERSION = 2  # 2: "files" (SHA-256 of every written file) and per-tensor "sha256" of the stored codes
 MANIFEST = "manifest.json"
@@ -151,7 +151,17 @@ def _check_layer(info, stored, graph, man_path):
 
 
 def check_manifest(man, data, man_path, tfl_path):
-    """`reference.IntegerModel` from manifest.json + model.tflite bytes, after cross-checking them."""
+    """`reference.IntegerModel` from manifest.json + model.tflite bytes, after cross-checking them. A manifest of
+    SPEC v1 layers only (no "kind") is checked field by field against the v1 graph; any other goes through the
+    op registry (`_check_ops`)."""
+    entries = man.get("layers")
+    if isinstance(entries, list) and any(isinstance(e, dict) and "kind" in e for e in entries):
+        try:
+            return _check_ops(man, data, man_path, tfl_path)
+        except ArtifactError:
+            raise
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError, OverflowError) as err:
+            raise ArtifactError(f"{man_path}: malformed entry ({type(err).__name__}: {err})") from None
     graph = tflite_io.read_graph(data, tfl_path)
     stored = tflite_io.read_qbnn_layers(data, tfl_path)
     try:
@@ -192,6 +202,134 @@ def _check_manifest(man, data, graph, stored, man_path, tfl_path):
     return imodel
 
 
+def _buffer(model, tensor, nbytes, where):
+    """The constant data of a model.tflite tensor, checked to hold exactly `nbytes` (nothing is allocated from a
+    size a file claims)."""
+    buf = model.buffers[tensor.buffer].data if 0 <= tensor.buffer < len(model.buffers) else None
+    size = 0 if buf is None else len(buf)
+    if size != nbytes:
+        raise ArtifactError(f"{where}: model.tflite's tensor {tflite_io._name(tensor)!r} holds {size} bytes, the "
+                            f"manifest describes {nbytes}")
+    return np.asarray(buf, np.uint8)
+
+
+def _op_arrays(model, tensors, entry, where):
+    """{stored name: array} of one op, read from model.tflite by tensor name: the QBNN_SAMPLE inputs of a
+    Bayesian op (as its manifest's stored_tensors list them), the constant filter of a deterministic one."""
+    name = entry["name"]
+    if "kind" not in entry or entry.get("bayesian"):
+        out = {}
+        for t in entry["stored_tensors"]:
+            tensor = tensors.get(f"{name}/{t['name']}_codes")
+            if tensor is None:
+                raise ArtifactError(f"{where}: stored tensor {t['name']!r} is not in model.tflite")
+            shape = [int(v) for v in t["shape"]]
+            dtype = np.dtype(t["dtype"])
+            if dtype not in (np.int8, np.uint8):
+                raise ArtifactError(f"{where}: stored tensor {t['name']!r} has dtype {t['dtype']!r}")
+            out[t["name"]] = _buffer(model, tensor, int(np.prod(shape)), where).view(dtype).reshape(shape)
+        return out
+    if "filter_shape" not in entry:
+        return {}
+    tensor = tensors.get(f"{name}/filter_codes")
+    if tensor is None:
+        raise ArtifactError(f"{where}: its constant filter is not in model.tflite")
+    shape = [int(v) for v in entry["filter_shape"]]
+    n = int(np.prod(shape))
+    if tensor.type == tflite_io._schema().TensorType.INT4:
+        codes = storage._unpack_nibbles(_buffer(model, tensor, (n + 1) // 2, where), n, True).astype(np.int8)
+    else:
+        codes = _buffer(model, tensor, n, where).view(np.int8)
+    codes = codes.reshape(shape)
+    return {"filter": storage._pack_nibbles(codes) if int(entry["weight_bits"]) == 4 else codes}
+
+
+def _check_ops(man, data, man_path, tfl_path):
+    """Every manifest entry -> its op (registry kind, codes from model.tflite); the entry must be exactly what
+    the writer derives from that op (`op_entry`: multipliers, LUTs, shapes, stored tensors' SHA-256, ...); the
+    model must rebuild model.tflite byte for byte (else the first differing tensor / operator is named)."""
+    from tflite_export.ir import registry
+
+    model = tflite_io.read_tflite(data, tfl_path)
+    tensors = {tflite_io._name(t): t for t in model.subgraphs[0].tensors or []}
+    inp = man.get("input")
+    if (not isinstance(inp, dict) or not isinstance(inp.get("shape"), list) or inp["shape"][:1] != [1]
+            or not _same(inp.get("scale"), reference.INPUT_SCALE) or inp.get("zero_point") != reference.INPUT_ZERO_POINT):
+        raise ArtifactError(f"{man_path}: input {inp!r} is not [1, ...] int8 at scale 1/255, zero point -128")
+    shape = tuple(int(v) for v in inp["shape"][1:])
+    ops = []
+    for entry in man["layers"]:
+        where = f"{man_path}: layer {entry.get('name')!r}"
+        try:
+            cls = registry.op_class(entry.get("kind", "QBNN_FULLY_CONNECTED"))
+        except ValueError as err:
+            raise ArtifactError(f"{where}: {err}") from None
+        try:
+            op = cls.from_manifest(entry, _op_arrays(model, tensors, entry, where))
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError, OverflowError) as err:
+            if isinstance(err, ArtifactError):
+                raise
+            raise ArtifactError(f"{where}: malformed entry ({type(err).__name__}: {err})") from None
+        want = op_entry(op, shape)
+        for key in list(entry) + [k for k in want if k not in entry]:
+            if entry.get(key) != want.get(key):
+                raise ArtifactError(f"{where}: {key} does not follow from the rest of its entry and model.tflite's "
+                                    f"codes (expected {str(want.get(key))[:60]})")
+        shape = op.output_shape(shape)
+        ops.append(op)
+    imodel = reference.IntegerModel(ops, default_seed=int(man["default_seed"]), input_shape=inp["shape"][1:])
+    want = dict(zip(("input_multiplier", "input_left_shift", "diff_min"), softmax.softmax_params(imodel.quants()[-1][0])),
+                output_scale=float(reference.SOFTMAX_SCALE), output_zero_point=reference.SOFTMAX_ZERO_POINT)
+    if man.get("softmax") != want:
+        raise ArtifactError(f"{man_path}: softmax parameters {man.get('softmax')!r} differ from those of its scales {want!r}")
+    rebuilt = tflite_io.build_tflite(imodel, split=False)
+    if rebuilt != bytes(data):
+        _name_difference(tflite_io.read_tflite(rebuilt), model, man_path, tfl_path, len(data))
+    return imodel
+
+
+def _list(v):
+    return [] if v is None else np.asarray(v).tolist()
+
+
+def _options(o):
+    return None if o is None else {k: _list(v) if isinstance(v, np.ndarray) else v for k, v in vars(o).items()}
+
+
+def _name_difference(ours, theirs, man_path, tfl_path, size):
+    """Raise naming the first tensor or operator where the manifest's model and model.tflite differ."""
+    a, b = ours.subgraphs[0], theirs.subgraphs[0]
+    for ta, tb in zip(a.tensors, b.tensors):
+        qa, qb = (None if t.quantization is None else (_list(t.quantization.scale), _list(t.quantization.zeroPoint),
+                                                      t.quantization.quantizedDimension) for t in (ta, tb))
+        da, db = (ours.buffers[ta.buffer].data, theirs.buffers[tb.buffer].data) if tb.buffer < len(theirs.buffers) else (0, 1)
+        for field, x, y in (("name", ta.name, tb.name), ("shape", _list(ta.shape), _list(tb.shape)), ("type", ta.type, tb.type),
+                            ("scale / zero_point", qa, qb), ("constant data", None if da is None else bytes(da),
+                                                                 None if db is None else bytes(db))):
+            if x != y:
+                raise ArtifactError(f"{man_path}: tensor {tflite_io._name(ta)!r}: its {field} differs from model.tflite's "
+                                    f"tensor {tflite_io._name(tb)!r}")
+    for i, (oa, ob) in enumerate(zip(a.operators, b.operators)):
+        ca, cb = ours.operatorCodes[oa.opcodeIndex], theirs.operatorCodes[ob.opcodeIndex]
+        same = ((ca.builtinCode, ca.customCode) == (cb.builtinCode, cb.customCode)
+                and _list(oa.inputs) == _list(ob.inputs) and _list(oa.outputs) == _list(ob.outputs)
+                and (oa.customOptions is None) == (ob.customOptions is None)
+                and (oa.customOptions is None or bytes(oa.customOptions) == bytes(ob.customOptions))
+                and _options(oa.builtinOptions) == _options(ob.builtinOptions))
+        if not same:
+            name = tflite_io._name(a.tensors[oa.outputs[0]])
+            what = "its kind, wiring or options"
+            if oa.customOptions is not None and ob.customOptions is not None:
+                try:  # name the QBNN_SAMPLE option that differs
+                    pa, pb = (tflite_io.unpack_options(bytes(o.customOptions)) for o in (oa, ob))
+                    what = "QBNN_SAMPLE option " + next(k for k in pa if not np.array_equal(pa[k], pb[k]))
+                except (ValueError, StopIteration):
+                    pass
+            raise ArtifactError(f"{man_path}: layer {name.split('/')[0]!r}: operator {i} ({name!r}): {what} differs "
+                                "from model.tflite's")
+    raise ArtifactError(f"{tfl_path}: differs from the model {man_path} describes ({size} bytes)")
+
+
 def load_exported(export_dir):
     """`reference.IntegerModel` of an export directory: every file's SHA-256 checked against manifest.json,
     then manifest.json cross-checked against model.tflite (and model_split.tflite rebuilt identically)."""
@@ -217,6 +355,29 @@ def load_exported(export_dir):
             if f.read() != tflite_io.build_tflite(imodel, split=True):
                 raise ArtifactError(f"{split_path}: differs from the model {man_path} describes")
     return imodel
+
+
+def op_entry(op, in_shape):
+    """manifest.json's entry of one IR op (writer and `load_exported` both call this): the op's
+    `manifest_entry()` plus, for every op with a "kind", its per-example input / output shapes and what it stores
+    (stored tensors with SHA-256, stored bytes, table bytes, float32 bytes of the Keras parameters it replaces:
+    mu + sigma for a Bayesian filter, the kernel for a constant one). A kind-less entry is the SPEC v1
+    QBNN_FULLY_CONNECTED layer, kept byte for byte."""
+    entry = op.manifest_entry()
+    if "kind" not in entry:
+        return entry
+    tensors = stored_tensor_entries(op)
+    table = float32 = 0
+    if op.has_weights:
+        n = int(np.prod(op.weights.shape))
+        float32 = (8 if op.bayesian else 4) * n
+        table = int(op.weights.sigma_q.nbytes) if op.bayesian else 0
+    if getattr(op, "lut", None) is not None:
+        table += 256
+    entry.update(input_shape=[int(v) for v in in_shape], output_shape=[int(v) for v in op.output_shape(tuple(in_shape))],
+                 stored_tensors=tensors, stored_bytes=sum(t["bytes"] for t in tensors), table_bytes=table,
+                 float32_mu_sigma_bytes=float32)
+    return entry
 
 
 def stored_tensor_entries(layer):

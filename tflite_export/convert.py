@@ -9,104 +9,27 @@ from pathlib import Path
 
 import numpy as np
 
-from tflite_export import artifacts, storage
-from tflite_export.intmath import sampler
+from tflite_export import artifacts
 from tflite_export.ir.activation import TIE_MARGIN, tie_free_softplus_lut  # noqa: F401
 from tflite_export.ir.weighted import range_to_affine as _range_to_affine  # noqa: F401
-from tflite_export.reference import (
-    INPUT_SCALE,
-    INPUT_ZERO_POINT,
-    IntegerLayer,
-    IntegerModel,
-)
+from tflite_export.reference import INPUT_SCALE, INPUT_ZERO_POINT, IntegerModel
 
 MANIFEST_VERSION = artifacts.MANIFEST_VERSION
 
 
-def _activation_name(layer):
-    import keras
-
-    act = layer.activation
-    if act is None:
-        return "linear"
-    name = keras.activations.serialize(act)
-    if isinstance(name, dict):
-        name = name.get("config", name.get("class_name"))
-    return str(name)
-
-
 def check_model(model, weights):
-    """Validate a Keras model against SPEC.md section 1; returns [(layer, activation, layout)]."""
-    import keras
+    """Validate a Keras model (SPEC.md section 1, via the Keras front end); returns its IR ops."""
+    from tflite_export import frontend
 
-    from tfqbnn.layers import DenseVariational
-
-    storage.choose_layout(weights, 2, 2)  # validates the mode string
-    if not isinstance(model, keras.Sequential):
-        raise ValueError(f"only keras.Sequential models can be exported; received {type(model).__name__}")
-    layers = list(model.layers)
-    if not layers or not isinstance(layers[-1], keras.layers.Softmax):
-        last = layers[-1].name if layers else None
-        raise ValueError(f"the model must end with keras.layers.Softmax; last layer is {last!r}")
-    axis = layers[-1].axis
-    if isinstance(axis, (list, tuple)) and len(axis) == 1:
-        axis = axis[0]
-    if axis not in (-1, 1):  # the integer softmax runs over the classes of one image, like TFLite's SOFTMAX
-        raise ValueError(f"layer {layers[-1].name!r}: Softmax(axis={axis!r}) is not supported; the integer model "
-                         "normalizes over the class axis only (axis=-1)")
-    bayes = layers[:-1]
-    if not bayes:
-        raise ValueError("the model has no DenseVariational layer before its Softmax")
-    out = []
-    for i, layer in enumerate(bayes):
-        where = f"layer {layer.name!r}"
-        if not isinstance(layer, DenseVariational):
-            raise ValueError(f"{where}: {type(layer).__name__} is not supported (only DenseVariational then Softmax)")
-        if layer.use_bias:
-            raise ValueError(f"{where}: biases are not supported (use_bias=True)")
-        if not layer.sample_at_inference:  # the integer model always samples: it would not match this Keras model
-            raise ValueError(f"{where}: sample_at_inference=False is not supported; the exported model samples its "
-                             "weights at inference (set sample_at_inference=True, or export a deterministic model "
-                             "another way)")
-        q = layer.quantization
-        if q.strategy != "jq":
-            raise ValueError(f"{where}: quantization {q.name!r} is not supported; only JQ models can be exported")
-        if q.mu_bits != q.sample_bits:
-            raise ValueError(f"{where}: mu_bits={q.mu_bits} != sample_bits={q.sample_bits}; the mu grid must be the SPQ grid")
-        if q.clip != 1.0:
-            raise ValueError(f"{where}: clip={q.clip} is not supported (the SPQ grid must be [-1, 1])")
-        if q.sigma_quantizer_kind != "log":
-            raise ValueError(f"{where}: sigma_quantizer={q.sigma_quantizer_kind!r} is not supported (only 'log')")
-        layout = storage.choose_layout(weights, q.mu_bits, q.sigma_bits, where)
-        act = _activation_name(layer)
-        last = i == len(bayes) - 1
-        if act not in ("softplus", "relu", "linear"):
-            raise ValueError(f"{where}: activation {act!r} is not supported (softplus, relu or linear)")
-        if last and act != "linear":
-            raise ValueError(f"{where}: the last DenseVariational must have no activation before Softmax; got {act!r}")
-        out.append((layer, act, layout))
-    return out
+    return frontend.integer_ops(model, weights)[0]
 
 
 def integer_model_from_keras(model, weights="int4", seed=0):
-    """Codes and tables of every layer (scales uncalibrated)."""
-    from tfqbnn.quantizers import UniformQuantizer
+    """Codes and tables of every op (scales uncalibrated), through the Keras front end (`frontend.converters`)."""
+    from tflite_export import frontend
 
-    layers = []
-    for index, (layer, act, layout) in enumerate(check_model(model, weights)):
-        q = layer.quantization
-        mu = np.asarray(layer.mu.numpy(), np.float64).T  # [out, in]
-        sigma = np.asarray(layer.sigma.numpy(), np.float64).T
-        layers.append(IntegerLayer(
-            name=layer.name, index=index,
-            mu_codes=UniformQuantizer(q.mu_bits, 1.0).codes(mu).astype(np.int16),
-            sigma_codes=q.sigma_quantizer.codes(sigma).astype(np.int16),
-            weight_bits=q.mu_bits, sigma_bits=q.sigma_bits, layout=layout,
-            sigma_q=sampler.sigma_q_table(q.sigma_quantizer, q.mu_bits),
-            sigma_range=tuple(q.sigma_range), activation=act,
-            input_scale=INPUT_SCALE, input_zero_point=INPUT_ZERO_POINT,
-        ))
-    return IntegerModel(layers, default_seed=seed)
+    ops, input_shape = frontend.integer_ops(model, weights)
+    return IntegerModel(ops, default_seed=seed, input_shape=input_shape)
 
 
 def calibrate(imodel, x, num_samples=4, seed=None):
@@ -125,8 +48,10 @@ def calibrate(imodel, x, num_samples=4, seed=None):
 
 def manifest(imodel, weights):
     layers, stored_total, float_total, table_total = [], 0, 0, 0
-    for layer in imodel.layers:
-        entry = layer.manifest_entry()
+    shape = imodel.input_shape
+    for op in imodel.layers:
+        entry = artifacts.op_entry(op, shape)
+        shape = op.output_shape(shape)
         layers.append(entry)
         stored_total += entry["stored_bytes"]
         table_total += entry["table_bytes"]
@@ -136,9 +61,9 @@ def manifest(imodel, weights):
     return {
         "format": artifacts.FORMAT, "version": MANIFEST_VERSION, "weights": weights,
         "default_seed": imodel.default_seed,
-        "input": {"shape": [1, imodel.input_dim], "scale": float(INPUT_SCALE), "zero_point": INPUT_ZERO_POINT},
+        "input": {"shape": [1, *imodel.input_shape], "scale": float(INPUT_SCALE), "zero_point": INPUT_ZERO_POINT},
         "softmax": dict(zip(("input_multiplier", "input_left_shift", "diff_min"),
-                            softmax_params(imodel.layers[-1].output_scale)),
+                            softmax_params(imodel.quants()[-1][0])),
                         output_scale=1 / 256, output_zero_point=-128),
         "layers": layers,
         "totals": {"stored_weight_bytes": stored_total, "table_bytes": table_total,
@@ -146,15 +71,6 @@ def manifest(imodel, weights):
                    "compression_weights_only": float_total / stored_total,
                    "compression_with_tables": float_total / (stored_total + table_total)},
     }
-
-
-def load_calibration_images(size=1000, seed=0):
-    """`size` random MNIST training images (float32 [size, 784] in [0, 1])."""
-    from tfqbnn.datasets import load_mnist
-
-    x, _ = load_mnist("train")
-    idx = np.random.default_rng(seed).choice(len(x), size=min(size, len(x)), replace=False)
-    return np.asarray(x)[idx]
 
 
 def _refuse_foreign_files(out, names):
@@ -180,6 +96,9 @@ def _write_atomic(path, data):
 def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calibration_samples=4, extra_writers=()):
     """Export a Keras JQ model (or a .keras path): returns {"integer_model", "manifest", paths...}.
 
+    `calibration_x`: the images that fix every op's output scale (SPEC.md section 4), shaped as the model's input;
+    required (tflite_export does not load data sets).
+
     `extra_writers`: callables f(integer_model, manifest, out_dir) run after the standard files
     (hook for model_data.c/.h of the Cortex-M runtime).
     """
@@ -197,9 +116,15 @@ def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calib
     out = Path(out_dir)
     _refuse_foreign_files(out, ("model.tflite", "model_split.tflite", artifacts.MANIFEST))
     out.mkdir(parents=True, exist_ok=True)
+    if calibration_x is None or len(calibration_x) == 0:
+        raise ValueError("calibration_x is required: pass calibration images (float in [0, 1] or uint8, one row per "
+                         "image), e.g. 1000 training images; tfqbnn-export loads them for you")
     imodel = integer_model_from_keras(model, weights=weights, seed=seed)
-    if calibration_x is None:
-        calibration_x = load_calibration_images()
+    calibration_x = np.asarray(calibration_x)
+    if calibration_x[0].size != imodel.input_dim:
+        raise ValueError(f"calibration_x rows have {calibration_x[0].size} values; the model's input "
+                         f"{list(imodel.input_shape)} has {imodel.input_dim}")
+    calibration_x = calibration_x.reshape(-1, *imodel.input_shape)
     calibrate(imodel, calibration_x, num_samples=calibration_samples)
     info = manifest(imodel, weights)
     paths = {"model": out / "model.tflite", "model_split": out / "model_split.tflite",

@@ -120,9 +120,9 @@ class IntegerModel:
         """int8 softmax codes [N, K] for one weight sample."""
         return self.ops[-1].run(self.logits(x, weights), self.quants()[-1], None, self.rounding)
 
-    def predict_codes(self, x, num_samples=30, seed=None, streams=None, batch_size=4096):
+    def predict_codes(self, x, num_samples=30, seed=None, streams=None, batch_size=4096, progress=None):
         """[S, N, K] int8 softmax codes; sample s continues the streams left by sample s-1. The deterministic
-        prefix runs once per input."""
+        prefix runs once per input. `progress`: a label shows a progress bar over the samples (tqdm)."""
         streams = self.streams(seed) if streams is None else streams
         q = self.quantize_input(x)
         k, n_layers = self.prefix_length, len(self.layers)
@@ -131,7 +131,12 @@ class IntegerModel:
             q = np.concatenate([self._run(q[i:i + batch_size], fixed, 0, k) for i in range(0, q.shape[0], batch_size)])
         out = np.empty((num_samples, q.shape[0], self.num_classes), np.int8)
         softmax, quant = self.ops[-1], self.quants()[-1]
-        for s in range(num_samples):
+        samples = range(num_samples)
+        if progress:
+            from tqdm.auto import tqdm
+
+            samples = tqdm(samples, desc=str(progress), unit="sample")
+        for s in samples:
             w = self.sample_weights(streams)
             for i in range(0, q.shape[0], batch_size):
                 out[s, i:i + batch_size] = softmax.run(self._run(q[i:i + batch_size], w, k, n_layers), quant, None,

@@ -85,11 +85,21 @@ def unpack_options(buf, where="QBNN_SAMPLE options"):
             "filter_shape": shape}
 
 
+FILTER_FORMAT_IDS = {"FC": FILTER_FC, "OHWI": FILTER_OHWI, "1HWO": FILTER_1HWO}
+
+
 class _Graph:
-    def __init__(self, schema):
+    """The flatbuffer being written: tensors, operators, buffers; the ops' `lower_tflite(graph, x)` call the
+    helpers below and return their output tensor. `split`: sampled filters become graph inputs instead of
+    QBNN_SAMPLE outputs."""
+
+    def __init__(self, schema, split=False, default_seed=0):
         self.s = schema
+        self.split, self.default_seed = bool(split), int(default_seed)
         self.buffers = [schema.BufferT()]  # buffer 0: the empty sentinel (no data vector)
-        self.tensors, self.ops, self.codes = [], [], []
+        self.tensors, self.ops, self.codes, self.inputs = [], [], [], []
+        self.options_version = OPTIONS_VERSION  # highest QBNN_SAMPLE options version written
+        self._one = None
 
     def buffer(self, data):
         b = self.s.BufferT()
@@ -97,7 +107,8 @@ class _Graph:
         self.buffers.append(b)
         return len(self.buffers) - 1
 
-    def tensor(self, name, shape, ttype, scale=None, zero_point=None, data=None):
+    def tensor(self, name, shape, ttype, scale=None, zero_point=None, data=None, quantized_dimension=0):
+        """`scale` / `zero_point`: a number (per tensor) or a sequence (per channel along `quantized_dimension`)."""
         t = self.s.TensorT()
         t.name = name
         t.shape = np.asarray(shape, np.int32)
@@ -105,11 +116,58 @@ class _Graph:
         t.buffer = 0 if data is None else self.buffer(data)
         if scale is not None:
             q = self.s.QuantizationParametersT()
-            q.scale = [float(np.float32(scale))]
-            q.zeroPoint = [int(zero_point)]
+            scales = np.asarray(scale, np.float32).reshape(-1)
+            q.scale = [float(v) for v in scales]
+            q.zeroPoint = [int(v) for v in np.broadcast_to(np.asarray(zero_point).reshape(-1), scales.shape)]
+            q.quantizedDimension = int(quantized_dimension)
             t.quantization = q
         self.tensors.append(t)
         return len(self.tensors) - 1
+
+    def int8(self, name, shape, quant):
+        return self.tensor(name, shape, self.s.TensorType.INT8, quant[0], quant[1])
+
+    def shape(self, t):
+        return [int(v) for v in self.tensors[t].shape]
+
+    def quant(self, t):
+        return _quant(self.tensors[t])
+
+    def one(self):
+        """The shared float32 constant 1 (SoftPlus' ADD), made on first use."""
+        if self._one is None:
+            self._one = self.tensor("one", [1], self.s.TensorType.FLOAT32, data=np.float32([1.0]).tobytes())
+        return self._one
+
+    def sampled_filter(self, name, weights, scale, filter_format="FC"):
+        """The int8 filter of one MC pass: a graph input (split) or the output of a QBNN_SAMPLE op reading the
+        stored mu / sigma codes (`weights`: shape, bits, layout, index, sigma_q, stored_tensors())."""
+        TT = self.s.TensorType
+        w = self.tensor(f"{name}/sampled_weights", list(weights.shape), TT.INT8, scale, 0)
+        if self.split:
+            self.inputs.append(w)
+            return w
+        stored = []
+        for short, arr in weights.stored_tensors():
+            ttype = TT.INT8 if arr.dtype == np.int8 else TT.UINT8
+            stored.append(self.tensor(f"{name}/{short}_codes", list(arr.shape), ttype,
+                                      data=np.ascontiguousarray(arr).tobytes()))
+        fmt = FILTER_FORMAT_IDS[filter_format]
+        if fmt != FILTER_FC:
+            self.options_version = max(self.options_version, OPTIONS_VERSION_ND)
+        self.op(self.s.BuiltinOperator.CUSTOM, stored, [w], custom=CUSTOM_OP,
+                custom_options=pack_options(weights, self.default_seed, fmt))
+        return w
+
+    def constant_filter(self, name, weights, bits=8):
+        """A deterministic op's filter: constant INT8 or packed INT4 (`bits`) codes, per-tensor or per-channel."""
+        TT = self.s.TensorType
+        codes = np.asarray(weights.codes, np.int8)
+        arr = storage._pack_nibbles(codes) if bits == 4 else codes
+        ttype = TT.INT4 if bits == 4 else TT.INT8
+        return self.tensor(f"{name}/filter_codes", list(weights.shape), ttype, weights.scales,
+                           np.zeros(weights.scales.size, np.int64), data=np.ascontiguousarray(arr).tobytes(),
+                           quantized_dimension=weights.channel_axis if weights.scales.size > 1 else 0)
 
     def opcode(self, builtin, custom=None):
         key = (builtin, custom)
@@ -138,55 +196,21 @@ class _Graph:
 
 
 def build_tflite(imodel, split=False):
-    """Serialized model.tflite (split=False, QBNN_SAMPLE ops) or model_split.tflite (filters as inputs)."""
+    """Serialized model.tflite (split=False, QBNN_SAMPLE ops) or model_split.tflite (filters as inputs): the
+    input tensor, then each IR op's `lower_tflite` (SPEC.md section 6)."""
     s = _schema()
-    TT, BO, OP = s.TensorType, s.BuiltinOptions, s.BuiltinOperator
-    g = _Graph(s)
-    x = g.tensor("input", [1, imodel.input_dim], TT.INT8, imodel.layers[0].input_scale, imodel.layers[0].input_zero_point)
-    inputs = [x]
-    one = None
-    for layer in imodel.layers:
-        r, c = layer.shape
-        w = g.tensor(f"{layer.name}/sampled_weights", [r, c], TT.INT8, layer.weight_scale, 0)
-        if split:
-            inputs.append(w)
-        else:
-            stored = []
-            for name, arr in layer.stored_tensors():
-                ttype = TT.INT8 if arr.dtype == np.int8 else TT.UINT8
-                stored.append(g.tensor(f"{layer.name}/{name}_codes", list(arr.shape), ttype,
-                                       data=np.ascontiguousarray(arr).tobytes()))
-            g.op(OP.CUSTOM, stored, [w], custom=CUSTOM_OP, custom_options=pack_options(layer, imodel.default_seed))
-        fc_out = g.tensor(f"{layer.name}/fc", [1, r], TT.INT8, layer.output_scale, layer.output_zero_point)
-        fco = s.FullyConnectedOptionsT()
-        fco.fusedActivationFunction = s.ActivationFunctionType.RELU if layer.activation == "relu" else 0
-        g.op(OP.FULLY_CONNECTED, [x, w, -1], [fc_out], BO.FullyConnectedOptions, fco)
-        x = fc_out
-        if layer.activation == "softplus":
-            if one is None:
-                one = g.tensor("one", [1], TT.FLOAT32, data=np.float32([1.0]).tobytes())
-            f = g.tensor(f"{layer.name}/dequantized", [1, r], TT.FLOAT32)
-            g.op(OP.DEQUANTIZE, [x], [f])
-            e = g.tensor(f"{layer.name}/exp", [1, r], TT.FLOAT32)
-            g.op(OP.EXP, [f], [e])
-            a = g.tensor(f"{layer.name}/one_plus_exp", [1, r], TT.FLOAT32)
-            g.op(OP.ADD, [e, one], [a], BO.AddOptions, s.AddOptionsT())
-            lg = g.tensor(f"{layer.name}/softplus", [1, r], TT.FLOAT32)
-            g.op(OP.LOG, [a], [lg])
-            x = g.tensor(f"{layer.name}/softplus_q", [1, r], TT.INT8, layer.lut_scale, layer.lut_zero_point)
-            g.op(OP.QUANTIZE, [lg], [x])
-    probs = g.tensor("probs", [1, imodel.num_classes], TT.INT8, SOFTMAX_SCALE, SOFTMAX_ZERO_POINT)
-    so = s.SoftmaxOptionsT()
-    so.beta = 1.0
-    g.op(OP.SOFTMAX, [x], [probs], BO.SoftmaxOptions, so)
-
+    g = _Graph(s, split, imodel.default_seed)
+    x = g.int8("input", [1, *imodel.input_shape], imodel.quants()[0])
+    g.inputs.append(x)
+    for op in imodel.ops:
+        x = op.lower_tflite(g, x)
     sub = s.SubGraphT()
     sub.tensors, sub.operators, sub.name = g.tensors, g.ops, "main"
-    sub.inputs = np.asarray(inputs, np.int32)
-    sub.outputs = np.asarray([probs], np.int32)
+    sub.inputs = np.asarray(g.inputs, np.int32)
+    sub.outputs = np.asarray([x], np.int32)
     model = s.ModelT()
     model.version = 3
-    model.description = f"tfqbnn QBNN-INT v{OPTIONS_VERSION} ({'split' if split else 'sampling'})"
+    model.description = f"tfqbnn QBNN-INT v{g.options_version} ({'split' if split else 'sampling'})"
     model.operatorCodes, model.subgraphs, model.buffers = g.codes, [sub], g.buffers
     builder = flatbuffers.Builder(1 << 20)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")

@@ -85,3 +85,31 @@ class Activated:
 
     def activate(self, q):
         return apply(q, self.activation, self.lut)
+
+
+def fused_tflite(activation, schema):
+    """The TFLite fusedActivationFunction of an op's output (SoftPlus is lowered after it, unfused)."""
+    return schema.ActivationFunctionType.RELU if activation == "relu" else schema.ActivationFunctionType.NONE
+
+
+def lower_tflite(graph, op, x):
+    """`op`'s activation after its int8 output tensor `x`: SoftPlus as DEQUANTIZE, EXP, ADD(1), LOG, QUANTIZE
+    (float32 in TFLM; the tie-free LUT scale makes the float path round like the LUT, SPEC.md section 5); ReLU and
+    linear are fused (`fused_tflite`). Returns the activation's output tensor."""
+    if op.activation != "softplus":
+        return x
+    s = graph.s
+    TT, OP = s.TensorType, s.BuiltinOperator
+    shape = graph.shape(x)
+    one = graph.one()
+    f = graph.tensor(f"{op.name}/dequantized", shape, TT.FLOAT32)
+    graph.op(OP.DEQUANTIZE, [x], [f])
+    e = graph.tensor(f"{op.name}/exp", shape, TT.FLOAT32)
+    graph.op(OP.EXP, [f], [e])
+    a = graph.tensor(f"{op.name}/one_plus_exp", shape, TT.FLOAT32)
+    graph.op(OP.ADD, [e, one], [a], s.BuiltinOptions.AddOptions, s.AddOptionsT())
+    lg = graph.tensor(f"{op.name}/softplus", shape, TT.FLOAT32)
+    graph.op(OP.LOG, [a], [lg])
+    y = graph.tensor(f"{op.name}/softplus_q", shape, TT.INT8, op.lut_scale, op.lut_zero_point)
+    graph.op(OP.QUANTIZE, [lg], [y])
+    return y

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tflite_export.intmath import window
+from tflite_export.ir import activation as act
 from tflite_export.ir.weighted import WeightedOp
 
 
@@ -45,3 +46,18 @@ class Conv2D(WeightedOp):
         patches, _ = window.windows(x, self.weights.shape[1:3], self.strides, self.padding, self.dilation, fill=0.0)
         # float64 sums of int8 * int9 products are exact far beyond any filter size here
         return np.tensordot(patches, np.asarray(w, np.float64), axes=([3, 4, 5], [1, 2, 3])).astype(np.int64)
+
+    filter_format = "OHWI"
+    tflite_needs_bias = True  # LiteRT CONV_2D: "Tensor at index 2 was optional but was expected"
+
+    def tflite_options(self, schema, in_shape):
+        o = schema.Conv2DOptionsT()
+        o.padding = schema.Padding.SAME if self.padding == "same" else schema.Padding.VALID
+        o.strideH, o.strideW = (int(v) for v in self.strides)
+        o.dilationHFactor, o.dilationWFactor = (int(v) for v in self.dilation)
+        o.fusedActivationFunction = act.fused_tflite(self.activation, schema)
+        return schema.BuiltinOperator.CONV_2D, schema.BuiltinOptions.Conv2DOptions, o
+
+    def manifest_entry(self):
+        return {**super().manifest_entry(), "strides": list(self.strides), "padding": self.padding,
+                "dilation": list(self.dilation)}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tflite_export.intmath import window
+from tflite_export.ir import activation as act
 from tflite_export.ir.weighted import WeightedOp
 
 
@@ -50,3 +51,19 @@ class DepthwiseConv2D(WeightedOp):
         patches, _ = window.windows(x, self.weights.shape[1:3], self.strides, self.padding, self.dilation, fill=0.0)
         patches = np.repeat(patches, dm, axis=-1)  # channel o reads input channel o // dm
         return np.einsum("nyxhwo,hwo->nyxo", patches, np.asarray(w, np.float64)[0]).astype(np.int64)
+
+    filter_format = "1HWO"
+    tflite_needs_bias = True  # pip TFLM segfaults in Prepare on a DEPTHWISE_CONV_2D without bias: zeros are written
+
+    def tflite_options(self, schema, in_shape):
+        o = schema.DepthwiseConv2DOptionsT()
+        o.padding = schema.Padding.SAME if self.padding == "same" else schema.Padding.VALID
+        o.strideH, o.strideW = (int(v) for v in self.strides)
+        o.dilationHFactor, o.dilationWFactor = (int(v) for v in self.dilation)
+        o.depthMultiplier = self.depth_multiplier(int(in_shape[-1]))
+        o.fusedActivationFunction = act.fused_tflite(self.activation, schema)
+        return schema.BuiltinOperator.DEPTHWISE_CONV_2D, schema.BuiltinOptions.DepthwiseConv2DOptions, o
+
+    def manifest_entry(self):
+        return {**super().manifest_entry(), "strides": list(self.strides), "padding": self.padding,
+                "dilation": list(self.dilation)}

@@ -40,6 +40,17 @@ class FullyConnected(WeightedOp):
     def output_shape(self, in_shape):
         return (self.out_channels,)
 
+    filter_format = "FC"
+
+    def tflite_filter_bits(self):
+        """TFLM's FULLY_CONNECTED rejects per-channel INT4 filters: those are written as INT8 (same codes)."""
+        return 8 if self.weights.per_channel else self.weights.bits
+
+    def tflite_options(self, schema, in_shape):
+        o = schema.FullyConnectedOptionsT()
+        o.fusedActivationFunction = act.fused_tflite(self.activation, schema)
+        return schema.BuiltinOperator.FULLY_CONNECTED, schema.BuiltinOptions.FullyConnectedOptions, o
+
     def multipliers(self):
         if np.asarray(self.weights.scales).size > 1:
             return super().multipliers()
@@ -159,3 +170,32 @@ class IntegerLayer(act.Activated, Op):
             "table_bytes": int(self.sigma_q.nbytes) + (256 if self.lut is not None else 0),
             "float32_mu_sigma_bytes": 8 * r * c,
         }
+
+    @classmethod
+    def from_manifest(cls, entry, arrays):
+        """The layer a (kind-less, SPEC v1) manifest entry describes, codes unpacked from its stored `arrays`."""
+        mu, sigma = storage.unpack(list(arrays.items()), int(entry["layout_id"]), int(entry["sigma_bits"]),
+                                   (int(entry["rows"]), int(entry["cols"])))
+        s_lut = None if entry["softplus_scale"] is None else np.float32(entry["softplus_scale"])
+        z_lut = None if entry["softplus_zero_point"] is None else int(entry["softplus_zero_point"])
+        s_out, z_out = np.float32(entry["output_scale"]), int(entry["output_zero_point"])
+        # the SoftPlus table follows from the scales (SPEC 5): derived, so a manifest LUT that does not fails
+        lut = act.softplus_lut(s_out, z_out, s_lut, z_lut)[0] if entry["activation"] == "softplus" else None
+        return cls(
+            name=str(entry["name"]), index=int(entry["index"]), mu_codes=mu, sigma_codes=sigma,
+            weight_bits=int(entry["weight_bits"]), sigma_bits=int(entry["sigma_bits"]), layout=int(entry["layout_id"]),
+            sigma_q=np.asarray(entry["sigma_q"], np.int32), sigma_range=tuple(entry["sigma_range"]),
+            activation=str(entry["activation"]), input_scale=np.float32(entry["input_scale"]),
+            input_zero_point=int(entry["input_zero_point"]), output_scale=s_out, output_zero_point=z_out,
+            lut=lut, lut_scale=s_lut, lut_zero_point=z_lut)
+
+    def lower_tflite(self, graph, x):
+        """QBNN_SAMPLE (or a split input) -> FULLY_CONNECTED [-> SoftPlus], as SPEC v1 files."""
+        s = graph.s
+        w = graph.sampled_filter(self.name, self, self.weight_scale, "FC")
+        out = graph.tensor(f"{self.name}/fc", [1, self.shape[0]], s.TensorType.INT8, self.output_scale,
+                           self.output_zero_point)
+        fco = s.FullyConnectedOptionsT()
+        fco.fusedActivationFunction = act.fused_tflite(self.activation, s)
+        graph.op(s.BuiltinOperator.FULLY_CONNECTED, [x, w, -1], [out], s.BuiltinOptions.FullyConnectedOptions, fco)
+        return act.lower_tflite(graph, self, out)

@@ -43,6 +43,23 @@ class _Pool2D(Op):
         return {"kind": self.kind, "name": self.name, "pool_size": list(self.pool_size),
                 "strides": list(self.strides), "padding": self.padding, "activation": self.activation}
 
+    @classmethod
+    def from_manifest(cls, entry, arrays=None):
+        return cls(name=str(entry["name"]), pool_size=tuple(entry["pool_size"]), strides=tuple(entry["strides"]),
+                   padding=str(entry["padding"]), activation=str(entry["activation"]))
+
+    def lower_tflite(self, graph, x):
+        s = graph.s
+        o = s.Pool2DOptionsT()
+        o.padding = s.Padding.SAME if self.padding == "same" else s.Padding.VALID
+        o.strideH, o.strideW = (int(v) for v in self.strides)
+        o.filterHeight, o.filterWidth = (int(v) for v in self.pool_size)
+        o.fusedActivationFunction = act.fused_tflite(self.activation, s)
+        shape = graph.shape(x)
+        out = graph.int8(f"{self.name}/out", [1, *self.output_shape(tuple(shape[1:]))], graph.quant(x))
+        graph.op(getattr(s.BuiltinOperator, self.kind), [x], [out], s.BuiltinOptions.Pool2DOptions, o)
+        return out
+
 
 @dataclass(eq=False)
 class MaxPool2D(_Pool2D):

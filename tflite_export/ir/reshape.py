@@ -25,3 +25,16 @@ class Reshape(Op):
 
     def manifest_entry(self):
         return {"kind": self.kind, "name": self.name, "shape": list(self.shape)}
+
+    @classmethod
+    def from_manifest(cls, entry, arrays=None):
+        return cls(name=str(entry["name"]), shape=tuple(int(v) for v in entry["shape"]))
+
+    def lower_tflite(self, graph, x):
+        s = graph.s
+        shape = [1, *self.output_shape(tuple(graph.shape(x)[1:]))]
+        o = s.ReshapeOptionsT()
+        o.newShape = np.asarray(shape, np.int32)
+        out = graph.int8(f"{self.name}/out", shape, graph.quant(x))
+        graph.op(s.BuiltinOperator.RESHAPE, [x], [out], s.BuiltinOptions.ReshapeOptions, o)
+        return out

@@ -29,3 +29,11 @@ class Softmax(Op):
 
     def params(self, in_quant):
         return dict(zip(("input_multiplier", "input_left_shift", "diff_min"), softmax_params(in_quant[0], self.beta)))
+
+    def lower_tflite(self, graph, x):
+        s = graph.s
+        probs = graph.int8("probs", graph.shape(x), (SOFTMAX_SCALE, SOFTMAX_ZERO_POINT))
+        o = s.SoftmaxOptionsT()
+        o.beta = float(self.beta)
+        graph.op(s.BuiltinOperator.SOFTMAX, [x], [probs], s.BuiltinOptions.SoftmaxOptions, o)
+        return probs

@@ -6,7 +6,7 @@ activation (SoftPlus LUT) and the calibration of the output scale. An op module 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -136,3 +136,57 @@ class WeightedOp(act.Activated, Op):
             entry.update(index=int(w.index), sigma_bits=int(w.sigma_bits), layout_id=int(w.layout),
                          sigma_q=w.sigma_q.tolist(), sigma_range=list(w.sigma_range))
         return entry
+
+    tflite_needs_bias = False  # True: write a zero int32 bias when the op has none (SPEC 6: TFLM / LiteRT need one)
+
+    def tflite_filter_bits(self):
+        """Bits of a constant filter in model.tflite: its stored bits (int4 packed, TFLM unpacks it at init)."""
+        return self.weights.bits
+
+    def lower_tflite(self, graph, x):
+        """[QBNN_SAMPLE ->] the builtin op (FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D, `tflite_options`) with
+        its filter sampled (Bayesian: QBNN_SAMPLE, or a graph input in the split model) or constant, an optional
+        int32 bias, the fused activation, then SoftPlus when it applies."""
+        s = graph.s
+        in_shape = graph.shape(x)[1:]
+        if self.bayesian:
+            filt = graph.sampled_filter(self.name, self.weights, self.filter_scales[0], self.filter_format)
+        else:
+            filt = graph.constant_filter(self.name, self.weights, self.tflite_filter_bits())
+        bias = -1
+        values = np.zeros(self.out_channels, np.int64) if self.bias is None and self.tflite_needs_bias else self.bias
+        if values is not None:
+            bias = graph.tensor(f"{self.name}/bias", [self.out_channels], s.TensorType.INT32, self.real_scales(),
+                                np.zeros(self.out_channels, np.int64), data=values.astype("<i4").tobytes())
+        out = graph.tensor(f"{self.name}/out", [1, *self.output_shape(tuple(in_shape))], s.TensorType.INT8,
+                           self.output_scale, self.output_zero_point)
+        builtin, options_type, options = self.tflite_options(s, in_shape)
+        graph.op(builtin, [x, filt, bias], [out], options_type, options)
+        return act.lower_tflite(graph, self, out)
+
+    @classmethod
+    def from_manifest(cls, entry, arrays):
+        """The op a manifest entry describes, with the stored code `arrays` ({name: array}) read from model.tflite
+        (the inverse of `manifest_entry` + `stored_tensors`)."""
+        from tflite_export.ir.weights import BayesianWeights, ConstantWeights
+
+        shape = tuple(int(v) for v in entry["filter_shape"])
+        if entry["bayesian"]:
+            w = BayesianWeights.from_stored(arrays, shape, int(entry["weight_bits"]), int(entry["sigma_bits"]),
+                                            int(entry["layout_id"]), entry["sigma_q"], int(entry["index"]),
+                                            tuple(entry["sigma_range"]), int(entry["channel_axis"]))
+        else:
+            w = ConstantWeights.from_stored(arrays, shape, entry["filter_scales"], int(entry["weight_bits"]),
+                                            int(entry["channel_axis"]))
+        names = {f.name for f in fields(cls)}
+        extra = {k: (tuple(entry[k]) if isinstance(entry[k], list) else entry[k])
+                 for k in ("strides", "padding", "dilation") if k in names}
+        q = lambda key: (None if entry[key]["scale"] is None else np.float32(entry[key]["scale"]),  # noqa: E731
+                         entry[key]["zero_point"])
+        (s_in, z_in), (s_out, z_out), (s_lut, z_lut) = q("input"), q("output"), q("softplus")
+        # the SoftPlus table follows from the scales (SPEC 5): derived, so a manifest LUT that does not fails
+        lut = act.softplus_lut(s_out, z_out, s_lut, z_lut)[0] if entry["activation"] == "softplus" else None
+        return cls(name=str(entry["name"]), weights=w, activation=str(entry["activation"]), bias=entry["bias"],
+                   input_scale=s_in, input_zero_point=int(z_in), output_scale=s_out, output_zero_point=int(z_out),
+                   lut=lut, lut_scale=s_lut,
+                   lut_zero_point=None if z_lut is None else int(z_lut), **extra)

@@ -67,6 +67,15 @@ class BayesianWeights:
         flat = (self.shape[0], -1)
         return storage.pack(self.mu_codes.reshape(flat), self.sigma_codes.reshape(flat), self.layout, self.sigma_bits)
 
+    @classmethod
+    def from_stored(cls, arrays, shape, weight_bits, sigma_bits, layout, sigma_q, index, sigma_range=(2.0**-10, 1.0),
+                    channel_axis=0):
+        """Inverse of `stored_tensors` (`arrays`: {name: array} as written)."""
+        flat = (shape[0], int(np.prod(shape[1:])))
+        mu, sigma = storage.unpack(list(arrays.items()), layout, sigma_bits, flat)
+        return cls(mu.reshape(shape), sigma.reshape(shape), weight_bits, sigma_bits, layout, sigma_q, index,
+                   sigma_range, channel_axis)
+
 
 @dataclass(eq=False)
 class ConstantWeights:
@@ -113,6 +122,14 @@ class ConstantWeights:
         if self.bits == 4:
             return [("filter", storage._pack_nibbles(self.codes))]
         return [("filter", self.codes)]
+
+    @classmethod
+    def from_stored(cls, arrays, shape, scales, bits, channel_axis=0):
+        """Inverse of `stored_tensors` (`arrays`: {"filter": int8 codes or packed int4 nibbles})."""
+        arr = np.asarray(arrays["filter"])
+        n = int(np.prod(shape))
+        codes = arr.reshape(shape) if bits == 8 else storage._unpack_nibbles(arr, n, True).reshape(shape)
+        return cls(codes, scales, bits, channel_axis)
 
     @classmethod
     def quantize(cls, w, bits=8, per_channel=False, channel_axis=0):

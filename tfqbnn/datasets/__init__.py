@@ -9,12 +9,13 @@ always SHA-256-checked (see `files`). Ambiguous-MNIST is regenerated per the DDU
 from tfqbnn.datasets.ambiguous import SourcedArrays, load_ambiguous_mnist, make_ambiguous_mnist
 from tfqbnn.datasets.dirty import DirtyMNIST, load_dirty_mnist
 from tfqbnn.datasets.errors import DatasetFileError
-from tfqbnn.datasets.mnist import load_fashion_mnist, load_mnist
+from tfqbnn.datasets.mnist import calibration_images, load_fashion_mnist, load_mnist
 
 __all__ = [
     "DatasetFileError",
     "DirtyMNIST",
     "SourcedArrays",
+    "calibration_images",
     "load_ambiguous_mnist",
     "load_dirty_mnist",
     "load_fashion_mnist",

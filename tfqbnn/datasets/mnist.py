@@ -47,3 +47,11 @@ def load_fashion_mnist(split="train", data_dir=None):
     """Fashion-MNIST, same format as `load_mnist` (the OOD set of Dirty-MNIST is split="test")."""
     x, y = load_idx_uint8("fashion_mnist", split, data_dir)
     return to_float(x), y
+
+
+def calibration_images(size=1000, seed=0, data_dir=None):
+    """`size` random MNIST training images (float32 [size, 784] in [0, 1]): the calibration set the exporter
+    (`tflite_export.export_all(calibration_x=...)`) takes from its caller."""
+    x, _ = load_mnist("train", data_dir)
+    idx = np.random.default_rng(seed).choice(len(x), size=min(int(size), len(x)), replace=False)
+    return np.asarray(x)[idx]
