@@ -11,33 +11,7 @@
 #include "qbnn_runtime_internal.h"
 #include "qbnn_sampler.h"
 
-/* ---- SIMD helpers for the mean pass (real instructions on DSP targets, C elsewhere) ------------------- */
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-#define QBNN_MODES_DSP 1
-static inline uint32_t m_uxtb16(uint32_t x) {
-  uint32_t r;
-  __asm("uxtb16 %0, %1" : "=r"(r) : "r"(x));
-  return r;
-}
-static inline uint32_t m_uxtb16_ror8(uint32_t x) {
-  uint32_t r;
-  __asm("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-  return r;
-}
-static inline int32_t m_smlad(uint32_t a, uint32_t b, int32_t acc) {
-  int32_t r;
-  __asm("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
-  return r;
-}
-#else
-#define QBNN_MODES_DSP 0
-static inline uint32_t m_uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
-static inline uint32_t m_uxtb16_ror8(uint32_t x) { return (x >> 8) & 0x00FF00FFu; }
-static inline int32_t m_smlad(uint32_t a, uint32_t b, int32_t acc) {
-  return acc + (int32_t)(int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu) +
-         (int32_t)(int16_t)(a >> 16) * (int16_t)(b >> 16);
-}
-#endif
+#include "qbnn_simd.h"
 
 /* QBNN_MODES_PROFILE: the bench can time the phases of a mode (a hook it defines); empty otherwise */
 #ifdef QBNN_MODES_PROFILE
@@ -472,8 +446,8 @@ static int32_t row_mean_simd(const uint8_t *p, const int16_t *xi, int cols, int3
   int32_t acc = 0;
   for (int c = 0; c < cols; c += 4) {
     const uint32_t t = (*pw++ & 0x0F0F0F0Fu) ^ 0x08080808u;
-    acc = m_smlad(m_uxtb16(t), xw[0], acc);
-    acc = m_smlad(m_uxtb16_ror8(t), xw[1], acc);
+    acc = smlad(uxtb16(t), xw[0], acc);
+    acc = smlad(uxtb16_ror8(t), xw[1], acc);
     xw += 2;
   }
   return acc - 8 * sum_x;

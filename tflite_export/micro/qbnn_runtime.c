@@ -14,54 +14,7 @@
    and read w_code from the derived table, which the generator computes with the same formula and
    the tests check against qbnn_sample_weight for all 65,536 entries. */
 
-/* ---- SIMD primitives: real instructions on DSP targets, C emulation elsewhere (host tests) ---- */
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-#define QBNN_HAVE_DSP 1
-static inline uint32_t uxtb16(uint32_t x) {
-  uint32_t r;
-  __asm("uxtb16 %0, %1" : "=r"(r) : "r"(x));
-  return r;
-}
-static inline uint32_t uxtb16_ror8(uint32_t x) {
-  uint32_t r;
-  __asm("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-  return r;
-}
-/* per halfword: a.h + zero_extend(byte 0 / byte 2 of b) (ror #8: bytes 1 / 3) */
-static inline uint32_t uxtab16(uint32_t a, uint32_t b) {
-  uint32_t r;
-  __asm("uxtab16 %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
-  return r;
-}
-static inline uint32_t uxtab16_ror8(uint32_t a, uint32_t b) {
-  uint32_t r;
-  __asm("uxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(b));
-  return r;
-}
-static inline uint32_t pkhbt16(uint32_t lo, uint32_t hi) {
-  uint32_t r;
-  __asm("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
-  return r;
-}
-static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
-  int32_t r;
-  __asm("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
-  return r;
-}
-#else
-#define QBNN_HAVE_DSP 0
-static inline uint32_t uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
-static inline uint32_t uxtb16_ror8(uint32_t x) { return (x >> 8) & 0x00FF00FFu; }
-static inline uint32_t uxtab16(uint32_t a, uint32_t b) {
-  return (((a & 0xFFFFu) + (b & 0xFFu)) & 0xFFFFu) | (((a >> 16) + ((b >> 16) & 0xFFu)) << 16);
-}
-static inline uint32_t uxtab16_ror8(uint32_t a, uint32_t b) { return uxtab16(a, b >> 8); }
-static inline uint32_t pkhbt16(uint32_t lo, uint32_t hi) { return (lo & 0xFFFFu) | (hi << 16); }
-static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
-  return acc + (int32_t)(int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu) +
-         (int32_t)(int16_t)(a >> 16) * (int16_t)(b >> 16);
-}
-#endif
+#include "qbnn_simd.h"
 
 /* ---- static buffers (the runtime's whole RAM besides the stack) ------------------------------- */
 /* SIMD operands: inputs minus zero point as int16, in groups of 4 ordered c0,c2,c1,c3 so that the
