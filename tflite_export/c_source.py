@@ -63,97 +63,178 @@ def _c_array(ctype, name, values, per_line=24, align=True):
     return "\n".join(lines)
 
 
-def _check_runtime_model(model):
-    for l, layer in enumerate(model.layers):
-        if layer.activation not in ACTIVATIONS:
-            raise ValueError(f"layer {l}: activation {layer.activation!r} is not one of {ACTIVATIONS}")
-        if layer.layout != storage.LAYOUT_I4_FUSED:
-            raise ValueError(
-                f"layer {layer.name!r}: layout {storage.LAYOUT_NAMES.get(layer.layout, layer.layout)} is not supported by "
-                f"the C runtime's table kernels (export with --weights int4 and sigma_bits <= 4 for I4_FUSED)"
-            )
+C_KINDS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE")  # micro/qbnn_op_list.h
+FORMAT_VERSION = 2  # QBNN_FORMAT_VERSION in micro/qbnn_runtime.h
+
+
+class CEmitter:
+    """What an IR op's `emit_c(em, i, in_shape)` writes into: C arrays (named by the generator, numbers through
+    `int()`), shared derived sampling tables and moment tables (one per distinct (weight bits, SIGMA_Q)), and
+    `rt_layer`, the designated initialiser of a weighted op's `qbnn_rt_layer`."""
+
+    def __init__(self):
+        self.body = []
+        self.tables = []  # [(key, name)]
+        self.param_bytes = 0
+        self.bayesian_weights = 0
+
+    def array(self, ctype, name, values, per_line=24, align=True, count=True):
+        if not _C_IDENTIFIER.match(name):
+            raise ValueError(f"C array name {name!r} is not an identifier")
+        values = np.asarray(values)
+        if count:
+            self.param_bytes += values.size * np.dtype({"int8_t": np.int8, "uint8_t": np.uint8, "int32_t": np.int32}
+                                                       .get(ctype, np.uint8)).itemsize
+        self.body.append(_c_array(ctype, name, values, per_line, align))
+        return name
+
+    def sample_table(self, sigma_q, weight_bits):
+        """Name of the derived table (and moment table) for a grid; layers with equal grids share one."""
+        key = (int(weight_bits), tuple(int(v) for v in sigma_q))
+        for k, name in self.tables:
+            if k == key:
+                return name
+        t = len(self.tables)
+        name = f"qbnn_sample_table{t}"
+        self.body.append(f"/* derived sampling table {t}: [I4_FUSED byte << 8 | stream byte] -> w_code (SPEC 3.3) */")
+        self.array("int8_t", name, derived_table(np.asarray(key[1]), key[0]), per_line=32, count=False)
+        self.body.append(f"/* exact code moments {t}: [2 I4_FUSED byte] = S1, [2 I4_FUSED byte + 1] = V (SPEC 11.1) */")
+        self.array("int32_t", f"qbnn_moments{t}", modes.moment_table(np.asarray(key[1]), key[0]), per_line=16,
+                   align=False, count=False)
+        self.tables.append((key, name))
+        return name
+
+    def rt_layer(self, i, rows, cols, *, in_zero_point, out_zero_point, multipliers, shifts, act_range, activation,
+                 lut=None, bias=None, bayesian=None, constant=None, moments=False):
+        """Initialiser of op i's qbnn_rt_layer. bayesian: dict(weight_bits, sigma_bits, layout, index, packed,
+        sigma_q) (I4_FUSED only: the table kernels); constant: (int8 codes, bits)."""
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"op {i}: activation {activation!r} is not one of {ACTIVATIONS}")
+        f = {}
+        if bayesian is not None:
+            if bayesian["layout"] != storage.LAYOUT_I4_FUSED:
+                raise ValueError(
+                    f"op {i}: layout {storage.LAYOUT_NAMES.get(bayesian['layout'], bayesian['layout'])} is not supported "
+                    "by the C runtime's table kernels (export with --weights int4 and sigma_bits <= 4 for I4_FUSED)")
+            packed = self.array("uint8_t", f"qbnn_op{i}_packed", bayesian["packed"])
+            sq = self.array("int32_t", f"qbnn_op{i}_sigma_q", bayesian["sigma_q"], align=False)
+            table = self.sample_table(bayesian["sigma_q"], bayesian["weight_bits"])
+            f["core"] = (f"{{.rows = {int(rows)}u, .cols = {int(cols)}u, .weight_bits = {int(bayesian['weight_bits'])}, "
+                         f".sigma_bits = {int(bayesian['sigma_bits'])}, .layout = {int(bayesian['layout'])}, "
+                         f".layer_index = {int(bayesian['index'])}, .mu = {packed}, .sigma = 0, .sigma_q = {sq}}}")
+            f["wlut"] = table
+            self.bayesian_weights += int(rows) * int(cols)
+            if moments:
+                self.body.append(f"static const qbnn_layer_moments qbnn_op{i}_moments = {{"
+                                 f"{table.replace('sample_table', 'moments')}, {_MODE_ACTIVATIONS[activation]}}};")
+                f["moments"] = f"&qbnn_op{i}_moments"
+        else:
+            codes, bits = constant
+            stored = storage._pack_nibbles(codes) if int(bits) == 4 else np.asarray(codes, np.int8).reshape(-1)
+            f["core"] = f"{{.rows = {int(rows)}u, .cols = {int(cols)}u}}"
+            f["filter"] = self.array("int8_t", f"qbnn_op{i}_filter", stored.astype(np.int8))
+            f["filter_bits"] = str(int(bits))
+        mult, shift = np.asarray(multipliers, np.int64).reshape(-1), np.asarray(shifts, np.int64).reshape(-1)
+        if np.all(mult == mult[0]) and np.all(shift == shift[0]):
+            f["multiplier"], f["shift"] = str(int(mult[0])), str(int(shift[0]))
+        else:
+            f["multipliers"] = self.array("int32_t", f"qbnn_op{i}_multipliers", mult, align=False)
+            f["shifts"] = self.array("int32_t", f"qbnn_op{i}_shifts", shift, align=False)
+        if bias is not None:
+            f["bias"] = self.array("int32_t", f"qbnn_op{i}_bias", np.asarray(bias, np.int64), align=False)
+        if lut is not None:
+            f["act_lut"] = self.array("int8_t", f"qbnn_op{i}_softplus", lut, per_line=32, align=False)
+        f["in_zero_point"], f["out_zero_point"] = str(int(in_zero_point)), str(int(out_zero_point))
+        f["act_min"], f["act_max"] = str(int(act_range[0])), str(int(act_range[1]))
+        return "{" + ", ".join(f".{k} = {v}" for k, v in f.items()) + "}"
+
+    def params(self, ctype, i, initialiser):
+        """A `static const <ctype> qbnn_op<i>_params = <initialiser>;`; returns its address expression."""
+        self.body.append(f"static const {ctype} qbnn_op{i}_params = {initialiser};")
+        return f"&qbnn_op{i}_params"
+
+
+def _dims(shape):
+    shape = tuple(int(v) for v in shape)
+    h, w, c = (1, 1, shape[0]) if len(shape) == 1 else shape
+    for v in (h, w, c):
+        if not 0 < v < 65536:
+            raise ValueError(f"tensor shape {shape} does not fit the C runtime's uint16 dims")
+    return f"{{{h}, {w}, {c}}}"
+
+
+def arena_bytes(model):
+    """qbnn_arena_bytes(model) of the C runtime (qbnn_runtime.c's plan), computed here for the firmware's static
+    arena; the firmware checks the two agree."""
+    r8 = lambda n: (int(n) + 7) // 8 * 8  # noqa: E731
+    shapes, shape = [], tuple(model.input_shape)
+    for op in model.layers:
+        out = op.output_shape(shape)
+        shapes.append((shape, out))
+        shape = out
+    first = model.prefix_length
+    act = max(int(np.prod(o)) for _, o in shapes)
+    x_first = x_op = filt = 0
+    for i, (op, (ins, outs)) in enumerate(zip(model.layers, shapes)):
+        x, f = op.c_needs(ins)
+        if i == first:
+            x_first, x = x, 0
+        x_op, filt = max(x_op, x), max(filt, f)
+    prefix = int(np.prod(shapes[first - 1][1])) if first > 0 else 0
+    return 2 * r8(act) + r8(prefix) + r8(2 * x_first) + r8(2 * x_op) + r8(2 * filt)
 
 
 def param_bytes(model):
-    """Bytes of the model's stored parameters (stored tensors + SIGMA_Q + LUTs + constants)."""
-    total = 0
-    for layer in model.layers:
-        total += sum(np.asarray(t).nbytes for _, t in layer.stored_tensors())
-        total += 4 * len(layer.sigma_q)
-        total += 256 if layer.activation == "softplus" else 0
-    return total
+    """Bytes of the model's stored parameters (stored tensors + SIGMA_Q + LUTs + constants), as written into
+    model_data.c (derived sampling and moment tables not included: QBNN_DERIVED_TABLE_BYTES)."""
+    em = CEmitter()
+    _emit_ops(model, em)
+    return em.param_bytes
+
+
+def _emit_ops(model, em):
+    entries, shape = [], tuple(model.input_shape)
+    em.quants = model.quants()  # (scale, zero point) of every op's input
+    for i, op in enumerate(model.layers):
+        kind = getattr(op, "c_kind", op.kind)
+        if kind not in C_KINDS:
+            raise ValueError(f"op {i} ({op.kind}) has no C kernel; C kernels: {list(C_KINDS)}")
+        out = op.output_shape(shape)
+        params = op.emit_c(em, i, shape)
+        entries.append(f"    {{.kind = QBNN_OP_{kind}, .in = {_dims(shape)}, .out = {_dims(out)}, .params = {params}}},")
+        shape = out
+    return entries
 
 
 def write_model_sources(model, out_dir):
-    """model_data.c/.h for `model` (a `reference.IntegerModel`); returns the two paths."""
-    _check_runtime_model(model)
+    """model_data.c/.h for `model` (a `reference.IntegerModel`): each op's parameters through its IR module's
+    `emit_c`, then the op list and the model (designated initialisers, QBNN_FORMAT_VERSION); returns the paths."""
+    em = CEmitter()
+    entries = _emit_ops(model, em)
+    sm_mult, sm_shift, sm_diff_min = softmax.softmax_params(model.quants()[-1][0])
     os.makedirs(out_dir, exist_ok=True)
-    tables, table_of_layer = [], []
-    for layer in model.layers:
-        key = (layer.weight_bits, tuple(int(v) for v in layer.sigma_q))
-        if key not in [t[0] for t in tables]:
-            tables.append((key, derived_table(layer.sigma_q, layer.weight_bits)))
-        table_of_layer.append([t[0] for t in tables].index(key))
-    last = model.layers[-1]
-    sm_mult, sm_shift, sm_diff_min = softmax.softmax_params(last.output_scale)
-    widths = [layer.shape for layer in model.layers]
-
-    body = ['/* Generated by tflite_export/c_source.py from an exported tfqbnn model. Do not edit. */',
-            '#include "model_data.h"', ""]
-    layer_structs = []
-    for l, layer in enumerate(model.layers):
-        (name, packed), = layer.stored_tensors()
-        rows, cols = layer.shape
-        mult, shift = layer.multiplier
-        lo, hi = layer.act_range
-        # layer.name comes from the artifact: it never goes into the C (only the index does)
-        body.append(f"/* layer {l}: {int(rows)} x {int(cols)}, b={int(layer.weight_bits)}, sb={int(layer.sigma_bits)}, "
-                    f"activation {ACTIVATIONS[ACTIVATIONS.index(layer.activation)]} */")
-        body.append(_c_array("uint8_t", f"qbnn_layer{l}_packed", packed))
-        body.append(_c_array("int32_t", f"qbnn_layer{l}_sigma_q", layer.sigma_q, align=False))
-        lut = "0"
-        if layer.activation == "softplus":
-            body.append(_c_array("int8_t", f"qbnn_layer{l}_softplus", layer.lut, per_line=32, align=False))
-            lut = f"qbnn_layer{l}_softplus"
-        body.append("")
-        layer_structs.append(
-            f"    {{{{{int(rows)}u, {int(cols)}u, {int(layer.weight_bits)}, {int(layer.sigma_bits)}, {int(layer.layout)}, "
-            f"{int(layer.index)}, "
-            f"qbnn_layer{l}_packed, 0, qbnn_layer{l}_sigma_q}},\n"
-            f"     qbnn_sample_table{table_of_layer[l]}, {int(layer.input_zero_point)}, {int(layer.output_zero_point)}, "
-            f"{int(mult)}, {int(shift)}, {int(lo)}, {int(hi)}, {lut}, &qbnn_layer{l}_moments}},")
-    for t, (key, table) in enumerate(tables):
-        body.append(f"/* derived sampling table {t}: [I4_FUSED byte << 8 | stream byte] -> w_code (SPEC 3.3) */")
-        body.append(_c_array("int8_t", f"qbnn_sample_table{t}", table, per_line=32))
-        body.append(f"/* exact code moments {t}: [2 I4_FUSED byte] = S1, [2 I4_FUSED byte + 1] = V (SPEC 11.1) */")
-        body.append(_c_array("int32_t", f"qbnn_moments{t}", modes.moment_table(np.asarray(key[1]), key[0]), per_line=16,
-                             align=False))
-        body.append("")
-    for l, layer in enumerate(model.layers):
-        body.append(f"static const qbnn_layer_moments qbnn_layer{l}_moments = {{qbnn_moments{table_of_layer[l]}, "
-                    f"{_MODE_ACTIVATIONS[layer.activation]}}};")
-    body.append("")
-    body.append("static const qbnn_rt_layer qbnn_layers[QBNN_NUM_LAYERS] = {")
-    body.extend(layer_structs)
-    body.append("};")
-    body.append("")
-    body.append(f"const qbnn_model_t qbnn_model = {{QBNN_NUM_LAYERS, {int(model.num_classes)}, qbnn_layers, "
-                f"{int(sm_mult)}, {int(sm_shift)}, {int(sm_diff_min)}, {int(model.default_seed) & 0xFFFFFFFF}u}};")
+    body = ["/* Generated by tflite_export/c_source.py from an exported tfqbnn model. Do not edit. */",
+            '#include "model_data.h"', "", *em.body, "",
+            f"static const qbnn_op qbnn_ops[QBNN_NUM_OPS] = {{", *entries, "};", "",
+            f"const qbnn_model_t qbnn_model = {{.format_version = {FORMAT_VERSION}, .num_ops = QBNN_NUM_OPS, "
+            f".num_classes = {int(model.num_classes)}, .ops = qbnn_ops, .softmax_multiplier = {int(sm_mult)}, "
+            f".softmax_left_shift = {int(sm_shift)}, .softmax_diff_min = {int(sm_diff_min)}, "
+            f".default_seed = {int(model.default_seed) & 0xFFFFFFFF}u}};", ""]
     c_path = os.path.join(out_dir, "model_data.c")
     with open(c_path, "w") as f:
-        f.write("\n".join(body) + "\n")
-
+        f.write("\n".join(body))
     h = ["/* Generated by tflite_export/c_source.py. Do not edit. */",
          "#ifndef QBNN_MODEL_DATA_H_", "#define QBNN_MODEL_DATA_H_", "", '#include "qbnn_modes.h"',
          '#include "qbnn_runtime.h"', "",
          "#if defined(__GNUC__)", "#define QBNN_ALIGNED __attribute__((aligned(16)))", "#else",
          "#define QBNN_ALIGNED", "#endif", "",
-         f"#define QBNN_NUM_LAYERS {len(model.layers)}",
+         f"#define QBNN_NUM_OPS {len(model.layers)}",
          f"#define QBNN_INPUT_DIM {int(model.input_dim)}",
          f"#define QBNN_NUM_CLASSES {int(model.num_classes)}",
-         f"#define QBNN_NUM_WEIGHTS {sum(r * c for r, c in widths)}u",
-         f"#define QBNN_PARAM_BYTES {param_bytes(model)}u",
-         f"#define QBNN_DERIVED_TABLE_BYTES {DERIVED_TABLE_BYTES * len(tables)}u",
+         f"#define QBNN_NUM_WEIGHTS {em.bayesian_weights}u /* Bayesian (sampled) weights */",
+         f"#define QBNN_PARAM_BYTES {em.param_bytes}u",
+         f"#define QBNN_DERIVED_TABLE_BYTES {DERIVED_TABLE_BYTES * len(em.tables)}u",
+         f"#define QBNN_ARENA_BYTES {arena_bytes(model)}u",
          "", "extern const qbnn_model_t qbnn_model;", "", "#endif", ""]
     h_path = os.path.join(out_dir, "model_data.h")
     with open(h_path, "w") as f:
@@ -227,6 +308,9 @@ def write_test_vectors(model, images, sources, out_dir, num_samples=10, seed=Non
     if any(e["positions"] != positions for e in exp):
         raise AssertionError("stream positions differ between images")
     n, k, num_samples = len(images), int(model.num_classes), int(num_samples)
+    ids = [int(op.index) for op in model.bayesian_ops]  # stream ids, in the order of the positions
+    if not ids:
+        raise ValueError("the model has no Bayesian op: nothing to sample")
     c = ['/* Generated by tflite_export/c_source.py: expected values from tflite_export.reference. */',
          '#include "test_vectors.h"', "",
          _c_array("uint8_t", "qbnn_tv_images_flat", images, per_line=28),
@@ -239,7 +323,8 @@ def write_test_vectors(model, images, sources, out_dir, num_samples=10, seed=Non
           "/* predictive entropy, expected entropy, mutual information (nats, float64 rounded to float) */",
           "const float qbnn_tv_entropy[QBNN_TV_NUM_IMAGES][3] = {"]
     c += ["  {" + ", ".join(f"{v:.9e}f" for v in e["entropy"]) + "}," for e in exp]
-    c += ["};", "const uint32_t qbnn_tv_positions[QBNN_TV_NUM_LAYERS] = {" + ", ".join(f"{p}u" for p in positions) + "};", ""]
+    c += ["};", "const uint32_t qbnn_tv_positions[QBNN_TV_NUM_STREAMS] = {" + ", ".join(f"{p}u" for p in positions) + "};",
+          "const uint16_t qbnn_tv_stream_ids[QBNN_TV_NUM_STREAMS] = {" + ", ".join(str(i) for i in ids) + "};", ""]
     has_modes = "hybrid" in exp[0]
     if has_modes:  # SPEC 11: hybrid (exact integers), pfp (float32 bits as hex literals), mean-code pass
         c += [f"const uint32_t qbnn_tv_hybrid_counts[QBNN_TV_NUM_IMAGES][{k}] = {{"]
@@ -248,7 +333,7 @@ def write_test_vectors(model, images, sources, out_dir, num_samples=10, seed=Non
               + ", ".join(str(e["hybrid"]["prediction"]) for e in exp) + "};",
               "const float qbnn_tv_hybrid_entropy[QBNN_TV_NUM_IMAGES][3] = {"]
         c += ["  {" + ", ".join(f"{v:.9e}f" for v in e["hybrid"]["entropy"]) + "}," for e in exp]
-        c += ["};", "const uint32_t qbnn_tv_hybrid_positions[QBNN_TV_NUM_LAYERS] = {"
+        c += ["};", "const uint32_t qbnn_tv_hybrid_positions[QBNN_TV_NUM_STREAMS] = {"
               + ", ".join(f"{p}u" for p in exp[0]["hybrid"]["positions"]) + "};",
               f"const float qbnn_tv_pfp_prob[QBNN_TV_NUM_IMAGES][{k}] = {{"]
         c += ["  {" + _hex_floats(e["pfp"]["mean_prob"]) + "}," for e in exp]
@@ -256,7 +341,7 @@ def write_test_vectors(model, images, sources, out_dir, num_samples=10, seed=Non
         c += ["  {" + _hex_floats(e["pfp"]["entropy"]) + "}," for e in exp]
         c += ["};", "const int qbnn_tv_pfp_prediction[QBNN_TV_NUM_IMAGES] = {"
               + ", ".join(str(e["pfp"]["prediction"]) for e in exp) + "};",
-              "const uint32_t qbnn_tv_pfp_positions[QBNN_TV_NUM_LAYERS] = {"
+              "const uint32_t qbnn_tv_pfp_positions[QBNN_TV_NUM_STREAMS] = {"
               + ", ".join(f"{p}u" for p in exp[0]["pfp"]["positions"]) + "};",
               f"const int8_t qbnn_tv_mean_codes[QBNN_TV_NUM_IMAGES][{k}] = {{"]
         c += ["  {" + ", ".join(str(int(v)) for v in e["mean_codes"]) + "}," for e in exp]
@@ -266,7 +351,7 @@ def write_test_vectors(model, images, sources, out_dir, num_samples=10, seed=Non
          "#if defined(__GNUC__)", "#define QBNN_ALIGNED __attribute__((aligned(16)))", "#else",
          "#define QBNN_ALIGNED", "#endif", "",
          f"#define QBNN_TV_NUM_IMAGES {n}", f"#define QBNN_TV_NUM_SAMPLES {num_samples}",
-         f"#define QBNN_TV_NUM_CLASSES {k}", f"#define QBNN_TV_NUM_LAYERS {len(model.layers)}",
+         f"#define QBNN_TV_NUM_CLASSES {k}", f"#define QBNN_TV_NUM_STREAMS {len(ids)}",
          f"#define QBNN_TV_INPUT_DIM {int(model.input_dim)}", f"#define QBNN_TV_SEED {seed & 0xFFFFFFFF}u",
          f"#define QBNN_TV_TOLERANCE {TOLERANCE_NATS}f", "",
          f"extern const uint8_t (*const qbnn_tv_images)[{model.input_dim}];",
@@ -274,17 +359,18 @@ def write_test_vectors(model, images, sources, out_dir, num_samples=10, seed=Non
          f"extern const uint32_t qbnn_tv_counts[QBNN_TV_NUM_IMAGES][{k}];",
          "extern const int qbnn_tv_prediction[QBNN_TV_NUM_IMAGES];",
          "extern const float qbnn_tv_entropy[QBNN_TV_NUM_IMAGES][3];",
-         "extern const uint32_t qbnn_tv_positions[QBNN_TV_NUM_LAYERS];", ""]
+         "extern const uint32_t qbnn_tv_positions[QBNN_TV_NUM_STREAMS];",
+         "extern const uint16_t qbnn_tv_stream_ids[QBNN_TV_NUM_STREAMS];", ""]
     if has_modes:
         h += ["#define QBNN_TV_HAS_MODES 1", f"#define QBNN_TV_PFP_TOLERANCE {PFP_TOLERANCE}f",
               f"extern const uint32_t qbnn_tv_hybrid_counts[QBNN_TV_NUM_IMAGES][{k}];",
               "extern const int qbnn_tv_hybrid_prediction[QBNN_TV_NUM_IMAGES];",
               "extern const float qbnn_tv_hybrid_entropy[QBNN_TV_NUM_IMAGES][3];",
-              "extern const uint32_t qbnn_tv_hybrid_positions[QBNN_TV_NUM_LAYERS];",
+              "extern const uint32_t qbnn_tv_hybrid_positions[QBNN_TV_NUM_STREAMS];",
               f"extern const float qbnn_tv_pfp_prob[QBNN_TV_NUM_IMAGES][{k}];",
               "extern const float qbnn_tv_pfp_entropy[QBNN_TV_NUM_IMAGES][3];",
               "extern const int qbnn_tv_pfp_prediction[QBNN_TV_NUM_IMAGES];",
-              "extern const uint32_t qbnn_tv_pfp_positions[QBNN_TV_NUM_LAYERS];",
+              "extern const uint32_t qbnn_tv_pfp_positions[QBNN_TV_NUM_STREAMS];",
               f"extern const int8_t qbnn_tv_mean_codes[QBNN_TV_NUM_IMAGES][{k}];", ""]
     h += ["#endif", ""]
     os.makedirs(out_dir, exist_ok=True)

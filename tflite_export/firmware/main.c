@@ -20,7 +20,22 @@
 #endif
 
 static qbnn_runtime_t g_rt;
-static int8_t g_input[QBNN_MAX_INPUT];
+static int8_t g_input[QBNN_INPUT_DIM];
+/* the runtime's scratch (qbnn_arena_bytes; the generator's QBNN_ARENA_BYTES is checked against it) */
+static uint64_t g_arena[(QBNN_ARENA_BYTES + 7u) / 8u];
+
+static int init(int kernel) { return qbnn_init(&g_rt, &qbnn_model, g_arena, sizeof g_arena, QBNN_TV_SEED, kernel); }
+
+/* mismatches of the stream positions (by stream id) against expected ones */
+static int bad_positions(const uint32_t *expected, int verbose) {
+  int bad = 0;
+  for (int j = 0; j < QBNN_TV_NUM_STREAMS; ++j) {
+    const uint32_t got = g_rt.streams[qbnn_tv_stream_ids[j]].position;
+    bad += got != expected[j];
+    if (verbose) printf(" %lu/%lu", (unsigned long)got, (unsigned long)expected[j]);
+  }
+  return bad;
+}
 
 static void to_input(const uint8_t *pixels, int n) {
   for (int i = 0; i < n; ++i) g_input[i] = (int8_t)((int)pixels[i] - 128); /* scale 1/255, zp -128 */
@@ -33,7 +48,7 @@ static const char *kernel_name(int k) {
 /* Runs image i with a kernel; returns the number of mismatches against the expected values. */
 __attribute__((unused)) static int check_image(int i, int kernel, int verbose) {
   qbnn_result_t res;
-  int bad = 0, err = qbnn_init(&g_rt, &qbnn_model, QBNN_TV_SEED, kernel);
+  int bad = 0, err = init(kernel);
   if (err) {
     printf("FAIL qbnn_init(kernel=%s) = %d\n", kernel_name(kernel), err);
     return 1;
@@ -50,7 +65,7 @@ __attribute__((unused)) static int check_image(int i, int kernel, int verbose) {
   const float dpe = fabsf(res.predictive_entropy - pe), dee = fabsf(res.expected_entropy - ee),
               dmi = fabsf(res.mutual_information - mi);
   bad += dpe > QBNN_TV_TOLERANCE || dee > QBNN_TV_TOLERANCE || dmi > QBNN_TV_TOLERANCE;
-  for (int l = 0; l < qbnn_model.num_layers; ++l) bad += g_rt.streams[l].position != qbnn_tv_positions[l];
+  bad += bad_positions(qbnn_tv_positions, 0);
   if (verbose || bad) {
     /* floats printed as micro-nats: newlib-nano's printf has no %f */
     printf("%s image %d (%s) kernel=%s pred=%d expected=%d PE=%ld EE=%ld MI=%ld (1e-6 nats; max |diff| %ld)\n",
@@ -62,8 +77,7 @@ __attribute__((unused)) static int check_image(int i, int kernel, int verbose) {
     printf("  counts:  ");
     for (int c = 0; c < QBNN_TV_NUM_CLASSES; ++c) printf(" %lu/%lu", (unsigned long)res.counts[c], (unsigned long)qbnn_tv_counts[i][c]);
     printf("\n  positions:");
-    for (int l = 0; l < qbnn_model.num_layers; ++l)
-      printf(" %lu/%lu", (unsigned long)g_rt.streams[l].position, (unsigned long)qbnn_tv_positions[l]);
+    bad_positions(qbnn_tv_positions, 1);
     printf("\n");
   }
   return bad;
@@ -76,7 +90,7 @@ __attribute__((unused)) static int check_modes(int i, int kernel, int verbose) {
   qbnn_result_t res;
   int bad = 0, bad_h = 0, bad_p = 0, bad_m = 0;
   to_input(qbnn_tv_images[i], QBNN_TV_INPUT_DIM);
-  int err = qbnn_init(&g_rt, &qbnn_model, QBNN_TV_SEED, kernel);
+  int err = init(kernel);
   if (!err) err = qbnn_predict(&g_rt, g_input, QBNN_MODE_HYBRID, QBNN_TV_NUM_SAMPLES, &res);
   if (err) {
     printf("FAIL hybrid image %d kernel=%s: code %d\n", i, kernel_name(kernel), err);
@@ -87,11 +101,11 @@ __attribute__((unused)) static int check_modes(int i, int kernel, int verbose) {
   bad_h += fabsf(res.predictive_entropy - qbnn_tv_hybrid_entropy[i][0]) > QBNN_TV_TOLERANCE ||
            fabsf(res.expected_entropy - qbnn_tv_hybrid_entropy[i][1]) > QBNN_TV_TOLERANCE ||
            fabsf(res.mutual_information - qbnn_tv_hybrid_entropy[i][2]) > QBNN_TV_TOLERANCE;
-  for (int l = 0; l < qbnn_model.num_layers; ++l) bad_h += g_rt.streams[l].position != qbnn_tv_hybrid_positions[l];
+  bad_h += bad_positions(qbnn_tv_hybrid_positions, 0);
   const int hpred = res.prediction;
   const long hmi = lroundf(res.mutual_information * 1e6f);
 
-  err = qbnn_init(&g_rt, &qbnn_model, QBNN_TV_SEED, kernel);
+  err = init(kernel);
   if (!err) err = qbnn_predict(&g_rt, g_input, QBNN_MODE_PFP, QBNN_TV_NUM_SAMPLES, &res);
   if (err) {
     printf("FAIL pfp image %d kernel=%s: code %d\n", i, kernel_name(kernel), err);
@@ -104,7 +118,7 @@ __attribute__((unused)) static int check_modes(int i, int kernel, int verbose) {
   dmax = fmaxf(dmax, fabsf(res.mutual_information - qbnn_tv_pfp_entropy[i][2]));
   bad_p += dmax > QBNN_TV_PFP_TOLERANCE;
   bad_p += res.prediction != qbnn_tv_pfp_prediction[i];
-  for (int l = 0; l < qbnn_model.num_layers; ++l) bad_p += g_rt.streams[l].position != qbnn_tv_pfp_positions[l];
+  bad_p += bad_positions(qbnn_tv_pfp_positions, 0);
 
   int8_t q[QBNN_MAX_CLASSES];
   err = qbnn_forward_mean(&g_rt, g_input, q);
@@ -132,9 +146,13 @@ static uintptr_t current_sp(void) {
 int main(void) {
   const int samples = QBNN_BENCH_SAMPLES > 0 ? QBNN_BENCH_SAMPLES : QBNN_TV_NUM_SAMPLES;
   qbnn_result_t res;
-  uint32_t weights = 0;
-  for (int l = 0; l < qbnn_model.num_layers; ++l) weights += qbnn_model.layers[l].core.rows * qbnn_model.layers[l].core.cols;
-  if (qbnn_init(&g_rt, &qbnn_model, QBNN_TV_SEED, QBNN_KERNEL_AUTO)) return 1;
+  const uint32_t weights = QBNN_NUM_WEIGHTS;
+  if (qbnn_arena_bytes(&qbnn_model) != QBNN_ARENA_BYTES) {
+    printf("error: qbnn_arena_bytes = %lu, generator says %lu\n", (unsigned long)qbnn_arena_bytes(&qbnn_model),
+           (unsigned long)QBNN_ARENA_BYTES);
+    return 1;
+  }
+  if (init(QBNN_KERNEL_AUTO)) return 1;
   to_input(qbnn_tv_images[0], QBNN_TV_INPUT_DIM);
 
   /* paint the free stack below this frame, run, find the deepest word written */
@@ -162,9 +180,10 @@ int main(void) {
          (unsigned long)((per_sample * 100 / weights) % 100));
   printf("param_bytes=%lu\n", (unsigned long)QBNN_PARAM_BYTES);
   printf("derived_table_bytes=%lu\n", (unsigned long)QBNN_DERIVED_TABLE_BYTES);
-  printf("runtime_static_bytes=%lu\n", (unsigned long)(qbnn_runtime_static_bytes() + sizeof g_rt));
+  printf("arena_bytes=%lu\n", (unsigned long)qbnn_arena_bytes(&qbnn_model));
+  printf("runtime_static_bytes=%lu\n", (unsigned long)(sizeof g_arena + sizeof g_rt));
   printf("runtime_stack_bytes=%lu\n", (unsigned long)stack);
-  printf("runtime_ram_bytes=%lu\n", (unsigned long)(qbnn_runtime_static_bytes() + sizeof g_rt + stack));
+  printf("runtime_ram_bytes=%lu\n", (unsigned long)(sizeof g_arena + sizeof g_rt + stack));
 
   /* SPEC 11 modes at S = QBNN_MODE_SAMPLES (MC and HYBRID passes, PFP logit samples), and the mean-code pass;
      each from a fresh seed, stack painted again */
@@ -180,6 +199,10 @@ int main(void) {
     const uint32_t *p = &__StackLimit;
     while (*p == 0xA5A5A5A5u) ++p;
     if ((uint32_t)(sp - (uintptr_t)p) > mode_stack) mode_stack = (uint32_t)(sp - (uintptr_t)p);
+    if (merr == QBNN_RT_ERR_MODE && mode != QBNN_MODE_MC) { /* HYBRID / PFP: dense Bayesian MLPs only */
+      printf("mode=%s unsupported\n", kModes[mode]);
+      continue;
+    }
     if (merr) {
       printf("error: qbnn_predict(mode=%s) = %d\n", kModes[mode], merr);
       return 1;

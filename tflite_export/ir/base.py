@@ -13,7 +13,8 @@ What an op provides (defaults here; an op overrides what applies):
   returns its outputs (default: an op that keeps its input's quantization just runs)
 * `stored_tensors()` -- [(name, array)] the exporter writes (codes, packed)
 * `manifest_entry()` -- its manifest.json dict (with "kind")
-* `lower_tflite(graph, x)` / `emit_c(...)` -- later phases (TFLite operators, C tables)
+* `lower_tflite(graph, x)` -- its TFLite operators
+* `emit_c(em, i, in_shape)` / `c_needs(in_shape)` -- its C parameters (micro/ops kernel) and scratch
 """
 
 from __future__ import annotations
@@ -48,8 +49,13 @@ class Op:
     def lower_tflite(self, graph, x):
         raise NotImplementedError(f"op {self.kind}: TFLite lowering is not implemented yet")
 
-    def emit_c(self, *args, **kwargs):
+    def emit_c(self, em, i, in_shape):
+        """Writes the op's C parameters into `em` (`c_source.CEmitter`); returns the `qbnn_op.params` expression."""
         raise NotImplementedError(f"op {self.kind}: C emission is not implemented yet")
+
+    def c_needs(self, in_shape):
+        """(int16 operand elements, int16 filter elements) of the C kernel's scratch: its prepare's needs."""
+        return 0, 0
 
 
 def quant_entry(scale, zero_point):

@@ -48,6 +48,13 @@ class Conv2D(WeightedOp):
         return np.tensordot(patches, np.asarray(w, np.float64), axes=([3, 4, 5], [1, 2, 3])).astype(np.int64)
 
     filter_format = "OHWI"
+
+    def emit_c(self, em, i, in_shape):
+        o = self.weights.shape[0]
+        return self.c_conv(em, i, o, int(np.prod(self.weights.shape[1:])), in_shape)
+
+    def c_needs(self, in_shape):
+        return (int(np.prod(in_shape)) + 3) // 4 * 4, int(np.prod(self.weights.shape[1:]))
     tflite_needs_bias = True  # LiteRT CONV_2D: "Tensor at index 2 was optional but was expected"
 
     def tflite_options(self, schema, in_shape):

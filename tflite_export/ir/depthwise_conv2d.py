@@ -53,6 +53,12 @@ class DepthwiseConv2D(WeightedOp):
         return np.einsum("nyxhwo,hwo->nyxo", patches, np.asarray(w, np.float64)[0]).astype(np.int64)
 
     filter_format = "1HWO"
+    def emit_c(self, em, i, in_shape):
+        return self.c_conv(em, i, 1, int(np.prod(self.weights.shape)), in_shape)
+
+    def c_needs(self, in_shape):
+        return (int(np.prod(in_shape)) + 3) // 4 * 4, int(np.prod(self.weights.shape))
+
     tflite_needs_bias = True  # pip TFLM segfaults in Prepare on a DEPTHWISE_CONV_2D without bias: zeros are written
 
     def tflite_options(self, schema, in_shape):

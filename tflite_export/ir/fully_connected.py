@@ -42,6 +42,14 @@ class FullyConnected(WeightedOp):
 
     filter_format = "FC"
 
+    def emit_c(self, em, i, in_shape):
+        o, n = self.weights.shape
+        return em.params("qbnn_rt_layer", i, self.c_layer(em, i, o, n, moments=self.bayesian))
+
+    def c_needs(self, in_shape):
+        n = int(self.weights.shape[1])
+        return (n + 3) // 4 * 4, n
+
     def tflite_filter_bits(self):
         """TFLM's FULLY_CONNECTED rejects per-channel INT4 filters: those are written as INT8 (same codes)."""
         return 8 if self.weights.per_channel else self.weights.bits
@@ -88,8 +96,27 @@ class IntegerLayer(act.Activated, Op):
     extra: dict = field(default_factory=dict)
 
     kind = "QBNN_FULLY_CONNECTED"
+    c_kind = "FULLY_CONNECTED"
     bayesian = True
     has_weights = True
+
+    def emit_c(self, em, i, in_shape):
+        (name, packed), *rest = self.stored_tensors()
+        if rest or name != "packed":
+            raise ValueError(f"layer {self.name!r}: the C runtime's table kernels need the I4_FUSED layout (export with "
+                             "--weights int4 and sigma_bits <= 4)")
+        rows, cols = self.shape
+        mult, shift = self.multiplier
+        layer = em.rt_layer(i, rows, cols, in_zero_point=self.input_zero_point, out_zero_point=self.output_zero_point,
+                            multipliers=[mult], shifts=[shift], act_range=self.act_range, activation=self.activation,
+                            lut=self.lut, moments=True,
+                            bayesian=dict(weight_bits=self.weight_bits, sigma_bits=self.sigma_bits, layout=self.layout,
+                                          index=self.index, packed=packed, sigma_q=self.sigma_q))
+        return em.params("qbnn_rt_layer", i, layer)
+
+    def c_needs(self, in_shape):
+        n = int(self.shape[1])
+        return (n + 3) // 4 * 4, n
 
     @property
     def shape(self):

@@ -48,6 +48,14 @@ class _Pool2D(Op):
         return cls(name=str(entry["name"]), pool_size=tuple(entry["pool_size"]), strides=tuple(entry["strides"]),
                    padding=str(entry["padding"]), activation=str(entry["activation"]))
 
+    def emit_c(self, em, i, in_shape):
+        (fh, fw), (sh, sw), (h, w) = self.pool_size, self.strides, in_shape[:2]
+        pads = (window.pad_before(self.padding, h, fh, sh), window.pad_before(self.padding, w, fw, sw))
+        lo, hi = act.act_range(self.activation, em.quants[i][1])
+        return em.params("qbnn_pool_params", i, f"{{.filter_h = {int(fh)}, .filter_w = {int(fw)}, .stride_h = {int(sh)}, "
+                         f".stride_w = {int(sw)}, .pad_top = {int(pads[0])}, .pad_left = {int(pads[1])}, "
+                         f".act_min = {int(lo)}, .act_max = {int(hi)}}}")
+
     def lower_tflite(self, graph, x):
         s = graph.s
         o = s.Pool2DOptionsT()

@@ -137,6 +137,34 @@ class WeightedOp(act.Activated, Op):
                          sigma_q=w.sigma_q.tolist(), sigma_range=list(w.sigma_range))
         return entry
 
+    def c_layer(self, em, i, rows, cols, moments=False):
+        """The op's `qbnn_rt_layer` initialiser (weights flattened to [rows, cols] in the stream's order)."""
+        w = self.weights
+        mult, shift = self.multipliers()
+        common = dict(in_zero_point=self.input_zero_point, out_zero_point=self.output_zero_point, multipliers=mult,
+                      shifts=shift, act_range=self.act_range, activation=self.activation, lut=self.lut, bias=self.bias)
+        if self.bayesian:
+            (name, packed), *rest = w.stored_tensors()
+            if rest or name != "packed":
+                raise ValueError(f"op {self.name!r}: the C runtime's table kernels need the I4_FUSED layout")
+            return em.rt_layer(i, rows, cols, bayesian=dict(weight_bits=w.weight_bits, sigma_bits=w.sigma_bits,
+                                                            layout=w.layout, index=w.index, packed=packed,
+                                                            sigma_q=w.sigma_q), moments=moments, **common)
+        return em.rt_layer(i, rows, cols, constant=(w.codes, w.bits), **common)
+
+    def c_conv(self, em, i, rows, cols, in_shape):
+        """CONV_2D / DEPTHWISE_CONV_2D: a `qbnn_conv_params` initialiser (TFLite's padding offsets)."""
+        from tflite_export.intmath import window
+
+        if tuple(self.dilation) != (1, 1):
+            raise ValueError(f"op {self.name!r}: the C runtime has no dilated convolutions; received {self.dilation}")
+        fh, fw = self.weights.shape[1:3]
+        (sh, sw), (h, w) = self.strides, in_shape[:2]
+        pads = (window.pad_before(self.padding, h, fh, sh), window.pad_before(self.padding, w, fw, sw))
+        return em.params("qbnn_conv_params", i, f"{{.w = {self.c_layer(em, i, rows, cols)}, .filter_h = {int(fh)}, "
+                         f".filter_w = {int(fw)}, .stride_h = {int(sh)}, .stride_w = {int(sw)}, "
+                         f".pad_top = {int(pads[0])}, .pad_left = {int(pads[1])}}}")
+
     tflite_needs_bias = False  # True: write a zero int32 bias when the op has none (SPEC 6: TFLM / LiteRT need one)
 
     def tflite_filter_bits(self):

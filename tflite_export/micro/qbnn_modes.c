@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "qbnn_fixedpoint.h"
+#include "qbnn_ops.h"
 #include "qbnn_runtime_internal.h"
 #include "qbnn_sampler.h"
 
@@ -34,6 +35,9 @@ static int8_t g_h[2][QBNN_MAX_HIDDEN];
 
 uint32_t qbnn_modes_static_bytes(void) { return sizeof g_in + sizeof g_xh + sizeof g_w + sizeof g_h; }
 
+/* the modes' models are dense Bayesian MLPs: op l is layer l (qbnn__predict_mode checks) */
+static const qbnn_rt_layer *layer(const qbnn_model_t *m, int l) { return (const qbnn_rt_layer *)m->ops[l].params; }
+
 static int max_code(const qbnn_rt_layer *L) { return (1 << (L->core.weight_bits - 1)) - 1; }
 
 int qbnn__check_moments(const qbnn_rt_layer *L, int is_last) {
@@ -53,13 +57,7 @@ int qbnn__check_moments(const qbnn_rt_layer *L, int is_last) {
   return QBNN_OK;
 }
 
-static int8_t requantize(const qbnn_rt_layer *L, int32_t acc) {
-  int32_t q = qbnn_multiply_by_quantized_multiplier(acc, L->multiplier, (int)L->shift) + L->out_zero_point;
-  if (q < L->act_min) q = L->act_min;
-  if (q > L->act_max) q = L->act_max;
-  if (L->act_lut) q = L->act_lut[q + 128];
-  return (int8_t)q;
-}
+static int8_t requantize(const qbnn_rt_layer *L, int32_t acc) { return qbnn__requantize(L, acc, 0); }
 
 /* ---- layer 0's exact accumulator moments (SPEC 11.2) --------------------------------------------------- */
 static int nonzero_inputs(const qbnn_rt_layer *L, const int8_t *input) {
@@ -119,7 +117,7 @@ static inline int8_t hybrid_unit(const qbnn_rt_layer *L, int64_t base, int32_t s
 
 static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_result_t *res) {
   const qbnn_model_t *m = rt->model;
-  const qbnn_rt_layer *L = &m->layers[0];
+  const qbnn_rt_layer *L = layer(m, 0);
   const uint32_t rows = L->core.rows;
   const int nc = m->num_classes;
   int64_t a2[QBNN_MAX_HIDDEN];
@@ -130,7 +128,7 @@ static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_sampl
     g_w.hy.a1[r] += 128; /* the rounding term of (A1 + n + 128) >> 8 */
   }
   float entropy_sum[2] = {0.0f, 0.0f};
-  qbnn_stream *s0 = &rt->streams[0];
+  qbnn_stream *s0 = &rt->streams[layer(m, 0)->core.layer_index];
   for (int s = 0; s < num_samples; ++s) {
     int8_t q[QBNN_MAX_CLASSES];
     if (s0->nbuf == 0 && (rows & 3u) == 0) { /* whole PRNG words: the same bytes as qbnn_stream_byte */
@@ -329,9 +327,9 @@ static float entropy_f32(const float *p, int n) {
 
 static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_result_t *res) {
   const qbnn_model_t *m = rt->model;
-  const int nl = m->num_layers, nc = m->num_classes;
+  const int nl = m->num_ops, nc = m->num_classes;
   /* layer 0: exact moments of the accumulators, in real units (s = s_in s_w) */
-  const qbnn_rt_layer *L0 = &m->layers[0];
+  const qbnn_rt_layer *L0 = layer(m, 0);
   const float s = (1.0f / 255.0f) * (1.0f / (float)max_code(L0));
   const float cm = s * (1.0f / 256.0f), cv = (s * s) * (1.0f / 65536.0f);
   float *hm = g_w.pf.m[0], *hv = g_w.pf.v[0];
@@ -347,7 +345,7 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
   PROFILE("layer0_activation");
   /* later layers: mean field, Var[sum w h] = sum Var[w] E[h^2] + E[w]^2 Var[h] */
   for (int l = 1; l < nl; ++l) {
-    const qbnn_rt_layer *L = &m->layers[l];
+    const qbnn_rt_layer *L = layer(m, l);
     const uint32_t rows = L->core.rows, cols = L->core.cols;
     const int32_t *t = L->moments->table;
     float *om = g_w.pf.m[l & 1], *ov = g_w.pf.v[l & 1];
@@ -397,7 +395,7 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
     sd[c] = sqrtf(hv[c]);
     pm[c] = 0.0f;
   }
-  qbnn_stream *st = &rt->streams[nl - 1];
+  qbnn_stream *st = &rt->streams[layer(m, nl - 1)->core.layer_index];
   for (int k = 0; k < num_samples; ++k) {
     float lg[QBNN_MAX_CLASSES], p[QBNN_MAX_CLASSES];
     for (int c = 0; c < nc; ++c) {
@@ -430,64 +428,17 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
 
 int qbnn__predict_mode(qbnn_runtime_t *rt, const int8_t *input, int mode, int num_samples, qbnn_result_t *res) {
   const qbnn_model_t *m = rt->model;
-  for (int l = 0; l < m->num_layers; ++l)
-    if (!m->layers[l].moments && (mode == QBNN_MODE_PFP || l == 0)) return QBNN_RT_ERR_MODE;
+  for (int l = 0; l < m->num_ops; ++l) {
+    const qbnn_op *op = &m->ops[l];
+    if (op->kind != QBNN_OP_FULLY_CONNECTED) return QBNN_RT_ERR_MODE;
+    const qbnn_rt_layer *L = layer(m, l);
+    if (!L->core.mu || L->bias || L->multipliers || L->core.layout != QBNN_LAYOUT_I4_FUSED) return QBNN_RT_ERR_MODE;
+    if (l > 0 && L->core.cols > QBNN_MAX_HIDDEN) return QBNN_RT_ERR_MODE;
+    if (L->core.rows > QBNN_MAX_HIDDEN || (l == 0 && L->core.cols > QBNN_MAX_INPUT)) return QBNN_RT_ERR_MODE;
+    if (!L->moments && (mode == QBNN_MODE_PFP || l == 0)) return QBNN_RT_ERR_MODE;
+  }
   memset(res, 0, sizeof *res);
   if (mode == QBNN_MODE_HYBRID) return predict_hybrid(rt, input, num_samples, res);
   if (mode == QBNN_MODE_PFP) return predict_pfp(rt, input, num_samples, res);
   return QBNN_RT_ERR_MODE;
-}
-
-/* ---- the mean-code pass ------------------------------------------------------------------------------- */
-/* Every weight at its mu code (the low nibble of the I4_FUSED byte). SIMD: (nibble ^ 8) = mu + 8 in 0..15 as
-   unsigned halfwords, two SMLADs per 4 weights, then acc -= 8 sum_c x_c. */
-static int32_t row_mean_simd(const uint8_t *p, const int16_t *xi, int cols, int32_t sum_x) {
-  const uint32_t *pw = (const uint32_t *)(const void *)p, *xw = (const uint32_t *)(const void *)xi;
-  int32_t acc = 0;
-  for (int c = 0; c < cols; c += 4) {
-    const uint32_t t = (*pw++ & 0x0F0F0F0Fu) ^ 0x08080808u;
-    acc = smlad(uxtb16(t), xw[0], acc);
-    acc = smlad(uxtb16_ror8(t), xw[1], acc);
-    xw += 2;
-  }
-  return acc - 8 * sum_x;
-}
-
-static int32_t row_mean_scalar(const uint8_t *p, const int8_t *x, int cols, int32_t zp) {
-  int32_t acc = 0;
-  for (int c = 0; c < cols; ++c) acc += ((int32_t)((p[c] & 0xFu) ^ 8u) - 8) * ((int32_t)x[c] - zp);
-  return acc;
-}
-
-int qbnn_forward_mean(qbnn_runtime_t *rt, const int8_t *input, int8_t *softmax_out) {
-  if (!rt || !input || !softmax_out) return QBNN_ERR_NULL;
-  const qbnn_model_t *m = rt->model;
-  if (!m) return QBNN_RT_ERR_UNINIT;
-  for (int l = 0; l < m->num_layers; ++l)
-    if (m->layers[l].core.layout != QBNN_LAYOUT_I4_FUSED) return QBNN_RT_ERR_KERNEL;
-  const int8_t *x = input;
-  for (int l = 0; l < m->num_layers; ++l) {
-    const qbnn_rt_layer *L = &m->layers[l];
-    const uint32_t rows = L->core.rows, cols = L->core.cols;
-    int8_t *y = g_h[l & 1];
-    const uint8_t *p = L->core.mu;
-    if (rt->kernel == QBNN_KERNEL_SIMD && (cols & 3u) == 0 && ((uintptr_t)p & 3u) == 0) {
-      int16_t *xi = l == 0 ? g_in.xi : g_xh.v;
-      int32_t sum_x = 0;
-      for (uint32_t c = 0; c < cols; c += 4) {
-        xi[c] = (int16_t)(x[c] - L->in_zero_point);
-        xi[c + 1] = (int16_t)(x[c + 2] - L->in_zero_point);
-        xi[c + 2] = (int16_t)(x[c + 1] - L->in_zero_point);
-        xi[c + 3] = (int16_t)(x[c + 3] - L->in_zero_point);
-        sum_x += xi[c] + xi[c + 1] + xi[c + 2] + xi[c + 3];
-      }
-      for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requantize(L, row_mean_simd(p, xi, (int)cols, sum_x));
-    } else {
-      for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requantize(L, row_mean_scalar(p, x, (int)cols, L->in_zero_point));
-    }
-    x = y;
-  }
-  qbnn_softmax_int8(x, m->num_classes, m->softmax_multiplier, m->softmax_left_shift, m->softmax_diff_min,
-                    softmax_out);
-  return QBNN_OK;
 }

@@ -1,65 +1,121 @@
-/* Portable C99 runtime for exported tfqbnn models (tflite_export/SPEC.md): S Monte-Carlo passes of a
-   Bayesian MLP with on-the-fly weight sampling, then mean probabilities and the uncertainty split.
-   No malloc, no TFLM. The weights are never materialised: each layer's kernel samples every
-   weight from the layer's PRNG stream as it is multiplied ("fused" kernel).
+/* Portable C99 runtime for exported tfqbnn models (tflite_export/SPEC.md): a model is a list of integer ops
+   (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, MAX/AVERAGE_POOL_2D, RESHAPE; the kinds are listed once in
+   qbnn_op_list.h, one kernel file each under micro/ops/) followed by the int8 softmax. An op's weights are
+   either constant (int8 or packed int4) or Bayesian: sampled from the op's PRNG stream as they are used, never
+   stored whole ("fused" sampling; a convolution samples one output channel's filter at a time into scratch).
+   The ops before the first Bayesian one (the deterministic prefix) run once per input; only the Bayesian tail
+   is repeated for each Monte-Carlo sample. No malloc, no static buffers: the caller passes a scratch arena of
+   qbnn_arena_bytes(model) bytes (as TFLM's tensor arena), so several models or threads can coexist.
 
-   Kernels (all bit-exact with each other and with tflite_export.reference):
+   Kernels of the Bayesian FULLY_CONNECTED (all bit-exact with each other and with tflite_export.reference):
      QBNN_KERNEL_REF   per weight through the sampler core (qbnn_sampler.c), no table;
      QBNN_KERNEL_LUT   derived table (packed mu|sigma byte, random byte) -> w_code, scalar MACs;
-     QBNN_KERNEL_SIMD  the same table, two weights per SMLAD (Cortex-M4/M7; on other targets the
+     QBNN_KERNEL_SIMD  the same table, two weights per SMLAD (Cortex-M4/M7/M33; on other targets the
                        instructions are emulated in C, so the path can be tested on a host).
-   QBNN_KERNEL_AUTO picks SIMD when __ARM_FEATURE_DSP, else LUT (REF when a layer has no table). */
+   QBNN_KERNEL_AUTO picks SIMD when __ARM_FEATURE_DSP, else LUT. Convolutions sample through the table (REF:
+   the sampler core) and multiply with SMLAD pairs (emulated off DSP targets). */
 #ifndef QBNN_RUNTIME_H_
 #define QBNN_RUNTIME_H_
 #include <stdint.h>
 
 #include "qbnn_sampler.h"
 
-#ifndef QBNN_MAX_LAYERS
-#define QBNN_MAX_LAYERS 4
+/* model_data.c format: written by tflite_export/c_source.py, checked by qbnn_init (QBNN_RT_ERR_FORMAT) */
+#define QBNN_FORMAT_VERSION 2
+
+#ifndef QBNN_MAX_OPS
+#define QBNN_MAX_OPS 32
 #endif
-#ifndef QBNN_MAX_INPUT /* widest layer input (784 for MNIST) */
-#define QBNN_MAX_INPUT 784
-#endif
-#ifndef QBNN_MAX_HIDDEN /* widest layer output */
-#define QBNN_MAX_HIDDEN 128
+#ifndef QBNN_MAX_STREAMS /* Bayesian ops (one PRNG stream each, SPEC 3.1) */
+#define QBNN_MAX_STREAMS 8
 #endif
 #ifndef QBNN_MAX_CLASSES
 #define QBNN_MAX_CLASSES 10
 #endif
+#ifndef QBNN_MAX_TENSOR /* largest int8 activation tensor (elements) */
+#define QBNN_MAX_TENSOR 65536
+#endif
 #ifndef QBNN_MAX_SAMPLES /* MC samples per qbnn_predict call: the count sums A[c] stay below 2^32 */
 #define QBNN_MAX_SAMPLES 65536
+#endif
+/* HYBRID / PFP (qbnn_modes.c) keep their own fixed buffers for a dense Bayesian MLP of these widths */
+#ifndef QBNN_MAX_INPUT
+#define QBNN_MAX_INPUT 784
+#endif
+#ifndef QBNN_MAX_HIDDEN
+#define QBNN_MAX_HIDDEN 128
 #endif
 
 enum { QBNN_KERNEL_AUTO = 0, QBNN_KERNEL_REF = 1, QBNN_KERNEL_LUT = 2, QBNN_KERNEL_SIMD = 3 };
 /* Errors of qbnn_init / qbnn_predict / qbnn_forward (0 = QBNN_OK; the sampler core's codes are 1..8:
    QBNN_ERR_NULL for any NULL pointer, QBNN_ERR_CODES for a stored mu/sigma code outside its range).
-   LIMITS: a size beyond the QBNN_MAX_* limits; CHAIN: layer dims do not chain; KERNEL: unknown kernel
+   LIMITS: a size beyond the QBNN_MAX_* limits; CHAIN: op shapes do not chain; KERNEL: unknown kernel
    or a table kernel without its table; SAMPLES: num_samples outside 1..QBNN_MAX_SAMPLES; UNINIT: no
    successful qbnn_init; RANGE: a constant outside what the integer kernels support (zero points and
-   activation range outside int8, multiplier < 0, shift outside -31..30, softmax constants). */
+   activation range outside int8, multiplier < 0, shift outside -31..30, softmax constants); MODE: see below;
+   FORMAT: model_data written for another QBNN_FORMAT_VERSION; OP: an unknown op kind or malformed op
+   parameters; ARENA: the arena is NULL-sized, too small (qbnn_arena_bytes) or not 8-byte aligned. */
 enum { QBNN_RT_ERR_LIMITS = 20, QBNN_RT_ERR_CHAIN = 21, QBNN_RT_ERR_KERNEL = 22, QBNN_RT_ERR_SAMPLES = 23,
-       QBNN_RT_ERR_UNINIT = 24, QBNN_RT_ERR_RANGE = 25, QBNN_RT_ERR_MODE = 26 };
+       QBNN_RT_ERR_UNINIT = 24, QBNN_RT_ERR_RANGE = 25, QBNN_RT_ERR_MODE = 26, QBNN_RT_ERR_FORMAT = 27,
+       QBNN_RT_ERR_OP = 28, QBNN_RT_ERR_ARENA = 29 };
 /* qbnn_predict modes (SPEC 7 and 11): MC sampling; HYBRID (exact first-layer moments, later layers sampled);
-   PFP (probabilistic forward pass, num_samples logit samples). MODE: unknown mode, or a mode the model's
-   tables do not support (HYBRID needs layer 0's moment table, PFP every layer's). */
+   PFP (probabilistic forward pass, num_samples logit samples). MODE: unknown mode, or a mode the model does not
+   support (HYBRID / PFP need a dense Bayesian MLP: every op a Bayesian FULLY_CONNECTED with its moment table). */
 enum { QBNN_MODE_MC = 0, QBNN_MODE_HYBRID = 1, QBNN_MODE_PFP = 2 };
+
+/* Op kinds: QBNN_OP_FULLY_CONNECTED, QBNN_OP_CONV_2D, ... (qbnn_op_list.h) */
+#define QBNN_OP(KIND, name) QBNN_OP_##KIND,
+enum { QBNN_OP_NONE = 0,
+#include "qbnn_op_list.h"
+       QBNN_OP_COUNT };
+#undef QBNN_OP
 
 struct qbnn_layer_moments; /* exact code moments + activation kind for HYBRID / PFP: qbnn_modes.h */
 
+/* A weighted op (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D): weight source, requantisation, activation.
+   The filter is [core.rows = dims[0], core.cols = prod(dims[1:])] of its TFLite shape ([O, I], OHWI, 1HWO). */
 typedef struct {
-  qbnn_layer core;         /* shapes, bits, layout, stored tensors, SIGMA_Q: the sampler core's view */
-  const int8_t *wlut;      /* derived table [256*256]: (I4_FUSED byte << 8 | u) -> w_code; NULL: REF only */
+  qbnn_layer core;         /* Bayesian: shapes, bits, layout, stored mu/sigma, SIGMA_Q (the sampler core's view);
+                              constant weights: rows / cols only, core.mu == NULL */
+  const int8_t *wlut;      /* Bayesian: derived table [256*256] (I4_FUSED byte << 8 | u) -> w_code; NULL: REF only */
+  const int8_t *filter;    /* constant weights: int8 codes, or int4 two per byte (low nibble first) */
+  int32_t filter_bits;     /* 8 or 4 (constant weights) */
   int32_t in_zero_point, out_zero_point;
-  int32_t multiplier, shift; /* FULLY_CONNECTED requantization (QuantizeMultiplier) */
+  int32_t multiplier, shift; /* per-tensor requantisation (QuantizeMultiplier), used when multipliers == NULL */
+  const int32_t *multipliers, *shifts; /* per output channel, or NULL */
+  const int32_t *bias;     /* int32 per output channel, or NULL */
   int32_t act_min, act_max;
   const int8_t *act_lut;   /* SoftPlus LUT[q + 128] or NULL */
   const struct qbnn_layer_moments *moments; /* NULL: HYBRID / PFP unavailable (checked by qbnn_init) */
 } qbnn_rt_layer;
 
+/* CONV_2D (filter OHWI) and DEPTHWISE_CONV_2D (filter 1HWO, depth multiplier out_c / in_c). */
 typedef struct {
-  uint16_t num_layers, num_classes;
-  const qbnn_rt_layer *layers;
+  qbnn_rt_layer w;
+  uint16_t filter_h, filter_w, stride_h, stride_w, pad_top, pad_left;
+} qbnn_conv_params;
+
+/* MAX_POOL_2D / AVERAGE_POOL_2D (TFLite reference_integer_ops pooling). */
+typedef struct {
+  uint16_t filter_h, filter_w, stride_h, stride_w, pad_top, pad_left;
+  int32_t act_min, act_max;
+} qbnn_pool_params;
+
+typedef struct {
+  uint16_t h, w, c; /* per-example NHWC (a vector: 1 x 1 x n) */
+} qbnn_dims;
+
+typedef struct {
+  uint8_t kind;         /* QBNN_OP_* */
+  qbnn_dims in, out;
+  const void *params;   /* FULLY_CONNECTED: qbnn_rt_layer; convs: qbnn_conv_params; pools: qbnn_pool_params;
+                           RESHAPE: NULL */
+} qbnn_op;
+
+typedef struct {
+  uint32_t format_version; /* QBNN_FORMAT_VERSION */
+  uint16_t num_ops, num_classes;
+  const qbnn_op *ops;
   int32_t softmax_multiplier, softmax_left_shift, softmax_diff_min;
   uint32_t default_seed;
 } qbnn_model_t;
@@ -67,7 +123,14 @@ typedef struct {
 typedef struct {
   const qbnn_model_t *model;
   int kernel;
-  qbnn_stream streams[QBNN_MAX_LAYERS]; /* the sampler core's byte streams, one per layer */
+  uint16_t first_bayesian; /* ops before it form the deterministic prefix (num_ops: none is Bayesian) */
+  qbnn_stream streams[QBNN_MAX_STREAMS]; /* the sampler core's byte streams, by stream id */
+  /* the caller's arena, cut by qbnn_init (8-byte aligned pieces) */
+  int8_t *act[2];    /* ping-pong activations */
+  int8_t *prefix;    /* the deterministic prefix's output, kept across samples */
+  int16_t *x_first;  /* int16 operands of the first Bayesian op (input - zero point), built once per input */
+  int16_t *x_op;     /* int16 operands of any other weighted op */
+  int16_t *filter;   /* one output channel's filter (sampled or unpacked) */
 } qbnn_runtime_t;
 
 typedef struct {
@@ -77,12 +140,16 @@ typedef struct {
   int prediction;
 } qbnn_result_t;
 
-/* Checks everything the model holds (pointers, shapes within the QBNN_MAX_* limits and chained,
-   layouts, bits, every stored mu/sigma code, zero points, activation ranges, requantization and
-   softmax constants) and seeds every layer stream with seed_state(seed, l) (SPEC 3.1): pass a
-   hardware-RNG word, or model->default_seed. On any error *rt is left uninitialised (qbnn_predict
-   then returns QBNN_RT_ERR_UNINIT). The model must stay unchanged while rt uses it. */
-int qbnn_init(qbnn_runtime_t *rt, const qbnn_model_t *model, uint32_t seed, int kernel);
+/* Bytes of scratch arena qbnn_init needs for `model` (0: the model is malformed; qbnn_init says why). */
+uint32_t qbnn_arena_bytes(const qbnn_model_t *model);
+
+/* Checks everything the model holds (format version, op kinds, shapes within the QBNN_MAX_* limits and chained,
+   layouts, bits, every stored mu/sigma code, zero points, activation ranges, requantization and softmax
+   constants) and the arena (8-byte aligned, at least qbnn_arena_bytes(model)), then seeds every stream with
+   seed_state(seed, id) (SPEC 3.1): pass a hardware-RNG word, or model->default_seed. On any error *rt is left
+   uninitialised (qbnn_predict then returns QBNN_RT_ERR_UNINIT). The model and arena must stay with rt. */
+int qbnn_init(qbnn_runtime_t *rt, const qbnn_model_t *model, void *arena, uint32_t arena_bytes, uint32_t seed,
+              int kernel);
 void qbnn_seed(qbnn_runtime_t *rt, uint32_t seed); /* NULL rt: no-op */
 
 /* One image given as int8 input codes (pixel byte p -> p - 128), in a mode (QBNN_MODE_*): MC and HYBRID run
@@ -91,14 +158,14 @@ void qbnn_seed(qbnn_runtime_t *rt, uint32_t seed); /* NULL rt: no-op */
    or result: QBNN_ERR_NULL; unknown or unsupported mode: QBNN_RT_ERR_MODE; nothing computed). */
 int qbnn_predict(qbnn_runtime_t *rt, const int8_t *input, int mode, int num_samples, qbnn_result_t *result);
 
-/* One deterministic pass with every weight at its quantized mean (the stored mu code): int8 softmax codes.
-   SMLAD kernel on DSP targets (rt->kernel SIMD), scalar otherwise; streams untouched. */
+/* One deterministic pass with every weight at its quantized mean (a Bayesian weight's stored mu code):
+   int8 softmax codes; streams untouched. */
 int qbnn_forward_mean(qbnn_runtime_t *rt, const int8_t *input, int8_t *softmax_out);
 
 /* One MC pass: int8 softmax codes of num_classes outputs (exposed for tests and benchmarks). */
 int qbnn_forward(qbnn_runtime_t *rt, const int8_t *input, int8_t *softmax_out);
 
-/* Static RAM the runtime itself holds (activation buffers), for the RAM report. */
-uint32_t qbnn_runtime_static_bytes(void);
+/* Input elements (h * w * c of the first op). */
+uint32_t qbnn_input_size(const qbnn_model_t *model);
 
 #endif

@@ -1,5 +1,5 @@
-/* Private interface between qbnn_runtime.c and qbnn_modes.c (see /work/notes/CONTRACT.md): the MC pieces the
-   HYBRID and PFP modes reuse. Not part of the public API. */
+/* Private interface between qbnn_runtime.c and qbnn_modes.c: the MC pieces the HYBRID and PFP modes reuse.
+   Not part of the public API. */
 #ifndef QBNN_RUNTIME_INTERNAL_H_
 #define QBNN_RUNTIME_INTERNAL_H_
 #include <math.h>
@@ -7,9 +7,9 @@
 
 #include "qbnn_runtime.h"
 
-/* Run layers first_layer..num_layers-1 on `in` (first_layer's int8 input), sampling their weights from their
-   streams exactly as an MC pass does, then the int8 softmax. first_layer == num_layers: softmax only. */
-int qbnn__run_tail(qbnn_runtime_t *rt, int first_layer, const int8_t *in, int8_t *softmax_out);
+/* Run ops first_op..num_ops-1 on `in` (first_op's int8 input), sampling their weights from their streams
+   exactly as an MC pass does, then the int8 softmax. first_op == num_ops: softmax only. */
+int qbnn__run_tail(qbnn_runtime_t *rt, int first_op, const int8_t *in, int8_t *softmax_out);
 
 /* counts[c] += softmax_codes[c] + 128 (SPEC 7's A[c]). */
 void qbnn__accumulate(const int8_t *softmax_codes, int num_classes, uint32_t *counts);

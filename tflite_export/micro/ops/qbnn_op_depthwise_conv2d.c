@@ -1,0 +1,54 @@
+/* DEPTHWISE_CONV_2D (TFLite reference_integer_ops::DepthwiseConvPerChannel), NHWC input, filter 1HWO with
+   O = C * depth_multiplier, no dilation. A 1HWO filter's stream bytes (SPEC 3, row-major) interleave the output
+   channels, so the whole filter (H * W * O codes, the op's only row) is sampled into scratch once per pass. */
+#include "qbnn_ops.h"
+
+int qbnn_op_depthwise_conv2d_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
+  const qbnn_conv_params *P = (const qbnn_conv_params *)op->params;
+  if (!P) return QBNN_ERR_NULL;
+  if (op->in.c == 0 || op->out.c % op->in.c != 0) return QBNN_RT_ERR_CHAIN;
+  const uint32_t k = (uint32_t)P->filter_h * P->filter_w * op->out.c;
+  int err = qbnn__check_window(op->in, op->out, P->filter_h, P->filter_w, P->stride_h, P->stride_w, P->pad_top,
+                               P->pad_left);
+  if (err != QBNN_OK) return err;
+  /* the filter is the op's one row of H*W*O codes; requantisation constants are per output channel */
+  if (P->w.moments) return QBNN_RT_ERR_MODE;
+  err = qbnn__check_weighted(&P->w, 1, k, kernel, is_last);
+  if (err != QBNN_OK) return err;
+  for (uint32_t o = 0; o < op->out.c; ++o) {
+    if (P->w.multipliers && (P->w.multipliers[o] < 0 || P->w.shifts[o] < -31 || P->w.shifts[o] > 30))
+      return QBNN_RT_ERR_RANGE;
+    if (P->w.bias && (P->w.bias[o] <= -(1 << 30) || P->w.bias[o] >= (1 << 30))) return QBNN_RT_ERR_RANGE;
+  }
+  needs->x_elems = (qbnn__elems(op->in) + 3u) & ~3u;
+  needs->filter_elems = k;
+  return QBNN_OK;
+}
+
+void qbnn_op_depthwise_conv2d_eval(const qbnn_op *op, const int8_t *in, int8_t *out, qbnn_op_ctx *ctx) {
+  const qbnn_conv_params *P = (const qbnn_conv_params *)op->params;
+  const qbnn_rt_layer *L = &P->w;
+  const int32_t H = op->in.h, W = op->in.w, C = op->in.c, OH = op->out.h, OW = op->out.w, O = op->out.c;
+  const int32_t FH = P->filter_h, FW = P->filter_w, DM = O / C;
+  int16_t *x = ctx->x, *f = ctx->rt->filter;
+  if (!ctx->x_ready) qbnn__offset16(in, (uint32_t)(H * W * C), L->in_zero_point, x);
+  ctx->x_ready = 1;
+  qbnn__filter_row(L, 0, ctx->rt->kernel, ctx->mean, L->core.mu ? &ctx->rt->streams[L->core.layer_index] : 0, f);
+  for (int32_t oy = 0; oy < OH; ++oy) {
+    const int32_t iy0 = oy * P->stride_h - P->pad_top;
+    const int32_t fy0 = iy0 < 0 ? -iy0 : 0, fy1 = H - iy0 < FH ? H - iy0 : FH;
+    for (int32_t ox = 0; ox < OW; ++ox) {
+      const int32_t ix0 = ox * P->stride_w - P->pad_left;
+      const int32_t fx0 = ix0 < 0 ? -ix0 : 0, fx1 = W - ix0 < FW ? W - ix0 : FW;
+      int8_t *y = out + (oy * OW + ox) * O;
+      for (int32_t o = 0; o < O; ++o) {
+        const int32_t c = o / DM;
+        int32_t acc = 0;
+        for (int32_t fy = fy0; fy < fy1; ++fy)
+          for (int32_t fx = fx0; fx < fx1; ++fx)
+            acc += (int32_t)f[(fy * FW + fx) * O + o] * x[((iy0 + fy) * W + ix0 + fx) * C + c];
+        y[o] = qbnn__requantize(L, acc, (uint32_t)o);
+      }
+    }
+  }
+}

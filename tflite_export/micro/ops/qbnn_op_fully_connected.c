@@ -1,0 +1,213 @@
+/* FULLY_CONNECTED: y[o] = requant(sum_i w[o, i] (x[i] - zp_in)) with weights [rows = out, cols = in].
+   Bayesian weights are sampled as they are multiplied (fused; SPEC 3: one stream byte per weight in row-major
+   order); constant weights (int8 / int4) and the mean pass go through one filter row of scratch. */
+#include "qbnn_ops.h"
+
+#if defined(__GNUC__)
+#define QBNN_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define QBNN_ALWAYS_INLINE static inline
+#endif
+
+int qbnn_op_fully_connected_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
+  const qbnn_rt_layer *L = (const qbnn_rt_layer *)op->params;
+  const uint32_t cols = qbnn__elems(op->in);
+  if (op->out.h != 1 || op->out.w != 1) return QBNN_RT_ERR_CHAIN;
+  const int err = qbnn__check_weighted(L, op->out.c, cols, kernel, is_last);
+  if (err != QBNN_OK) return err;
+  needs->x_elems = (cols + 3u) & ~3u;
+  needs->filter_elems = cols;
+  return QBNN_OK;
+}
+
+/* the MLP's requantisation: per tensor, no bias (the Bayesian layers of SPEC v1) */
+QBNN_ALWAYS_INLINE int8_t requantize_pt(const qbnn_rt_layer *L, int32_t acc) {
+  int32_t q = qbnn_multiply_by_quantized_multiplier(acc, L->multiplier, (int)L->shift) + L->out_zero_point;
+  if (q < L->act_min) q = L->act_min;
+  if (q > L->act_max) q = L->act_max;
+  if (L->act_lut) q = L->act_lut[q + 128];
+  return (int8_t)q;
+}
+
+QBNN_ALWAYS_INLINE int8_t requant(const qbnn_rt_layer *L, int32_t acc, uint32_t r, const int plain) {
+  return plain ? requantize_pt(L, acc) : qbnn__requantize(L, acc, r);
+}
+
+/* REF: every weight through the sampler core (any layout), no table. */
+static int32_t row_ref(const qbnn_rt_layer *L, uint32_t r, const int8_t *x, qbnn_stream *s) {
+  const int32_t max_code = (1 << (L->core.weight_bits - 1)) - 1;
+  int32_t acc = 0;
+  for (uint32_t c = 0; c < L->core.cols; ++c) {
+    int32_t mu;
+    uint32_t k;
+    qbnn_layer_codes(&L->core, r * L->core.cols + c, &mu, &k);
+    const int32_t w = qbnn_sample_weight(mu, L->core.sigma_q[k], qbnn_stream_byte(s), max_code);
+    acc += w * ((int32_t)x[c] - L->in_zero_point);
+  }
+  return acc;
+}
+
+/* LUT, any stream alignment: one table load per weight. */
+static int32_t row_lut(const qbnn_rt_layer *L, const uint8_t *p, const int8_t *x, qbnn_stream *s) {
+  const int8_t *lut = L->wlut;
+  int32_t acc = 0;
+  for (uint32_t c = 0; c < L->core.cols; ++c) {
+    const uint32_t u = qbnn_stream_byte(s);
+    acc += lut[((uint32_t)p[c] << 8) | u] * ((int32_t)x[c] - L->in_zero_point);
+  }
+  return acc;
+}
+
+/* LUT, word-aligned stream and cols % 4 == 0: one PRNG word per 4 weights. */
+static int32_t row_lut_words(const int8_t *lut, const uint8_t *p, const int8_t *x, int cols, int32_t zp,
+                             uint32_t *state) {
+  uint32_t st = *state;
+  int32_t acc = 0;
+  for (int c = 0; c < cols; c += 4) {
+    st = qbnn_xorshift32(st);
+    acc += lut[((uint32_t)p[c] << 8) | (st & 0xFFu)] * ((int32_t)x[c] - zp);
+    acc += lut[((uint32_t)p[c + 1] << 8) | ((st >> 8) & 0xFFu)] * ((int32_t)x[c + 1] - zp);
+    acc += lut[((uint32_t)p[c + 2] << 8) | ((st >> 16) & 0xFFu)] * ((int32_t)x[c + 2] - zp);
+    acc += lut[((uint32_t)p[c + 3] << 8) | (st >> 24)] * ((int32_t)x[c + 3] - zp);
+  }
+  *state = st;
+  return acc;
+}
+
+/* SIMD: 4 weights per PRNG word. Table indices for bytes (0,2) and (1,3) are formed two at a time
+   (packed byte in bits 8-15, random byte in bits 0-7 of each halfword: one AND + one UXTAB16 per
+   pair), looked up, packed into int16 pairs and multiplied with two SMLADs. On DSP targets the loop
+   is hand-scheduled (23 instructions per 4 weights); elsewhere the same steps run in C. */
+static int32_t row_simd(const int8_t *lut, const uint8_t *p, const int16_t *xi, int cols, uint32_t *state) {
+  uint32_t st = *state;
+  int32_t acc = 0;
+  const uint32_t *pw = (const uint32_t *)(const void *)p;
+  const uint32_t *pend = pw + cols / 4;
+  const uint32_t *xw = (const uint32_t *)(const void *)xi;
+  if (pw == pend) return 0;
+#if QBNN_HAVE_DSP
+  uint32_t t0, t1, t2, t3;
+  const uint32_t mask = 0xFF00FF00u;
+  __asm volatile(
+      "1:\n\t"
+      "ldr     %[t0], [%[pw]], #4\n\t"
+      "eor     %[st], %[st], %[st], lsl #13\n\t"
+      "eor     %[st], %[st], %[st], lsr #17\n\t"
+      "eor     %[st], %[st], %[st], lsl #5\n\t"
+      "and     %[t1], %[t0], %[mask]\n\t"
+      "and     %[t0], %[mask], %[t0], lsl #8\n\t"
+      "uxtab16 %[t0], %[t0], %[st]\n\t"
+      "uxtab16 %[t1], %[t1], %[st], ror #8\n\t"
+      "uxth    %[t2], %[t0]\n\t"
+      "lsrs    %[t0], %[t0], #16\n\t"
+      "ldrsb   %[t2], [%[lut], %[t2]]\n\t"
+      "ldrsb   %[t0], [%[lut], %[t0]]\n\t"
+      "pkhbt   %[t2], %[t2], %[t0], lsl #16\n\t"
+      "uxth    %[t3], %[t1]\n\t"
+      "lsrs    %[t1], %[t1], #16\n\t"
+      "ldrsb   %[t3], [%[lut], %[t3]]\n\t"
+      "ldrsb   %[t1], [%[lut], %[t1]]\n\t"
+      "pkhbt   %[t3], %[t3], %[t1], lsl #16\n\t"
+      "ldrd    %[t0], %[t1], [%[xw]], #8\n\t"
+      "smlad   %[acc], %[t2], %[t0], %[acc]\n\t"
+      "smlad   %[acc], %[t3], %[t1], %[acc]\n\t"
+      "cmp     %[pw], %[pend]\n\t"
+      "bne     1b\n\t"
+      : [acc] "+&r"(acc), [st] "+&r"(st), [pw] "+&r"(pw), [xw] "+&r"(xw), [t0] "=&r"(t0), [t1] "=&r"(t1),
+        [t2] "=&r"(t2), [t3] "=&r"(t3)
+      : [lut] "r"(lut), [pend] "r"(pend), [mask] "r"(mask)
+      : "cc", "memory");
+#else
+  while (pw != pend) {
+    st = qbnn_xorshift32(st);
+    const uint32_t pk = *pw++;
+    const uint32_t ie = uxtab16((pk << 8) & 0xFF00FF00u, st);
+    const uint32_t io = uxtab16_ror8(pk & 0xFF00FF00u, st);
+    const uint32_t we = pkhbt16((uint32_t)(int32_t)lut[ie & 0xFFFFu], (uint32_t)(int32_t)lut[ie >> 16]);
+    const uint32_t wo = pkhbt16((uint32_t)(int32_t)lut[io & 0xFFFFu], (uint32_t)(int32_t)lut[io >> 16]);
+    acc = smlad(we, xw[0], acc);
+    acc = smlad(wo, xw[1], acc);
+    xw += 2;
+  }
+#endif
+  *state = st;
+  return acc;
+}
+
+/* inputs minus zero point as int16 in groups of 4 ordered c0,c2,c1,c3, so that the pair (c0,c2) meets the
+   weights of random bytes 0 and 2 of a PRNG word (row_simd) or the mu nibbles 0 and 2 (row_mean_simd) */
+static void interleave_offset(const int8_t *x, uint32_t n, int32_t zp, int16_t *out) {
+  for (uint32_t c = 0; c < n; c += 4) {
+    out[c] = (int16_t)(x[c] - zp);
+    out[c + 1] = (int16_t)(x[c + 2] - zp);
+    out[c + 2] = (int16_t)(x[c + 1] - zp);
+    out[c + 3] = (int16_t)(x[c + 3] - zp);
+  }
+}
+
+/* The mean pass on I4_FUSED bytes: (nibble ^ 8) = mu + 8 in 0..15 as unsigned halfwords, two SMLADs per 4
+   weights, then acc -= 8 sum_c x_c. */
+static int32_t row_mean_simd(const uint8_t *p, const int16_t *xi, uint32_t cols, int32_t sum_x) {
+  const uint32_t *pw = (const uint32_t *)(const void *)p, *xw = (const uint32_t *)(const void *)xi;
+  int32_t acc = 0;
+  for (uint32_t c = 0; c < cols; c += 4) {
+    const uint32_t t = (*pw++ & 0x0F0F0F0Fu) ^ 0x08080808u;
+    acc = smlad(uxtb16(t), xw[0], acc);
+    acc = smlad(uxtb16_ror8(t), xw[1], acc);
+    xw += 2;
+  }
+  return acc - 8 * sum_x;
+}
+
+/* Bayesian MC pass. The word-at-a-time kernels need the stream at a word boundary (nbuf == 0) and
+   cols % 4 == 0, which holds for every sample when rows * cols % 4 == 0; otherwise the byte-wise kernels run
+   (same results). SIMD reads the stored bytes a word at a time: 4-aligned rows (the generator aligns them to
+   16; a caller's unaligned copy takes the byte-wise word kernel, same results). */
+QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, int8_t *y, qbnn_op_ctx *ctx,
+                                     const int plain) {
+  const uint32_t rows = L->core.rows, cols = L->core.cols;
+  qbnn_stream *s = &ctx->rt->streams[L->core.layer_index];
+  const uint8_t *p = L->core.mu;
+  const int kernel = ctx->rt->kernel;
+  if (kernel == QBNN_KERNEL_REF) {
+    for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, row_ref(L, r, x, s), r, plain);
+  } else if ((cols & 3u) != 0 || s->nbuf != 0) {
+    for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, row_lut(L, p, x, s), r, plain);
+  } else {
+    if (kernel == QBNN_KERNEL_SIMD && ((uintptr_t)p & 3u) == 0) {
+      if (!ctx->x_ready) interleave_offset(x, cols, L->in_zero_point, ctx->x);
+      ctx->x_ready = 1;
+      for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, row_simd(L->wlut, p, ctx->x, (int)cols, &s->state), r, plain);
+    } else {
+      for (uint32_t r = 0; r < rows; ++r, p += cols)
+        y[r] = requant(L, row_lut_words(L->wlut, p, x, (int)cols, L->in_zero_point, &s->state), r, plain);
+    }
+    s->position += rows * cols; /* whole words consumed: nbuf stays 0 */
+    s->buf = 0;
+  }
+}
+
+void qbnn_op_fully_connected_eval(const qbnn_op *op, const int8_t *x, int8_t *y, qbnn_op_ctx *ctx) {
+  const qbnn_rt_layer *L = (const qbnn_rt_layer *)op->params;
+  const uint32_t rows = L->core.rows, cols = L->core.cols;
+  if (L->core.mu && !ctx->mean) {
+    if (!L->bias && !L->multipliers) eval_sampled(L, x, y, ctx, 1);
+    else eval_sampled(L, x, y, ctx, 0);
+    return;
+  }
+  const uint8_t *p = L->core.mu;
+  if (p && L->core.layout == QBNN_LAYOUT_I4_FUSED && ctx->rt->kernel == QBNN_KERNEL_SIMD && (cols & 3u) == 0 &&
+      ((uintptr_t)p & 3u) == 0) { /* mean pass straight from the stored nibbles */
+    interleave_offset(x, cols, L->in_zero_point, ctx->x);
+    int32_t sum_x = 0;
+    for (uint32_t c = 0; c < cols; ++c) sum_x += ctx->x[c];
+    for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = qbnn__requantize(L, row_mean_simd(p, ctx->x, cols, sum_x), r);
+    return;
+  }
+  /* constant weights, or the mean of another layout: one filter row at a time */
+  qbnn__offset16(x, cols, L->in_zero_point, ctx->x);
+  for (uint32_t r = 0; r < rows; ++r) {
+    qbnn__filter_row(L, r, ctx->rt->kernel, 1, 0, ctx->rt->filter);
+    y[r] = qbnn__requantize(L, qbnn__dot16(ctx->rt->filter, ctx->x, cols, 0), r);
+  }
+}

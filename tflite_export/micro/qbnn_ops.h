@@ -1,0 +1,84 @@
+/* The kernel interface of the op table (private to the runtime): every kind in qbnn_op_list.h has
+     qbnn_op_<name>_prepare  -- all checks of the op's parameters and shapes, once in qbnn_init (TFLM's Prepare);
+                                fills the scratch the op needs;
+     qbnn_op_<name>_eval     -- the lean per-pass kernel (TFLM's Eval): int8 NHWC in -> int8 NHWC out.
+   Shared pieces of the weighted ops (checks, filter rows, requantisation, SMLAD dot products) are here and in
+   qbnn_weighted.c. */
+#ifndef QBNN_OPS_H_
+#define QBNN_OPS_H_
+#include <stdint.h>
+#include <string.h>
+
+#include "qbnn_fixedpoint.h"
+#include "qbnn_runtime.h"
+#include "qbnn_simd.h"
+
+typedef struct {
+  uint32_t x_elems;      /* int16 operands of the op's input (0: none); a multiple of 4 */
+  uint32_t filter_elems; /* int16 filter scratch (0: none) */
+} qbnn_op_needs;
+
+typedef struct {
+  qbnn_runtime_t *rt;
+  int16_t *x;  /* the op's int16 operand buffer (x_elems) */
+  int x_ready; /* x already holds this op's operands (the first Bayesian op's input is the same every sample) */
+  int mean;    /* weights at their mu codes (qbnn_forward_mean), streams untouched */
+} qbnn_op_ctx;
+
+#define QBNN_OP(KIND, name)                                                                          \
+  int qbnn_op_##name##_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs); \
+  void qbnn_op_##name##_eval(const qbnn_op *op, const int8_t *in, int8_t *out, qbnn_op_ctx *ctx);
+#include "qbnn_op_list.h"
+#undef QBNN_OP
+
+static inline uint32_t qbnn__elems(qbnn_dims d) { return (uint32_t)d.h * d.w * d.c; }
+static inline int qbnn__in_int8(int32_t v) { return v >= -128 && v <= 127; }
+
+/* ---- weighted ops (qbnn_weighted.c) ----------------------------------------------------------------- */
+/* Checks of a weighted op's parameters for a [rows, cols] filter: weights (Bayesian: the sampler core's checks,
+   every stored code, the table for table kernels, the moment table; constant: pointer and bits), zero points,
+   activation range, requantisation constants, bias bound (|bias| + max |acc| < 2^31). */
+int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint32_t cols, int kernel, int is_last);
+
+/* Row `row` of the filter as int16 codes into f[0..cols): sampled from `s` (Bayesian, consuming cols stream
+   bytes, through the derived table unless kernel == REF), the mu codes (mean), or the constant codes. */
+void qbnn__filter_row(const qbnn_rt_layer *L, uint32_t row, int kernel, int mean, qbnn_stream *s, int16_t *f);
+
+/* acc + bias, MultiplyByQuantizedMultiplier (per tensor or per channel o), + zp_out, clamp, SoftPlus LUT. */
+static inline int8_t qbnn__requantize(const qbnn_rt_layer *L, int32_t acc, uint32_t o) {
+  if (L->bias) acc += L->bias[o];
+  const int32_t m = L->multipliers ? L->multipliers[o] : L->multiplier;
+  const int sh = (int)(L->shifts ? L->shifts[o] : L->shift);
+  int32_t q = qbnn_multiply_by_quantized_multiplier(acc, m, sh) + L->out_zero_point;
+  if (q < L->act_min) q = L->act_min;
+  if (q > L->act_max) q = L->act_max;
+  if (L->act_lut) q = L->act_lut[q + 128];
+  return (int8_t)q;
+}
+
+/* sum_i a[i] * b[i] + acc over int16 arrays, two products per SMLAD (unaligned word loads: fine on every
+   ARMv7-M / ARMv8-M core with the default CCR.UNALIGN_TRP = 0; memcpy keeps the C defined). */
+static inline int32_t qbnn__dot16(const int16_t *a, const int16_t *b, uint32_t n, int32_t acc) {
+  uint32_t i = 0;
+  for (; i + 2 <= n; i += 2) {
+    uint32_t wa, wb;
+    memcpy(&wa, a + i, 4);
+    memcpy(&wb, b + i, 4);
+    acc = smlad(wa, wb, acc);
+  }
+  if (i < n) acc += (int32_t)a[i] * b[i];
+  return acc;
+}
+
+/* int16 operands x - zp of n int8 inputs. */
+static inline void qbnn__offset16(const int8_t *x, uint32_t n, int32_t zp, int16_t *out) {
+  for (uint32_t i = 0; i < n; ++i) out[i] = (int16_t)(x[i] - zp);
+}
+
+/* ---- windows (convolution and pooling) ---------------------------------------------------------------- */
+/* TFLite's output size for SAME / VALID given the stored padding: (in + 2 pad - f) / stride + 1 is not it;
+   the op stores out dims and pad_before, and prepare checks them against these rules. */
+int qbnn__check_window(qbnn_dims in, qbnn_dims out, uint32_t fh, uint32_t fw, uint32_t sh, uint32_t sw,
+                       uint32_t pad_top, uint32_t pad_left);
+
+#endif

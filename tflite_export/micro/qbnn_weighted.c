@@ -1,0 +1,103 @@
+/* What the weighted ops (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D) share: parameter checks and filter rows
+   (sampled, mean or constant). See qbnn_ops.h. */
+#include "qbnn_modes.h"
+#include "qbnn_ops.h"
+#include "qbnn_runtime_internal.h"
+
+int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint32_t cols, int kernel, int is_last) {
+  if (!L) return QBNN_ERR_NULL;
+  if (L->core.rows != rows || L->core.cols != cols || rows == 0 || cols == 0) return QBNN_RT_ERR_CHAIN;
+  int32_t max_w;
+  if (L->core.mu) { /* Bayesian */
+    int err = qbnn_layer_check(&L->core);
+    if (err != QBNN_OK) return err;
+    if (L->core.layer_index >= QBNN_MAX_STREAMS) return QBNN_RT_ERR_LIMITS;
+    /* the table kernels need one byte per weight (I4_FUSED) and the derived table */
+    if (kernel != QBNN_KERNEL_REF && (L->core.layout != QBNN_LAYOUT_I4_FUSED || !L->wlut)) return QBNN_RT_ERR_KERNEL;
+    err = qbnn__check_moments(L, is_last);
+    if (err != QBNN_OK) return err;
+    /* every stored code: the REF kernel indexes SIGMA_Q with the stored sigma code */
+    err = qbnn_layer_check_codes(&L->core);
+    if (err != QBNN_OK) return err;
+    max_w = (1 << (L->core.weight_bits - 1)) - 1;
+  } else {
+    if (!L->filter) return QBNN_ERR_NULL;
+    if (L->filter_bits != 8 && L->filter_bits != 4) return QBNN_ERR_BITS;
+    if (L->moments) return QBNN_RT_ERR_MODE; /* moments describe sampled weights */
+    max_w = L->filter_bits == 8 ? 128 : 8;
+  }
+  /* int8 tensors: x - zp stays in [-255, 255] (int16 operands), act_lut[q + 128] in bounds, and
+     MultiplyByQuantizedMultiplier's shifts stay below 32 (TFLite: shift in [-31, 30]) */
+  if (!qbnn__in_int8(L->in_zero_point) || !qbnn__in_int8(L->out_zero_point)) return QBNN_RT_ERR_RANGE;
+  if (!qbnn__in_int8(L->act_min) || !qbnn__in_int8(L->act_max) || L->act_min > L->act_max) return QBNN_RT_ERR_RANGE;
+  if ((L->multipliers == 0) != (L->shifts == 0)) return QBNN_ERR_NULL;
+  for (uint32_t o = 0; o < (L->multipliers ? rows : 1u); ++o) {
+    const int32_t m = L->multipliers ? L->multipliers[o] : L->multiplier;
+    const int32_t s = L->shifts ? L->shifts[o] : L->shift;
+    if (m < 0 || s < -31 || s > 30) return QBNN_RT_ERR_RANGE;
+  }
+  /* |acc| <= max|w| * 255 * cols; with the bias it must stay an int32 */
+  const int64_t acc_bound = (int64_t)max_w * 255 * cols;
+  if (acc_bound >= ((int64_t)1 << 30)) return QBNN_RT_ERR_LIMITS;
+  if (L->bias)
+    for (uint32_t o = 0; o < rows; ++o)
+      if (L->bias[o] <= -(1 << 30) || L->bias[o] >= (1 << 30)) return QBNN_RT_ERR_RANGE;
+  return QBNN_OK;
+}
+
+void qbnn__filter_row(const qbnn_rt_layer *L, uint32_t row, int kernel, int mean, qbnn_stream *s, int16_t *f) {
+  const uint32_t n = L->core.cols, first = row * n;
+  if (!L->core.mu) { /* constant */
+    if (L->filter_bits == 8) {
+      const int8_t *w = L->filter + first;
+      for (uint32_t i = 0; i < n; ++i) f[i] = w[i];
+    } else { /* TFLite int4: element j in byte j/2, low nibble first */
+      for (uint32_t i = 0, j = first; i < n; ++i, ++j) {
+        const uint32_t nib = ((uint8_t)L->filter[j >> 1] >> ((j & 1u) * 4)) & 0xFu;
+        f[i] = (int16_t)(((int32_t)(nib ^ 8u)) - 8);
+      }
+    }
+    return;
+  }
+  if (mean || kernel == QBNN_KERNEL_REF) { /* the sampler core per weight (any layout) */
+    const int32_t max_code = (1 << (L->core.weight_bits - 1)) - 1;
+    for (uint32_t i = 0; i < n; ++i) {
+      int32_t mu;
+      uint32_t k;
+      qbnn_layer_codes(&L->core, first + i, &mu, &k);
+      f[i] = (int16_t)(mean ? mu : qbnn_sample_weight(mu, L->core.sigma_q[k], qbnn_stream_byte(s), max_code));
+    }
+    return;
+  }
+  /* derived table: leftover bytes of the stream's last word, then whole words, then the rest */
+  const uint8_t *p = L->core.mu + first;
+  const int8_t *lut = L->wlut;
+  uint32_t i = 0;
+  for (; i < n && s->nbuf; ++i) f[i] = lut[((uint32_t)p[i] << 8) | qbnn_stream_byte(s)];
+  uint32_t st = s->state;
+  const uint32_t words = (n - i) / 4;
+  for (uint32_t w = 0; w < words; ++w, i += 4) {
+    st = qbnn_xorshift32(st);
+    f[i] = lut[((uint32_t)p[i] << 8) | (st & 0xFFu)];
+    f[i + 1] = lut[((uint32_t)p[i + 1] << 8) | ((st >> 8) & 0xFFu)];
+    f[i + 2] = lut[((uint32_t)p[i + 2] << 8) | ((st >> 16) & 0xFFu)];
+    f[i + 3] = lut[((uint32_t)p[i + 3] << 8) | (st >> 24)];
+  }
+  s->state = st;
+  s->position += 4 * words;
+  for (; i < n; ++i) f[i] = lut[((uint32_t)p[i] << 8) | qbnn_stream_byte(s)];
+}
+
+int qbnn__check_window(qbnn_dims in, qbnn_dims out, uint32_t fh, uint32_t fw, uint32_t sh, uint32_t sw,
+                       uint32_t pad_top, uint32_t pad_left) {
+  if (fh == 0 || fw == 0 || sh == 0 || sw == 0) return QBNN_RT_ERR_OP;
+  /* VALID: out = (in - f + s) / s, no padding; SAME: out = ceil(in / s), pad = max((out-1) s + f - in, 0) / 2 */
+  const int valid_h = in.h >= fh && out.h == (in.h - fh + sh) / sh && pad_top == 0;
+  const int valid_w = in.w >= fw && out.w == (in.w - fw + sw) / sw && pad_left == 0;
+  const int32_t tot_h = (int32_t)((out.h - 1) * sh + fh) - (int32_t)in.h, tot_w = (int32_t)((out.w - 1) * sw + fw) - (int32_t)in.w;
+  const int same_h = out.h == (in.h + sh - 1) / sh && pad_top == (uint32_t)(tot_h > 0 ? tot_h : 0) / 2;
+  const int same_w = out.w == (in.w + sw - 1) / sw && pad_left == (uint32_t)(tot_w > 0 ? tot_w : 0) / 2;
+  if (out.h == 0 || out.w == 0) return QBNN_RT_ERR_CHAIN;
+  if (!((valid_h && valid_w) || (same_h && same_w))) return QBNN_RT_ERR_CHAIN;
+  return QBNN_OK;
+}
