@@ -82,3 +82,43 @@ def exported_jq4(tmp_root):
                extra_writers=[c_source.export_writer(num_samples=8, per_set=3)])
     _EXPORTED["dir"] = out
     return out
+
+
+def synthetic_conv_model(seed=0, bayesian_conv=True, input_shape=(28, 28, 1)):
+    """An IR network with every op kind of the C runtime (LeNet-like, no training): conv (Bayesian OHWI or int8
+    per-channel with bias; SAME, stride 1) -> max pool -> depthwise conv (int4, dm 2, VALID, stride 2) -> average
+    pool (SAME) -> conv (int4 per-tensor) -> flatten -> dense (int8 per-channel, ReLU) -> Bayesian dense ->
+    Bayesian dense (10 logits); calibrated on random images. "head" (bayesian_conv=False): the deterministic
+    prefix is everything up to the Bayesian dense layers."""
+    from tflite_export import convert
+    from tflite_export.ir.conv2d import Conv2D
+    from tflite_export.ir.depthwise_conv2d import DepthwiseConv2D
+    from tflite_export.ir.fully_connected import FullyConnected
+    from tflite_export.ir.pool import AveragePool2D, MaxPool2D
+    from tflite_export.ir.reshape import Reshape
+    from tflite_export.ir.weights import BayesianWeights, ConstantWeights
+
+    rng = np.random.default_rng(seed)
+    sigma_q = sampler.sigma_q_table(LogQuantizer(4, 2.0**-10, 1.0), 4)
+
+    def bayes(shape, index, spread=2.0):
+        mu = np.clip(np.round(rng.normal(0, spread, size=shape)), -7, 7)
+        return BayesianWeights(mu, rng.integers(0, 16, size=shape), 4, 4, storage.LAYOUT_I4_FUSED, sigma_q, index)
+
+    c1 = bayes((6, 5, 5, 1), 0) if bayesian_conv else ConstantWeights.quantize(rng.normal(0, 0.4, (6, 5, 5, 1)), 8, True)
+    bias1 = None if bayesian_conv else rng.integers(-300, 300, size=6)
+    ops = [Conv2D("conv1", c1, activation="softplus" if bayesian_conv else "relu", padding="same", bias=bias1),
+           MaxPool2D("pool1"),
+           DepthwiseConv2D("dw", ConstantWeights.quantize(rng.normal(0, 0.5, (1, 3, 3, 12)), 4, False, 3),
+                           strides=(2, 2), activation="relu"),
+           AveragePool2D("pool2", pool_size=(2, 2), strides=(2, 2), padding="same"),
+           Conv2D("conv2", ConstantWeights.quantize(rng.normal(0, 0.3, (16, 3, 3, 12)), 4, False), activation="relu",
+                  padding="same"),
+           Reshape("flatten"),
+           FullyConnected("dense1", ConstantWeights.quantize(rng.normal(0, 0.2, (40, 144)), 8, True),
+                          activation="relu", bias=rng.integers(-500, 500, size=40)),
+           FullyConnected("dense2", bayes((24, 40), 1), activation="softplus"),
+           FullyConnected("dense3", bayes((10, 24), 2))]
+    model = reference.IntegerModel(ops, default_seed=seed + 11, input_shape=input_shape)
+    convert.calibrate(model, rng.random((24, *input_shape)).astype(np.float32), num_samples=3)
+    return model

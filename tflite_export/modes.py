@@ -376,8 +376,12 @@ def pfp_uncertainty(model, x, num_samples=30, seed=None, streams=None):
 
 def forward_mean_codes(model, x):
     """int8 softmax codes [N, K] of one pass with every weight at its quantized mean (the mu code)."""
-    w = [np.asarray(layer.mu_codes, np.int8) for layer in model.layers]
-    return model.forward(x, w)
+    def mean(op):
+        if hasattr(op, "mu_codes"):  # the v1 Bayesian layer
+            return np.asarray(op.mu_codes, np.int8)
+        return op.weights.mean_codes() if op.has_weights else None
+
+    return model.forward(x, [mean(op) for op in model.layers])
 
 
 def predict(model, x, mode="mc", num_samples=30, seed=None):
