@@ -15,7 +15,14 @@ from mcu_models import synthetic_model
 EVIL = "x */ int evil; /*\n#include <stdlib.h>\nint evil2 = 1; //"
 C_WORDS = {"const", "static", "int8_t", "uint8_t", "int32_t", "uint32_t", "int", "char", "unsigned", "extern",
            "qbnn_rt_layer", "qbnn_model_t", "QBNN_ALIGNED", "include", "define", "ifndef", "endif", "if", "else",
-           "defined", "__GNUC__", "__attribute__", "aligned", "f", "float", "stdint", "h"}
+           "defined", "__GNUC__", "__attribute__", "aligned", "f", "float", "stdint", "h", "uint16_t",
+           # designated-initialiser fields of qbnn_runtime.h's structs
+           "format_version", "num_ops", "num_classes", "ops", "softmax_multiplier", "softmax_left_shift",
+           "softmax_diff_min", "default_seed", "kind", "in", "out", "params", "core", "rows", "cols", "weight_bits",
+           "sigma_bits", "layout", "layer_index", "mu", "sigma", "sigma_q", "wlut", "filter", "filter_bits",
+           "in_zero_point", "out_zero_point", "multiplier", "shift", "multipliers", "shifts", "bias", "act_min",
+           "act_max", "act_lut", "moments", "w", "filter_h", "filter_w", "stride_h", "stride_w", "pad_top",
+           "pad_left"}
 STRINGS = {'"model_data.h"', '"qbnn_runtime.h"', '"qbnn_modes.h"', '"test_vectors.h"'}
 HEX_FLOAT = r"\b0x[0-9a-f]\.[0-9a-f]+p[+-]\d+f\b"  # float32 values written exactly (PFP test vectors)
 

@@ -103,12 +103,15 @@ def test_every_optimisation_level_is_bit_exact_under_asan_ubsan(synthetic_gen, o
     assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
 
 
-VALIDATION_CASES = ["null_rt", "null_model", "null_layers", "predict_null_rt", "predict_null_input",
+VALIDATION_CASES = ["null_rt", "null_model", "null_ops", "null_params", "predict_null_rt", "predict_null_input",
                     "predict_null_result", "forward_null_input", "forward_null_out", "act_min_below_int8",
                     "act_max_above_int8", "act_min_gt_max", "shift_plus_40", "shift_minus_40", "multiplier_negative",
                     "in_zp_overflows_int8", "in_zp_truncated_int16", "in_zp_int_min", "out_zp_overflows",
                     "sigma_code_beyond_table", "mu_code_minus_8", "chain_cols", "classes_mismatch",
-                    "softmax_left_shift_40", "softmax_diff_min_positive", "softmax_multiplier_negative"]
+                    "softmax_left_shift_40", "softmax_diff_min_positive", "softmax_multiplier_negative", "format_version",
+                    "op_kind_unknown", "op_kind_zero", "op_dims_chain", "stream_shared", "stream_beyond_max", "arena_null",
+                    "arena_too_small", "arena_misaligned", "bias_beyond_bound", "constant_filter_null",
+                    "constant_filter_bits_5", "tensor_too_large", "zero_ops"]
 
 
 @pytest.mark.parametrize("opt", ["-Os", "-O2", "-O3"])

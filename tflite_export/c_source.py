@@ -112,10 +112,7 @@ class CEmitter:
             raise ValueError(f"op {i}: activation {activation!r} is not one of {ACTIVATIONS}")
         f = {}
         if bayesian is not None:
-            if bayesian["layout"] != storage.LAYOUT_I4_FUSED:
-                raise ValueError(
-                    f"op {i}: layout {storage.LAYOUT_NAMES.get(bayesian['layout'], bayesian['layout'])} is not supported "
-                    "by the C runtime's table kernels (export with --weights int4 and sigma_bits <= 4 for I4_FUSED)")
+            self.require_fused(f"op {i}", bayesian["layout"])
             packed = self.array("uint8_t", f"qbnn_op{i}_packed", bayesian["packed"])
             sq = self.array("int32_t", f"qbnn_op{i}_sigma_q", bayesian["sigma_q"], align=False)
             table = self.sample_table(bayesian["sigma_q"], bayesian["weight_bits"])
@@ -147,6 +144,14 @@ class CEmitter:
         f["in_zero_point"], f["out_zero_point"] = str(int(in_zero_point)), str(int(out_zero_point))
         f["act_min"], f["act_max"] = str(int(act_range[0])), str(int(act_range[1]))
         return "{" + ", ".join(f".{k} = {v}" for k, v in f.items()) + "}"
+
+    @staticmethod
+    def require_fused(what, layout):
+        """The table kernels read one I4_FUSED byte per Bayesian weight."""
+        if layout != storage.LAYOUT_I4_FUSED:
+            raise ValueError(
+                f"{what}: layout {storage.LAYOUT_NAMES.get(layout, layout)} is not supported by the C runtime's table "
+                "kernels (export with --weights int4 and sigma_bits <= 4 for I4_FUSED)")
 
     def params(self, ctype, i, initialiser):
         """A `static const <ctype> qbnn_op<i>_params = <initialiser>;`; returns its address expression."""

@@ -1,6 +1,6 @@
 /* Validation test of the runtime's API (host with ASan/UBSan, and on the boards): every malformed
    model, out-of-range constant and NULL pointer must be refused with an error code; a valid model
-   must still init and predict. Each case mutates a RAM copy of the generated model. Prints one line
+   must still init and predict. Each case mutates a RAM copy of the generated model (a dense Bayesian MLP). Prints one line
    per case ("ok CASE code=N" / "FAIL CASE ...") and exits 0 only when all cases pass.
    On the host, `qbnn_validate CASE` runs only that case (to see which one crashes). */
 #include <stdio.h>
@@ -13,37 +13,50 @@
 
 static qbnn_runtime_t g_rt;
 static qbnn_model_t g_m;
-static qbnn_rt_layer g_layers[QBNN_NUM_LAYERS];
+/* RAM copies the cases mutate: the op list, the layer parameters (a dense Bayesian MLP: every op a
+   FULLY_CONNECTED with qbnn_rt_layer parameters), the last layer's stored bytes and moments */
+static qbnn_op g_ops[QBNN_NUM_OPS];
+static qbnn_rt_layer g_layers[QBNN_NUM_OPS];
 static uint8_t g_packed_last[QBNN_MAX_HIDDEN * QBNN_MAX_HIDDEN + 4] __attribute__((aligned(16)));
-static int8_t g_input[QBNN_MAX_INPUT];
+static int8_t g_input[QBNN_INPUT_DIM];
 static qbnn_result_t g_res;
 static int32_t g_moments_table[512];
-static qbnn_layer_moments g_moments; /* the last layer's moments, a RAM copy the cases mutate */
+static qbnn_layer_moments g_moments;
+static uint64_t g_arena[(QBNN_ARENA_BYTES + 15u) / 8u];
 
 static void reset(void) {
   g_m = qbnn_model;
-  memcpy(g_layers, qbnn_model.layers, sizeof g_layers);
-  g_m.layers = g_layers;
-  const qbnn_layer *L = &g_layers[QBNN_NUM_LAYERS - 1].core;
+  memcpy(g_ops, qbnn_model.ops, sizeof g_ops);
+  g_m.ops = g_ops;
+  for (int l = 0; l < QBNN_NUM_OPS; ++l) {
+    g_layers[l] = *(const qbnn_rt_layer *)qbnn_model.ops[l].params;
+    g_ops[l].params = &g_layers[l];
+  }
+  const qbnn_layer *L = &g_layers[QBNN_NUM_OPS - 1].core;
   memcpy(g_packed_last, L->mu, L->rows * L->cols);
-  g_layers[QBNN_NUM_LAYERS - 1].core.mu = g_packed_last;
-  g_moments = *qbnn_model.layers[QBNN_NUM_LAYERS - 1].moments;
+  g_layers[QBNN_NUM_OPS - 1].core.mu = g_packed_last;
+  g_moments = *g_layers[QBNN_NUM_OPS - 1].moments;
   memcpy(g_moments_table, g_moments.table, sizeof g_moments_table);
   g_moments.table = g_moments_table;
-  g_layers[QBNN_NUM_LAYERS - 1].moments = &g_moments;
+  g_layers[QBNN_NUM_OPS - 1].moments = &g_moments;
   for (int i = 0; i < QBNN_TV_INPUT_DIM; ++i) g_input[i] = (int8_t)((int)qbnn_tv_images[0][i] - 128);
 }
 
-#define LAST (&g_layers[QBNN_NUM_LAYERS - 1])
+#define LAST (&g_layers[QBNN_NUM_OPS - 1])
+
+static int init_with(const qbnn_model_t *m, uint32_t seed, int kernel) {
+  return qbnn_init(&g_rt, m, g_arena, sizeof g_arena, seed, kernel);
+}
 
 /* A case mutates the copy and returns the code of the call that must fail. */
-static int c_null_rt(void) { return qbnn_init(NULL, &g_m, 1, QBNN_KERNEL_AUTO); }
-static int c_null_model(void) { return qbnn_init(&g_rt, NULL, 1, QBNN_KERNEL_AUTO); }
-static int c_null_layers(void) { g_m.layers = NULL; return qbnn_init(&g_rt, &g_m, 1, QBNN_KERNEL_AUTO); }
-static int c_null_mu(void) { g_layers[0].core.mu = NULL; return qbnn_init(&g_rt, &g_m, 1, QBNN_KERNEL_REF); }
-static int c_null_sigma_q(void) { g_layers[0].core.sigma_q = NULL; return qbnn_init(&g_rt, &g_m, 1, QBNN_KERNEL_AUTO); }
-static int c_null_wlut(void) { g_layers[0].wlut = NULL; return qbnn_init(&g_rt, &g_m, 1, QBNN_KERNEL_LUT); }
-static int init_ok(int kernel) { return qbnn_init(&g_rt, &g_m, 1, kernel); }
+static int c_null_rt(void) { return qbnn_init(NULL, &g_m, g_arena, sizeof g_arena, 1, QBNN_KERNEL_AUTO); }
+static int c_null_model(void) { return init_with(NULL, 1, QBNN_KERNEL_AUTO); }
+static int c_null_ops(void) { g_m.ops = NULL; return init_with(&g_m, 1, QBNN_KERNEL_AUTO); }
+static int c_null_params(void) { g_ops[1].params = NULL; return init_with(&g_m, 1, QBNN_KERNEL_AUTO); }
+static int c_null_mu(void) { g_layers[0].core.mu = NULL; return init_with(&g_m, 1, QBNN_KERNEL_REF); }
+static int c_null_sigma_q(void) { g_layers[0].core.sigma_q = NULL; return init_with(&g_m, 1, QBNN_KERNEL_AUTO); }
+static int c_null_wlut(void) { g_layers[0].wlut = NULL; return init_with(&g_m, 1, QBNN_KERNEL_LUT); }
+static int init_ok(int kernel) { return init_with(&g_m, 1, kernel); }
 static int c_predict_null_rt(void) { return qbnn_predict(NULL, g_input, QBNN_MODE_MC, 2, &g_res); }
 static int c_predict_null_input(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, NULL, QBNN_MODE_MC, 2, &g_res); }
 static int c_predict_null_result(void) { return init_ok(QBNN_KERNEL_AUTO) ? -1 : qbnn_predict(&g_rt, g_input, QBNN_MODE_MC, 2, NULL); }
@@ -81,7 +94,7 @@ static int c_moments_v_negative(void) { g_moments_table[2 * 17 + 1] = -1; return
 static int c_moments_null_table(void) { g_moments.table = NULL; return init_ok(QBNN_KERNEL_AUTO); }
 static int c_moments_activation_unknown(void) { g_moments.activation = 9; return init_ok(QBNN_KERNEL_AUTO); }
 static int c_moments_last_not_linear(void) { g_moments.activation = QBNN_ACT_RELU; return init_ok(QBNN_KERNEL_AUTO); }
-static int c_kernel_unknown(void) { return qbnn_init(&g_rt, &g_m, 1, 7); }
+static int c_kernel_unknown(void) { return init_with(&g_m, 1, 7); }
 static int c_act_min_below_int8(void) { g_layers[0].act_min = -129; return init_ok(QBNN_KERNEL_AUTO); }
 static int c_act_max_above_int8(void) { g_layers[0].act_max = 300; return init_ok(QBNN_KERNEL_AUTO); }
 static int c_act_min_gt_max(void) { g_layers[0].act_min = 10; g_layers[0].act_max = 5; return init_ok(QBNN_KERNEL_AUTO); }
@@ -101,8 +114,38 @@ static int c_sigma_code_beyond_table(void) { /* sb = 3: stored sigma codes 8..15
 static int c_mu_code_minus_8(void) { g_packed_last[3] = (uint8_t)((g_packed_last[3] & 0xF0) | 0x8); return init_ok(QBNN_KERNEL_REF); }
 static int c_chain_cols(void) { g_layers[1].core.cols -= 4; return init_ok(QBNN_KERNEL_AUTO); }
 static int c_classes_mismatch(void) { g_m.num_classes -= 1; return init_ok(QBNN_KERNEL_AUTO); }
-static int c_zero_layers(void) { g_m.num_layers = 0; return init_ok(QBNN_KERNEL_AUTO); }
-static int c_too_wide(void) { g_layers[0].core.cols = QBNN_MAX_INPUT + 4; return init_ok(QBNN_KERNEL_REF); }
+static int c_zero_ops(void) { g_m.num_ops = 0; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_tensor_too_large(void) { g_ops[0].in.h = 65535; g_ops[0].in.w = 65535; return init_ok(QBNN_KERNEL_REF); }
+static int c_format_version(void) { g_m.format_version = QBNN_FORMAT_VERSION + 1; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_op_kind_unknown(void) { g_ops[1].kind = QBNN_OP_COUNT; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_op_kind_zero(void) { g_ops[0].kind = QBNN_OP_NONE; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_op_dims_chain(void) { g_ops[1].in.c += 1; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_stream_shared(void) { g_layers[1].core.layer_index = g_layers[0].core.layer_index; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_stream_beyond_max(void) { g_layers[1].core.layer_index = QBNN_MAX_STREAMS; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_arena_null(void) { return qbnn_init(&g_rt, &g_m, NULL, sizeof g_arena, 1, QBNN_KERNEL_AUTO); }
+static int c_arena_too_small(void) { return qbnn_init(&g_rt, &g_m, g_arena, qbnn_arena_bytes(&g_m) - 8, 1, QBNN_KERNEL_AUTO); }
+static int c_arena_misaligned(void) {
+  return qbnn_init(&g_rt, &g_m, (uint8_t *)g_arena + 4, sizeof g_arena - 4, 1, QBNN_KERNEL_AUTO);
+}
+static int c_bias_beyond_bound(void) {
+  static int32_t bias[QBNN_MAX_HIDDEN];
+  bias[0] = INT32_MAX;
+  g_layers[0].bias = bias;
+  return init_ok(QBNN_KERNEL_AUTO);
+}
+static int c_constant_filter_null(void) {
+  g_layers[1].core.mu = NULL; /* a constant-weight layer without its filter */
+  g_layers[1].moments = NULL;
+  return init_ok(QBNN_KERNEL_AUTO);
+}
+static int c_constant_filter_bits_5(void) {
+  static const int8_t filter[QBNN_MAX_HIDDEN * QBNN_MAX_HIDDEN];
+  g_layers[1].core.mu = NULL;
+  g_layers[1].moments = NULL;
+  g_layers[1].filter = filter;
+  g_layers[1].filter_bits = 5;
+  return init_ok(QBNN_KERNEL_AUTO);
+}
 static int c_softmax_left_shift_40(void) { g_m.softmax_left_shift = 40; return init_ok(QBNN_KERNEL_AUTO); }
 static int c_softmax_diff_min_positive(void) { g_m.softmax_diff_min = 1; return init_ok(QBNN_KERNEL_AUTO); }
 static int c_softmax_multiplier_negative(void) { g_m.softmax_multiplier = -1; return init_ok(QBNN_KERNEL_AUTO); }
@@ -113,7 +156,7 @@ static const struct {
   const char *name;
   int (*run)(void);
 } kCases[] = {
-    {"null_rt", c_null_rt}, {"null_model", c_null_model}, {"null_layers", c_null_layers}, {"null_mu", c_null_mu},
+    {"null_rt", c_null_rt}, {"null_model", c_null_model}, {"null_ops", c_null_ops}, {"null_params", c_null_params}, {"null_mu", c_null_mu},
     {"null_sigma_q", c_null_sigma_q}, {"null_wlut", c_null_wlut}, {"predict_null_rt", c_predict_null_rt},
     {"predict_null_input", c_predict_null_input}, {"predict_null_result", c_predict_null_result},
     {"predict_uninit", c_predict_uninit}, {"predict_zero_samples", c_predict_zero_samples},
@@ -125,7 +168,7 @@ static const struct {
     {"in_zp_truncated_int16", c_in_zp_truncated_int16}, {"in_zp_int_min", c_in_zp_int_min},
     {"out_zp_overflows", c_out_zp_overflows}, {"sigma_code_beyond_table", c_sigma_code_beyond_table},
     {"mu_code_minus_8", c_mu_code_minus_8}, {"chain_cols", c_chain_cols}, {"classes_mismatch", c_classes_mismatch},
-    {"zero_layers", c_zero_layers}, {"too_wide", c_too_wide}, {"softmax_left_shift_40", c_softmax_left_shift_40},
+    {"zero_ops", c_zero_ops}, {"tensor_too_large", c_tensor_too_large}, {"softmax_left_shift_40", c_softmax_left_shift_40},
     {"softmax_diff_min_positive", c_softmax_diff_min_positive},
     {"softmax_multiplier_negative", c_softmax_multiplier_negative}, {"layout_unknown", c_layout_unknown},
     {"weight_bits_9", c_weight_bits_9}, {"predict_mode_unknown", c_predict_mode_unknown},
@@ -136,7 +179,12 @@ static const struct {
     {"forward_mean_null_out", c_forward_mean_null_out}, {"forward_mean_uninit", c_forward_mean_uninit},
     {"moments_s1_out_of_range", c_moments_s1_out_of_range}, {"moments_v_negative", c_moments_v_negative},
     {"moments_null_table", c_moments_null_table}, {"moments_activation_unknown", c_moments_activation_unknown},
-    {"moments_last_not_linear", c_moments_last_not_linear},
+    {"moments_last_not_linear", c_moments_last_not_linear}, {"format_version", c_format_version},
+    {"op_kind_unknown", c_op_kind_unknown}, {"op_kind_zero", c_op_kind_zero}, {"op_dims_chain", c_op_dims_chain},
+    {"stream_shared", c_stream_shared}, {"stream_beyond_max", c_stream_beyond_max}, {"arena_null", c_arena_null},
+    {"arena_too_small", c_arena_too_small}, {"arena_misaligned", c_arena_misaligned},
+    {"bias_beyond_bound", c_bias_beyond_bound}, {"constant_filter_null", c_constant_filter_null},
+    {"constant_filter_bits_5", c_constant_filter_bits_5},
 };
 
 /* Cases whose failing call is qbnn_init(&g_rt, ...): afterwards g_rt must refuse to predict, even
@@ -150,7 +198,7 @@ static int run_cases(const char *only) {
   /* the unmutated copy is valid for every kernel and gives the reference counts */
   for (int k = QBNN_KERNEL_REF; k <= QBNN_KERNEL_SIMD && !only; ++k) {
     reset();
-    int err = qbnn_init(&g_rt, &g_m, QBNN_TV_SEED, k);
+    int err = init_with(&g_m, QBNN_TV_SEED, k);
     if (!err) err = qbnn_predict(&g_rt, g_input, QBNN_MODE_MC, QBNN_TV_NUM_SAMPLES, &g_res);
     int same = !err;
     for (int c = 0; c < QBNN_TV_NUM_CLASSES && same; ++c) same = g_res.counts[c] == qbnn_tv_counts[0][c];
@@ -160,7 +208,7 @@ static int run_cases(const char *only) {
   for (unsigned i = 0; i < sizeof kCases / sizeof kCases[0]; ++i) {
     if (only && strcmp(only, kCases[i].name) != 0) continue;
     reset();
-    if (qbnn_init(&g_rt, &g_m, 1, QBNN_KERNEL_AUTO) != QBNN_OK) return 2;
+    if (init_with(&g_m, 1, QBNN_KERNEL_AUTO) != QBNN_OK) return 2;
     const int code = kCases[i].run();
     reset();
     const int usable = is_init_case(kCases[i].name) && qbnn_predict(&g_rt, g_input, QBNN_MODE_MC, 2, &g_res) == QBNN_OK;
@@ -176,7 +224,7 @@ static int run_cases(const char *only) {
     const qbnn_layer *L = &LAST->core;
     memmove(g_packed_last + 1, g_packed_last, L->rows * L->cols);
     LAST->core.mu = g_packed_last + 1;
-    int err = qbnn_init(&g_rt, &g_m, QBNN_TV_SEED, QBNN_KERNEL_SIMD);
+    int err = init_with(&g_m, QBNN_TV_SEED, QBNN_KERNEL_SIMD);
     if (!err) err = qbnn_predict(&g_rt, g_input, QBNN_MODE_MC, QBNN_TV_NUM_SAMPLES, &g_res);
     int same = !err;
     for (int c = 0; c < QBNN_TV_NUM_CLASSES && same; ++c) same = g_res.counts[c] == qbnn_tv_counts[0][c];

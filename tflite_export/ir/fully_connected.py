@@ -101,10 +101,8 @@ class IntegerLayer(act.Activated, Op):
     has_weights = True
 
     def emit_c(self, em, i, in_shape):
-        (name, packed), *rest = self.stored_tensors()
-        if rest or name != "packed":
-            raise ValueError(f"layer {self.name!r}: the C runtime's table kernels need the I4_FUSED layout (export with "
-                             "--weights int4 and sigma_bits <= 4)")
+        em.require_fused(f"layer {self.name!r}", self.layout)
+        (_, packed), = self.stored_tensors()
         rows, cols = self.shape
         mult, shift = self.multiplier
         layer = em.rt_layer(i, rows, cols, in_zero_point=self.input_zero_point, out_zero_point=self.output_zero_point,

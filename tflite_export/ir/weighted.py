@@ -144,9 +144,8 @@ class WeightedOp(act.Activated, Op):
         common = dict(in_zero_point=self.input_zero_point, out_zero_point=self.output_zero_point, multipliers=mult,
                       shifts=shift, act_range=self.act_range, activation=self.activation, lut=self.lut, bias=self.bias)
         if self.bayesian:
-            (name, packed), *rest = w.stored_tensors()
-            if rest or name != "packed":
-                raise ValueError(f"op {self.name!r}: the C runtime's table kernels need the I4_FUSED layout")
+            em.require_fused(f"op {self.name!r}", w.layout)
+            (_, packed), = w.stored_tensors()
             return em.rt_layer(i, rows, cols, bayesian=dict(weight_bits=w.weight_bits, sigma_bits=w.sigma_bits,
                                                             layout=w.layout, index=w.index, packed=packed,
                                                             sigma_q=w.sigma_q), moments=moments, **common)
