@@ -30,8 +30,11 @@ def main(argv=None):
         p.error(f"export_dir {a.export_dir!r} is not a directory (run `make demo` or pass an export directory)")
     if a.samples < 1:
         p.error(f"--samples must be >= 1; received {a.samples}")
+    from tfqbnn.datasets.test_images import sample_test_images
+
+    image = sample_test_images(per_set=1)[0][0]  # an MNIST test digit (the hybrid's cost depends on its pixels)
     for board in a.boards:
-        kv = firmware_runner.bench(a.export_dir, board=board, samples=a.samples)
+        kv = firmware_runner.bench(a.export_dir, image, board=board, samples=a.samples)
         print(f"# {board} ({firmware_runner.BOARDS[board]})")
         for k, v in kv.items():
             print(f"{k}={v}")

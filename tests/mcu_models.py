@@ -68,6 +68,7 @@ def exported_jq4(tmp_root):
     from tfqbnn import models
     from tfqbnn.datasets import load_mnist
     from tflite_export import c_source, export_all
+    from tfqbnn.datasets.test_images import sample_test_images
 
     keras.utils.set_random_seed(0)
     x, y = load_mnist("train")
@@ -79,7 +80,7 @@ def exported_jq4(tmp_root):
     out = os.path.join(os.fspath(tmp_root), "export_jq4")
     bnn.save(os.path.join(os.fspath(tmp_root), "jq4.keras"))  # the Keras model, for comparisons with the integer one
     export_all(bnn, out, weights="int4", seed=11, calibration_x=x[-500:], calibration_samples=2,
-               extra_writers=[c_source.export_writer(num_samples=8, per_set=3)])
+               extra_writers=[c_source.export_writer(*sample_test_images(per_set=3), num_samples=8)])
     _EXPORTED["dir"] = out
     return out
 

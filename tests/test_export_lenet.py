@@ -2,10 +2,14 @@
 through the Keras front end; model_split.tflite runs in pip TFLM bit-exactly with the numpy reference on real
 MNIST / Fashion-MNIST images; model.tflite holds a QBNN_SAMPLE op (options v2, OHWI) per Bayesian conv."""
 
+import os
+import re
+import subprocess
+
 import numpy as np
 import pytest
 
-from tflite_export import artifacts, convert, tflite_io
+from tflite_export import artifacts, convert, firmware_runner, tflite_io
 
 pytestmark = pytest.mark.slow
 
@@ -37,12 +41,25 @@ def images():
     return {"calibration": calibration_images(300), "mnist": (x[:40], y[:40]), "fashion": load_fashion_mnist("test")[0][:20]}
 
 
+@pytest.fixture(scope="module")
+def lenets(images, tmp_path_factory):
+    """bayesian -> (bayesian, Keras model, export result), each built on first use."""
+    cache = {}
+
+    def get(bayesian):
+        if bayesian not in cache:
+            model = _lenet(bayesian)
+            out = tmp_path_factory.mktemp(f"lenet_{bayesian}")
+            cache[bayesian] = (bayesian, model, convert.export_all(model, out, weights="int4", seed=77,
+                                                                  calibration_x=images["calibration"]))
+        return cache[bayesian]
+
+    return get
+
+
 @pytest.fixture(scope="module", params=["all", "head"])
-def exported(request, images, tmp_path_factory):
-    model = _lenet(request.param)
-    out = tmp_path_factory.mktemp(f"lenet_{request.param}")
-    result = convert.export_all(model, out, weights="int4", seed=77, calibration_x=images["calibration"])
-    return request.param, model, result
+def exported(request, lenets):
+    return lenets(request.param)
 
 
 def _tflm_codes(interp, q, weights):
@@ -72,11 +89,9 @@ def test_ops_from_the_keras_front_end(exported):
         assert s["version"] == (2 if op.kind == "CONV_2D" else 1)
 
 
-def test_constant_filters_are_the_keras_qat_grid(exported):
+def test_constant_filters_are_the_keras_qat_grid(lenets):
     """The head model's deterministic filters: codes * scale == the QAT layer's fake-quantized kernel (float32)."""
-    bayesian, model, result = exported
-    if bayesian != "head":
-        pytest.skip("the 'all' model has no deterministic weighted layer")
+    _, model, result = lenets("head")
     ops = {op.name: op for op in result["integer_model"].layers}
     checked = 0
     for layer in model.layers:
@@ -137,3 +152,47 @@ def test_litert_runs_the_split_models(exported, images):
         lt.invoke()
         got.append(lt.get_tensor(lt.get_output_details()[0]["index"])[0])
     assert np.mean(np.argmax(np.stack(got), -1) == np.argmax(ref, -1)) >= 0.95
+
+
+FIRMWARE = os.path.join(os.path.dirname(convert.__file__), "firmware")
+
+
+def _make(*args):
+    return subprocess.run(["make", "-s", "-C", FIRMWARE, *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def c_gen(exported, images, tmp_path_factory):
+    """The exported LeNet as C (model_data + test vectors on real MNIST, Ambiguous-MNIST and Fashion-MNIST test
+    images, 6 MC samples each)."""
+    from tflite_export import c_source
+
+    bayesian, _, result = exported
+    imodel = artifacts.load_exported(result["model"].parent)  # what a user deploys: the files, read back
+    gen = tmp_path_factory.mktemp(f"c_{bayesian}")
+    c_source.write_model_sources(imodel, gen)
+    from tfqbnn.datasets.test_images import sample_test_images
+
+    x, sources = sample_test_images(per_set=2, seed=3)
+    c_source.write_test_vectors(imodel, x, sources, gen, num_samples=6, seed=21)
+    return bayesian, gen
+
+
+def test_c_runtime_bit_exact_on_host_under_asan_ubsan(c_gen, tmp_path):
+    """Every kernel (REF / LUT / SIMD emulated), the MC counts, entropies, stream positions and the mean-code pass
+    equal the numpy reference for the exported LeNet."""
+    _, gen = c_gen
+    r = _make(f"GEN_DIR={gen}", f"HOST_BUILD={tmp_path}", "host-test")
+    assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
+    assert len(re.findall(r"^ok image \d \((mnist|ambiguous|fashion)[^)]*\) kernel=auto", r.stdout, re.M)) == 6
+
+
+@pytest.mark.skipif(bool(firmware_runner.missing_tools()), reason="no arm-none-eabi-gcc / qemu-system-arm")
+@pytest.mark.parametrize("board", ["an385", "an386", "an500"])
+def test_c_runtime_bit_exact_on_cortex_m(c_gen, board, tmp_path):
+    _, gen = c_gen
+    r = _make(f"BOARD={board}", f"GEN_DIR={gen}", f"BUILD={tmp_path}", "run")
+    assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    for src in ("mnist", "ambiguous", "fashion"):
+        assert f"({src}" in r.stdout

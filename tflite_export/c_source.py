@@ -14,12 +14,11 @@ test-vector sources must be plain words (`_SOURCE_NAME`), or a ValueError names 
 and the values the numpy reference (`tflite_export.reference`) gives for them — SPEC.md 7's
 count sums A[c], predictions, entropies and the layer stream positions.
 
-CLI: `python -m tflite_export.c_source EXPORT_DIR --out GEN_DIR [--samples S --seed N]`.
+CLI (with real test images): `python -m tfqbnn.cli.c_sources EXPORT_DIR --out GEN_DIR [--samples S --seed N]`.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 
@@ -389,78 +388,25 @@ def write_test_vectors(model, images, sources, out_dir, num_samples=10, seed=Non
     return exp
 
 
-def default_test_images(per_set=4, data_dir=None, seed=0):
-    """(uint8 images [3*per_set, 784], source names): MNIST test, Ambiguous-MNIST, Fashion-MNIST test.
-
-    Ambiguous-MNIST comes from the cached regeneration when it exists; otherwise from pixel-wise
-    means of two MNIST test digits of different classes, named "ambiguous-blend" (enough for a
-    bit-exactness test; not a substitute for the real set in evaluations).
-    """
-    from tfqbnn.datasets.mnist import load_idx_uint8
-
-    rng = np.random.default_rng(seed)
-    mx, my = load_idx_uint8("mnist", "test", data_dir)
-    fx, _ = load_idx_uint8("fashion_mnist", "test", data_dir)
-    mnist = mx[rng.choice(len(mx), per_set, replace=False)].reshape(per_set, -1)
-    fashion = fx[rng.choice(len(fx), per_set, replace=False)].reshape(per_set, -1)
-    try:
-        from tfqbnn.datasets.ambiguous import load_regenerated_arrays
-
-        arrays, _, _ = load_regenerated_arrays(regenerate=False, data_dir=data_dir)
-        amb = arrays["x"][6000 + rng.choice(6000, per_set, replace=False)].reshape(per_set, -1).astype(np.uint8)
-        amb_name = "ambiguous"
-    except Exception:  # no cached regeneration: two-digit blends
-        amb = []
-        while len(amb) < per_set:
-            i, j = rng.choice(len(mx), 2, replace=False)
-            if my[i] != my[j]:
-                amb.append(((mx[i].astype(np.uint16) + mx[j]) // 2).astype(np.uint8).reshape(-1))
-        amb = np.stack(amb)
-        amb_name = "ambiguous-blend"
-    images = np.concatenate([mnist, amb, fashion])
-    return images, ["mnist"] * per_set + [amb_name] * per_set + ["fashion"] * per_set
-
-
 # Moved to tflite_export.artifacts (verifies SHA-256 hashes and cross-checks manifest.json against model.tflite).
 from tflite_export.artifacts import load_exported  # noqa: E402,F401
 
 
-def export_writer(num_samples=10, per_set=4, subdir="c", data_dir=None):
-    """Hook for `tflite_export.export_all(..., extra_writers=[export_writer()])`: writes the C sources
-    and test vectors into `<export dir>/<subdir>` (the firmware's GEN_DIR)."""
+def export_writer(images, sources, num_samples=10, subdir="c"):
+    """Hook for `tflite_export.export_all(..., extra_writers=[export_writer(images, sources)])`: writes the C
+    sources and test vectors for `images` (uint8 [N, H*W*C]) into `<export dir>/<subdir>` (the firmware's GEN_DIR)."""
 
     def write(imodel, manifest, out_dir):
         out = os.path.join(os.fspath(out_dir), subdir)
         write_model_sources(imodel, out)
-        images, sources = default_test_images(per_set, data_dir)
         write_test_vectors(imodel, images, sources, out, num_samples=num_samples)
 
     return write
 
 
-def generate(export_dir, out_dir, num_samples=10, seed=None, per_set=4, data_dir=None):
-    """Model + test-vector C sources for an export directory; returns the reference results."""
+def generate(export_dir, out_dir, images, sources, num_samples=10, seed=None):
+    """Model + test-vector C sources for an export directory (or an IntegerModel); returns the reference results.
+    CLI with real test images: `python -m tfqbnn.cli.c_sources EXPORT_DIR --out GEN_DIR`."""
     model = export_dir if isinstance(export_dir, reference.IntegerModel) else load_exported(export_dir)
-    if model.input_dim != 784:
-        raise ValueError(f"the default test images are 28x28; the model takes {model.input_dim} inputs")
     write_model_sources(model, out_dir)
-    images, sources = default_test_images(per_set, data_dir)
     return write_test_vectors(model, images, sources, out_dir, num_samples=num_samples, seed=seed)
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description="Write model_data.c/.h and test_vectors.c/.h for the C runtime.")
-    p.add_argument("export_dir", help="directory written by scripts/export.py")
-    p.add_argument("--out", required=True, help="output directory for the C sources")
-    p.add_argument("--samples", type=int, default=10, help="MC samples per test image")
-    p.add_argument("--seed", type=int, default=None, help="stream seed (default: the model's)")
-    p.add_argument("--per-set", type=int, default=4, help="test images per data set")
-    a = p.parse_args(argv)
-    if not os.path.isdir(a.export_dir):
-        p.error(f"export_dir {a.export_dir!r} is not a directory")
-    generate(a.export_dir, a.out, a.samples, a.seed, a.per_set)
-    print(f"wrote model_data.c/.h and test_vectors.c/.h to {a.out}")
-
-
-if __name__ == "__main__":
-    main()

@@ -79,7 +79,7 @@ def prepare(export_dir, gen_dir, images=None, sources=None, num_samples=10, seed
     model = export_dir if not isinstance(export_dir, (str, os.PathLike)) else c_source.load_exported(export_dir)
     c_source.write_model_sources(model, gen_dir)
     if images is None:
-        images, sources = c_source.default_test_images(per_set=1)
+        raise ValueError("pass test images (uint8 [N, H*W*C]), e.g. tfqbnn.datasets.test_images.sample_test_images()")
     images = np.asarray(images)
     if images.dtype != np.uint8:  # float pixels in [0, 1] -> bytes (exact for k/255 data)
         images = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
@@ -127,12 +127,12 @@ def parse_bench(stdout):
     return out
 
 
-def bench(export_dir, board="an386", samples=10, work_dir=None):
-    """The firmware's bench lines as a dict (instruction counts, bytes)."""
+def bench(export_dir, image, board="an386", samples=10, work_dir=None):
+    """The firmware's bench lines as a dict (instruction counts, bytes), measured on one uint8 `image`."""
     _check_board(board)
     work = work_dir or tempfile.mkdtemp(prefix="qbnn_bench_")
     gen = os.path.join(work, "gen")
-    prepare(export_dir, gen, num_samples=1)
+    prepare(export_dir, gen, np.asarray(image).reshape(1, -1), ["bench"], num_samples=1)
     r = _make("bench", board, gen, os.path.join(work, board), extra=(f"SAMPLES={samples}",))
     if r.returncode != 0:
         raise RuntimeError(f"bench on {board} failed (exit {r.returncode}):\n{r.stdout}{r.stderr}")

@@ -5,8 +5,10 @@
 
 #if defined(__GNUC__)
 #define QBNN_ALWAYS_INLINE static inline __attribute__((always_inline))
+#define QBNN_NOINLINE static __attribute__((noinline))
 #else
 #define QBNN_ALWAYS_INLINE static inline
+#define QBNN_NOINLINE static
 #endif
 
 int qbnn_op_fully_connected_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
@@ -78,7 +80,7 @@ static int32_t row_lut_words(const int8_t *lut, const uint8_t *p, const int8_t *
    (packed byte in bits 8-15, random byte in bits 0-7 of each halfword: one AND + one UXTAB16 per
    pair), looked up, packed into int16 pairs and multiplied with two SMLADs. On DSP targets the loop
    is hand-scheduled (23 instructions per 4 weights); elsewhere the same steps run in C. */
-static int32_t row_simd(const int8_t *lut, const uint8_t *p, const int16_t *xi, int cols, uint32_t *state) {
+QBNN_ALWAYS_INLINE int32_t row_simd(const int8_t *lut, const uint8_t *p, const int16_t *xi, int cols, uint32_t *state) {
   uint32_t st = *state;
   int32_t acc = 0;
   const uint32_t *pw = (const uint32_t *)(const void *)p;
@@ -175,9 +177,14 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
     for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, row_lut(L, p, x, s), r, plain);
   } else {
     if (kernel == QBNN_KERNEL_SIMD && ((uintptr_t)p & 3u) == 0) {
-      if (!ctx->x_ready) interleave_offset(x, cols, L->in_zero_point, ctx->x);
+      /* locals: the int8 stores to y may alias anything, so fields would be reloaded every row */
+      int16_t *const xi = ctx->x;
+      const int8_t *const lut = L->wlut;
+      if (!ctx->x_ready) interleave_offset(x, cols, L->in_zero_point, xi);
       ctx->x_ready = 1;
-      for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, row_simd(L->wlut, p, ctx->x, (int)cols, &s->state), r, plain);
+      uint32_t st = s->state;
+      for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, row_simd(lut, p, xi, (int)cols, &st), r, plain);
+      s->state = st;
     } else {
       for (uint32_t r = 0; r < rows; ++r, p += cols)
         y[r] = requant(L, row_lut_words(L->wlut, p, x, (int)cols, L->in_zero_point, &s->state), r, plain);
@@ -187,12 +194,22 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
   }
 }
 
+/* two copies of the sampled pass (separate functions, so that the compiler cannot merge them): the MLP's
+   per-tensor, bias-free requantisation without per-row checks, and the general one */
+QBNN_NOINLINE void eval_sampled_plain(const qbnn_rt_layer *L, const int8_t *x, int8_t *y, qbnn_op_ctx *ctx) {
+  eval_sampled(L, x, y, ctx, 1);
+}
+
+QBNN_NOINLINE void eval_sampled_general(const qbnn_rt_layer *L, const int8_t *x, int8_t *y, qbnn_op_ctx *ctx) {
+  eval_sampled(L, x, y, ctx, 0);
+}
+
 void qbnn_op_fully_connected_eval(const qbnn_op *op, const int8_t *x, int8_t *y, qbnn_op_ctx *ctx) {
   const qbnn_rt_layer *L = (const qbnn_rt_layer *)op->params;
   const uint32_t rows = L->core.rows, cols = L->core.cols;
   if (L->core.mu && !ctx->mean) {
-    if (!L->bias && !L->multipliers) eval_sampled(L, x, y, ctx, 1);
-    else eval_sampled(L, x, y, ctx, 0);
+    if (!L->bias && !L->multipliers) eval_sampled_plain(L, x, y, ctx);
+    else eval_sampled_general(L, x, y, ctx);
     return;
   }
   const uint8_t *p = L->core.mu;

@@ -1,0 +1,31 @@
+"""`python -m tfqbnn.cli.c_sources EXPORT_DIR --out GEN_DIR`: the C runtime's model_data.c/.h and test_vectors.c/.h
+for an exported model, with real test images of the three Dirty-MNIST sets (the firmware Makefile's `gen`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Write model_data.c/.h and test_vectors.c/.h for the C runtime.")
+    p.add_argument("export_dir", help="directory written by tfqbnn-export (model.tflite + manifest.json)")
+    p.add_argument("--out", required=True, help="output directory for the C sources")
+    p.add_argument("--samples", type=int, default=10, help="MC samples per test image")
+    p.add_argument("--seed", type=int, default=None, help="stream seed (default: the model's)")
+    p.add_argument("--per-set", type=int, default=4, help="test images per data set")
+    a = p.parse_args(argv)
+    if not os.path.isdir(a.export_dir):
+        p.error(f"export_dir {a.export_dir!r} is not a directory")
+    if a.samples < 1 or a.per_set < 1:
+        p.error(f"--samples and --per-set must be >= 1; received {a.samples} and {a.per_set}")
+    from tflite_export import c_source
+    from tfqbnn.datasets.test_images import sample_test_images
+
+    images, sources = sample_test_images(a.per_set)
+    c_source.generate(a.export_dir, a.out, images, sources, num_samples=a.samples, seed=a.seed)
+    print(f"wrote model_data.c/.h and test_vectors.c/.h to {a.out}")
+
+
+if __name__ == "__main__":
+    main()
