@@ -278,14 +278,20 @@ def expected_values(model, images, num_samples, seed):
         })
     for img, e in zip(images, out):
         e["mean_codes"] = modes.forward_mean_codes(model, img[None])[0].astype(np.int64)
-    if all(isinstance(layer, IntegerLayer) for layer in model.layers):  # SPEC 11's modes (dense MLP)
+    try:  # SPEC 11's hybrid: the first Bayesian op a dense layer
+        modes.hybrid_entry(model)
+        hybrid = True
+    except ValueError:
+        hybrid = False
+    for img, e in zip(images, out if hybrid else []):
+        streams = model.streams(seed)
+        u = reference.uncertainty(modes.hybrid_predict_codes(model, img[None], num_samples, streams=streams))
+        e["hybrid"] = {"sums": u["sums"][0].astype(np.int64), "prediction": int(u["prediction"][0]),
+                       "entropy": (float(u["predictive_entropy"][0]), float(u["expected_entropy"][0]),
+                                   float(u["mutual_information"][0])),
+                       "positions": [int(s.position) for s in streams]}
+    if all(isinstance(layer, IntegerLayer) for layer in model.layers):  # SPEC 11's PFP (dense MLP)
         for img, e in zip(images, out):
-            streams = model.streams(seed)
-            u = reference.uncertainty(modes.hybrid_predict_codes(model, img[None, :], num_samples, streams=streams))
-            e["hybrid"] = {"sums": u["sums"][0].astype(np.int64), "prediction": int(u["prediction"][0]),
-                           "entropy": (float(u["predictive_entropy"][0]), float(u["expected_entropy"][0]),
-                                       float(u["mutual_information"][0])),
-                           "positions": [int(s.position) for s in streams]}
             streams = model.streams(seed)
             p = modes.pfp_uncertainty(model, img[None, :], num_samples, streams=streams)
             e["pfp"] = {"mean_prob": p["mean_prob"][0], "prediction": int(p["prediction"][0]),
@@ -331,8 +337,8 @@ def write_test_vectors(model, images, sources, out_dir, num_samples=10, seed=Non
     c += ["  {" + ", ".join(f"{v:.9e}f" for v in e["entropy"]) + "}," for e in exp]
     c += ["};", "const uint32_t qbnn_tv_positions[QBNN_TV_NUM_STREAMS] = {" + ", ".join(f"{p}u" for p in positions) + "};",
           "const uint16_t qbnn_tv_stream_ids[QBNN_TV_NUM_STREAMS] = {" + ", ".join(str(i) for i in ids) + "};", ""]
-    has_modes = "hybrid" in exp[0]
-    if has_modes:  # SPEC 11: hybrid (exact integers), pfp (float32 bits as hex literals), mean-code pass
+    has_hybrid, has_pfp = "hybrid" in exp[0], "pfp" in exp[0]
+    if has_hybrid:  # SPEC 11: hybrid (exact integers)
         c += [f"const uint32_t qbnn_tv_hybrid_counts[QBNN_TV_NUM_IMAGES][{k}] = {{"]
         c += ["  {" + ", ".join(f"{int(v)}u" for v in e["hybrid"]["sums"]) + "}," for e in exp]
         c += ["};", "const int qbnn_tv_hybrid_prediction[QBNN_TV_NUM_IMAGES] = {"
@@ -340,8 +346,9 @@ def write_test_vectors(model, images, sources, out_dir, num_samples=10, seed=Non
               "const float qbnn_tv_hybrid_entropy[QBNN_TV_NUM_IMAGES][3] = {"]
         c += ["  {" + ", ".join(f"{v:.9e}f" for v in e["hybrid"]["entropy"]) + "}," for e in exp]
         c += ["};", "const uint32_t qbnn_tv_hybrid_positions[QBNN_TV_NUM_STREAMS] = {"
-              + ", ".join(f"{p}u" for p in exp[0]["hybrid"]["positions"]) + "};",
-              f"const float qbnn_tv_pfp_prob[QBNN_TV_NUM_IMAGES][{k}] = {{"]
+              + ", ".join(f"{p}u" for p in exp[0]["hybrid"]["positions"]) + "};", ""]
+    if has_pfp:  # pfp: float32 bits as hex literals
+        c += [f"const float qbnn_tv_pfp_prob[QBNN_TV_NUM_IMAGES][{k}] = {{"]
         c += ["  {" + _hex_floats(e["pfp"]["mean_prob"]) + "}," for e in exp]
         c += ["};", "const float qbnn_tv_pfp_entropy[QBNN_TV_NUM_IMAGES][3] = {"]
         c += ["  {" + _hex_floats(e["pfp"]["entropy"]) + "}," for e in exp]
@@ -367,12 +374,14 @@ def write_test_vectors(model, images, sources, out_dir, num_samples=10, seed=Non
          "extern const float qbnn_tv_entropy[QBNN_TV_NUM_IMAGES][3];",
          "extern const uint32_t qbnn_tv_positions[QBNN_TV_NUM_STREAMS];",
          "extern const uint16_t qbnn_tv_stream_ids[QBNN_TV_NUM_STREAMS];", ""]
-    if has_modes:
-        h += ["#define QBNN_TV_HAS_MODES 1", f"#define QBNN_TV_PFP_TOLERANCE {PFP_TOLERANCE}f",
+    if has_hybrid:
+        h += ["#define QBNN_TV_HAS_HYBRID 1",
               f"extern const uint32_t qbnn_tv_hybrid_counts[QBNN_TV_NUM_IMAGES][{k}];",
               "extern const int qbnn_tv_hybrid_prediction[QBNN_TV_NUM_IMAGES];",
               "extern const float qbnn_tv_hybrid_entropy[QBNN_TV_NUM_IMAGES][3];",
-              "extern const uint32_t qbnn_tv_hybrid_positions[QBNN_TV_NUM_STREAMS];",
+              "extern const uint32_t qbnn_tv_hybrid_positions[QBNN_TV_NUM_STREAMS];", ""]
+    if has_pfp:
+        h += ["#define QBNN_TV_HAS_PFP 1", f"#define QBNN_TV_PFP_TOLERANCE {PFP_TOLERANCE}f",
               f"extern const float qbnn_tv_pfp_prob[QBNN_TV_NUM_IMAGES][{k}];",
               "extern const float qbnn_tv_pfp_entropy[QBNN_TV_NUM_IMAGES][3];",
               "extern const int qbnn_tv_pfp_prediction[QBNN_TV_NUM_IMAGES];",

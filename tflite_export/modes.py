@@ -60,13 +60,45 @@ def moment_table(sigma_q, weight_bits):
     return np.stack([s1, v], axis=1).astype(np.int32)
 
 
+def _codes(layer):
+    """(mu codes, sigma codes, SIGMA_Q, weight bits) of a Bayesian dense layer: the v1 IntegerLayer or a
+    FULLY_CONNECTED op with Bayesian weights."""
+    w = getattr(layer, "weights", layer)
+    return w.mu_codes, w.sigma_codes, w.sigma_q, int(w.weight_bits)
+
+
 def layer_code_moments(layer):
-    """(S1, V) int64 [R, C] of every weight of an IntegerLayer (by the (mu, sigma code) grid)."""
-    m = layer.max_code
-    grid_mu, grid_k = np.meshgrid(np.arange(-m, m + 1), np.arange(len(layer.sigma_q)), indexing="ij")
-    s1, v = code_moments(grid_mu, grid_k, layer.sigma_q, layer.weight_bits)
-    idx = (np.asarray(layer.mu_codes, np.int64) + m, np.asarray(layer.sigma_codes, np.int64))
+    """(S1, V) int64 [R, C] of every weight of a Bayesian dense layer (by the (mu, sigma code) grid)."""
+    mu, sigma, sigma_q, bits = _codes(layer)
+    m = 2 ** (bits - 1) - 1
+    grid_mu, grid_k = np.meshgrid(np.arange(-m, m + 1), np.arange(len(sigma_q)), indexing="ij")
+    s1, v = code_moments(grid_mu, grid_k, sigma_q, bits)
+    idx = (np.asarray(mu, np.int64) + m, np.asarray(sigma, np.int64))
     return s1[idx], v[idx]
+
+
+def hybrid_entry(model):
+    """Index of the op the hybrid mode replaces by its exact moments: the first Bayesian op, which must be a dense
+    layer with one scale and no bias (the deterministic prefix before it runs once, the ops after it are sampled as
+    in MC). Raises ValueError naming the op otherwise."""
+    k = model.prefix_length
+    if k == len(model.layers):
+        raise ValueError("hybrid: the model has no Bayesian op")
+    op = model.layers[k]
+    dense = isinstance(op, IntegerLayer) or (op.kind == "FULLY_CONNECTED" and op.bias is None
+                                             and np.asarray(op.weights.scales).size == 1)
+    if not dense:
+        raise ValueError(f"hybrid: the first Bayesian op ({k}: {op.kind} {op.name!r}) is not a bias-free dense "
+                         "layer with one scale; use mode 'mc'")
+    return k
+
+
+def _requant(op):
+    """(multiplier, shift) of a per-tensor dense op."""
+    if isinstance(op, IntegerLayer):
+        return op.multiplier
+    mult, shift = op.multipliers()
+    return int(mult[0]), int(shift[0])
 
 
 def _check_model(model):
@@ -111,16 +143,19 @@ def hybrid_accumulators(a1, sd8, u):
 
 
 def hybrid_predict_codes(model, x, num_samples=30, seed=None, streams=None):
-    """[S, N, K] int8 softmax codes of the hybrid mode. Sample s takes N * R bytes of layer 0's stream (image
-    i's R bytes at i * R, one per unit) and samples layers 1.. from their own streams as MC does (their weights
-    shared by the batch). With N = 1 this is the C runtime's qbnn_predict(.., QBNN_MODE_HYBRID, ..)."""
-    _check_model(model)
+    """[S, N, K] int8 softmax codes of the hybrid mode. The deterministic prefix runs once; the first Bayesian op
+    (`hybrid_entry`, a dense layer) gets the exact moments of its accumulators; sample s takes N * R bytes of its
+    stream (image i's R bytes at i * R, one per unit) and samples the later ops from their own streams as MC does
+    (their weights shared by the batch). With N = 1 this is the C runtime's qbnn_predict(.., QBNN_MODE_HYBRID, ..)."""
+    k = hybrid_entry(model)
     streams = model.streams(seed) if streams is None else streams
-    q = model.quantize_input(x)
-    first = model.layers[0]
+    q = model.quantize_input(np.asarray(x).reshape(-1, *model.input_shape))
+    if k:
+        q = model._run(q, [op.sample(None) if op.has_weights else None for op in model.layers[:k]], 0, k)
+    first = model.layers[k]
     a1, a2 = first_layer_sums(first, q)
     sd8 = isqrt_round(a2)
-    mult, shift = first.multiplier
+    mult, shift = _requant(first)
     lo, hi = first.act_range
     n, r = a1.shape
     out = np.empty((num_samples, n, model.num_classes), np.int8)
@@ -129,8 +164,10 @@ def hybrid_predict_codes(model, x, num_samples=30, seed=None, streams=None):
         u = streams[0].take(n * r).reshape(n, r)
         acc = hybrid_accumulators(a1, sd8, u)
         h = first.activate(fixedpoint.requantize(acc, mult, shift, first.output_zero_point, lo, hi, model.rounding))
-        w = [None] + [layer.sample(st) for layer, st in zip(model.layers[1:], streams[1:])]
-        h = model._run(h, w, 1, len(model.layers))
+        rest = iter(streams[1:])
+        w = [None] * (k + 1) + [op.sample(next(rest)) if op.bayesian else (op.sample(None) if op.has_weights else None)
+                                for op in model.layers[k + 1:]]
+        h = model._run(h, w, k + 1, len(model.layers))
         out[s] = softmax.run(h, quant, None, model.rounding)
     return out
 

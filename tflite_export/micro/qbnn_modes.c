@@ -115,9 +115,11 @@ static inline int8_t hybrid_unit(const qbnn_rt_layer *L, int64_t base, int32_t s
   return requantize(L, (int32_t)acc);
 }
 
+/* `input`: the first Bayesian op's input (the deterministic prefix's output, computed once). */
 static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_result_t *res) {
   const qbnn_model_t *m = rt->model;
-  const qbnn_rt_layer *L = layer(m, 0);
+  const int fb = rt->first_bayesian;
+  const qbnn_rt_layer *L = layer(m, fb);
   const uint32_t rows = L->core.rows;
   const int nc = m->num_classes;
   int64_t a2[QBNN_MAX_HIDDEN];
@@ -128,7 +130,7 @@ static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_sampl
     g_w.hy.a1[r] += 128; /* the rounding term of (A1 + n + 128) >> 8 */
   }
   float entropy_sum[2] = {0.0f, 0.0f};
-  qbnn_stream *s0 = &rt->streams[layer(m, 0)->core.layer_index];
+  qbnn_stream *s0 = &rt->streams[L->core.layer_index];
   for (int s = 0; s < num_samples; ++s) {
     int8_t q[QBNN_MAX_CLASSES];
     if (s0->nbuf == 0 && (rows & 3u) == 0) { /* whole PRNG words: the same bytes as qbnn_stream_byte */
@@ -144,7 +146,7 @@ static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_sampl
     } else {
       for (uint32_t r = 0; r < rows; ++r) g_h[0][r] = hybrid_unit(L, g_w.hy.a1[r], g_w.hy.sdq[r], qbnn_stream_byte(s0));
     }
-    qbnn__run_tail(rt, 1, g_h[0], q);
+    qbnn__run_tail(rt, fb + 1, g_h[0], q);
     qbnn__accumulate(q, nc, res->counts);
     qbnn__add_entropy(entropy_sum, qbnn__sample_entropy(q, nc));
   }
@@ -426,19 +428,27 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
   return QBNN_OK;
 }
 
+/* The op HYBRID starts at: a Bayesian dense layer (I4_FUSED, one scale, no bias) with its moment table, within the
+   modes' buffers. */
+static int hybrid_op_ok(const qbnn_model_t *m, int l) {
+  if (m->ops[l].kind != QBNN_OP_FULLY_CONNECTED) return 0;
+  const qbnn_rt_layer *L = layer(m, l);
+  return L->core.mu && !L->bias && !L->multipliers && L->core.layout == QBNN_LAYOUT_I4_FUSED && L->moments &&
+         L->core.rows <= QBNN_MAX_HIDDEN && L->core.cols <= QBNN_MAX_INPUT;
+}
+
 int qbnn__predict_mode(qbnn_runtime_t *rt, const int8_t *input, int mode, int num_samples, qbnn_result_t *res) {
   const qbnn_model_t *m = rt->model;
-  for (int l = 0; l < m->num_ops; ++l) {
-    const qbnn_op *op = &m->ops[l];
-    if (op->kind != QBNN_OP_FULLY_CONNECTED) return QBNN_RT_ERR_MODE;
-    const qbnn_rt_layer *L = layer(m, l);
-    if (!L->core.mu || L->bias || L->multipliers || L->core.layout != QBNN_LAYOUT_I4_FUSED) return QBNN_RT_ERR_MODE;
-    if (l > 0 && L->core.cols > QBNN_MAX_HIDDEN) return QBNN_RT_ERR_MODE;
-    if (L->core.rows > QBNN_MAX_HIDDEN || (l == 0 && L->core.cols > QBNN_MAX_INPUT)) return QBNN_RT_ERR_MODE;
-    if (!L->moments && (mode == QBNN_MODE_PFP || l == 0)) return QBNN_RT_ERR_MODE;
+  const int fb = rt->first_bayesian;
+  if (fb >= m->num_ops || !hybrid_op_ok(m, fb)) return QBNN_RT_ERR_MODE;
+  if (mode == QBNN_MODE_PFP) { /* a dense Bayesian MLP: every op a dense layer with its moments */
+    for (int l = 0; l < m->num_ops; ++l) {
+      if (!hybrid_op_ok(m, l)) return QBNN_RT_ERR_MODE;
+      if (l > 0 && layer(m, l)->core.cols > QBNN_MAX_HIDDEN) return QBNN_RT_ERR_MODE;
+    }
   }
   memset(res, 0, sizeof *res);
-  if (mode == QBNN_MODE_HYBRID) return predict_hybrid(rt, input, num_samples, res);
+  if (mode == QBNN_MODE_HYBRID) return predict_hybrid(rt, qbnn__run_prefix(rt, input), num_samples, res);
   if (mode == QBNN_MODE_PFP) return predict_pfp(rt, input, num_samples, res);
   return QBNN_RT_ERR_MODE;
 }

@@ -184,6 +184,8 @@ static void run_tail(qbnn_runtime_t *rt, const int8_t *x, int8_t *softmax_out, i
                     softmax_out);
 }
 
+const int8_t *qbnn__run_prefix(qbnn_runtime_t *rt, const int8_t *input) { return run_prefix(rt, input, 0); }
+
 int qbnn__run_tail(qbnn_runtime_t *rt, int first_op, const int8_t *in, int8_t *softmax_out) {
   if (!rt || !rt->model || !in || !softmax_out) return QBNN_ERR_NULL;
   const qbnn_model_t *m = rt->model;

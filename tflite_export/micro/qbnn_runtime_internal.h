@@ -11,6 +11,10 @@
    exactly as an MC pass does, then the int8 softmax. first_op == num_ops: softmax only. */
 int qbnn__run_tail(qbnn_runtime_t *rt, int first_op, const int8_t *in, int8_t *softmax_out);
 
+/* The deterministic prefix (ops before the first Bayesian one) on `input`, once: its output (rt->prefix), or
+   `input` itself when the first op is Bayesian. */
+const int8_t *qbnn__run_prefix(qbnn_runtime_t *rt, const int8_t *input);
+
 /* counts[c] += softmax_codes[c] + 128 (SPEC 7's A[c]). */
 void qbnn__accumulate(const int8_t *softmax_codes, int num_classes, uint32_t *counts);
 
