@@ -236,9 +236,35 @@ int main(void) {
   return 0;
 }
 #else
+/* Two runtimes on one model with their own arenas, calls interleaved: each gives what it gives alone (nothing
+   is shared between runtimes: no static buffers in the MC path). */
+static int check_two_runtimes(void) {
+  static qbnn_runtime_t rt2;
+  static uint64_t arena2[(QBNN_ARENA_BYTES + 7u) / 8u];
+  static int8_t input2[QBNN_INPUT_DIM];
+  qbnn_result_t a, b;
+  int bad = 0;
+  const int other = QBNN_TV_NUM_IMAGES > 1 ? 1 : 0;
+  if (init(QBNN_KERNEL_AUTO) || qbnn_init(&rt2, &qbnn_model, arena2, sizeof arena2, QBNN_TV_SEED, QBNN_KERNEL_AUTO))
+    return 1;
+  for (int i = 0; i < QBNN_TV_INPUT_DIM; ++i) input2[i] = (int8_t)((int)qbnn_tv_images[other][i] - 128);
+  to_input(qbnn_tv_images[0], QBNN_TV_INPUT_DIM);
+  bad += qbnn_predict(&rt2, input2, QBNN_MODE_MC, 1, &b) != QBNN_OK; /* rt2 one sample ahead on another image */
+  bad += qbnn_predict(&g_rt, g_input, QBNN_MODE_MC, QBNN_TV_NUM_SAMPLES, &a) != QBNN_OK;
+  for (int c = 0; c < QBNN_TV_NUM_CLASSES; ++c) bad += a.counts[c] != qbnn_tv_counts[0][c];
+  printf("%s two runtimes interleaved\n", bad ? "FAIL" : "ok");
+  return bad;
+}
+
 int main(void) {
   int bad = 0;
   printf("qbnn firmware test on %s: %d images x %d MC samples\n", BOARD_NAME, QBNN_TV_NUM_IMAGES, QBNN_TV_NUM_SAMPLES);
+  if (qbnn_arena_bytes(&qbnn_model) != QBNN_ARENA_BYTES) { /* the generator's plan is the runtime's */
+    printf("FAIL qbnn_arena_bytes = %lu, generator says %lu\n", (unsigned long)qbnn_arena_bytes(&qbnn_model),
+           (unsigned long)QBNN_ARENA_BYTES);
+    ++bad;
+  }
+  bad += check_two_runtimes();
   for (int i = 0; i < QBNN_TV_NUM_IMAGES; ++i) bad += check_image(i, QBNN_KERNEL_AUTO, 1);
 #if QBNN_TV_HAS_HYBRID
   for (int i = 0; i < QBNN_TV_NUM_IMAGES; ++i) bad += check_modes(i, QBNN_KERNEL_AUTO, 1);

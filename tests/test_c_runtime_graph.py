@@ -1,0 +1,144 @@
+"""The op-table C runtime (issue 12): every registered op kind against the numpy reference on the host (ASan/UBSan,
+every kernel) and on QEMU's M3 / M4F / M7; the registry is one list on each side; the MC path holds no static RAM
+(the caller's arena); the generator's arena plan is the runtime's; the deterministic prefix is not sampled."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from tflite_export import c_source, firmware_runner, modes
+from tflite_export.ir import registry
+from tflite_export.ir.base import Op
+
+from mcu_models import synthetic_conv_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MICRO = os.path.join(ROOT, "tflite_export", "micro")
+FIRMWARE = firmware_runner.FIRMWARE_DIR
+HAVE_CC = shutil.which("cc") is not None
+MISSING = firmware_runner.missing_tools()
+
+
+def _make(*args):
+    return subprocess.run(["make", "-s", "-C", FIRMWARE, *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module", params=["all", "head"])
+def conv_gen(request, tmp_path_factory):
+    """C sources of a synthetic network with every C op kind: "all" (Bayesian first conv: nothing deterministic
+    before it) or "head" (deterministic prefix of 7 ops, Bayesian dense tail), 4 random images, 5 MC samples."""
+    model = synthetic_conv_model(seed=3, bayesian_conv=request.param == "all")
+    gen = tmp_path_factory.mktemp(f"conv_{request.param}")
+    c_source.write_model_sources(model, gen)
+    images = np.random.default_rng(1).integers(0, 256, size=(4, 784)).astype(np.uint8)
+    exp = c_source.write_test_vectors(model, images, ["r0", "r1", "r2", "r3"], gen, num_samples=5)
+    return request.param, model, gen, exp
+
+
+def test_the_synthetic_network_holds_every_c_op_kind(conv_gen):
+    _, model, _, exp = conv_gen
+    kinds = {getattr(op, "c_kind", op.kind) for op in model.layers}
+    assert kinds == set(c_source.C_KINDS)
+    # the samples differ (the Bayesian ops are live) and the images are told apart
+    assert len({tuple(e["sums"]) for e in exp}) > 1
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
+@pytest.mark.parametrize("opt", ["-O1", "-O3"])
+def test_every_op_kind_is_bit_exact_on_the_host_under_asan_ubsan(conv_gen, opt, tmp_path):
+    """REF / LUT / SIMD (SMLAD emulated) kernels: MC counts, entropies, stream positions, the mean-code pass and
+    (head) the hybrid mode equal the numpy reference; PFP is refused (not a dense MLP)."""
+    bayesian, _, gen, _ = conv_gen
+    r = _make(f"GEN_DIR={gen}", f"HOST_BUILD={tmp_path}", f"HOST_OPT={opt}", "host-test")
+    assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
+    for kernel in ("ref", "lut", "simd"):
+        assert f"ok image 1 (r1) kernel={kernel}" in r.stdout
+    assert "ok two runtimes interleaved" in r.stdout
+    hybrid = re.findall(r"^ok modes image \d \(r\d\) kernel=\w+ hybrid=ok .* pfp=refused", r.stdout, re.M)
+    assert len(hybrid) == (4 + 3 if bayesian == "head" else 0), r.stdout[-2000:]
+
+
+@pytest.mark.skipif(bool(MISSING), reason=f"missing {', '.join(MISSING)}")
+@pytest.mark.parametrize("board", ["an385", "an386", "an500"])
+def test_every_op_kind_is_bit_exact_on_cortex_m(conv_gen, board, tmp_path):
+    _, _, gen, _ = conv_gen
+    r = _make(f"BOARD={board}", f"GEN_DIR={gen}", f"BUILD={tmp_path}", "run")
+    assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def test_the_registry_is_one_list_per_side():
+    """micro/qbnn_op_list.h (C kinds, each with its kernel file micro/ops/qbnn_op_<name>.c defining prepare and
+    eval), c_source.C_KINDS (the generator) and the IR registry (every op kind with a C kernel emits C)."""
+    lines = re.findall(r"^QBNN_OP\((\w+), (\w+)\)$", open(os.path.join(MICRO, "qbnn_op_list.h")).read(), re.M)
+    assert tuple(k for k, _ in lines) == c_source.C_KINDS
+    kernels = sorted(f for f in os.listdir(os.path.join(MICRO, "ops")) if f.endswith(".c"))
+    defined = set()
+    for f in kernels:
+        defined |= set(re.findall(r"^(?:int|void) qbnn_op_(\w+)_(?:prepare|eval)\(", open(os.path.join(MICRO, "ops", f)).read(), re.M))
+    assert {n for _, n in lines} == defined
+    for kind, cls in registry.OPS.items():
+        c_kind = getattr(cls, "c_kind", kind)
+        if c_kind in c_source.C_KINDS:
+            assert cls.emit_c is not Op.emit_c, kind
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
+def test_the_mc_path_holds_no_static_ram(tmp_path):
+    """The runtime core, the weighted-op helpers and every op kernel define no .bss / .data symbols: all scratch is
+    the caller's arena, so two models or two threads can run side by side (the HYBRID / PFP modes, qbnn_modes.c,
+    keep fixed buffers of their own: documented)."""
+    srcs = [os.path.join(MICRO, f) for f in ("qbnn_runtime.c", "qbnn_weighted.c")]
+    srcs += [os.path.join(MICRO, "ops", f) for f in os.listdir(os.path.join(MICRO, "ops")) if f.endswith(".c")]
+    for src in srcs:
+        obj = tmp_path / (os.path.basename(src) + ".o")
+        subprocess.run(["cc", "-std=c99", "-O2", "-I", MICRO, "-c", src, "-o", str(obj)], check=True)
+        table = subprocess.run(["objdump", "-t", str(obj)], capture_output=True, text=True, check=True).stdout
+        # symbols in writable data sections (.data.rel.ro is read-only after relocation: the const op table)
+        ram = [line for line in table.splitlines()
+               if re.search(r"\s(\.bss|\.data|COMMON)(\.\S*)?\s", line) and ".data.rel.ro" not in line
+               and not re.search(r"\s(\.bss|\.data)\s+0+\s+(\.bss|\.data)$", line)]
+        assert not ram, (src, ram)
+
+
+def test_the_generator_arena_plan_matches_the_model(conv_gen):
+    """c_source.arena_bytes is what qbnn_arena_bytes computes (the firmware compares the two on every run): here,
+    its pieces by hand for the synthetic network."""
+    bayesian, model, gen, _ = conv_gen
+    text = open(os.path.join(gen, "model_data.h")).read()
+    arena = int(re.search(r"#define QBNN_ARENA_BYTES (\d+)u", text).group(1))
+    r8 = lambda n: (n + 7) // 8 * 8  # noqa: E731
+    # largest activation: conv1's 28x28x6; int16 operands: conv1's 784 inputs (first Bayesian op when "all") and
+    # the largest other weighted input (14x14x6 = 1176 of the depthwise conv); filter: dense1's 144 inputs (more
+    # than the depthwise filter's 3*3*12 and conv2's 3*3*12)
+    act = 28 * 28 * 6
+    if bayesian == "all":
+        expected = 2 * r8(act) + 0 + r8(2 * 784) + r8(2 * 1176) + r8(2 * 144)
+    else:  # prefix output: dense1's 40 units; first Bayesian op: dense2 (40 inputs)
+        expected = 2 * r8(act) + r8(40) + r8(2 * 40) + r8(2 * 1176) + r8(2 * 144)
+    assert arena == expected
+
+
+def test_hybrid_with_a_prefix_equals_the_hybrid_of_the_tail(conv_gen):
+    """The numpy hybrid of a partial-Bayesian model = the prefix once, then the hybrid of the Bayesian tail alone
+    (a model that starts at the first Bayesian op, fed the prefix's output)."""
+    bayesian, model, _, _ = conv_gen
+    if bayesian != "head":
+        with pytest.raises(ValueError, match="not a bias-free dense"):
+            modes.hybrid_entry(model)
+        return
+    from tflite_export import reference
+
+    k = modes.hybrid_entry(model)
+    x = np.random.default_rng(5).integers(0, 256, size=(3, 28, 28, 1)).astype(np.uint8)
+    q = model.quantize_input(x)
+    prefix = model._run(q, [op.sample(None) if op.has_weights else None for op in model.layers[:k]], 0, k)
+    tail = reference.IntegerModel(model.ops[k:], default_seed=model.default_seed, input_shape=prefix.shape[1:])
+    a = modes.hybrid_predict_codes(model, x, num_samples=4, seed=8)
+    b = modes.hybrid_predict_codes(tail, prefix, num_samples=4, seed=8)
+    np.testing.assert_array_equal(a, b)
+    assert len(np.unique(a.reshape(4, -1), axis=0)) > 1
