@@ -142,3 +142,36 @@ def test_hybrid_with_a_prefix_equals_the_hybrid_of_the_tail(conv_gen):
     b = modes.hybrid_predict_codes(tail, prefix, num_samples=4, seed=8)
     np.testing.assert_array_equal(a, b)
     assert len(np.unique(a.reshape(4, -1), axis=0)) > 1
+
+
+def test_offset_table_is_the_derived_table():
+    """clamp(mu + offsets[k << 8 | u]) equals the derived table's w_code for every valid I4_FUSED byte and stream
+    byte (both are SPEC 3.3's formula), in 4 KB instead of 64 KB."""
+    from tfqbnn.quantizers import LogQuantizer
+    from tflite_export import sampler
+
+    for sb, wb in ((4, 4), (3, 4), (4, 3)):
+        sigma_q = sampler.sigma_q_table(LogQuantizer(sb, 2.0**-10, 1.0), wb)
+        off = c_source.offset_table(sigma_q).reshape(len(sigma_q), 256).astype(np.int64)
+        derived = c_source.derived_table(sigma_q, wb).reshape(256, 256)
+        m = 2 ** (wb - 1) - 1
+        for b in range(256):
+            mu, k = (b & 15) - 16 * ((b & 15) >= 8), b >> 4
+            if k >= len(sigma_q) or abs(mu) > m:
+                continue  # bytes no model holds
+            np.testing.assert_array_equal(np.clip(mu + off[k], -m, m), derived[b])
+        assert off.size == len(sigma_q) * 256 and np.abs(off).max() <= 127
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
+def test_offset_table_build_is_bit_exact(conv_gen, tmp_path):
+    """The same model generated with the 4 KB offset table: every kernel still equals the reference."""
+    bayesian, model, _, _ = conv_gen
+    gen = tmp_path / "gen"
+    c_source.write_model_sources(model, gen, sample_table="offset")
+    images = np.random.default_rng(1).integers(0, 256, size=(2, 784)).astype(np.uint8)
+    c_source.write_test_vectors(model, images, ["r0", "r1"], gen, num_samples=3)
+    assert "qbnn_sample_table0[" + str(16 * 256) + "]" in (gen / "model_data.c").read_text()
+    r = _make(f"GEN_DIR={gen}", f"HOST_BUILD={tmp_path / 'build'}", "host-test")
+    assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr

@@ -31,9 +31,20 @@ from tflite_export.ir.fully_connected import IntegerLayer
 TOLERANCE_NATS = 1e-5  # SPEC.md section 7: float32 C vs float64 reference
 PFP_TOLERANCE = 1e-6  # SPEC.md section 11.3: C float32 vs the numpy float32 mirror (measured: bit-identical)
 DERIVED_TABLE_BYTES = 256 * 256
+SAMPLE_TABLES = ("derived", "offset")  # the C kernels' sampling table: 64 KB w_code table, or 4 KB offsets
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,40}\Z")  # test-vector source names go into C strings
 _C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 _MODE_ACTIVATIONS = {"linear": "QBNN_ACT_LINEAR", "relu": "QBNN_ACT_RELU", "softplus": "QBNN_ACT_SOFTPLUS"}
+
+
+def offset_table(sigma_q):
+    """int8[len(sigma_q) * 256]: (SIGMA_Q[k] * EPS_Q[u] + 2^(s-1)) >> s at index k << 8 | u, so that
+    w_code = clamp(mu + table[k << 8 | u], -M, M) is SPEC 3.3's formula exactly (4 KB for sb = 4)."""
+    prod = np.asarray(sigma_q, np.int64)[:, None] * sampler.EPS_Q.astype(np.int64)[None, :]
+    off = (prod + (1 << (sampler.SHIFT - 1))) >> sampler.SHIFT
+    if np.abs(off).max() > 127:
+        raise ValueError(f"offset table: offsets up to {int(np.abs(off).max())} do not fit int8; use the derived table")
+    return off.reshape(-1)
 
 
 def derived_table(sigma_q, weight_bits):
@@ -71,9 +82,13 @@ class CEmitter:
     `int()`), shared derived sampling tables and moment tables (one per distinct (weight bits, SIGMA_Q)), and
     `rt_layer`, the designated initialiser of a weighted op's `qbnn_rt_layer`."""
 
-    def __init__(self):
+    def __init__(self, sample_table="derived"):
+        if sample_table not in SAMPLE_TABLES:
+            raise ValueError(f"sample_table must be one of {list(SAMPLE_TABLES)}; received {sample_table!r}")
+        self.sample_table_kind = sample_table
         self.body = []
         self.tables = []  # [(key, name)]
+        self.table_bytes = 0
         self.param_bytes = 0
         self.bayesian_weights = 0
 
@@ -95,8 +110,14 @@ class CEmitter:
                 return name
         t = len(self.tables)
         name = f"qbnn_sample_table{t}"
-        self.body.append(f"/* derived sampling table {t}: [I4_FUSED byte << 8 | stream byte] -> w_code (SPEC 3.3) */")
-        self.array("int8_t", name, derived_table(np.asarray(key[1]), key[0]), per_line=32, count=False)
+        if self.sample_table_kind == "derived":
+            self.body.append(f"/* derived sampling table {t}: [I4_FUSED byte << 8 | stream byte] -> w_code (SPEC 3.3) */")
+            table = derived_table(np.asarray(key[1]), key[0])
+        else:
+            self.body.append(f"/* offset table {t}: [sigma code << 8 | stream byte] -> offset, w_code = clamp(mu + offset) */")
+            table = offset_table(np.asarray(key[1]))
+        self.array("int8_t", name, table, per_line=32, count=False)
+        self.table_bytes += table.size
         self.body.append(f"/* exact code moments {t}: [2 I4_FUSED byte] = S1, [2 I4_FUSED byte + 1] = V (SPEC 11.1) */")
         self.array("int32_t", f"qbnn_moments{t}", modes.moment_table(np.asarray(key[1]), key[0]), per_line=16,
                    align=False, count=False)
@@ -118,7 +139,7 @@ class CEmitter:
             f["core"] = (f"{{.rows = {int(rows)}u, .cols = {int(cols)}u, .weight_bits = {int(bayesian['weight_bits'])}, "
                          f".sigma_bits = {int(bayesian['sigma_bits'])}, .layout = {int(bayesian['layout'])}, "
                          f".layer_index = {int(bayesian['index'])}, .mu = {packed}, .sigma = 0, .sigma_q = {sq}}}")
-            f["wlut"] = table
+            f["wlut" if self.sample_table_kind == "derived" else "offsets"] = table
             self.bayesian_weights += int(rows) * int(cols)
             if moments:
                 self.body.append(f"static const qbnn_layer_moments qbnn_op{i}_moments = {{"
@@ -190,7 +211,7 @@ def arena_bytes(model):
 
 def param_bytes(model):
     """Bytes of the model's stored parameters (stored tensors + SIGMA_Q + LUTs + constants), as written into
-    model_data.c (derived sampling and moment tables not included: QBNN_DERIVED_TABLE_BYTES)."""
+    model_data.c (sampling and moment tables not included: QBNN_SAMPLE_TABLE_BYTES)."""
     em = CEmitter()
     _emit_ops(model, em)
     return em.param_bytes
@@ -210,10 +231,12 @@ def _emit_ops(model, em):
     return entries
 
 
-def write_model_sources(model, out_dir):
+def write_model_sources(model, out_dir, sample_table="derived"):
     """model_data.c/.h for `model` (a `reference.IntegerModel`): each op's parameters through its IR module's
-    `emit_c`, then the op list and the model (designated initialisers, QBNN_FORMAT_VERSION); returns the paths."""
-    em = CEmitter()
+    `emit_c`, then the op list and the model (designated initialisers, QBNN_FORMAT_VERSION); returns the paths.
+    sample_table: "derived" (64 KB per distinct grid, fastest) or "offset" (4 KB per grid, SPEC 3.3's add and
+    clamp per weight); layers with equal grids share one table."""
+    em = CEmitter(sample_table)
     entries = _emit_ops(model, em)
     sm_mult, sm_shift, sm_diff_min = softmax.softmax_params(model.quants()[-1][0])
     os.makedirs(out_dir, exist_ok=True)
@@ -237,7 +260,8 @@ def write_model_sources(model, out_dir):
          f"#define QBNN_NUM_CLASSES {int(model.num_classes)}",
          f"#define QBNN_NUM_WEIGHTS {em.bayesian_weights}u /* Bayesian (sampled) weights */",
          f"#define QBNN_PARAM_BYTES {em.param_bytes}u",
-         f"#define QBNN_DERIVED_TABLE_BYTES {DERIVED_TABLE_BYTES * len(em.tables)}u",
+         f"#define QBNN_SAMPLE_TABLE_KIND \"{em.sample_table_kind}\"",
+         f"#define QBNN_SAMPLE_TABLE_BYTES {em.table_bytes}u",
          f"#define QBNN_ARENA_BYTES {arena_bytes(model)}u",
          "", "extern const qbnn_model_t qbnn_model;", "", "#endif", ""]
     h_path = os.path.join(out_dir, "model_data.h")
@@ -413,9 +437,9 @@ def export_writer(images, sources, num_samples=10, subdir="c"):
     return write
 
 
-def generate(export_dir, out_dir, images, sources, num_samples=10, seed=None):
+def generate(export_dir, out_dir, images, sources, num_samples=10, seed=None, sample_table="derived"):
     """Model + test-vector C sources for an export directory (or an IntegerModel); returns the reference results.
     CLI with real test images: `python -m tfqbnn.cli.c_sources EXPORT_DIR --out GEN_DIR`."""
     model = export_dir if isinstance(export_dir, reference.IntegerModel) else load_exported(export_dir)
-    write_model_sources(model, out_dir)
+    write_model_sources(model, out_dir, sample_table=sample_table)
     return write_test_vectors(model, images, sources, out_dir, num_samples=num_samples, seed=seed)

@@ -72,12 +72,12 @@ def parse_results(stdout):
     return first
 
 
-def prepare(export_dir, gen_dir, images=None, sources=None, num_samples=10, seed=None):
+def prepare(export_dir, gen_dir, images=None, sources=None, num_samples=10, seed=None, sample_table="derived"):
     """Write model_data + test_vectors for `export_dir` (or an IntegerModel) into gen_dir."""
     from tflite_export import c_source
 
     model = export_dir if not isinstance(export_dir, (str, os.PathLike)) else c_source.load_exported(export_dir)
-    c_source.write_model_sources(model, gen_dir)
+    c_source.write_model_sources(model, gen_dir, sample_table=sample_table)
     if images is None:
         raise ValueError("pass test images (uint8 [N, H*W*C]), e.g. tfqbnn.datasets.test_images.sample_test_images()")
     images = np.asarray(images)
@@ -127,12 +127,13 @@ def parse_bench(stdout):
     return out
 
 
-def bench(export_dir, image, board="an386", samples=10, work_dir=None):
-    """The firmware's bench lines as a dict (instruction counts, bytes), measured on one uint8 `image`."""
+def bench(export_dir, image, board="an386", samples=10, work_dir=None, sample_table="derived"):
+    """The firmware's bench lines as a dict (instruction counts, bytes), measured on one uint8 `image`, with the
+    derived (64 KB) or offset (4 KB) sampling table."""
     _check_board(board)
     work = work_dir or tempfile.mkdtemp(prefix="qbnn_bench_")
     gen = os.path.join(work, "gen")
-    prepare(export_dir, gen, np.asarray(image).reshape(1, -1), ["bench"], num_samples=1)
+    prepare(export_dir, gen, np.asarray(image).reshape(1, -1), ["bench"], num_samples=1, sample_table=sample_table)
     r = _make("bench", board, gen, os.path.join(work, board), extra=(f"SAMPLES={samples}",))
     if r.returncode != 0:
         raise RuntimeError(f"bench on {board} failed (exit {r.returncode}):\n{r.stdout}{r.stderr}")

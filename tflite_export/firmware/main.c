@@ -190,7 +190,8 @@ int main(void) {
   printf("insn_per_weight_sample=%lu.%02lu\n", (unsigned long)(per_sample / weights),
          (unsigned long)((per_sample * 100 / weights) % 100));
   printf("param_bytes=%lu\n", (unsigned long)QBNN_PARAM_BYTES);
-  printf("derived_table_bytes=%lu\n", (unsigned long)QBNN_DERIVED_TABLE_BYTES);
+  printf("sample_table=%s\n", QBNN_SAMPLE_TABLE_KIND);
+  printf("sample_table_bytes=%lu\n", (unsigned long)QBNN_SAMPLE_TABLE_BYTES);
   printf("arena_bytes=%lu\n", (unsigned long)qbnn_arena_bytes(&qbnn_model));
   printf("runtime_static_bytes=%lu\n", (unsigned long)(sizeof g_arena + sizeof g_rt));
   printf("runtime_stack_bytes=%lu\n", (unsigned long)stack);

@@ -44,6 +44,14 @@ int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint32_t cols, i
    bytes, through the derived table unless kernel == REF), the mu codes (mean), or the constant codes. */
 void qbnn__filter_row(const qbnn_rt_layer *L, uint32_t row, int kernel, int mean, qbnn_stream *s, int16_t *f);
 
+/* w_code of an I4_FUSED byte b (mu nibble | sigma code << 4) and stream byte u through the offset table:
+   clamp(mu + offsets[k << 8 | u], -M, M), the sampler's formula (SPEC 3.3) with its product precomputed. */
+static inline int32_t qbnn__offset_weight(const qbnn_rt_layer *L, uint32_t b, uint32_t u) {
+  const int32_t m = (1 << (L->core.weight_bits - 1)) - 1;
+  const int32_t w = (int32_t)((b & 0xFu) ^ 8u) - 8 + L->offsets[((b >> 4) << 8) | u];
+  return w > m ? m : (w < -m ? -m : w);
+}
+
 /* acc + bias, MultiplyByQuantizedMultiplier (per tensor or per channel o), + zp_out, clamp, SoftPlus LUT. */
 static inline int8_t qbnn__requantize(const qbnn_rt_layer *L, int32_t acc, uint32_t o) {
   if (L->bias) acc += L->bias[o];

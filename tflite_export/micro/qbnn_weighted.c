@@ -13,7 +13,8 @@ int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint32_t cols, i
     if (err != QBNN_OK) return err;
     if (L->core.layer_index >= QBNN_MAX_STREAMS) return QBNN_RT_ERR_LIMITS;
     /* the table kernels need one byte per weight (I4_FUSED) and the derived table */
-    if (kernel != QBNN_KERNEL_REF && (L->core.layout != QBNN_LAYOUT_I4_FUSED || !L->wlut)) return QBNN_RT_ERR_KERNEL;
+    if (kernel != QBNN_KERNEL_REF && (L->core.layout != QBNN_LAYOUT_I4_FUSED || !(L->wlut || L->offsets)))
+      return QBNN_RT_ERR_KERNEL;
     err = qbnn__check_moments(L, is_last);
     if (err != QBNN_OK) return err;
     /* every stored code: the REF kernel indexes SIGMA_Q with the stored sigma code */
@@ -69,8 +70,12 @@ void qbnn__filter_row(const qbnn_rt_layer *L, uint32_t row, int kernel, int mean
     }
     return;
   }
-  /* derived table: leftover bytes of the stream's last word, then whole words, then the rest */
   const uint8_t *p = L->core.mu + first;
+  if (!L->wlut) { /* offset table */
+    for (uint32_t i = 0; i < n; ++i) f[i] = (int16_t)qbnn__offset_weight(L, p[i], qbnn_stream_byte(s));
+    return;
+  }
+  /* derived table: leftover bytes of the stream's last word, then whole words, then the rest */
   const int8_t *lut = L->wlut;
   uint32_t i = 0;
   for (; i < n && s->nbuf; ++i) f[i] = lut[((uint32_t)p[i] << 8) | qbnn_stream_byte(s)];

@@ -14,6 +14,8 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=10, help="MC samples per test image")
     p.add_argument("--seed", type=int, default=None, help="stream seed (default: the model's)")
     p.add_argument("--per-set", type=int, default=4, help="test images per data set")
+    p.add_argument("--sample-table", choices=["derived", "offset"], default="derived",
+                   help="sampling table in flash: derived (64 KB per grid, fastest) or offset (4 KB per grid)")
     a = p.parse_args(argv)
     if not os.path.isdir(a.export_dir):
         p.error(f"export_dir {a.export_dir!r} is not a directory")
@@ -23,7 +25,8 @@ def main(argv=None):
     from tfqbnn.datasets.test_images import sample_test_images
 
     images, sources = sample_test_images(a.per_set)
-    c_source.generate(a.export_dir, a.out, images, sources, num_samples=a.samples, seed=a.seed)
+    c_source.generate(a.export_dir, a.out, images, sources, num_samples=a.samples, seed=a.seed,
+                      sample_table=a.sample_table)
     print(f"wrote model_data.c/.h and test_vectors.c/.h to {a.out}")
 
 
