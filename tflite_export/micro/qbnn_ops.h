@@ -44,12 +44,33 @@ int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint32_t cols, i
    bytes, through the derived table unless kernel == REF), the mu codes (mean), or the constant codes. */
 void qbnn__filter_row(const qbnn_rt_layer *L, uint32_t row, int kernel, int mean, qbnn_stream *s, int16_t *f);
 
-/* w_code of an I4_FUSED byte b (mu nibble | sigma code << 4) and stream byte u through the offset table:
-   clamp(mu + offsets[k << 8 | u], -M, M), the sampler's formula (SPEC 3.3) with its product precomputed. */
-static inline int32_t qbnn__offset_weight(const qbnn_rt_layer *L, uint32_t b, uint32_t u) {
-  const int32_t m = (1 << (L->core.weight_bits - 1)) - 1;
-  const int32_t w = (int32_t)((b & 0xFu) ^ 8u) - 8 + L->offsets[((b >> 4) << 8) | u];
+/* w_code of an I4_FUSED byte b (mu nibble | sigma code << 4) and stream byte u through the offset table `off`:
+   clamp(mu + off[k << 8 | u], -m, m), the sampler's formula (SPEC 3.3) with its product precomputed. */
+static inline int32_t qbnn__offset_weight(const int8_t *off, int32_t m, uint32_t b, uint32_t u) {
+  const int32_t w = (int32_t)((b & 0xFu) ^ 8u) - 8 + off[((b >> 4) << 8) | u];
   return w > m ? m : (w < -m ? -m : w);
+}
+
+/* n filter codes from I4_FUSED bytes p through the offset table, consuming n bytes of stream s (leftover bytes,
+   then whole PRNG words, then the rest). */
+static inline void qbnn__offset_codes(const qbnn_rt_layer *L, const uint8_t *p, uint32_t n, qbnn_stream *s,
+                                      int16_t *f) {
+  const int8_t *off = L->offsets;
+  const int32_t m = (1 << (L->core.weight_bits - 1)) - 1;
+  uint32_t i = 0;
+  for (; i < n && s->nbuf; ++i) f[i] = (int16_t)qbnn__offset_weight(off, m, p[i], qbnn_stream_byte(s));
+  uint32_t st = s->state;
+  const uint32_t words = (n - i) / 4;
+  for (uint32_t w = 0; w < words; ++w, i += 4) {
+    st = qbnn_xorshift32(st);
+    f[i] = (int16_t)qbnn__offset_weight(off, m, p[i], st & 0xFFu);
+    f[i + 1] = (int16_t)qbnn__offset_weight(off, m, p[i + 1], (st >> 8) & 0xFFu);
+    f[i + 2] = (int16_t)qbnn__offset_weight(off, m, p[i + 2], (st >> 16) & 0xFFu);
+    f[i + 3] = (int16_t)qbnn__offset_weight(off, m, p[i + 3], st >> 24);
+  }
+  s->state = st;
+  s->position += 4 * words;
+  for (; i < n; ++i) f[i] = (int16_t)qbnn__offset_weight(off, m, p[i], qbnn_stream_byte(s));
 }
 
 /* acc + bias, MultiplyByQuantizedMultiplier (per tensor or per channel o), + zp_out, clamp, SoftPlus LUT. */

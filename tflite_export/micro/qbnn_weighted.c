@@ -72,7 +72,7 @@ void qbnn__filter_row(const qbnn_rt_layer *L, uint32_t row, int kernel, int mean
   }
   const uint8_t *p = L->core.mu + first;
   if (!L->wlut) { /* offset table */
-    for (uint32_t i = 0; i < n; ++i) f[i] = (int16_t)qbnn__offset_weight(L, p[i], qbnn_stream_byte(s));
+    qbnn__offset_codes(L, p, n, s, f);
     return;
   }
   /* derived table: leftover bytes of the stream's last word, then whole words, then the rest */

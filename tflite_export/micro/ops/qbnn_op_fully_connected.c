@@ -49,12 +49,10 @@ static int32_t row_ref(const qbnn_rt_layer *L, uint32_t r, const int8_t *x, qbnn
   return acc;
 }
 
-/* Offset table (4 KB instead of the derived 64 KB), any stream alignment. */
-static int32_t row_offsets(const qbnn_rt_layer *L, const uint8_t *p, const int8_t *x, qbnn_stream *s) {
-  int32_t acc = 0;
-  for (uint32_t c = 0; c < L->core.cols; ++c)
-    acc += qbnn__offset_weight(L, p[c], qbnn_stream_byte(s)) * ((int32_t)x[c] - L->in_zero_point);
-  return acc;
+/* Offset table (4 KB instead of the derived 64 KB): the row's codes into the filter scratch, then SMLAD pairs. */
+static int32_t row_offsets(const qbnn_rt_layer *L, const uint8_t *p, const int16_t *x16, qbnn_stream *s, int16_t *f) {
+  qbnn__offset_codes(L, p, L->core.cols, s, f);
+  return qbnn__dot16(f, x16, L->core.cols, 0);
 }
 
 /* LUT, any stream alignment: one table load per weight. */
@@ -182,7 +180,10 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
   if (kernel == QBNN_KERNEL_REF) {
     for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, row_ref(L, r, x, s), r, plain);
   } else if (!L->wlut) {
-    for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, row_offsets(L, p, x, s), r, plain);
+    if (!ctx->x_ready) qbnn__offset16(x, cols, L->in_zero_point, ctx->x); /* plain order (not interleaved) */
+    ctx->x_ready = 1;
+    for (uint32_t r = 0; r < rows; ++r, p += cols)
+      y[r] = requant(L, row_offsets(L, p, ctx->x, s, ctx->rt->filter), r, plain);
   } else if ((cols & 3u) != 0 || s->nbuf != 0) {
     for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, row_lut(L, p, x, s), r, plain);
   } else {
