@@ -73,7 +73,16 @@ def _c_array(ctype, name, values, per_line=24, align=True):
     return "\n".join(lines)
 
 
-C_KINDS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE")  # micro/qbnn_op_list.h
+MICRO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "micro")
+
+
+def _c_kinds():
+    """The op kinds of the C runtime, in enum order: read from its registry, micro/qbnn_op_list.h (one list)."""
+    with open(os.path.join(MICRO_DIR, "qbnn_op_list.h")) as f:
+        return tuple(re.findall(r"^QBNN_OP\((\w+), \w+\)$", f.read(), re.M))
+
+
+C_KINDS = _c_kinds()
 FORMAT_VERSION = 2  # QBNN_FORMAT_VERSION in micro/qbnn_runtime.h
 
 
