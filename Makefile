@@ -43,8 +43,12 @@ test-fast: venv
 bench: venv
 	$(PY) scripts/bench_train.py
 
+# EXPORTS: export directories (default: the demo's), e.g.
+#   make bench-mcu EXPORTS="runs/lenet-head/export runs/lenet-all/export" BENCH_ARGS="--boards an386 --sample-tables derived offset"
+EXPORTS ?=
+BENCH_ARGS ?=
 bench-mcu: venv deps-mcu
-	$(PY) scripts/bench_mcu.py
+	$(PY) scripts/bench_mcu.py $(EXPORTS) $(BENCH_ARGS)
 
 SEEDS ?= 0 1 2
 sweep: venv
