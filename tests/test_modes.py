@@ -208,9 +208,19 @@ def test_predict_rejects_an_unknown_mode_and_non_dense_models():
         modes.predict(model, np.zeros((1, 16), np.uint8), mode="mcmc")
     from tflite_export.ir.reshape import Reshape
 
-    bad = reference.IntegerModel([Reshape(name="r", shape=(16,))] + model.layers, input_shape=(16,))
+    # a deterministic op before the first Bayesian one is a prefix: the hybrid runs it once, PFP refuses the model
+    prefixed = reference.IntegerModel([Reshape(name="r", shape=(16,))] + model.layers, input_shape=(16,),
+                                      default_seed=model.default_seed)
+    x = np.random.default_rng(2).integers(0, 256, size=(3, 16)).astype(np.uint8)
+    np.testing.assert_array_equal(modes.hybrid_predict_codes(prefixed, x, 3, seed=4),
+                                  modes.hybrid_predict_codes(model, x, 3, seed=4))
     with pytest.raises(ValueError, match="dense MLP"):
-        modes.hybrid_predict_codes(bad, np.zeros((1, 16), np.uint8), 1)
+        modes.pfp_uncertainty(prefixed, x, 2)
+    # the first Bayesian op must be a dense layer
+    from mcu_models import synthetic_conv_model
+
+    with pytest.raises(ValueError, match="CONV_2D 'conv1'.* not a bias-free dense"):
+        modes.hybrid_predict_codes(synthetic_conv_model(seed=0), np.zeros((1, 784), np.uint8), 1)
 
 
 # ---- C runtime on the host (ASan / UBSan), bit-exact with the reference ---------------------------------------
