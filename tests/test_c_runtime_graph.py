@@ -112,14 +112,16 @@ def test_the_generator_arena_plan_matches_the_model(conv_gen):
     text = open(os.path.join(gen, "model_data.h")).read()
     arena = int(re.search(r"#define QBNN_ARENA_BYTES (\d+)u", text).group(1))
     r8 = lambda n: (n + 7) // 8 * 8  # noqa: E731
-    # largest activation: conv1's 28x28x6; int16 operands: conv1's 784 inputs (first Bayesian op when "all") and
-    # the largest other weighted input (14x14x6 = 1176 of the depthwise conv); filter: dense1's 144 inputs (more
-    # than the depthwise filter's 3*3*12 and conv2's 3*3*12)
+    # largest activation: conv1's 28x28x6; int16 operands, zero-padded to the windows' extent (qbnn__pad16):
+    # conv1's 32x32 (+1 slack, to 4: 1028; first Bayesian op when "all"), the depthwise conv's 13x13x6 = 1014
+    # (to 4: 1016; VALID, stride 2), conv2's 5x5x12 + 1; filter: conv2's 3*3*12 codes and its table of 3 * 18
+    # SMLAD pairs (4 int16 each) = 324 (more than dense1's 144 inputs, conv1's 25 + 4 * 5 * 3, the depthwise
+    # filter's 3*3*12)
     act = 28 * 28 * 6
     if bayesian == "all":
-        expected = 2 * r8(act) + 0 + r8(2 * 784) + r8(2 * 1176) + r8(2 * 144)
+        expected = 2 * r8(act) + 0 + r8(2 * 1028) + r8(2 * 1016) + r8(2 * 324)
     else:  # prefix output: dense1's 40 units; first Bayesian op: dense2 (40 inputs)
-        expected = 2 * r8(act) + r8(40) + r8(2 * 40) + r8(2 * 1176) + r8(2 * 144)
+        expected = 2 * r8(act) + r8(40) + r8(2 * 40) + r8(2 * 1028) + r8(2 * 324)
     assert arena == expected
 
 

@@ -1,23 +1,11 @@
 #include "qbnn_fixedpoint.h"
 
-int32_t qbnn_srdhm(int32_t a, int32_t b) {
-  if (a == b && a == INT32_MIN) return INT32_MAX;
-  int64_t ab = (int64_t)a * (int64_t)b;
-  int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-  return (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C division truncates, as in gemmlowp */
-}
+int32_t qbnn_srdhm(int32_t a, int32_t b) { return qbnn__srdhm(a, b); }
 
-int32_t qbnn_rounding_divide_by_pot(int32_t x, int exponent) {
-  const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
-  const int32_t remainder = x & mask;
-  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-  return (x >> exponent) + (remainder > threshold ? 1 : 0);
-}
+int32_t qbnn_rounding_divide_by_pot(int32_t x, int exponent) { return qbnn__rounding_divide_by_pot(x, exponent); }
 
 int32_t qbnn_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
-  const int left_shift = shift > 0 ? shift : 0;
-  const int right_shift = shift > 0 ? 0 : -shift;
-  return qbnn_rounding_divide_by_pot(qbnn_srdhm((int32_t)((uint32_t)x << left_shift), multiplier), right_shift);
+  return qbnn__multiply_by_quantized_multiplier(x, multiplier, shift);
 }
 
 /* gemmlowp SaturatingRoundingMultiplyByPOT for a positive exponent. */

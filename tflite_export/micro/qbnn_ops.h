@@ -13,6 +13,14 @@
 #include "qbnn_runtime.h"
 #include "qbnn_simd.h"
 
+#if defined(__GNUC__)
+#define QBNN_ALWAYS_INLINE static inline __attribute__((always_inline))
+#define QBNN_NOINLINE static __attribute__((noinline))
+#else
+#define QBNN_ALWAYS_INLINE static inline
+#define QBNN_NOINLINE static
+#endif
+
 typedef struct {
   uint32_t x_elems;      /* int16 operands of the op's input (0: none); a multiple of 4 */
   uint32_t filter_elems; /* int16 filter scratch (0: none) */
@@ -73,27 +81,61 @@ static inline void qbnn__offset_codes(const qbnn_rt_layer *L, const uint8_t *p, 
   for (; i < n; ++i) f[i] = (int16_t)qbnn__offset_weight(off, m, p[i], qbnn_stream_byte(s));
 }
 
-/* acc + bias, MultiplyByQuantizedMultiplier (per tensor or per channel o), + zp_out, clamp, SoftPlus LUT. */
-static inline int8_t qbnn__requantize(const qbnn_rt_layer *L, int32_t acc, uint32_t o) {
-  if (L->bias) acc += L->bias[o];
-  const int32_t m = L->multipliers ? L->multipliers[o] : L->multiplier;
-  const int sh = (int)(L->shifts ? L->shifts[o] : L->shift);
-  int32_t q = qbnn_multiply_by_quantized_multiplier(acc, m, sh) + L->out_zero_point;
-  if (q < L->act_min) q = L->act_min;
-  if (q > L->act_max) q = L->act_max;
-  if (L->act_lut) q = L->act_lut[q + 128];
+/* One output channel's requantisation constants, loaded once per channel into locals (the kernels' int8 stores
+   may alias anything, so fields read through L would be reloaded for every output). */
+typedef struct {
+  int32_t bias, multiplier, shift, zero_point, act_min, act_max;
+  const int8_t *act_lut;
+} qbnn__rq;
+
+static inline qbnn__rq qbnn__requant_of(const qbnn_rt_layer *L, uint32_t o) {
+  qbnn__rq r;
+  r.bias = L->bias ? L->bias[o] : 0;
+  r.multiplier = L->multipliers ? L->multipliers[o] : L->multiplier;
+  r.shift = L->shifts ? L->shifts[o] : L->shift;
+  r.zero_point = L->out_zero_point;
+  r.act_min = L->act_min;
+  r.act_max = L->act_max;
+  r.act_lut = L->act_lut;
+  return r;
+}
+
+/* acc + bias, MultiplyByQuantizedMultiplier, + zp_out, clamp, SoftPlus LUT. */
+static inline int8_t qbnn__requant(const qbnn__rq *r, int32_t acc) {
+  /* MultiplyByQuantizedMultiplier; the multiplier is >= 0 (qbnn__check_weighted), so SRDHM never saturates */
+  const int left = r->shift > 0 ? (int)r->shift : 0, right = r->shift > 0 ? 0 : (int)-r->shift;
+  int32_t q = qbnn__rounding_divide_by_pot(qbnn__srdhm_nosat((int32_t)((uint32_t)(acc + r->bias) << left), r->multiplier),
+                                           right) + r->zero_point;
+  if (q < r->act_min) q = r->act_min;
+  if (q > r->act_max) q = r->act_max;
+  if (r->act_lut) q = r->act_lut[q + 128];
   return (int8_t)q;
+}
+
+/* y[i * stride] = requantised acc[i] for i < n, one channel's constants in locals. */
+static inline void qbnn__requant_run(const qbnn__rq *rq, const int32_t *acc, int32_t n, int8_t *y, int32_t stride) {
+  const qbnn__rq r = *rq;
+  for (int32_t i = 0; i < n; ++i, y += stride) *y = qbnn__requant(&r, acc[i]);
+}
+
+/* The same for output channel o of L (per tensor or per channel). */
+static inline int8_t qbnn__requantize(const qbnn_rt_layer *L, int32_t acc, uint32_t o) {
+  const qbnn__rq r = qbnn__requant_of(L, o);
+  return qbnn__requant(&r, acc);
 }
 
 /* sum_i a[i] * b[i] + acc over int16 arrays, two products per SMLAD (unaligned word loads: fine on every
    ARMv7-M / ARMv8-M core with the default CCR.UNALIGN_TRP = 0; memcpy keeps the C defined). */
+static inline uint32_t qbnn__ld32(const int16_t *p) {
+  uint32_t w;
+  memcpy(&w, p, 4);
+  return w;
+}
+
 static inline int32_t qbnn__dot16(const int16_t *a, const int16_t *b, uint32_t n, int32_t acc) {
   uint32_t i = 0;
   for (; i + 2 <= n; i += 2) {
-    uint32_t wa, wb;
-    memcpy(&wa, a + i, 4);
-    memcpy(&wb, b + i, 4);
-    acc = smlad(wa, wb, acc);
+    acc = smlad(qbnn__ld32(a + i), qbnn__ld32(b + i), acc);
   }
   if (i < n) acc += (int32_t)a[i] * b[i];
   return acc;
@@ -109,5 +151,14 @@ static inline void qbnn__offset16(const int8_t *x, uint32_t n, int32_t zp, int16
    the op stores out dims and pad_before, and prepare checks them against these rules. */
 int qbnn__check_window(qbnn_dims in, qbnn_dims out, uint32_t fh, uint32_t fw, uint32_t sh, uint32_t sw,
                        uint32_t pad_top, uint32_t pad_left);
+
+/* The int16 operand image a convolution reads: the (OH-1) sh + FH rows by (OW-1) sw + FW pixels its windows
+   cover, from (-pad_top, -pad_left), holding x - zp inside the input and 0 outside (padding contributes
+   nothing, so every window is whole and the kernels need no bounds), then `slack` zero elements. */
+static inline uint32_t qbnn__padded_elems(const qbnn_op *op, const qbnn_conv_params *P, uint32_t slack) {
+  return (uint32_t)((op->out.h - 1) * P->stride_h + P->filter_h) * ((op->out.w - 1) * P->stride_w + P->filter_w) *
+             op->in.c + slack;
+}
+void qbnn__pad16(const qbnn_op *op, const qbnn_conv_params *P, const int8_t *in, uint32_t slack, int16_t *x);
 
 #endif

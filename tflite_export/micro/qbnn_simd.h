@@ -37,6 +37,17 @@ static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
   __asm("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
   return r;
 }
+/* per signed byte: max(a, b) / min(a, b) (SSUB8 sets the GE flags SEL reads: one asm statement) */
+static inline uint32_t max_s8x4(uint32_t a, uint32_t b) {
+  uint32_t t, r;
+  __asm("ssub8 %0, %2, %3\n\tsel %1, %2, %3" : "=&r"(t), "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+static inline uint32_t min_s8x4(uint32_t a, uint32_t b) {
+  uint32_t t, r;
+  __asm("ssub8 %0, %2, %3\n\tsel %1, %3, %2" : "=&r"(t), "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
 #else
 #define QBNN_HAVE_DSP 0
 static inline uint32_t uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
@@ -50,6 +61,16 @@ static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
   return acc + (int32_t)(int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu) +
          (int32_t)(int16_t)(a >> 16) * (int16_t)(b >> 16);
 }
+static inline uint32_t minmax_s8x4(uint32_t a, uint32_t b, int max) {
+  uint32_t r = 0;
+  for (int i = 0; i < 32; i += 8) {
+    const int8_t x = (int8_t)(a >> i), y = (int8_t)(b >> i);
+    r |= (uint32_t)(uint8_t)((x > y) == max ? x : y) << i;
+  }
+  return r;
+}
+static inline uint32_t max_s8x4(uint32_t a, uint32_t b) { return minmax_s8x4(a, b, 1); }
+static inline uint32_t min_s8x4(uint32_t a, uint32_t b) { return minmax_s8x4(a, b, 0); }
 #endif
 
 #endif

@@ -106,3 +106,20 @@ int qbnn__check_window(qbnn_dims in, qbnn_dims out, uint32_t fh, uint32_t fw, ui
   if (!((valid_h && valid_w) || (same_h && same_w))) return QBNN_RT_ERR_CHAIN;
   return QBNN_OK;
 }
+
+void qbnn__pad16(const qbnn_op *op, const qbnn_conv_params *P, const int8_t *in, uint32_t slack, int16_t *x) {
+  const int32_t H = op->in.h, W = op->in.w, C = op->in.c, zp = P->w.in_zero_point;
+  const int32_t Hp = (op->out.h - 1) * P->stride_h + P->filter_h, Wp = (op->out.w - 1) * P->stride_w + P->filter_w;
+  const int32_t left = P->pad_left, inside = (Wp - left < W ? Wp - left : W); /* VALID may leave columns out */
+  for (int32_t py = 0; py < Hp; ++py, x += Wp * C) {
+    const int32_t iy = py - P->pad_top;
+    if (iy < 0 || iy >= H) {
+      memset(x, 0, (size_t)(Wp * C) * sizeof *x);
+      continue;
+    }
+    memset(x, 0, (size_t)(left * C) * sizeof *x);
+    qbnn__offset16(in + iy * W * C, (uint32_t)(inside * C), zp, x + left * C);
+    memset(x + (left + inside) * C, 0, (size_t)((Wp - left - inside) * C) * sizeof *x);
+  }
+  memset(x, 0, slack * sizeof *x);
+}

@@ -1,6 +1,7 @@
 /* DEPTHWISE_CONV_2D (TFLite reference_integer_ops::DepthwiseConvPerChannel), NHWC input, filter 1HWO with
    O = C * depth_multiplier, no dilation. A 1HWO filter's stream bytes (SPEC 3, row-major) interleave the output
-   channels, so the whole filter (H * W * O codes, the op's only row) is sampled into scratch once per pass. */
+   channels, so the whole filter (H * W * O codes, the op's only row) is sampled into scratch once per pass. The
+   input's int16 operands are zero-padded (qbnn__pad16): every window is whole, no bounds per tap. */
 #include "qbnn_ops.h"
 
 int qbnn_op_depthwise_conv2d_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
@@ -20,7 +21,7 @@ int qbnn_op_depthwise_conv2d_prepare(const qbnn_op *op, int kernel, int is_last,
       return QBNN_RT_ERR_RANGE;
     if (P->w.bias && (P->w.bias[o] <= -(1 << 30) || P->w.bias[o] >= (1 << 30))) return QBNN_RT_ERR_RANGE;
   }
-  needs->x_elems = (qbnn__elems(op->in) + 3u) & ~3u;
+  needs->x_elems = (qbnn__padded_elems(op, P, 0) + 3u) & ~3u;
   needs->filter_elems = k;
   return QBNN_OK;
 }
@@ -28,27 +29,23 @@ int qbnn_op_depthwise_conv2d_prepare(const qbnn_op *op, int kernel, int is_last,
 void qbnn_op_depthwise_conv2d_eval(const qbnn_op *op, const int8_t *in, int8_t *out, qbnn_op_ctx *ctx) {
   const qbnn_conv_params *P = (const qbnn_conv_params *)op->params;
   const qbnn_rt_layer *L = &P->w;
-  const int32_t H = op->in.h, W = op->in.w, C = op->in.c, OH = op->out.h, OW = op->out.w, O = op->out.c;
+  const int32_t C = op->in.c, OH = op->out.h, OW = op->out.w, O = op->out.c;
   const int32_t FH = P->filter_h, FW = P->filter_w, DM = O / C;
+  const int32_t row = ((OW - 1) * P->stride_w + FW) * C;
   int16_t *x = ctx->x, *f = ctx->rt->filter;
-  if (!ctx->x_ready) qbnn__offset16(in, (uint32_t)(H * W * C), L->in_zero_point, x);
+  if (!ctx->x_ready) qbnn__pad16(op, P, in, 0, x);
   ctx->x_ready = 1;
   qbnn__filter_row(L, 0, ctx->rt->kernel, ctx->mean, L->core.mu ? &ctx->rt->streams[L->core.layer_index] : 0, f);
-  for (int32_t oy = 0; oy < OH; ++oy) {
-    const int32_t iy0 = oy * P->stride_h - P->pad_top;
-    const int32_t fy0 = iy0 < 0 ? -iy0 : 0, fy1 = H - iy0 < FH ? H - iy0 : FH;
-    for (int32_t ox = 0; ox < OW; ++ox) {
-      const int32_t ix0 = ox * P->stride_w - P->pad_left;
-      const int32_t fx0 = ix0 < 0 ? -ix0 : 0, fx1 = W - ix0 < FW ? W - ix0 : FW;
-      int8_t *y = out + (oy * OW + ox) * O;
-      for (int32_t o = 0; o < O; ++o) {
-        const int32_t c = o / DM;
+  int8_t *y = out;
+  for (int32_t oy = 0; oy < OH; ++oy)
+    for (int32_t ox = 0; ox < OW; ++ox, y += O) {
+      const int16_t *xw = x + oy * P->stride_h * row + ox * P->stride_w * C;
+      for (int32_t o = 0; o < O; ++o) { /* input channel o / DM */
+        const int16_t *xc = xw + o / DM, *fo = f + o;
         int32_t acc = 0;
-        for (int32_t fy = fy0; fy < fy1; ++fy)
-          for (int32_t fx = fx0; fx < fx1; ++fx)
-            acc += (int32_t)f[(fy * FW + fx) * O + o] * x[((iy0 + fy) * W + ix0 + fx) * C + c];
+        for (int32_t fy = 0; fy < FH; ++fy, xc += row)
+          for (int32_t fx = 0; fx < FW; ++fx, fo += O) acc += (int32_t)*fo * xc[fx * C];
         y[o] = qbnn__requantize(L, acc, (uint32_t)o);
       }
     }
-  }
 }

@@ -3,14 +3,6 @@
    order); constant weights (int8 / int4) and the mean pass go through one filter row of scratch. */
 #include "qbnn_ops.h"
 
-#if defined(__GNUC__)
-#define QBNN_ALWAYS_INLINE static inline __attribute__((always_inline))
-#define QBNN_NOINLINE static __attribute__((noinline))
-#else
-#define QBNN_ALWAYS_INLINE static inline
-#define QBNN_NOINLINE static
-#endif
-
 int qbnn_op_fully_connected_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
   const qbnn_rt_layer *L = (const qbnn_rt_layer *)op->params;
   const uint32_t cols = qbnn__elems(op->in);
@@ -24,7 +16,7 @@ int qbnn_op_fully_connected_prepare(const qbnn_op *op, int kernel, int is_last, 
 
 /* the MLP's requantisation: per tensor, no bias (the Bayesian layers of SPEC v1) */
 QBNN_ALWAYS_INLINE int8_t requantize_pt(const qbnn_rt_layer *L, int32_t acc) {
-  int32_t q = qbnn_multiply_by_quantized_multiplier(acc, L->multiplier, (int)L->shift) + L->out_zero_point;
+  int32_t q = qbnn__multiply_by_quantized_multiplier(acc, L->multiplier, (int)L->shift) + L->out_zero_point;
   if (q < L->act_min) q = L->act_min;
   if (q > L->act_max) q = L->act_max;
   if (L->act_lut) q = L->act_lut[q + 128];
@@ -142,15 +134,18 @@ QBNN_ALWAYS_INLINE int32_t row_simd(const int8_t *lut, const uint8_t *p, const i
   return acc;
 }
 
-/* inputs minus zero point as int16 in groups of 4 ordered c0,c2,c1,c3, so that the pair (c0,c2) meets the
-   weights of random bytes 0 and 2 of a PRNG word (row_simd) or the mu nibbles 0 and 2 (row_mean_simd) */
-static void interleave_offset(const int8_t *x, uint32_t n, int32_t zp, int16_t *out) {
-  for (uint32_t c = 0; c < n; c += 4) {
-    out[c] = (int16_t)(x[c] - zp);
-    out[c + 1] = (int16_t)(x[c + 2] - zp);
-    out[c + 2] = (int16_t)(x[c + 1] - zp);
-    out[c + 3] = (int16_t)(x[c + 3] - zp);
-  }
+/* inputs minus zero point as int16, each group of n (4 or 8) permuted by perm, so that the SMLAD pairs meet the
+   weights a word of codes splits into with UXTB16 (bytes 0, 2 and 1, 3): interleave4 for one weight per byte
+   (row_simd's random bytes, row_mean_simd's mu nibbles, int8 codes), interleave8 for int4 codes two per byte
+   (low nibbles 0, 2, 4, 6, then high nibbles 1, 3, 5, 7) */
+static const uint8_t interleave4[4] = {0, 2, 1, 3}, interleave8[8] = {0, 4, 2, 6, 1, 5, 3, 7};
+
+static int32_t interleave_offset(const int8_t *x, uint32_t n, int32_t zp, const uint8_t *perm, uint32_t group,
+                                 int16_t *out) {
+  int32_t sum = 0;
+  for (uint32_t c = 0; c < n; c += group)
+    for (uint32_t j = 0; j < group; ++j) sum += out[c + j] = (int16_t)(x[c + perm[j]] - zp);
+  return sum;
 }
 
 /* The mean pass on I4_FUSED bytes: (nibble ^ 8) = mu + 8 in 0..15 as unsigned halfwords, two SMLADs per 4
@@ -163,6 +158,34 @@ static int32_t row_mean_simd(const uint8_t *p, const int16_t *xi, uint32_t cols,
     acc = smlad(uxtb16(t), xw[0], acc);
     acc = smlad(uxtb16_ror8(t), xw[1], acc);
     xw += 2;
+  }
+  return acc - 8 * sum_x;
+}
+
+/* Constant weights straight from their stored codes, the same way: int8 codes ^ 0x80 = w + 128, int4 nibbles
+   ^ 8 = w + 8, as unsigned halfword pairs (x interleaved by interleave4 / interleave8), then acc -= bias sum x
+   (|sum (w + bias) x| <= 2 * 128 * 255 * cols < 2^31 by the accumulator bound of qbnn__check_weighted). */
+static int32_t row_const_simd(const int8_t *w, const int16_t *xi, uint32_t cols, int bits, int32_t sum_x) {
+  const uint32_t *xw = (const uint32_t *)(const void *)xi;
+  int32_t acc = 0;
+  if (bits == 8) {
+    for (uint32_t c = 0; c < cols; c += 4, w += 4, xw += 2) {
+      uint32_t t;
+      memcpy(&t, w, 4);
+      t ^= 0x80808080u;
+      acc = smlad(uxtb16(t), xw[0], acc);
+      acc = smlad(uxtb16_ror8(t), xw[1], acc);
+    }
+    return acc - 128 * sum_x;
+  }
+  for (uint32_t c = 0; c < cols; c += 8, w += 4, xw += 4) {
+    uint32_t t;
+    memcpy(&t, w, 4);
+    const uint32_t lo = (t & 0x0F0F0F0Fu) ^ 0x08080808u, hi = ((t >> 4) & 0x0F0F0F0Fu) ^ 0x08080808u;
+    acc = smlad(uxtb16(lo), xw[0], acc);
+    acc = smlad(uxtb16_ror8(lo), xw[1], acc);
+    acc = smlad(uxtb16(hi), xw[2], acc);
+    acc = smlad(uxtb16_ror8(hi), xw[3], acc);
   }
   return acc - 8 * sum_x;
 }
@@ -191,7 +214,7 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
       /* locals: the int8 stores to y may alias anything, so fields would be reloaded every row */
       int16_t *const xi = ctx->x;
       const int8_t *const lut = L->wlut;
-      if (!ctx->x_ready) interleave_offset(x, cols, L->in_zero_point, xi);
+      if (!ctx->x_ready) interleave_offset(x, cols, L->in_zero_point, interleave4, 4, xi);
       ctx->x_ready = 1;
       uint32_t st = s->state;
       for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, row_simd(lut, p, xi, (int)cols, &st), r, plain);
@@ -224,12 +247,20 @@ void qbnn_op_fully_connected_eval(const qbnn_op *op, const int8_t *x, int8_t *y,
     return;
   }
   const uint8_t *p = L->core.mu;
-  if (p && L->core.layout == QBNN_LAYOUT_I4_FUSED && ctx->rt->kernel == QBNN_KERNEL_SIMD && (cols & 3u) == 0 &&
+  const int simd = ctx->rt->kernel == QBNN_KERNEL_SIMD;
+  if (p && L->core.layout == QBNN_LAYOUT_I4_FUSED && simd && (cols & 3u) == 0 &&
       ((uintptr_t)p & 3u) == 0) { /* mean pass straight from the stored nibbles */
-    interleave_offset(x, cols, L->in_zero_point, ctx->x);
-    int32_t sum_x = 0;
-    for (uint32_t c = 0; c < cols; ++c) sum_x += ctx->x[c];
+    const int32_t sum_x = interleave_offset(x, cols, L->in_zero_point, interleave4, 4, ctx->x);
     for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = qbnn__requantize(L, row_mean_simd(p, ctx->x, cols, sum_x), r);
+    return;
+  }
+  const uint32_t per_word = L->filter_bits == 4 ? 8u : 4u; /* constant codes in a 32-bit word */
+  if (!p && simd && cols % per_word == 0) { /* constant weights straight from their codes */
+    const int32_t sum_x =
+        interleave_offset(x, cols, L->in_zero_point, per_word == 8 ? interleave8 : interleave4, per_word, ctx->x);
+    const int8_t *w = L->filter;
+    for (uint32_t r = 0; r < rows; ++r, w += cols * (uint32_t)L->filter_bits / 8)
+      y[r] = qbnn__requantize(L, row_const_simd(w, ctx->x, cols, L->filter_bits, sum_x), r);
     return;
   }
   /* constant weights, or the mean of another layout: one filter row at a time */

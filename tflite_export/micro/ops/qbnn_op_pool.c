@@ -1,6 +1,6 @@
 /* MAX_POOL_2D and AVERAGE_POOL_2D (TFLite reference_integer_ops pooling, int8; output quantization = input's):
    over the in-image taps only; average rounds half away from zero ((s +- count/2) / count, C division);
-   then the fused activation clamp. */
+   then the fused activation clamp. Max pooling with 4+ channels takes 4 at a time (SSUB8 + SEL on DSP targets). */
 #include "qbnn_ops.h"
 
 static int prepare(const qbnn_op *op, qbnn_op_needs *needs) {
@@ -32,6 +32,23 @@ static void pool(const qbnn_op *op, const int8_t *in, int8_t *out, int average) 
     for (int32_t ox = 0; ox < OW; ++ox) {
       const int32_t ix0 = ox * P->stride_w - P->pad_left;
       const int32_t fx0 = ix0 < 0 ? -ix0 : 0, fx1 = W - ix0 < P->filter_w ? W - ix0 : P->filter_w;
+      int8_t *y = out + (oy * OW + ox) * C;
+      if (!average && C >= 4) { /* 4 channels per word; the last word overlaps the previous (max is idempotent) */
+        const uint32_t lo = 0x01010101u * (uint8_t)P->act_min, hi = 0x01010101u * (uint8_t)P->act_max;
+        for (int32_t c0 = 0; c0 < C; c0 += 4) {
+          const int32_t c = c0 + 4 <= C ? c0 : C - 4;
+          uint32_t v = lo; /* clamp(max of taps) = min(max(act_min, taps...), act_max) */
+          for (int32_t fy = fy0; fy < fy1; ++fy)
+            for (int32_t fx = fx0; fx < fx1; ++fx) {
+              uint32_t q;
+              memcpy(&q, in + ((iy0 + fy) * W + ix0 + fx) * C + c, 4);
+              v = max_s8x4(v, q);
+            }
+          v = min_s8x4(v, hi);
+          memcpy(y + c, &v, 4);
+        }
+        continue;
+      }
       const int32_t count = (fy1 - fy0) * (fx1 - fx0);
       for (int32_t c = 0; c < C; ++c) {
         int32_t v = average ? 0 : -128;
@@ -44,7 +61,7 @@ static void pool(const qbnn_op *op, const int8_t *in, int8_t *out, int average) 
         if (average && count > 0) v = v > 0 ? (v + count / 2) / count : (v - count / 2) / count;
         if (v < P->act_min) v = P->act_min;
         if (v > P->act_max) v = P->act_max;
-        out[(oy * OW + ox) * C + c] = (int8_t)v;
+        y[c] = (int8_t)v;
       }
     }
   }
