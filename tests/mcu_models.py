@@ -90,7 +90,8 @@ def synthetic_conv_model(seed=0, bayesian_conv=True, input_shape=(28, 28, 1)):
     per-channel with bias; SAME, stride 1) -> max pool -> depthwise conv (int4, dm 2, VALID, stride 2) -> average
     pool (SAME) -> conv (int4 per-tensor) -> flatten -> dense (int8 per-channel, ReLU) -> Bayesian dense ->
     Bayesian dense (10 logits); calibrated on random images. "head" (bayesian_conv=False): the deterministic
-    prefix is everything up to the Bayesian dense layers."""
+    prefix is everything up to the Bayesian dense layers, conv1 has 3 channels (max pooling below 4 channels) and
+    dense1 int4 weights (the C kernels' other paths)."""
     from tflite_export import convert
     from tflite_export.ir.conv2d import Conv2D
     from tflite_export.ir.depthwise_conv2d import DepthwiseConv2D
@@ -106,17 +107,19 @@ def synthetic_conv_model(seed=0, bayesian_conv=True, input_shape=(28, 28, 1)):
         mu = np.clip(np.round(rng.normal(0, spread, size=shape)), -7, 7)
         return BayesianWeights(mu, rng.integers(0, 16, size=shape), 4, 4, storage.LAYOUT_I4_FUSED, sigma_q, index)
 
-    c1 = bayes((6, 5, 5, 1), 0) if bayesian_conv else ConstantWeights.quantize(rng.normal(0, 0.4, (6, 5, 5, 1)), 8, True)
-    bias1 = None if bayesian_conv else rng.integers(-300, 300, size=6)
+    ch = 6 if bayesian_conv else 3
+    c1 = bayes((ch, 5, 5, 1), 0) if bayesian_conv else ConstantWeights.quantize(rng.normal(0, 0.4, (ch, 5, 5, 1)), 8, True)
+    bias1 = None if bayesian_conv else rng.integers(-300, 300, size=ch)
     ops = [Conv2D("conv1", c1, activation="softplus" if bayesian_conv else "relu", padding="same", bias=bias1),
            MaxPool2D("pool1"),
-           DepthwiseConv2D("dw", ConstantWeights.quantize(rng.normal(0, 0.5, (1, 3, 3, 12)), 4, False, 3),
+           DepthwiseConv2D("dw", ConstantWeights.quantize(rng.normal(0, 0.5, (1, 3, 3, 2 * ch)), 4, False, 3),
                            strides=(2, 2), activation="relu"),
            AveragePool2D("pool2", pool_size=(2, 2), strides=(2, 2), padding="same"),
-           Conv2D("conv2", ConstantWeights.quantize(rng.normal(0, 0.3, (16, 3, 3, 12)), 4, False), activation="relu",
+           Conv2D("conv2", ConstantWeights.quantize(rng.normal(0, 0.3, (16, 3, 3, 2 * ch)), 4, False), activation="relu",
                   padding="same"),
            Reshape("flatten"),
-           FullyConnected("dense1", ConstantWeights.quantize(rng.normal(0, 0.2, (40, 144)), 8, True),
+           FullyConnected("dense1", ConstantWeights.quantize(rng.normal(0, 0.2, (40, 144)), 8 if bayesian_conv else 4,
+                                                             bayesian_conv),
                           activation="relu", bias=rng.integers(-500, 500, size=40)),
            FullyConnected("dense2", bayes((24, 40), 1), activation="softplus"),
            FullyConnected("dense3", bayes((10, 24), 2))]

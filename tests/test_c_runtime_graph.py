@@ -112,16 +112,17 @@ def test_the_generator_arena_plan_matches_the_model(conv_gen):
     text = open(os.path.join(gen, "model_data.h")).read()
     arena = int(re.search(r"#define QBNN_ARENA_BYTES (\d+)u", text).group(1))
     r8 = lambda n: (n + 7) // 8 * 8  # noqa: E731
-    # largest activation: conv1's 28x28x6; int16 operands, zero-padded to the windows' extent (qbnn__pad16):
-    # conv1's 32x32 (+1 slack, to 4: 1028; first Bayesian op when "all"), the depthwise conv's 13x13x6 = 1014
-    # (to 4: 1016; VALID, stride 2), conv2's 5x5x12 + 1; filter: conv2's 3*3*12 codes and its table of 3 * 18
-    # SMLAD pairs (4 int16 each) = 324 (more than dense1's 144 inputs, conv1's 25 + 4 * 5 * 3, the depthwise
-    # filter's 3*3*12)
-    act = 28 * 28 * 6
+    # int16 operands are zero-padded to the windows' extent (qbnn__pad16); a conv's filter scratch holds its codes
+    # and its table of SMLAD pairs (4 int16 each, rows rounded up to even).
+    # "all": largest activation conv1's 28x28x6; operands: conv1's 32x32 (+1 slack, to 4: 1028; the first Bayesian
+    # op), the depthwise conv's 13x13x6 = 1014 (to 4: 1016; VALID, stride 2), conv2's 5x5x12 + 1; filter: conv2's
+    # 3*3*12 codes + 4 * 3 * 18 = 324 (more than dense1's 144 inputs, conv1's 25 + 4 * 5 * 3, the depthwise 108).
+    # "head" (conv1 with 3 channels): activation 28x28x3; prefix output: dense1's 40 units; first Bayesian op:
+    # dense2 (40 inputs); operands: conv1's 1028; filter: conv2's 3*3*6 + 4 * 3 * 9 = 162 (more than dense1's 144)
     if bayesian == "all":
-        expected = 2 * r8(act) + 0 + r8(2 * 1028) + r8(2 * 1016) + r8(2 * 324)
-    else:  # prefix output: dense1's 40 units; first Bayesian op: dense2 (40 inputs)
-        expected = 2 * r8(act) + r8(40) + r8(2 * 40) + r8(2 * 1028) + r8(2 * 324)
+        expected = 2 * r8(28 * 28 * 6) + 0 + r8(2 * 1028) + r8(2 * 1016) + r8(2 * 324)
+    else:
+        expected = 2 * r8(28 * 28 * 3) + r8(40) + r8(2 * 40) + r8(2 * 1028) + r8(2 * 162)
     assert arena == expected
 
 
