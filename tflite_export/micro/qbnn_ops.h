@@ -100,22 +100,32 @@ static inline qbnn__rq qbnn__requant_of(const qbnn_rt_layer *L, uint32_t o) {
   return r;
 }
 
-/* acc + bias, MultiplyByQuantizedMultiplier, + zp_out, clamp, SoftPlus LUT. */
-static inline int8_t qbnn__requant(const qbnn__rq *r, int32_t acc) {
+/* acc + bias, MultiplyByQuantizedMultiplier, + zp_out, clamp (full_range: the int8 range, one SSAT), SoftPlus
+   LUT. */
+QBNN_ALWAYS_INLINE int8_t qbnn__requant_(const qbnn__rq *r, int32_t acc, const int full_range) {
   /* MultiplyByQuantizedMultiplier; the multiplier is >= 0 (qbnn__check_weighted), so SRDHM never saturates */
   const int left = r->shift > 0 ? (int)r->shift : 0, right = r->shift > 0 ? 0 : (int)-r->shift;
   int32_t q = qbnn__rounding_divide_by_pot(qbnn__srdhm_nosat((int32_t)((uint32_t)(acc + r->bias) << left), r->multiplier),
                                            right) + r->zero_point;
-  if (q < r->act_min) q = r->act_min;
-  if (q > r->act_max) q = r->act_max;
+  if (full_range) {
+    q = ssat8(q);
+  } else {
+    if (q < r->act_min) q = r->act_min;
+    if (q > r->act_max) q = r->act_max;
+  }
   if (r->act_lut) q = r->act_lut[q + 128];
   return (int8_t)q;
 }
 
+static inline int8_t qbnn__requant(const qbnn__rq *r, int32_t acc) { return qbnn__requant_(r, acc, 0); }
+
 /* y[i * stride] = requantised acc[i] for i < n, one channel's constants in locals. */
 static inline void qbnn__requant_run(const qbnn__rq *rq, const int32_t *acc, int32_t n, int8_t *y, int32_t stride) {
   const qbnn__rq r = *rq;
-  for (int32_t i = 0; i < n; ++i, y += stride) *y = qbnn__requant(&r, acc[i]);
+  if (r.act_min == -128 && r.act_max == 127) /* no fused ReLU */
+    for (int32_t i = 0; i < n; ++i, y += stride) *y = qbnn__requant_(&r, acc[i], 1);
+  else
+    for (int32_t i = 0; i < n; ++i, y += stride) *y = qbnn__requant_(&r, acc[i], 0);
 }
 
 /* The same for output channel o of L (per tensor or per channel). */

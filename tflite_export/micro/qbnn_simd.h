@@ -1,4 +1,4 @@
-/* SIMD primitives shared by the C kernels (qbnn_runtime.c, qbnn_modes.c): the real instructions on DSP
+/* SIMD primitives shared by the C kernels (micro/ops, qbnn_modes.c): the real instructions on DSP
    targets (Cortex-M4/M7/M33), their C emulation elsewhere so the SIMD paths run in host tests. */
 #ifndef QBNN_SIMD_H_
 #define QBNN_SIMD_H_
@@ -71,6 +71,17 @@ static inline uint32_t minmax_s8x4(uint32_t a, uint32_t b, int max) {
 }
 static inline uint32_t max_s8x4(uint32_t a, uint32_t b) { return minmax_s8x4(a, b, 1); }
 static inline uint32_t min_s8x4(uint32_t a, uint32_t b) { return minmax_s8x4(a, b, 0); }
+#endif
+
+/* x clamped to [-128, 127]: SSAT (ARMv6 and up, M3 included) */
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+static inline int32_t ssat8(int32_t x) {
+  int32_t r;
+  __asm("ssat %0, #8, %1" : "=r"(r) : "r"(x));
+  return r;
+}
+#else
+static inline int32_t ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
 #endif
 
 #endif

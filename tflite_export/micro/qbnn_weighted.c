@@ -46,17 +46,24 @@ int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint32_t cols, i
   return QBNN_OK;
 }
 
+/* the two's complement int4 in the low nibble of v */
+static inline int16_t int4_code(uint32_t v) { return (int16_t)((int32_t)((v & 0xFu) ^ 8u) - 8); }
+
 void qbnn__filter_row(const qbnn_rt_layer *L, uint32_t row, int kernel, int mean, qbnn_stream *s, int16_t *f) {
   const uint32_t n = L->core.cols, first = row * n;
   if (!L->core.mu) { /* constant */
     if (L->filter_bits == 8) {
       const int8_t *w = L->filter + first;
       for (uint32_t i = 0; i < n; ++i) f[i] = w[i];
-    } else { /* TFLite int4: element j in byte j/2, low nibble first */
-      for (uint32_t i = 0, j = first; i < n; ++i, ++j) {
-        const uint32_t nib = ((uint8_t)L->filter[j >> 1] >> ((j & 1u) * 4)) & 0xFu;
-        f[i] = (int16_t)(((int32_t)(nib ^ 8u)) - 8);
+    } else { /* TFLite int4: element j in byte j/2, low nibble first; a byte (two codes) at a time */
+      const uint8_t *b = (const uint8_t *)L->filter + first / 2;
+      uint32_t i = 0;
+      if (first & 1u) f[i++] = int4_code(*b++ >> 4);
+      for (; i + 2 <= n; i += 2, ++b) {
+        f[i] = int4_code(*b);
+        f[i + 1] = int4_code(*b >> 4);
       }
+      if (i < n) f[i] = int4_code(*b);
     }
     return;
   }

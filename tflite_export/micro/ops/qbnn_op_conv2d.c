@@ -57,10 +57,17 @@ QBNN_NOINLINE void channel_outputs(const uint32_t *table, uint32_t pairs, walk_t
     const int32_t m = n - p < 16 ? n - p : 16;
     int32_t acc[16];
     for (int32_t g = 0; g < m; g += 4) {
-      const char *b0 = (const char *)walk_next(&w), *b1 = b0, *b2 = b0, *b3 = b0;
-      if (g + 1 < m) b1 = (const char *)walk_next(&w);
-      if (g + 2 < m) b2 = (const char *)walk_next(&w);
-      if (g + 3 < m) b3 = (const char *)walk_next(&w);
+      const char *b0, *b1, *b2, *b3;
+      if (g + 4 <= m && w.ox + 4 < w.ow) { /* 4 windows inside one output row, evenly spaced */
+        const int32_t s = w.step * (int32_t)sizeof *w.x;
+        b0 = (const char *)w.x, b1 = b0 + s, b2 = b1 + s, b3 = b2 + s;
+        w.x += 4 * w.step, w.ox += 4;
+      } else {
+        b0 = b1 = b2 = b3 = (const char *)walk_next(&w);
+        if (g + 1 < m) b1 = (const char *)walk_next(&w);
+        if (g + 2 < m) b2 = (const char *)walk_next(&w);
+        if (g + 3 < m) b3 = (const char *)walk_next(&w);
+      }
       int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
       const uint32_t *t = table;
       for (uint32_t k = pairs; k; --k, t += 2) {
