@@ -29,21 +29,23 @@ int qbnn_op_conv2d_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_n
   return QBNN_OK;
 }
 
-/* The windows of the output positions in order (across output rows). */
+/* The windows of the output positions in order (across output rows), as operand offsets (the one after the last
+   window may lie beyond the operands: no pointer is formed to it). */
 typedef struct {
-  const int16_t *x, *row_start; /* the current window; the first window of its output row */
+  const int16_t *x;               /* the operands */
+  int32_t at, row_start;          /* the current window; the first window of its output row */
   int32_t ox, ow, step, row_step; /* its column; output columns; operands between windows, between rows */
 } walk_t;
 
-static inline const int16_t *walk_next(walk_t *w) {
-  const int16_t *cur = w->x;
+static inline const char *walk_next(walk_t *w) {
+  const int32_t cur = w->at;
   if (++w->ox < w->ow) {
-    w->x += w->step;
+    w->at += w->step;
   } else {
     w->ox = 0;
-    w->x = w->row_start += w->row_step;
+    w->at = w->row_start += w->row_step;
   }
-  return cur;
+  return (const char *)(w->x + cur);
 }
 
 /* One output channel: y[p * O] for the n output positions p, in chunks of 16: sums over the table's `pairs`
@@ -60,13 +62,13 @@ QBNN_NOINLINE void channel_outputs(const uint32_t *table, uint32_t pairs, walk_t
       const char *b0, *b1, *b2, *b3;
       if (g + 4 <= m && w.ox + 4 < w.ow) { /* 4 windows inside one output row, evenly spaced */
         const int32_t s = w.step * (int32_t)sizeof *w.x;
-        b0 = (const char *)w.x, b1 = b0 + s, b2 = b1 + s, b3 = b2 + s;
-        w.x += 4 * w.step, w.ox += 4;
+        b0 = (const char *)(w.x + w.at), b1 = b0 + s, b2 = b1 + s, b3 = b2 + s;
+        w.at += 4 * w.step, w.ox += 4;
       } else {
-        b0 = b1 = b2 = b3 = (const char *)walk_next(&w);
-        if (g + 1 < m) b1 = (const char *)walk_next(&w);
-        if (g + 2 < m) b2 = (const char *)walk_next(&w);
-        if (g + 3 < m) b3 = (const char *)walk_next(&w);
+        b0 = b1 = b2 = b3 = walk_next(&w);
+        if (g + 1 < m) b1 = walk_next(&w);
+        if (g + 2 < m) b2 = walk_next(&w);
+        if (g + 3 < m) b3 = walk_next(&w);
       }
       int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
       const uint32_t *t = table;
@@ -96,14 +98,14 @@ void qbnn_op_conv2d_eval(const qbnn_op *op, const int8_t *in, int8_t *out, qbnn_
   if (!ctx->x_ready) qbnn__pad16(op, P, in, 1, x);
   ctx->x_ready = 1;
   qbnn_stream *s = L->core.mu ? &ctx->rt->streams[L->core.layer_index] : 0;
-  const walk_t start = {x, x, 0, OW, P->stride_w * C, P->stride_h * row};
+  const walk_t start = {x, 0, 0, 0, OW, P->stride_w * C, P->stride_h * row};
   for (int32_t o = 0; o < O; ++o) {
     qbnn__filter_row(L, (uint32_t)o, ctx->rt->kernel, ctx->mean, s, f);
     uint32_t *t = table;
     for (int32_t fy = 0; fy < P->filter_h; ++fy)
       for (int32_t i = 0; i < run; i += 2, t += 2) {
-        const int16_t *g = f + fy * run + i;
-        t[0] = (uint16_t)g[0] | (i + 1 < run ? (uint32_t)(uint16_t)g[1] << 16 : 0u);
+        const int16_t pair[2] = {f[fy * run + i], (int16_t)(i + 1 < run ? f[fy * run + i + 1] : 0)};
+        memcpy(t, pair, 4); /* as the operands are loaded (either byte order) */
         t[1] = (uint32_t)(fy * row + i) * sizeof *x;
       }
     const qbnn__rq rq = qbnn__requant_of(L, (uint32_t)o);

@@ -181,7 +181,8 @@ static int32_t row_const_simd(const int8_t *w, const int16_t *xi, uint32_t cols,
   for (uint32_t c = 0; c < cols; c += 8, w += 4, xw += 4) {
     uint32_t t;
     memcpy(&t, w, 4);
-    const uint32_t lo = (t & 0x0F0F0F0Fu) ^ 0x08080808u, hi = ((t >> 4) & 0x0F0F0F0Fu) ^ 0x08080808u;
+    t ^= 0x88888888u; /* every nibble + 8 */
+    const uint32_t lo = t & 0x0F0F0F0Fu, hi = (t >> 4) & 0x0F0F0F0Fu;
     acc = smlad(uxtb16(lo), xw[0], acc);
     acc = smlad(uxtb16_ror8(lo), xw[1], acc);
     acc = smlad(uxtb16(hi), xw[2], acc);
