@@ -67,6 +67,11 @@ void qbnn__filter_row(const qbnn_rt_layer *L, uint32_t row, int kernel, int mean
     }
     return;
   }
+  if (mean && L->core.layout == QBNN_LAYOUT_I4_FUSED) { /* mu codes: the low nibbles */
+    const uint8_t *p = L->core.mu + first;
+    for (uint32_t i = 0; i < n; ++i) f[i] = (int16_t)((int32_t)((p[i] & 0xFu) ^ 8u) - 8);
+    return;
+  }
   if (mean || kernel == QBNN_KERNEL_REF) { /* the sampler core per weight (any layout) */
     const int32_t max_code = (1 << (L->core.weight_bits - 1)) - 1;
     for (uint32_t i = 0; i < n; ++i) {
