@@ -63,6 +63,11 @@ PROFILES = {
     # 4 + 2 epochs, the small Ambiguous-MNIST, 1000 images per test set (README "LeNet-5")
     "conv-quick": Profile(pretrain_epochs=4, bnn_epochs=2, max_train=20000, ambiguous_profile="small",
                           eval_images=1000),
+    # LeNet-5 (issue 11): the fast schedule with a 3x lower Bayesian learning rate (on seed 0 the smallest
+    # head/all MI AUROC gap of the variants tried, but below "fast" on accuracy and MI AUROC; README "LeNet-5 on
+    # Dirty-MNIST (lenet profile)"), evaluated on the whole test sets with each Ambiguous-MNIST test image once
+    # (10,000 / 6,000 / 10,000 images: the same AUROCs as the 10x-repeated rows, 3x less evaluation time)
+    "lenet": Profile(pretrain_epochs=10, bnn_epochs=5, bnn_lr=3e-4, eval_images=10000),
 }
 
 
