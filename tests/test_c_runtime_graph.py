@@ -79,7 +79,8 @@ def test_the_registry_is_one_list_per_side():
     kernels = sorted(f for f in os.listdir(os.path.join(MICRO, "ops")) if f.endswith(".c"))
     defined = set()
     for f in kernels:
-        defined |= set(re.findall(r"^(?:int|void) qbnn_op_(\w+)_(?:prepare|eval)\(", open(os.path.join(MICRO, "ops", f)).read(), re.M))
+        text = open(os.path.join(MICRO, "ops", f)).read()
+        defined |= set(re.findall(r"^(?:int|void) qbnn_op_(\w+)_(?:prepare|eval)\(", text, re.M))
     assert {n for _, n in lines} == defined
     for kind, cls in registry.OPS.items():
         c_kind = getattr(cls, "c_kind", kind)
@@ -178,3 +179,24 @@ def test_offset_table_build_is_bit_exact(conv_gen, tmp_path):
     r = _make(f"GEN_DIR={gen}", f"HOST_BUILD={tmp_path / 'build'}", "host-test")
     assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
+
+
+def test_c_sources_cli_writes_the_firmware_sources_and_names_bad_arguments(tmp_path, tmp_path_factory, capsys):
+    """`tfqbnn-c-sources EXPORT_DIR --out GEN`: model_data and test vectors of real test images of the three sets;
+    a missing export directory or a bad count is a one-line usage error naming it."""
+    from mcu_models import exported_jq4
+    from tfqbnn.cli import c_sources
+
+    with pytest.raises(SystemExit) as e:
+        c_sources.main([str(tmp_path / "nope"), "--out", str(tmp_path / "gen")])
+    assert e.value.code == 2 and "nope" in capsys.readouterr().err
+    export = exported_jq4(tmp_path_factory.mktemp("cli"))
+    with pytest.raises(SystemExit) as e:
+        c_sources.main([export, "--out", str(tmp_path / "gen"), "--samples", "0"])
+    assert e.value.code == 2 and "--samples" in capsys.readouterr().err
+    assert not (tmp_path / "gen").exists()
+    c_sources.main([export, "--out", str(tmp_path / "gen"), "--samples", "2", "--per-set", "1",
+                    "--sample-table", "offset"])
+    tv = (tmp_path / "gen" / "test_vectors.c").read_text()
+    assert '"mnist"' in tv and '"fashion"' in tv and "ambiguous" in tv
+    assert '#define QBNN_SAMPLE_TABLE_KIND "offset"' in (tmp_path / "gen" / "model_data.h").read_text()

@@ -120,10 +120,10 @@ class CEmitter:
         t = len(self.tables)
         name = f"qbnn_sample_table{t}"
         if self.sample_table_kind == "derived":
-            self.body.append(f"/* derived sampling table {t}: [I4_FUSED byte << 8 | stream byte] -> w_code (SPEC 3.3) */")
+            self.body.append(f"/* derived sampling table {t}: [I4_FUSED byte << 8 | stream byte] -> w_code */")
             table = derived_table(np.asarray(key[1]), key[0])
         else:
-            self.body.append(f"/* offset table {t}: [sigma code << 8 | stream byte] -> offset, w_code = clamp(mu + offset) */")
+            self.body.append(f"/* offset table {t}: [sigma code << 8 | stream byte] -> offset (w = clamp(mu + offset)) */")
             table = offset_table(np.asarray(key[1]))
         self.array("int8_t", name, table, per_line=32, count=False)
         self.table_bytes += table.size
@@ -145,8 +145,8 @@ class CEmitter:
             packed = self.array("uint8_t", f"qbnn_op{i}_packed", bayesian["packed"])
             sq = self.array("int32_t", f"qbnn_op{i}_sigma_q", bayesian["sigma_q"], align=False)
             table = self.sample_table(bayesian["sigma_q"], bayesian["weight_bits"])
-            f["core"] = (f"{{.rows = {int(rows)}u, .cols = {int(cols)}u, .weight_bits = {int(bayesian['weight_bits'])}, "
-                         f".sigma_bits = {int(bayesian['sigma_bits'])}, .layout = {int(bayesian['layout'])}, "
+            f["core"] = (f"{{.rows = {int(rows)}u, .cols = {int(cols)}u, "
+                         f".weight_bits = {int(bayesian['weight_bits'])}, .sigma_bits = {int(bayesian['sigma_bits'])}, .layout = {int(bayesian['layout'])}, "
                          f".layer_index = {int(bayesian['index'])}, .mu = {packed}, .sigma = 0, .sigma_q = {sq}}}")
             f["wlut" if self.sample_table_kind == "derived" else "offsets"] = table
             self.bayesian_weights += int(rows) * int(cols)
@@ -235,7 +235,8 @@ def _emit_ops(model, em):
             raise ValueError(f"op {i} ({op.kind}) has no C kernel; C kernels: {list(C_KINDS)}")
         out = op.output_shape(shape)
         params = op.emit_c(em, i, shape)
-        entries.append(f"    {{.kind = QBNN_OP_{kind}, .in = {_dims(shape)}, .out = {_dims(out)}, .params = {params}}},")
+        entries.append(f"    {{.kind = QBNN_OP_{kind}, .in = {_dims(shape)}, .out = {_dims(out)}, "
+                       f".params = {params}}},")
         shape = out
     return entries
 

@@ -1,5 +1,6 @@
-"""`python -m tfqbnn.cli.c_sources EXPORT_DIR --out GEN_DIR`: the C runtime's model_data.c/.h and test_vectors.c/.h
-for an exported model, with real test images of the three Dirty-MNIST sets (the firmware Makefile's `gen`)."""
+"""`tfqbnn-c-sources EXPORT_DIR --out GEN_DIR` (or `python -m tfqbnn.cli.c_sources`): the C runtime's
+model_data.c/.h and test_vectors.c/.h for an exported model, with real test images of the three Dirty-MNIST
+sets (the firmware Makefile's `gen`)."""
 
 from __future__ import annotations
 
