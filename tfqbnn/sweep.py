@@ -183,7 +183,7 @@ def sweep_fingerprint(profile, num_samples, data):
     from tfqbnn import training
 
     prof = training.get_profile(profile)
-    return {"profile": {"name": profile if isinstance(profile, str) else "custom", **dataclasses.asdict(prof)},
+    return {"profile": {"name": profile if isinstance(profile, str) else "custom", **training.profile_fingerprint(prof)},
             "num_samples": num_samples or prof.eval_samples, "data": training.data_fingerprint(data)}
 
 

@@ -47,6 +47,69 @@ class Profile:
     eval_samples: int = 30
     ambiguous_profile: str = "default"
     eval_images: int | None = None  # cap per test set in the sweep (None: the whole sets)
+    # learning-rate schedule of each stage (`lr_schedule`): "cosine" (cosine decay to 0 over the stage),
+    # "step" (the rate, then a tenth of it for the last third of the epochs) or "constant"
+    pretrain_lr_schedule: str = "cosine"
+    bnn_lr_schedule: str = "cosine"
+    # pretraining only: each training image shifted by a random whole number of pixels in [-n, n] per axis
+    # (zero fill), drawn anew every epoch; the model and the Bayesian stage are unchanged
+    augment_shift: int = 0
+
+    def __post_init__(self):
+        for name in ("pretrain_lr_schedule", "bnn_lr_schedule"):
+            if getattr(self, name) not in LR_SCHEDULES:
+                raise ValueError(f"`{name}` must be one of {list(LR_SCHEDULES)}; received {getattr(self, name)!r}")
+        if isinstance(self.augment_shift, bool) or not isinstance(self.augment_shift, (int, np.integer)) \
+                or not 0 <= self.augment_shift < 14:
+            raise ValueError(f"`augment_shift` must be an integer in [0, 13]; received {self.augment_shift!r}")
+
+
+LR_SCHEDULES = ("cosine", "step", "constant")
+# Profile fields added after runs were published: left out of a run's fingerprint while at their default,
+# so the existing profiles keep their fingerprints (and their cached pretrainings / resumable run folders).
+_FINGERPRINT_OPTIONAL = {"pretrain_lr_schedule": "cosine", "bnn_lr_schedule": "cosine", "augment_shift": 0}
+
+
+def profile_fingerprint(profile):
+    """``dataclasses.asdict`` of a profile without the later fields that are at their default."""
+    d = dataclasses.asdict(profile)
+    return {k: v for k, v in d.items() if not (k in _FINGERPRINT_OPTIONAL and v == _FINGERPRINT_OPTIONAL[k])}
+
+
+def lr_schedule(name, lr, epochs, steps_per_epoch):
+    """The learning rate (a float or a Keras schedule) of one stage; see `Profile.pretrain_lr_schedule`."""
+    steps = max(epochs * steps_per_epoch, 1)
+    if name == "cosine":
+        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps)
+    if name == "step":
+        boundary = max(int(round(epochs * 2 / 3)), 1) * steps_per_epoch
+        # the schedule sees the 0-based step and keeps the first value while step <= boundary
+        return keras.optimizers.schedules.PiecewiseConstantDecay([boundary - 1], [lr, lr / 10])
+    if name == "constant":
+        return lr
+    raise ValueError(f"Unknown lr schedule {name!r}; expected one of {list(LR_SCHEDULES)}")
+
+
+def shift_images(x, max_shift, seed=None):
+    """Flat (N, 784) or (N, 28, 28[, 1]) images, each shifted by random whole pixels in [-max_shift, max_shift]
+    per axis, zero-filled (a tf function: usable in a tf.data map).  Shape and dtype are kept."""
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(x)
+    shape = tf.shape(x)
+    img = tf.reshape(x, (-1, 28, 28, 1))
+    n = tf.shape(img)[0]
+    pad = tf.pad(img, [[0, 0], [max_shift, max_shift], [max_shift, max_shift], [0, 0]])
+    size = 2 * max_shift + 1
+    if seed is None:
+        off = tf.random.uniform((n, 2), 0, size, dtype=tf.int32)
+    else:
+        off = tf.random.stateless_uniform((n, 2), seed, 0, size, dtype=tf.int32)
+    rows = off[:, :1] + tf.range(28)[None]  # (n, 28)
+    cols = off[:, 1:] + tf.range(28)[None]
+    out = tf.gather(pad, rows, axis=1, batch_dims=1)  # (n, 28, 28 + 2s, 1)
+    out = tf.gather(out, cols, axis=2, batch_dims=1)  # (n, 28, 28, 1)
+    return tf.reshape(out, shape)
 
 
 PROFILES = {
@@ -99,8 +162,10 @@ def _train_slice(data, profile, seed):
     return x, y
 
 
-def _fit(model, data, profile, seed, epochs, lr, run_dir, extra_callbacks=(), fail_after_epoch=None, verbose=1):
-    """``model.fit`` with cosine-decayed Adam and the crash-safe callback set.
+def _fit(model, data, profile, seed, epochs, lr, run_dir, extra_callbacks=(), fail_after_epoch=None, verbose=1,
+         schedule="cosine", augment_shift=0):
+    """``model.fit`` with Adam at the ``schedule`` (`lr_schedule`) and the crash-safe callback set; with
+    ``augment_shift`` the training images are randomly shifted (`shift_images`) in a tf.data pipeline.
 
     Logs go to the run folder; the backup and the per-epoch checkpoint to its scratch folder.
     """
@@ -109,12 +174,11 @@ def _fit(model, data, profile, seed, epochs, lr, run_dir, extra_callbacks=(), fa
     if not (scratch / "backup").exists() and (out_dir / "log.csv").exists():
         (out_dir / "log.csv").unlink()  # ours (manifest); no backup means the fit restarts at epoch 0
     x, y = _train_slice(data, profile, seed)
-    steps = epochs * int(np.ceil(len(x) / profile.batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1))
+    rate = lr_schedule(schedule, lr, epochs, int(np.ceil(len(x) / profile.batch_size)))
     # XLA for the whole step: Keras' CPU default leaves it off, and the Bayesian layers'
     # sampling, quantizers and KL then fuse with the optimizer (jq4: ~1.5x a Dense step
     # instead of ~1.9x, scripts/bench_train.py).
-    model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"],
+    model.compile(keras.optimizers.Adam(rate), "sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=True)
     cbs = [
         *extra_callbacks,
@@ -129,10 +193,22 @@ def _fit(model, data, profile, seed, epochs, lr, run_dir, extra_callbacks=(), fa
     if fail_after_epoch is not None:
         cbs.append(FailAfterEpoch(fail_after_epoch))
     keras.utils.set_random_seed(seed)
+    fit_args = dict(x=x, y=y, batch_size=profile.batch_size, shuffle=True)
+    if augment_shift:
+        fit_args = dict(x=_augmented_dataset(x, y, profile.batch_size, augment_shift, seed), shuffle=False)
     return model.fit(
-        x, y, batch_size=profile.batch_size, epochs=epochs, shuffle=True, verbose=verbose,
+        **fit_args, epochs=epochs, verbose=verbose,
         validation_data=(data.x_val, data.y_val) if len(data.x_val) else None, callbacks=cbs,
     )
+
+
+def _augmented_dataset(x, y, batch_size, max_shift, seed):
+    """Shuffled batches (reshuffled every epoch) with `shift_images` applied to the images."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda a, b: (shift_images(a, max_shift), b), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 # Names a training run writes in its folder (besides run.json and the scratch folder).
@@ -196,7 +272,7 @@ class RunConfig:
             if f.name == "quantization":
                 v = v.get_config()
             elif f.name == "profile":
-                v = {"name": self.profile_name, **dataclasses.asdict(get_profile(v))}
+                v = {"name": self.profile_name, **profile_fingerprint(get_profile(v))}
             fp[f.name] = v
         if stage == "pretrain":  # stage 1 is shared by every quantization and by "all" / "head"
             del fp["quantization"], fp["bayesian"]
@@ -249,7 +325,8 @@ def pretrain(data, out_dir, profile="fast", seed=0, activation="softplus", verbo
     model = ARCHITECTURES[cfg.arch][0](cfg)
     t = time.perf_counter()
     _fit(model, data, profile, cfg.seed, profile.pretrain_epochs, profile.pretrain_lr, rd,
-         fail_after_epoch=fail_after_epoch, verbose=verbose)
+         fail_after_epoch=fail_after_epoch, verbose=verbose, schedule=profile.pretrain_lr_schedule,
+         augment_shift=profile.augment_shift)
     _save_model(model, rd)
     write_json(rd.path / "train.json", {"stage": "pretrain", "seconds": time.perf_counter() - t,
                                         "profile": dataclasses.asdict(profile), "seed": cfg.seed,
@@ -282,7 +359,7 @@ def train_bnn(data, pretrained, out_dir, quantization="jq4", profile="fast", see
     t = time.perf_counter()
     hist = _fit(bnn, data, profile, cfg.seed, profile.bnn_epochs, profile.bnn_lr, rd,
                 extra_callbacks=[qcallbacks.KLAnnealing("linear", warmup=profile.kl_warmup)],
-                fail_after_epoch=fail_after_epoch, verbose=verbose)
+                fail_after_epoch=fail_after_epoch, verbose=verbose, schedule=profile.bnn_lr_schedule)
     _save_model(bnn, rd)
     write_json(rd.path / "train.json", {
         "stage": "bnn", "seconds": time.perf_counter() - t, "quantization": cfg.quantization.get_config(),
