@@ -50,9 +50,12 @@ def test_existing_profiles_keep_their_fingerprint():
     published = json.loads((ROOT / "results/lenet5_lenet/lenet5-jq4-all/s0/run.json").read_text())
     fp = training.RunConfig("jq4", "lenet", 0, arch="lenet5").fingerprint(tiny_data())
     assert fp["profile"] == published["fingerprint"]["profile"]
-    for p in PROFILES.values():
-        assert set(training.profile_fingerprint(p)) == {f.name for f in dataclasses.fields(Profile)} - \
-            {"pretrain_lr_schedule", "bnn_lr_schedule", "augment_shift"}
+    new = {"pretrain_lr_schedule", "bnn_lr_schedule", "augment_shift"}
+    defaults = Profile(pretrain_epochs=1, bnn_epochs=1)
+    for p in PROFILES.values():  # a new field is in the fingerprint exactly when the profile sets it
+        set_here = {f for f in new if getattr(p, f) != getattr(defaults, f)}
+        assert set(training.profile_fingerprint(p)) == {f.name for f in dataclasses.fields(Profile)} - new | set_here
+    assert training.profile_fingerprint(PROFILES["lenet-aug"])["augment_shift"] == 2
     custom = training.profile_fingerprint(dataclasses.replace(PROFILES["lenet"], bnn_lr_schedule="step"))
     assert custom["bnn_lr_schedule"] == "step" and "augment_shift" not in custom
 
