@@ -10,22 +10,9 @@ import pytest
 from tfqbnn import training
 from tfqbnn.training import PROFILES, Profile
 
+from tiny_runs import tiny_data, tiny_profile
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_data(seed=0):
-    from tfqbnn.datasets.dirty import DirtyMNIST
-
-    rng = np.random.default_rng(seed)
-
-    def xy(n):
-        return rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n).astype(np.int64)
-
-    return DirtyMNIST(*xy(256), *xy(64), *xy(40), *xy(40), *xy(40), source={"name": "tiny"})
-
-
-def tiny_profile(**kw):
-    return Profile(**{**dict(pretrain_epochs=1, bnn_epochs=2, batch_size=64, eval_samples=2), **kw})
 
 
 @pytest.mark.parametrize("name, first, last", [("cosine", 1e-2, 0.0), ("step", 1e-2, 1e-3), ("constant", 1e-2, 1e-2)])
