@@ -24,6 +24,7 @@
 typedef struct {
   uint32_t x_elems;      /* int16 operands of the op's input (0: none); a multiple of 4 */
   uint32_t filter_elems; /* int16 filter scratch (0: none) */
+  int32_t stream;        /* the PRNG stream id of sampled (Bayesian) weights; -1: the op samples nothing */
 } qbnn_op_needs;
 
 typedef struct {
@@ -45,8 +46,9 @@ static inline int qbnn__in_int8(int32_t v) { return v >= -128 && v <= 127; }
 /* ---- weighted ops (qbnn_weighted.c) ----------------------------------------------------------------- */
 /* Checks of a weighted op's parameters for a [rows, cols] filter: weights (Bayesian: the sampler core's checks,
    every stored code, the table for table kernels, the moment table; constant: pointer and bits), zero points,
-   activation range, requantisation constants, bias bound (|bias| + max |acc| < 2^31). */
-int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint32_t cols, int kernel, int is_last);
+   activation range, requantisation constants, bias bound (|bias| + max |acc| < 2^31). Sets needs->stream. */
+int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint32_t cols, int kernel, int is_last,
+                         qbnn_op_needs *needs);
 
 /* Row `row` of the filter as int16 codes into f[0..cols): sampled from `s` (Bayesian, consuming cols stream
    bytes, through the derived table unless kernel == REF), the mu codes (mean), or the constant codes. */

@@ -26,6 +26,7 @@ static const qbnn_op_kernel kKernels[QBNN_OP_COUNT] = {
    softmax sums of at most 256 classes keep RoundingDivideByPOT's exponent <= 31. */
 typedef char qbnn_assert_counts[(255LL * QBNN_MAX_CLASSES * QBNN_MAX_SAMPLES <= 0xFFFFFFFFLL) ? 1 : -1];
 typedef char qbnn_assert_classes[(QBNN_MAX_CLASSES <= 256) ? 1 : -1];
+typedef char qbnn_assert_streams[(QBNN_MAX_STREAMS <= 32) ? 1 : -1]; /* check_model's stream bit set */
 
 static int resolve_kernel(int kernel) {
   if (kernel == QBNN_KERNEL_AUTO) return QBNN_HAVE_DSP ? QBNN_KERNEL_SIMD : QBNN_KERNEL_LUT;
@@ -35,18 +36,6 @@ static int resolve_kernel(int kernel) {
 void qbnn_seed(qbnn_runtime_t *rt, uint32_t seed) {
   if (!rt) return;
   for (uint32_t l = 0; l < QBNN_MAX_STREAMS; ++l) qbnn_stream_init(&rt->streams[l], seed, l);
-}
-
-static int is_bayesian(const qbnn_op *op) {
-  if (op->kind == QBNN_OP_FULLY_CONNECTED) return ((const qbnn_rt_layer *)op->params)->core.mu != 0;
-  if (op->kind == QBNN_OP_CONV_2D || op->kind == QBNN_OP_DEPTHWISE_CONV_2D)
-    return ((const qbnn_conv_params *)op->params)->w.core.mu != 0;
-  return 0;
-}
-
-static uint16_t stream_of(const qbnn_op *op) {
-  if (op->kind == QBNN_OP_FULLY_CONNECTED) return ((const qbnn_rt_layer *)op->params)->core.layer_index;
-  return ((const qbnn_conv_params *)op->params)->w.core.layer_index;
 }
 
 static uint32_t round8(uint32_t bytes) { return (bytes + 7u) & ~7u; }
@@ -78,13 +67,12 @@ static int check_model(const qbnn_model_t *m, int kernel, plan_t *plan) {
       const qbnn_dims prev = m->ops[i - 1].out;
       if (prev.h != op->in.h || prev.w != op->in.w || prev.c != op->in.c) return QBNN_RT_ERR_CHAIN;
     }
-    qbnn_op_needs needs = {0, 0};
+    qbnn_op_needs needs = {0, 0, -1};
     const int err = kKernels[op->kind].prepare(op, kernel, i == m->num_ops - 1, &needs);
     if (err != QBNN_OK) return err;
-    if (is_bayesian(op)) {
-      const uint16_t id = stream_of(op);
-      if (seen_streams & (1u << id)) return QBNN_RT_ERR_OP; /* two ops on one stream */
-      seen_streams |= 1u << id;
+    if (needs.stream >= 0) { /* a Bayesian op; stream < QBNN_MAX_STREAMS (qbnn__check_weighted) */
+      if (seen_streams & (1u << needs.stream)) return QBNN_RT_ERR_OP; /* two ops on one stream */
+      seen_streams |= 1u << needs.stream;
       if (plan->first_bayesian == m->num_ops) {
         plan->first_bayesian = (uint16_t)i;
         x_first = needs.x_elems;
@@ -143,11 +131,11 @@ int qbnn_init(qbnn_runtime_t *rt, const qbnn_model_t *model, void *arena, uint32
   return QBNN_OK;
 }
 
-/* Ops first..num_ops-1 from x (op `first`'s input), then the softmax into softmax_out. `x_ready`: the first
-   Bayesian op's operands are already in rt->x_first (in: may be reused; out: now built). With `keep_prefix`,
-   the last prefix op writes rt->prefix (kept for the samples). */
-static void run_ops(qbnn_runtime_t *rt, int first, int last, const int8_t *x, int8_t *y_last, int mean,
-                    int *x_ready) {
+/* Ops first..last-1 from x (op `first`'s input) through the ping-pong buffers; the last op writes y_last when
+   given (the prefix's output, kept for the samples). `x_ready`: the first Bayesian op's operands are already in
+   rt->x_first (in: may be reused; out: now built). Returns the last op's output. */
+static const int8_t *run_ops(qbnn_runtime_t *rt, int first, int last, const int8_t *x, int8_t *y_last, int mean,
+                             int *x_ready) {
   const qbnn_model_t *m = rt->model;
   qbnn_op_ctx ctx;
   ctx.rt = rt;
@@ -162,26 +150,25 @@ static void run_ops(qbnn_runtime_t *rt, int first, int last, const int8_t *x, in
     if (is_first && x_ready) *x_ready = ctx.x_ready;
     x = y;
   }
+  return x;
 }
 
-/* The prefix (once) then the tail; softmax codes out. */
+/* The deterministic prefix: its output in rt->prefix (`input` itself when the first op is Bayesian). */
 static const int8_t *run_prefix(qbnn_runtime_t *rt, const int8_t *input, int mean) {
-  if (rt->first_bayesian == 0) return input;
-  run_ops(rt, 0, rt->first_bayesian, input, rt->prefix, mean, 0);
-  return rt->prefix;
+  return run_ops(rt, 0, rt->first_bayesian, input, rt->prefix, mean, 0);
 }
 
-static void run_tail(qbnn_runtime_t *rt, const int8_t *x, int8_t *softmax_out, int mean, int *x_ready) {
+/* Ops first..num_ops-1 from x, then the softmax. */
+static void run_from(qbnn_runtime_t *rt, int first, const int8_t *x, int8_t *softmax_out, int mean, int *x_ready) {
   const qbnn_model_t *m = rt->model;
-  const int fb = rt->first_bayesian;
-  const int8_t *logits = x;
-  if (fb < m->num_ops) {
-    int8_t *y = rt->act[(m->num_ops - 1 - fb) & 1];
-    run_ops(rt, fb, m->num_ops, x, y, mean, x_ready);
-    logits = y;
-  }
+  const int8_t *logits = run_ops(rt, first, m->num_ops, x, 0, mean, x_ready);
   qbnn_softmax_int8(logits, m->num_classes, m->softmax_multiplier, m->softmax_left_shift, m->softmax_diff_min,
                     softmax_out);
+}
+
+/* The Bayesian tail: the ops from the first Bayesian one. */
+static void run_tail(qbnn_runtime_t *rt, const int8_t *x, int8_t *softmax_out, int mean, int *x_ready) {
+  run_from(rt, rt->first_bayesian, x, softmax_out, mean, x_ready);
 }
 
 const int8_t *qbnn__run_prefix(qbnn_runtime_t *rt, const int8_t *input) { return run_prefix(rt, input, 0); }
@@ -190,19 +177,11 @@ int qbnn__run_tail(qbnn_runtime_t *rt, int first_op, const int8_t *in, int8_t *s
   if (!rt || !rt->model || !in || !softmax_out) return QBNN_ERR_NULL;
   const qbnn_model_t *m = rt->model;
   if (first_op < 0 || first_op > m->num_ops) return QBNN_RT_ERR_LIMITS;
-  const int8_t *logits = in;
-  if (first_op < m->num_ops) {
-    /* `in` may sit in the ping-pong slot the first op writes: copy it out to the other one */
-    int8_t *y = rt->act[(m->num_ops - 1 - first_op) & 1];
-    if (in == rt->act[0]) { /* op first_op writes act[0]: move its input to act[1] */
-      memcpy(rt->act[1], in, qbnn__elems(m->ops[first_op].in));
-      in = rt->act[1];
-    }
-    run_ops(rt, first_op, m->num_ops, in, y, 0, 0);
-    logits = y;
+  if (first_op < m->num_ops && in == rt->act[0]) { /* op first_op writes act[0]: move its input to act[1] */
+    memcpy(rt->act[1], in, qbnn__elems(m->ops[first_op].in));
+    in = rt->act[1];
   }
-  qbnn_softmax_int8(logits, m->num_classes, m->softmax_multiplier, m->softmax_left_shift, m->softmax_diff_min,
-                    softmax_out);
+  run_from(rt, first_op, in, softmax_out, 0, 0);
   return QBNN_OK;
 }
 

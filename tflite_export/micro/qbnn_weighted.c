@@ -4,8 +4,10 @@
 #include "qbnn_ops.h"
 #include "qbnn_runtime_internal.h"
 
-int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint32_t cols, int kernel, int is_last) {
+int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint32_t cols, int kernel, int is_last,
+                         qbnn_op_needs *needs) {
   if (!L) return QBNN_ERR_NULL;
+  needs->stream = L->core.mu ? (int32_t)L->core.layer_index : -1;
   if (L->core.rows != rows || L->core.cols != cols || rows == 0 || cols == 0) return QBNN_RT_ERR_CHAIN;
   int32_t max_w;
   if (L->core.mu) { /* Bayesian */

@@ -21,7 +21,7 @@ int qbnn_op_conv2d_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_n
   int err = qbnn__check_window(op->in, op->out, P->filter_h, P->filter_w, P->stride_h, P->stride_w, P->pad_top,
                                P->pad_left);
   if (err != QBNN_OK) return err;
-  err = qbnn__check_weighted(&P->w, op->out.c, k, kernel, is_last);
+  err = qbnn__check_weighted(&P->w, op->out.c, k, kernel, is_last, needs);
   if (err != QBNN_OK) return err;
   if (P->w.moments) return QBNN_RT_ERR_MODE; /* HYBRID / PFP are defined for dense layers only */
   needs->x_elems = (qbnn__padded_elems(op, P, 1) + 3u) & ~3u; /* slack: the odd row's last pair */

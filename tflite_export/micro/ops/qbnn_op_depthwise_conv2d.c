@@ -14,7 +14,7 @@ int qbnn_op_depthwise_conv2d_prepare(const qbnn_op *op, int kernel, int is_last,
   if (err != QBNN_OK) return err;
   /* the filter is the op's one row of H*W*O codes; requantisation constants are per output channel */
   if (P->w.moments) return QBNN_RT_ERR_MODE;
-  err = qbnn__check_weighted(&P->w, 1, k, kernel, is_last);
+  err = qbnn__check_weighted(&P->w, 1, k, kernel, is_last, needs);
   if (err != QBNN_OK) return err;
   for (uint32_t o = 0; o < op->out.c; ++o) {
     if (P->w.multipliers && (P->w.multipliers[o] < 0 || P->w.shifts[o] < -31 || P->w.shifts[o] > 30))
