@@ -1,4 +1,4 @@
-"""Profile options of issue 11: learning-rate schedules per stage and shift augmentation in pretraining."""
+"""Profile options of issue 11: learning-rate schedules per stage and shift augmentation per stage."""
 
 import dataclasses
 import json
@@ -30,6 +30,8 @@ def test_profile_rejects_unknown_options():
         Profile(1, 1, bnn_lr_schedule="linear")
     with pytest.raises(ValueError, match="augment_shift"):
         Profile(1, 1, augment_shift=-1)
+    with pytest.raises(ValueError, match="bnn_augment_shift.*received 14"):
+        Profile(1, 1, bnn_augment_shift=14)
 
 
 def test_existing_profiles_keep_their_fingerprint():
@@ -37,7 +39,7 @@ def test_existing_profiles_keep_their_fingerprint():
     published = json.loads((ROOT / "results/lenet5_lenet/lenet5-jq4-all/s0/run.json").read_text())
     fp = training.RunConfig("jq4", "lenet", 0, arch="lenet5").fingerprint(tiny_data())
     assert fp["profile"] == published["fingerprint"]["profile"]
-    new = {"pretrain_lr_schedule", "bnn_lr_schedule", "augment_shift"}
+    new = {"pretrain_lr_schedule", "bnn_lr_schedule", "augment_shift", "bnn_augment_shift"}
     defaults = Profile(pretrain_epochs=1, bnn_epochs=1)
     for p in PROFILES.values():  # a new field is in the fingerprint exactly when the profile sets it
         set_here = {f for f in new if getattr(p, f) != getattr(defaults, f)}
@@ -85,3 +87,22 @@ def test_fit_applies_the_schedule_and_augmentation(tmp_path):
     assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
     run = json.loads((tmp_path / "pre" / "run.json").read_text())
     assert run["fingerprint"]["profile"]["augment_shift"] == 2
+
+
+def test_each_stage_shifts_only_with_its_own_option(tmp_path, monkeypatch):
+    """`augment_shift` shifts the pretraining images only, `bnn_augment_shift` the Bayesian stage's only."""
+    calls = []
+    real = training._augmented_dataset
+
+    def spy(x, y, batch_size, max_shift, seed):
+        calls.append(max_shift)
+        return real(x, y, batch_size, max_shift, seed)
+
+    monkeypatch.setattr(training, "_augmented_dataset", spy)
+    prof = tiny_profile(bnn_augment_shift=3)
+    det = training.pretrain(tiny_data(), tmp_path / "pre", profile=prof, verbose=0)
+    assert calls == []
+    training.train_bnn(tiny_data(), det, tmp_path / "bnn", profile=prof, verbose=0)
+    assert calls == [3]
+    run = json.loads((tmp_path / "bnn" / "run.json").read_text())
+    assert run["fingerprint"]["profile"]["bnn_augment_shift"] == 3

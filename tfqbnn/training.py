@@ -54,20 +54,24 @@ class Profile:
     # pretraining only: each training image shifted by a random whole number of pixels in [-n, n] per axis
     # (zero fill), drawn anew every epoch; the model and the Bayesian stage are unchanged
     augment_shift: int = 0
+    # the same for the Bayesian stage's training images (0: the unshifted images)
+    bnn_augment_shift: int = 0
 
     def __post_init__(self):
         for name in ("pretrain_lr_schedule", "bnn_lr_schedule"):
             if getattr(self, name) not in LR_SCHEDULES:
                 raise ValueError(f"`{name}` must be one of {list(LR_SCHEDULES)}; received {getattr(self, name)!r}")
-        if isinstance(self.augment_shift, bool) or not isinstance(self.augment_shift, (int, np.integer)) \
-                or not 0 <= self.augment_shift < 14:
-            raise ValueError(f"`augment_shift` must be an integer in [0, 13]; received {self.augment_shift!r}")
+        for name in ("augment_shift", "bnn_augment_shift"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < 14:
+                raise ValueError(f"`{name}` must be an integer in [0, 13]; received {v!r}")
 
 
 LR_SCHEDULES = ("cosine", "step", "constant")
 # Profile fields added after runs were published: left out of a run's fingerprint while at their default,
 # so the existing profiles keep their fingerprints (and their cached pretrainings / resumable run folders).
-_FINGERPRINT_OPTIONAL = {"pretrain_lr_schedule": "cosine", "bnn_lr_schedule": "cosine", "augment_shift": 0}
+_FINGERPRINT_OPTIONAL = {"pretrain_lr_schedule": "cosine", "bnn_lr_schedule": "cosine", "augment_shift": 0,
+                        "bnn_augment_shift": 0}
 
 
 def profile_fingerprint(profile):
@@ -361,7 +365,8 @@ def train_bnn(data, pretrained, out_dir, quantization="jq4", profile="fast", see
     t = time.perf_counter()
     hist = _fit(bnn, data, profile, cfg.seed, profile.bnn_epochs, profile.bnn_lr, rd,
                 extra_callbacks=[qcallbacks.KLAnnealing("linear", warmup=profile.kl_warmup)],
-                fail_after_epoch=fail_after_epoch, verbose=verbose, schedule=profile.bnn_lr_schedule)
+                fail_after_epoch=fail_after_epoch, verbose=verbose, schedule=profile.bnn_lr_schedule,
+                augment_shift=profile.bnn_augment_shift)
     _save_model(bnn, rd)
     write_json(rd.path / "train.json", {
         "stage": "bnn", "seconds": time.perf_counter() - t, "quantization": cfg.quantization.get_config(),
