@@ -242,12 +242,14 @@ def _relu_model(sizes, seed):
 
 
 @pytest.mark.skipif(not HAVE_CC, reason="no host C compiler (cc)")
-@pytest.mark.parametrize("kind", ["softplus", "relu", "odd_shapes"])
+@pytest.mark.parametrize("kind", ["softplus", "relu", "odd_shapes", "wide"])
 def test_c_modes_equal_the_reference_under_asan_ubsan(kind, tmp_path):
     if kind == "softplus":
         model, dim = synthetic_model(seed=0), 784
     elif kind == "relu":
         model, dim = _relu_model((784, 100, 100, 10), seed=1), 784
+    elif kind == "wide":  # wider than the 128 units the modes' old static buffers held (sized by the arena now)
+        model, dim = synthetic_model(sizes=(40, 200, 150, 5), seed=6), 40
     else:
         model, dim = synthetic_model(sizes=(30, 13, 7, 5), seed=5), 30
     gen = tmp_path / "gen"
