@@ -242,12 +242,14 @@ def _relu_model(sizes, seed):
 
 
 @pytest.mark.skipif(not HAVE_CC, reason="no host C compiler (cc)")
-@pytest.mark.parametrize("kind", ["softplus", "relu", "odd_shapes"])
+@pytest.mark.parametrize("kind", ["softplus", "relu", "odd_shapes", "wide"])
 def test_c_modes_equal_the_reference_under_asan_ubsan(kind, tmp_path):
     if kind == "softplus":
         model, dim = synthetic_model(seed=0), 784
     elif kind == "relu":
         model, dim = _relu_model((784, 100, 100, 10), seed=1), 784
+    elif kind == "wide":  # wider than the 128 units the modes' old static buffers held (sized by the arena now)
+        model, dim = synthetic_model(sizes=(40, 200, 150, 5), seed=6), 40
     else:
         model, dim = synthetic_model(sizes=(30, 13, 7, 5), seed=5), 30
     gen = tmp_path / "gen"
@@ -264,6 +266,21 @@ def test_c_modes_equal_the_reference_under_asan_ubsan(kind, tmp_path):
     # the modes really differ from MC and sample: hybrid counts are not all the same as MC's
     assert any(not np.array_equal(e["hybrid"]["sums"], e["sums"]) for e in exp)
     assert any(e["pfp"]["entropy"][2] > 0 for e in exp)
+
+
+def test_the_arena_plan_holds_the_modes_scratch():
+    """A dense Bayesian MLP's arena covers HYBRID (over the first layer's operands) and PFP (over everything); the
+    host test of every model compares this plan with qbnn_arena_bytes, and ASan sees the arena's end."""
+    model = synthetic_model(sizes=(30, 13, 7, 5), seed=5)
+    r8 = lambda n: (n + 7) // 8 * 8  # noqa: E731
+    # MC: activations 13 (x2); operands of layer 0 (30, padded to 32) and of the others (13 -> 16); filter 30
+    # HYBRID at layer 0 (13 x 30): nonzero list uint16[30], A1 / A2 int64[13], sdq int32[13], output int8[13]
+    hybrid = r8(2 * 30) + 2 * r8(8 * 13) + r8(4 * 13) + r8(13)
+    mc = 2 * r8(13) + r8(2 * 16) + r8(2 * 30) + max(r8(2 * 32), hybrid)
+    # PFP: layer 0's list and sums, means and variances of two layers (widest: 13 rows), E[h^2] of 13 inputs
+    pfp = r8(2 * 30) + 2 * r8(8 * 13) + 4 * r8(4 * 13) + r8(4 * 13)
+    assert pfp > mc
+    assert c_source.arena_bytes(model) == pfp
 
 
 @pytest.mark.skipif(not HAVE_CC, reason="no host C compiler (cc)")

@@ -215,7 +215,18 @@ def arena_bytes(model):
             x_first, x = x, 0
         x_op, filt = max(x_op, x), max(filt, f)
     prefix = int(np.prod(shapes[first - 1][1])) if first > 0 else 0
-    return 2 * r8(act) + r8(prefix) + r8(2 * x_first) + r8(2 * x_op) + r8(2 * filt)
+    # HYBRID's scratch overlaps x_first, PFP's the whole MC plan (qbnn_modes.c: hybrid_cut, pfp_cut)
+    hybrid = pfp = 0
+    modes = [op.c_modes(ins) for op, (ins, _) in zip(model.layers, shapes)]
+    if first < len(modes) and modes[first] is not None:
+        rows, cols = modes[first]
+        hybrid = r8(2 * cols) + 2 * r8(8 * rows) + r8(4 * rows) + r8(rows)
+        if all(m is not None for m in modes):  # PFP: a dense Bayesian MLP
+            max_rows = max(m[0] for m in modes)
+            max_cols = max((m[1] for m in modes[1:]), default=0)
+            pfp = r8(2 * cols) + 2 * r8(8 * rows) + 4 * r8(4 * max_rows) + r8(4 * max_cols)
+    mc = 2 * r8(act) + r8(prefix) + r8(2 * x_op) + r8(2 * filt) + max(r8(2 * x_first), hybrid)
+    return max(mc, pfp)
 
 
 def param_bytes(model):

@@ -232,7 +232,6 @@ int main(void) {
   }
   printf("insn_deterministic_pass=%lu\n", (unsigned long)(d1 - d0));
   printf("mode_samples=%d\n", QBNN_MODE_SAMPLES);
-  printf("modes_static_bytes=%lu\n", (unsigned long)qbnn_modes_static_bytes());
   printf("modes_stack_bytes=%lu\n", (unsigned long)mode_stack);
   return 0;
 }

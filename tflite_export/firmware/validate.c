@@ -15,9 +15,10 @@ static qbnn_runtime_t g_rt;
 static qbnn_model_t g_m;
 /* RAM copies the cases mutate: the op list, the layer parameters (a dense Bayesian MLP: every op a
    FULLY_CONNECTED with qbnn_rt_layer parameters), the last layer's stored bytes and moments */
+#define VALIDATE_MAX_WIDTH 128 /* the widest layer the cases' own buffers hold */
 static qbnn_op g_ops[QBNN_NUM_OPS];
 static qbnn_rt_layer g_layers[QBNN_NUM_OPS];
-static uint8_t g_packed_last[QBNN_MAX_HIDDEN * QBNN_MAX_HIDDEN + 4] __attribute__((aligned(16)));
+static uint8_t g_packed_last[VALIDATE_MAX_WIDTH * VALIDATE_MAX_WIDTH + 4] __attribute__((aligned(16)));
 static int8_t g_input[QBNN_INPUT_DIM];
 static qbnn_result_t g_res;
 static int32_t g_moments_table[512];
@@ -128,7 +129,7 @@ static int c_arena_misaligned(void) {
   return qbnn_init(&g_rt, &g_m, (uint8_t *)g_arena + 4, sizeof g_arena - 4, 1, QBNN_KERNEL_AUTO);
 }
 static int c_bias_beyond_bound(void) {
-  static int32_t bias[QBNN_MAX_HIDDEN];
+  static int32_t bias[VALIDATE_MAX_WIDTH];
   bias[0] = INT32_MAX;
   g_layers[0].bias = bias;
   return init_ok(QBNN_KERNEL_AUTO);
@@ -139,7 +140,7 @@ static int c_constant_filter_null(void) {
   return init_ok(QBNN_KERNEL_AUTO);
 }
 static int c_constant_filter_bits_5(void) {
-  static const int8_t filter[QBNN_MAX_HIDDEN * QBNN_MAX_HIDDEN];
+  static const int8_t filter[VALIDATE_MAX_WIDTH * VALIDATE_MAX_WIDTH];
   g_layers[1].core.mu = NULL;
   g_layers[1].moments = NULL;
   g_layers[1].filter = filter;

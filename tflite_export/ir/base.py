@@ -57,6 +57,11 @@ class Op:
         """(int16 operand elements, int16 filter elements) of the C kernel's scratch: its prepare's needs."""
         return 0, 0
 
+    def c_modes(self, in_shape):
+        """(rows, cols) when the C runtime's HYBRID / PFP modes can start at this op (qbnn_modes.c's hybrid_op_ok:
+        a Bayesian dense layer, one scale, no bias, with its moment table), else None."""
+        return None
+
 
 def quant_entry(scale, zero_point):
     return {"scale": None if scale is None else float(scale), "zero_point": None if zero_point is None else int(zero_point)}

@@ -50,6 +50,11 @@ class FullyConnected(WeightedOp):
         n = int(self.weights.shape[1])
         return (n + 3) // 4 * 4, n
 
+    def c_modes(self, in_shape):
+        mult, shift = self.multipliers()  # one value each: rt_layer writes a scalar multiplier (no array)
+        one_scale = np.all(mult == mult[0]) and np.all(shift == shift[0])
+        return tuple(int(d) for d in self.weights.shape) if self.bayesian and self.bias is None and one_scale else None
+
     def tflite_filter_bits(self):
         """TFLM's FULLY_CONNECTED rejects per-channel INT4 filters: those are written as INT8 (same codes)."""
         return 8 if self.weights.per_channel else self.weights.bits
@@ -115,6 +120,9 @@ class IntegerLayer(act.Activated, Op):
     def c_needs(self, in_shape):
         n = int(self.shape[1])
         return (n + 3) // 4 * 4, n
+
+    def c_modes(self, in_shape):
+        return tuple(int(d) for d in self.shape)
 
     @property
     def shape(self):

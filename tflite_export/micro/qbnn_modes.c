@@ -22,23 +22,78 @@ void qbnn_modes_profile(const char *phase);
 #define PROFILE(phase) ((void)0)
 #endif
 
-/* ---- static buffers -------------------------------------------------------------------------------- */
-/* layer 0's nonzero inputs (HYBRID / PFP) or the mean pass's int16 operands (c0,c2,c1,c3 groups, LDRD-aligned) */
-static union { uint16_t nz[QBNN_MAX_INPUT]; int16_t xi[QBNN_MAX_INPUT]; uint64_t align; } g_in;
-static union { int16_t v[QBNN_MAX_HIDDEN]; uint64_t align; } g_xh;
-/* HYBRID: first-layer sums per unit; PFP: means and variances of two layers (ping-pong) */
-static union {
-  struct { int64_t a1[QBNN_MAX_HIDDEN]; int32_t sdq[QBNN_MAX_HIDDEN]; } hy;
-  struct { float m[2][QBNN_MAX_HIDDEN], v[2][QBNN_MAX_HIDDEN]; } pf;
-} g_w;
-static int8_t g_h[2][QBNN_MAX_HIDDEN];
+/* ---- scratch in the caller's arena (qbnn__modes_plan sizes it; qbnn_init cuts rt->hybrid / rt->pfp) -------- */
+static uint32_t round8(uint32_t bytes) { return (bytes + 7u) & ~7u; }
 
-uint32_t qbnn_modes_static_bytes(void) { return sizeof g_in + sizeof g_xh + sizeof g_w + sizeof g_h; }
+/* HYBRID at a layer of R rows and C cols: nonzero-input list uint16[C], A1 and A2 int64[R], sdq int32[R],
+   the sampled layer's output int8[R]. */
+typedef struct {
+  uint16_t *nz;
+  int64_t *a1, *a2;
+  int32_t *sdq;
+  int8_t *h;
+} hybrid_scratch;
+
+/* The next 8-byte aligned piece of `bytes` at offset *o of base (NULL base: only the offsets, for the plan). */
+static void *take(uint8_t *base, uint32_t *o, uint32_t bytes) {
+  void *p = base ? (void *)(base + *o) : 0;
+  *o += round8(bytes);
+  return p;
+}
+
+static uint32_t hybrid_cut(uint8_t *base, uint32_t rows, uint32_t cols, hybrid_scratch *s) {
+  uint32_t o = 0;
+  s->nz = (uint16_t *)take(base, &o, 2 * cols);
+  s->a1 = (int64_t *)take(base, &o, 8 * rows);
+  s->a2 = (int64_t *)take(base, &o, 8 * rows);
+  s->sdq = (int32_t *)take(base, &o, 4 * rows);
+  s->h = (int8_t *)take(base, &o, rows);
+  return o;
+}
+
+/* PFP: layer 0's nonzero inputs and A1 / A2, then means and variances of two layers (ping-pong, the widest
+   layer's rows) and E[h^2] of a layer's inputs (the widest later layer's cols). */
+typedef struct {
+  uint16_t *nz;
+  int64_t *a1, *a2;
+  float *m[2], *v[2], *e2in;
+} pfp_scratch;
+
+static uint32_t pfp_cut(uint8_t *base, uint32_t rows0, uint32_t cols0, uint32_t max_rows, uint32_t max_cols,
+                        pfp_scratch *s) {
+  uint32_t o = 0;
+  s->nz = (uint16_t *)take(base, &o, 2 * cols0);
+  s->a1 = (int64_t *)take(base, &o, 8 * rows0);
+  s->a2 = (int64_t *)take(base, &o, 8 * rows0);
+  for (int k = 0; k < 2; ++k) {
+    s->m[k] = (float *)take(base, &o, 4 * max_rows);
+    s->v[k] = (float *)take(base, &o, 4 * max_rows);
+  }
+  s->e2in = (float *)take(base, &o, 4 * max_cols);
+  return o;
+}
 
 /* the modes' models are dense Bayesian MLPs: op l is layer l (qbnn__predict_mode checks) */
 static const qbnn_rt_layer *layer(const qbnn_model_t *m, int l) { return (const qbnn_rt_layer *)m->ops[l].params; }
 
 static int max_code(const qbnn_rt_layer *L) { return (1 << (L->core.weight_bits - 1)) - 1; }
+
+/* PFP's widest layer (rows) and widest later-layer input (cols) */
+static void pfp_widths(const qbnn_model_t *m, uint32_t *max_rows, uint32_t *max_cols) {
+  *max_rows = *max_cols = 0;
+  for (int l = 0; l < m->num_ops; ++l) {
+    const qbnn_rt_layer *L = layer(m, l);
+    if (L->core.rows > *max_rows) *max_rows = L->core.rows;
+    if (l > 0 && L->core.cols > *max_cols) *max_cols = L->core.cols;
+  }
+}
+
+static void pfp_geometry(qbnn_runtime_t *rt, pfp_scratch *w) {
+  uint32_t max_rows, max_cols;
+  pfp_widths(rt->model, &max_rows, &max_cols);
+  const qbnn_rt_layer *L0 = layer(rt->model, 0);
+  pfp_cut(rt->pfp, L0->core.rows, L0->core.cols, max_rows, max_cols, w);
+}
 
 int qbnn__check_moments(const qbnn_rt_layer *L, int is_last) {
   const qbnn_layer_moments *mo = L->moments;
@@ -60,20 +115,21 @@ int qbnn__check_moments(const qbnn_rt_layer *L, int is_last) {
 static int8_t requantize(const qbnn_rt_layer *L, int32_t acc) { return qbnn__requantize(L, acc, 0); }
 
 /* ---- layer 0's exact accumulator moments (SPEC 11.2) --------------------------------------------------- */
-static int nonzero_inputs(const qbnn_rt_layer *L, const int8_t *input) {
+static int nonzero_inputs(const qbnn_rt_layer *L, const int8_t *input, uint16_t *nz) {
   int n = 0;
   for (uint32_t c = 0; c < L->core.cols; ++c)
-    if ((int32_t)input[c] != L->in_zero_point) g_in.nz[n++] = (uint16_t)c;
+    if ((int32_t)input[c] != L->in_zero_point) nz[n++] = (uint16_t)c;
   return n;
 }
 
 /* A1 = sum_c S1 x_c, A2 = sum_c V x_c^2 over the nonzero x_c = q_c - zp of row r */
-static void row_sums(const qbnn_rt_layer *L, uint32_t r, const int8_t *input, int nnz, int64_t *a1, int64_t *a2) {
+static void row_sums(const qbnn_rt_layer *L, uint32_t r, const int8_t *input, const uint16_t *nz, int nnz,
+                     int64_t *a1, int64_t *a2) {
   const uint8_t *p = L->core.mu + r * L->core.cols;
   const int32_t *t = L->moments->table, zp = L->in_zero_point;
   int64_t s1 = 0, s2 = 0;
   for (int j = 0; j < nnz; ++j) {
-    const uint32_t c = g_in.nz[j];
+    const uint32_t c = nz[j];
     const int32_t x = (int32_t)input[c] - zp, *e = t + 2 * p[c];
     s1 += (int64_t)e[0] * x;
     s2 += (int64_t)e[1] * (x * x);
@@ -82,10 +138,10 @@ static void row_sums(const qbnn_rt_layer *L, uint32_t r, const int8_t *input, in
   *a2 = s2;
 }
 
-/* A1, A2 of every row of layer 0 */
-static void layer0_sums(const qbnn_rt_layer *L, const int8_t *input, int64_t *a1, int64_t *a2) {
-  const int nnz = nonzero_inputs(L, input);
-  for (uint32_t r = 0; r < L->core.rows; ++r) row_sums(L, r, input, nnz, a1 + r, a2 + r);
+/* A1, A2 of every row of layer 0 (nz: scratch for its nonzero-input list) */
+static void layer0_sums(const qbnn_rt_layer *L, const int8_t *input, uint16_t *nz, int64_t *a1, int64_t *a2) {
+  const int nnz = nonzero_inputs(L, input, nz);
+  for (uint32_t r = 0; r < L->core.rows; ++r) row_sums(L, r, input, nz, nnz, a1 + r, a2 + r);
 }
 
 /* round(sqrt(a)), a < 2^62: a float estimate (three Newton steps on 1/sqrt from the bit trick: + and * only,
@@ -122,12 +178,13 @@ static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_sampl
   const qbnn_rt_layer *L = layer(m, fb);
   const uint32_t rows = L->core.rows;
   const int nc = m->num_classes;
-  int64_t a2[QBNN_MAX_HIDDEN];
-  layer0_sums(L, input, g_w.hy.a1, a2);
+  hybrid_scratch w;
+  hybrid_cut(rt->hybrid, rows, L->core.cols, &w);
+  layer0_sums(L, input, w.nz, w.a1, w.a2);
   for (uint32_t r = 0; r < rows; ++r) {
-    const uint64_t sd8 = isqrt_round((uint64_t)a2[r]); /* < 2^31: the product below fits */
-    g_w.hy.sdq[r] = (int32_t)((sd8 * QBNN_HYBRID_Z_GAIN + (1u << (QBNN_HYBRID_GAIN_BITS - 1))) >> QBNN_HYBRID_GAIN_BITS);
-    g_w.hy.a1[r] += 128; /* the rounding term of (A1 + n + 128) >> 8 */
+    const uint64_t sd8 = isqrt_round((uint64_t)w.a2[r]); /* < 2^31: the product below fits */
+    w.sdq[r] = (int32_t)((sd8 * QBNN_HYBRID_Z_GAIN + (1u << (QBNN_HYBRID_GAIN_BITS - 1))) >> QBNN_HYBRID_GAIN_BITS);
+    w.a1[r] += 128; /* the rounding term of (A1 + n + 128) >> 8 */
   }
   float entropy_sum[2] = {0.0f, 0.0f};
   qbnn_stream *s0 = &rt->streams[L->core.layer_index];
@@ -138,15 +195,15 @@ static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_sampl
       for (uint32_t r = 0; r < rows; r += 4) {
         st = qbnn_xorshift32(st);
         for (uint32_t j = 0; j < 4; ++j)
-          g_h[0][r + j] = hybrid_unit(L, g_w.hy.a1[r + j], g_w.hy.sdq[r + j], (st >> (8 * j)) & 0xFFu);
+          w.h[r + j] = hybrid_unit(L, w.a1[r + j], w.sdq[r + j], (st >> (8 * j)) & 0xFFu);
       }
       s0->state = st;
       s0->buf = 0;
       s0->position += rows;
     } else {
-      for (uint32_t r = 0; r < rows; ++r) g_h[0][r] = hybrid_unit(L, g_w.hy.a1[r], g_w.hy.sdq[r], qbnn_stream_byte(s0));
+      for (uint32_t r = 0; r < rows; ++r) w.h[r] = hybrid_unit(L, w.a1[r], w.sdq[r], qbnn_stream_byte(s0));
     }
-    qbnn__run_tail(rt, fb + 1, g_h[0], q);
+    qbnn__run_tail(rt, fb + 1, w.h, q);
     qbnn__accumulate(q, nc, res->counts);
     qbnn__add_entropy(entropy_sum, qbnn__sample_entropy(q, nc));
   }
@@ -334,10 +391,12 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
   const qbnn_rt_layer *L0 = layer(m, 0);
   const float s = (1.0f / 255.0f) * (1.0f / (float)max_code(L0));
   const float cm = s * (1.0f / 256.0f), cv = (s * s) * (1.0f / 65536.0f);
-  float *hm = g_w.pf.m[0], *hv = g_w.pf.v[0];
-  int64_t a1[QBNN_MAX_HIDDEN], a2[QBNN_MAX_HIDDEN];
+  pfp_scratch w;
+  pfp_geometry(rt, &w);
+  float *hm = w.m[0], *hv = w.v[0];
+  const int64_t *a1 = w.a1, *a2 = w.a2;
   PROFILE("start");
-  layer0_sums(L0, input, a1, a2);
+  layer0_sums(L0, input, w.nz, w.a1, w.a2);
   PROFILE("layer0_sums");
   for (uint32_t r = 0; r < L0->core.rows; ++r) {
     hm[r] = (float)a1[r] * cm;
@@ -350,8 +409,8 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
     const qbnn_rt_layer *L = layer(m, l);
     const uint32_t rows = L->core.rows, cols = L->core.cols;
     const int32_t *t = L->moments->table;
-    float *om = g_w.pf.m[l & 1], *ov = g_w.pf.v[l & 1];
-    float e2in[QBNN_MAX_HIDDEN]; /* E[h^2] of the inputs */
+    float *om = w.m[l & 1], *ov = w.v[l & 1];
+    float *e2in = w.e2in; /* E[h^2] of the inputs */
     for (uint32_t c = 0; c < cols; ++c) e2in[c] = hm[c] * hm[c] + hv[c];
     const float sw = 1.0f / (float)max_code(L);
     const float cm_l = sw * (1.0f / 256.0f), cv_l = (sw * sw) * (1.0f / 65536.0f);
@@ -428,25 +487,30 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
   return QBNN_OK;
 }
 
-/* The op HYBRID starts at: a Bayesian dense layer (I4_FUSED, one scale, no bias) with its moment table, within the
-   modes' buffers. */
+/* The op HYBRID starts at: a Bayesian dense layer (I4_FUSED, one scale, no bias) with its moment table. */
 static int hybrid_op_ok(const qbnn_model_t *m, int l) {
   if (m->ops[l].kind != QBNN_OP_FULLY_CONNECTED) return 0;
   const qbnn_rt_layer *L = layer(m, l);
-  return L->core.mu && !L->bias && !L->multipliers && L->core.layout == QBNN_LAYOUT_I4_FUSED && L->moments &&
-         L->core.rows <= QBNN_MAX_HIDDEN && L->core.cols <= QBNN_MAX_INPUT;
+  return L->core.mu && !L->bias && !L->multipliers && L->core.layout == QBNN_LAYOUT_I4_FUSED && L->moments;
+}
+
+void qbnn__modes_plan(const qbnn_model_t *m, int first_bayesian, uint32_t *hybrid_bytes, uint32_t *pfp_bytes) {
+  *hybrid_bytes = *pfp_bytes = 0;
+  if (first_bayesian >= m->num_ops || !hybrid_op_ok(m, first_bayesian)) return;
+  const qbnn_rt_layer *L = layer(m, first_bayesian);
+  hybrid_scratch h;
+  *hybrid_bytes = hybrid_cut(0, L->core.rows, L->core.cols, &h); /* offsets only */
+  for (int l = 0; l < m->num_ops; ++l) /* PFP: a dense Bayesian MLP, every op a dense layer with its moments */
+    if (!hybrid_op_ok(m, l)) return;
+  uint32_t max_rows, max_cols;
+  pfp_widths(m, &max_rows, &max_cols);
+  pfp_scratch p;
+  *pfp_bytes = pfp_cut(0, L->core.rows, L->core.cols, max_rows, max_cols, &p);
 }
 
 int qbnn__predict_mode(qbnn_runtime_t *rt, const int8_t *input, int mode, int num_samples, qbnn_result_t *res) {
-  const qbnn_model_t *m = rt->model;
-  const int fb = rt->first_bayesian;
-  if (fb >= m->num_ops || !hybrid_op_ok(m, fb)) return QBNN_RT_ERR_MODE;
-  if (mode == QBNN_MODE_PFP) { /* a dense Bayesian MLP: every op a dense layer with its moments */
-    for (int l = 0; l < m->num_ops; ++l) {
-      if (!hybrid_op_ok(m, l)) return QBNN_RT_ERR_MODE;
-      if (l > 0 && layer(m, l)->core.cols > QBNN_MAX_HIDDEN) return QBNN_RT_ERR_MODE;
-    }
-  }
+  if (mode == QBNN_MODE_HYBRID && !rt->hybrid) return QBNN_RT_ERR_MODE;
+  if (mode == QBNN_MODE_PFP && !rt->pfp) return QBNN_RT_ERR_MODE;
   memset(res, 0, sizeof *res);
   if (mode == QBNN_MODE_HYBRID) return predict_hybrid(rt, qbnn__run_prefix(rt, input), num_samples, res);
   if (mode == QBNN_MODE_PFP) return predict_pfp(rt, input, num_samples, res);

@@ -23,7 +23,4 @@ typedef struct qbnn_layer_moments qbnn_layer_moments;
 #define QBNN_HYBRID_Z_GAIN 32851 /* round(2^15 / sd(EPS_Q / 2^12)): unit-variance z (SPEC 11.2) */
 #define QBNN_HYBRID_GAIN_BITS 15
 
-/* Static RAM of the modes (nonzero-input list, hybrid sums / PFP moments, mean-pass operands). */
-uint32_t qbnn_modes_static_bytes(void);
-
 #endif

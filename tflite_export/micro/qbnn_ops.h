@@ -61,26 +61,41 @@ static inline int32_t qbnn__offset_weight(const int8_t *off, int32_t m, uint32_t
   return w > m ? m : (w < -m ? -m : w);
 }
 
-/* n filter codes from I4_FUSED bytes p through the offset table, consuming n bytes of stream s (leftover bytes,
-   then whole PRNG words, then the rest). */
+/* f[i] = CODE(p[i], u) for i < n, u the next n bytes of stream s as qbnn_stream_byte gives them: the stream's
+   leftover bytes, then whole PRNG words (low byte first), then the rest. One walker for every table kind. */
+#define QBNN__STREAM_CODES(s, p, n, f, CODE)                                       \
+  do {                                                                             \
+    uint32_t i_ = 0;                                                               \
+    for (; i_ < (n) && (s)->nbuf; ++i_) (f)[i_] = (int16_t)CODE((p)[i_], qbnn_stream_byte(s)); \
+    uint32_t st_ = (s)->state;                                                     \
+    const uint32_t words_ = ((n) - i_) / 4;                                        \
+    for (uint32_t w_ = 0; w_ < words_; ++w_, i_ += 4) {                            \
+      st_ = qbnn_xorshift32(st_);                                                  \
+      (f)[i_] = (int16_t)CODE((p)[i_], st_ & 0xFFu);                               \
+      (f)[i_ + 1] = (int16_t)CODE((p)[i_ + 1], (st_ >> 8) & 0xFFu);                \
+      (f)[i_ + 2] = (int16_t)CODE((p)[i_ + 2], (st_ >> 16) & 0xFFu);               \
+      (f)[i_ + 3] = (int16_t)CODE((p)[i_ + 3], st_ >> 24);                         \
+    }                                                                              \
+    (s)->state = st_;                                                              \
+    (s)->position += 4 * words_;                                                   \
+    for (; i_ < (n); ++i_) (f)[i_] = (int16_t)CODE((p)[i_], qbnn_stream_byte(s));  \
+  } while (0)
+
+/* n filter codes from I4_FUSED bytes p through the offset table, consuming n bytes of stream s. */
 static inline void qbnn__offset_codes(const qbnn_rt_layer *L, const uint8_t *p, uint32_t n, qbnn_stream *s,
                                       int16_t *f) {
   const int8_t *off = L->offsets;
   const int32_t m = (1 << (L->core.weight_bits - 1)) - 1;
-  uint32_t i = 0;
-  for (; i < n && s->nbuf; ++i) f[i] = (int16_t)qbnn__offset_weight(off, m, p[i], qbnn_stream_byte(s));
-  uint32_t st = s->state;
-  const uint32_t words = (n - i) / 4;
-  for (uint32_t w = 0; w < words; ++w, i += 4) {
-    st = qbnn_xorshift32(st);
-    f[i] = (int16_t)qbnn__offset_weight(off, m, p[i], st & 0xFFu);
-    f[i + 1] = (int16_t)qbnn__offset_weight(off, m, p[i + 1], (st >> 8) & 0xFFu);
-    f[i + 2] = (int16_t)qbnn__offset_weight(off, m, p[i + 2], (st >> 16) & 0xFFu);
-    f[i + 3] = (int16_t)qbnn__offset_weight(off, m, p[i + 3], st >> 24);
-  }
-  s->state = st;
-  s->position += 4 * words;
-  for (; i < n; ++i) f[i] = (int16_t)qbnn__offset_weight(off, m, p[i], qbnn_stream_byte(s));
+#define QBNN__OFFSET_CODE(b, u) qbnn__offset_weight(off, m, (b), (u))
+  QBNN__STREAM_CODES(s, p, n, f, QBNN__OFFSET_CODE);
+#undef QBNN__OFFSET_CODE
+}
+
+/* n filter codes from I4_FUSED bytes p through the derived table lut[b << 8 | u], consuming n bytes of stream s. */
+static inline void qbnn__derived_codes(const int8_t *lut, const uint8_t *p, uint32_t n, qbnn_stream *s, int16_t *f) {
+#define QBNN__DERIVED_CODE(b, u) lut[((uint32_t)(b) << 8) | (u)]
+  QBNN__STREAM_CODES(s, p, n, f, QBNN__DERIVED_CODE);
+#undef QBNN__DERIVED_CODE
 }
 
 /* One output channel's requantisation constants, loaded once per channel into locals (the kernels' int8 stores

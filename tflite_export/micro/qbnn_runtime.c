@@ -40,13 +40,19 @@ void qbnn_seed(qbnn_runtime_t *rt, uint32_t seed) {
 
 static uint32_t round8(uint32_t bytes) { return (bytes + 7u) & ~7u; }
 
-/* The arena plan: byte sizes of rt's pieces (act x2, prefix, x_first, x_op, filter). */
+/* The arena plan: byte sizes of rt's pieces, in this order: act x2, prefix, x_op, filter, then x_first, which the
+   HYBRID mode's scratch overlaps (it does not build those operands); PFP's scratch overlaps everything (it runs
+   none of the MC pieces). hybrid / pfp: 0 when the model cannot run the mode. */
 typedef struct {
-  uint32_t act, prefix, x_first, x_op, filter;
+  uint32_t act, prefix, x_first, x_op, filter, hybrid, pfp;
   uint16_t first_bayesian;
 } plan_t;
 
-static uint32_t plan_total(const plan_t *p) { return 2 * p->act + p->prefix + p->x_first + p->x_op + p->filter; }
+static uint32_t max_u32(uint32_t a, uint32_t b) { return a > b ? a : b; }
+
+static uint32_t plan_total(const plan_t *p) {
+  return max_u32(2 * p->act + p->prefix + p->x_op + p->filter + max_u32(p->x_first, p->hybrid), p->pfp);
+}
 
 /* Everything qbnn_init checks, and the arena plan. */
 static int check_model(const qbnn_model_t *m, int kernel, plan_t *plan) {
@@ -94,6 +100,7 @@ static int check_model(const qbnn_model_t *m, int kernel, plan_t *plan) {
   plan->x_first = round8(2 * x_first);
   plan->x_op = round8(2 * x_op);
   plan->filter = round8(2 * filter);
+  qbnn__modes_plan(m, plan->first_bayesian, &plan->hybrid, &plan->pfp);
   return QBNN_OK;
 }
 
@@ -121,9 +128,11 @@ int qbnn_init(qbnn_runtime_t *rt, const qbnn_model_t *model, void *arena, uint32
   rt->act[0] = (int8_t *)a;
   rt->act[1] = (int8_t *)(a += p.act);
   rt->prefix = (int8_t *)(a += p.act);
-  rt->x_first = (int16_t *)(void *)(a += p.prefix);
-  rt->x_op = (int16_t *)(void *)(a += p.x_first);
+  rt->x_op = (int16_t *)(void *)(a += p.prefix);
   rt->filter = (int16_t *)(void *)(a += p.x_op);
+  rt->x_first = (int16_t *)(void *)(a += p.filter);
+  rt->hybrid = p.hybrid ? a : 0;
+  rt->pfp = p.pfp ? (uint8_t *)arena : 0;
   rt->model = model;
   rt->kernel = kernel;
   rt->first_bayesian = p.first_bayesian;

@@ -38,13 +38,6 @@
 #ifndef QBNN_MAX_SAMPLES /* MC samples per qbnn_predict call: the count sums A[c] stay below 2^32 */
 #define QBNN_MAX_SAMPLES 65536
 #endif
-/* HYBRID / PFP (qbnn_modes.c) keep their own fixed buffers for a dense Bayesian MLP of these widths */
-#ifndef QBNN_MAX_INPUT
-#define QBNN_MAX_INPUT 784
-#endif
-#ifndef QBNN_MAX_HIDDEN
-#define QBNN_MAX_HIDDEN 128
-#endif
 
 enum { QBNN_KERNEL_AUTO = 0, QBNN_KERNEL_REF = 1, QBNN_KERNEL_LUT = 2, QBNN_KERNEL_SIMD = 3 };
 /* Errors of qbnn_init / qbnn_predict / qbnn_forward (0 = QBNN_OK; the sampler core's codes are 1..8:
@@ -134,6 +127,8 @@ typedef struct {
   int16_t *x_first;  /* int16 operands of the first Bayesian op (input - zero point), built once per input */
   int16_t *x_op;     /* int16 operands of any other weighted op */
   int16_t *filter;   /* one output channel's filter (sampled or unpacked) */
+  uint8_t *hybrid;   /* the HYBRID mode's scratch (over x_first); NULL: the model cannot run HYBRID */
+  uint8_t *pfp;      /* the PFP mode's scratch (over the whole arena); NULL: the model cannot run PFP */
 } qbnn_runtime_t;
 
 typedef struct {

@@ -32,8 +32,10 @@ static inline void qbnn__add_entropy(float *entropy_sum, float h) {
 void qbnn__finish(const uint32_t *counts, int num_samples, int num_classes, const float *entropy_sum,
                   qbnn_result_t *result);
 
-/* qbnn_modes.c: checks a layer's moment table (NULL is valid: mode unavailable); HYBRID / PFP prediction. */
+/* qbnn_modes.c: checks a layer's moment table (NULL is valid: mode unavailable); the arena bytes of the HYBRID
+   and PFP scratch of a checked model (0: the model cannot run that mode); HYBRID / PFP prediction. */
 int qbnn__check_moments(const qbnn_rt_layer *layer, int is_last);
+void qbnn__modes_plan(const qbnn_model_t *model, int first_bayesian, uint32_t *hybrid_bytes, uint32_t *pfp_bytes);
 int qbnn__predict_mode(qbnn_runtime_t *rt, const int8_t *input, int mode, int num_samples, qbnn_result_t *result);
 
 #endif

@@ -89,22 +89,7 @@ void qbnn__filter_row(const qbnn_rt_layer *L, uint32_t row, int kernel, int mean
     qbnn__offset_codes(L, p, n, s, f);
     return;
   }
-  /* derived table: leftover bytes of the stream's last word, then whole words, then the rest */
-  const int8_t *lut = L->wlut;
-  uint32_t i = 0;
-  for (; i < n && s->nbuf; ++i) f[i] = lut[((uint32_t)p[i] << 8) | qbnn_stream_byte(s)];
-  uint32_t st = s->state;
-  const uint32_t words = (n - i) / 4;
-  for (uint32_t w = 0; w < words; ++w, i += 4) {
-    st = qbnn_xorshift32(st);
-    f[i] = lut[((uint32_t)p[i] << 8) | (st & 0xFFu)];
-    f[i + 1] = lut[((uint32_t)p[i + 1] << 8) | ((st >> 8) & 0xFFu)];
-    f[i + 2] = lut[((uint32_t)p[i + 2] << 8) | ((st >> 16) & 0xFFu)];
-    f[i + 3] = lut[((uint32_t)p[i + 3] << 8) | (st >> 24)];
-  }
-  s->state = st;
-  s->position += 4 * words;
-  for (; i < n; ++i) f[i] = lut[((uint32_t)p[i] << 8) | qbnn_stream_byte(s)];
+  qbnn__derived_codes(L->wlut, p, n, s, f);
 }
 
 int qbnn__check_window(qbnn_dims in, qbnn_dims out, uint32_t fh, uint32_t fw, uint32_t sh, uint32_t sw,

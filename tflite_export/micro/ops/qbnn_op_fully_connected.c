@@ -14,17 +14,9 @@ int qbnn_op_fully_connected_prepare(const qbnn_op *op, int kernel, int is_last, 
   return QBNN_OK;
 }
 
-/* the MLP's requantisation: per tensor, no bias (the Bayesian layers of SPEC v1) */
-QBNN_ALWAYS_INLINE int8_t requantize_pt(const qbnn_rt_layer *L, int32_t acc) {
-  int32_t q = qbnn__multiply_by_quantized_multiplier(acc, L->multiplier, (int)L->shift) + L->out_zero_point;
-  if (q < L->act_min) q = L->act_min;
-  if (q > L->act_max) q = L->act_max;
-  if (L->act_lut) q = L->act_lut[q + 128];
-  return (int8_t)q;
-}
-
-QBNN_ALWAYS_INLINE int8_t requant(const qbnn_rt_layer *L, int32_t acc, uint32_t r, const int plain) {
-  return plain ? requantize_pt(L, acc) : qbnn__requantize(L, acc, r);
+/* plain (per tensor, no bias: the Bayesian layers of SPEC v1): one set of constants for every row, r0 */
+QBNN_ALWAYS_INLINE int8_t requant(const qbnn_rt_layer *L, const qbnn__rq *r0, int32_t acc, uint32_t r, const int plain) {
+  return plain ? qbnn__requant(r0, acc) : qbnn__requantize(L, acc, r);
 }
 
 /* REF: every weight through the sampler core (any layout), no table. */
@@ -201,15 +193,16 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
   qbnn_stream *s = &ctx->rt->streams[L->core.layer_index];
   const uint8_t *p = L->core.mu;
   const int kernel = ctx->rt->kernel;
+  const qbnn__rq r0 = qbnn__requant_of(L, 0);
   if (kernel == QBNN_KERNEL_REF) {
-    for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, row_ref(L, r, x, s), r, plain);
+    for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_ref(L, r, x, s), r, plain);
   } else if (!L->wlut) {
     if (!ctx->x_ready) qbnn__offset16(x, cols, L->in_zero_point, ctx->x); /* plain order (not interleaved) */
     ctx->x_ready = 1;
     for (uint32_t r = 0; r < rows; ++r, p += cols)
-      y[r] = requant(L, row_offsets(L, p, ctx->x, s, ctx->rt->filter), r, plain);
+      y[r] = requant(L, &r0, row_offsets(L, p, ctx->x, s, ctx->rt->filter), r, plain);
   } else if ((cols & 3u) != 0 || s->nbuf != 0) {
-    for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, row_lut(L, p, x, s), r, plain);
+    for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, &r0, row_lut(L, p, x, s), r, plain);
   } else {
     if (kernel == QBNN_KERNEL_SIMD && ((uintptr_t)p & 3u) == 0) {
       /* locals: the int8 stores to y may alias anything, so fields would be reloaded every row */
@@ -218,11 +211,11 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
       if (!ctx->x_ready) interleave_offset(x, cols, L->in_zero_point, interleave4, 4, xi);
       ctx->x_ready = 1;
       uint32_t st = s->state;
-      for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, row_simd(lut, p, xi, (int)cols, &st), r, plain);
+      for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, &r0, row_simd(lut, p, xi, (int)cols, &st), r, plain);
       s->state = st;
     } else {
       for (uint32_t r = 0; r < rows; ++r, p += cols)
-        y[r] = requant(L, row_lut_words(L->wlut, p, x, (int)cols, L->in_zero_point, &s->state), r, plain);
+        y[r] = requant(L, &r0, row_lut_words(L->wlut, p, x, (int)cols, L->in_zero_point, &s->state), r, plain);
     }
     s->position += rows * cols; /* whole words consumed: nbuf stays 0 */
     s->buf = 0;
