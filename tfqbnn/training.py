@@ -209,11 +209,18 @@ def _fit(model, data, profile, seed, epochs, lr, run_dir, extra_callbacks=(), fa
 
 
 def _augmented_dataset(x, y, batch_size, max_shift, seed):
-    """Shuffled batches (reshuffled every epoch) with `shift_images` applied to the images."""
+    """Shuffled batches (reshuffled every epoch) with `shift_images` applied to the images.
+
+    Each batch's shifts come from a stateless seed drawn for it from a seeded sequence that is redrawn every
+    epoch, so a run is reproducible: a stateful random op in the parallel map would depend on the order in
+    which the map's calls happen to run."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda a, b: (shift_images(a, max_shift), b), num_parallel_calls=tf.data.AUTOTUNE)
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip((ds.batch(batch_size), keys))
+    ds = ds.map(lambda batch, key: (shift_images(batch[0], max_shift, seed=key), batch[1]),
+                num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
