@@ -23,7 +23,6 @@ void qbnn_modes_profile(const char *phase);
 #endif
 
 /* ---- scratch in the caller's arena (qbnn__modes_plan sizes it; qbnn_init cuts rt->hybrid / rt->pfp) -------- */
-static uint32_t round8(uint32_t bytes) { return (bytes + 7u) & ~7u; }
 
 /* HYBRID at a layer of R rows and C cols: nonzero-input list uint16[C], A1 and A2 int64[R], sdq int32[R],
    the sampled layer's output int8[R]. */
@@ -37,7 +36,7 @@ typedef struct {
 /* The next 8-byte aligned piece of `bytes` at offset *o of base (NULL base: only the offsets, for the plan). */
 static void *take(uint8_t *base, uint32_t *o, uint32_t bytes) {
   void *p = base ? (void *)(base + *o) : 0;
-  *o += round8(bytes);
+  *o += qbnn__round8(bytes);
   return p;
 }
 

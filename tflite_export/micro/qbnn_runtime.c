@@ -38,8 +38,6 @@ void qbnn_seed(qbnn_runtime_t *rt, uint32_t seed) {
   for (uint32_t l = 0; l < QBNN_MAX_STREAMS; ++l) qbnn_stream_init(&rt->streams[l], seed, l);
 }
 
-static uint32_t round8(uint32_t bytes) { return (bytes + 7u) & ~7u; }
-
 /* The arena plan: byte sizes of rt's pieces, in this order: act x2, prefix, x_op, filter, then x_first, which the
    HYBRID mode's scratch overlaps (it does not build those operands); PFP's scratch overlaps everything (it runs
    none of the MC pieces). hybrid / pfp: 0 when the model cannot run the mode. */
@@ -95,11 +93,11 @@ static int check_model(const qbnn_model_t *m, int kernel, plan_t *plan) {
      maximum in the sum (a zero sum would shift by 32 in GetReciprocal) */
   if (m->softmax_multiplier < 0 || m->softmax_left_shift < 0 || m->softmax_left_shift > 31 || m->softmax_diff_min > 0)
     return QBNN_RT_ERR_RANGE;
-  plan->act = round8(act);
-  plan->prefix = plan->first_bayesian > 0 ? round8(qbnn__elems(m->ops[plan->first_bayesian - 1].out)) : 0;
-  plan->x_first = round8(2 * x_first);
-  plan->x_op = round8(2 * x_op);
-  plan->filter = round8(2 * filter);
+  plan->act = qbnn__round8(act);
+  plan->prefix = plan->first_bayesian > 0 ? qbnn__round8(qbnn__elems(m->ops[plan->first_bayesian - 1].out)) : 0;
+  plan->x_first = qbnn__round8(2 * x_first);
+  plan->x_op = qbnn__round8(2 * x_op);
+  plan->filter = qbnn__round8(2 * filter);
   qbnn__modes_plan(m, plan->first_bayesian, &plan->hybrid, &plan->pfp);
   return QBNN_OK;
 }

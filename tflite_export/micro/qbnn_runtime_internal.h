@@ -7,6 +7,9 @@
 
 #include "qbnn_runtime.h"
 
+/* Arena pieces are 8-byte aligned: sizes round up to 8. */
+static inline uint32_t qbnn__round8(uint32_t bytes) { return (bytes + 7u) & ~7u; }
+
 /* Run ops first_op..num_ops-1 on `in` (first_op's int8 input), sampling their weights from their streams
    exactly as an MC pass does, then the int8 softmax. first_op == num_ops: softmax only. */
 int qbnn__run_tail(qbnn_runtime_t *rt, int first_op, const int8_t *in, int8_t *softmax_out);
