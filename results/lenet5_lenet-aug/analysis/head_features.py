@@ -11,7 +11,7 @@ Fashion-MNIST test sets: the input of the model's first variational layer (the d
 - `linear_auroc`: a logistic regression trained on half of each test set, scored on the other halves
   (the features *can* tell the sets apart: a supervised reference, not an attainable score);
 - `mi_auroc`: the model's MI AUROC (S = 30, seed 0), and `mi_norm_spearman`: the rank correlation of MI with the
-  squared norm over both sets (the head is bias-free: its logit variance scales with the squared norm).
+  squared norm over both sets.
 Writes feature_analysis.json next to this script and prints one line per model.
 """
 import json
