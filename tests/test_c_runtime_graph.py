@@ -51,7 +51,8 @@ def test_the_synthetic_network_holds_every_c_op_kind(conv_gen):
 @pytest.mark.parametrize("opt", ["-O1", "-O3"])
 def test_every_op_kind_is_bit_exact_on_the_host_under_asan_ubsan(conv_gen, opt, tmp_path):
     """REF / LUT / SIMD (SMLAD emulated) kernels: MC counts, entropies, stream positions, the mean-code pass and
-    (head) the hybrid mode equal the numpy reference; PFP is refused (not a dense MLP)."""
+    (head) the HYBRID and PFP modes (the prefix once, then the dense Bayesian tail) equal the numpy reference;
+    ("all") both are refused: the first Bayesian op is a convolution."""
     bayesian, _, gen, _ = conv_gen
     r = _make(f"GEN_DIR={gen}", f"HOST_BUILD={tmp_path}", f"HOST_OPT={opt}", "host-test")
     assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
@@ -59,8 +60,10 @@ def test_every_op_kind_is_bit_exact_on_the_host_under_asan_ubsan(conv_gen, opt, 
     for kernel in ("ref", "lut", "simd"):
         assert f"ok image 1 (r1) kernel={kernel}" in r.stdout
     assert "ok two runtimes interleaved" in r.stdout
-    hybrid = re.findall(r"^ok modes image \d \(r\d\) kernel=\w+ hybrid=ok .* pfp=refused", r.stdout, re.M)
-    assert len(hybrid) == (4 + 3 if bayesian == "head" else 0), r.stdout[-2000:]
+    modes_ok = re.findall(r"^ok modes image \d \(r\d\) kernel=\w+ hybrid=ok .* pfp=ok .* max\|diff\|=(\d+) ",
+                          r.stdout, re.M)
+    assert len(modes_ok) == (4 + 3 if bayesian == "head" else 0), r.stdout[-2000:]
+    assert all(int(d) == 0 for d in modes_ok)  # PFP's floats bit-identical to numpy's here
 
 
 @pytest.mark.skipif(bool(MISSING), reason=f"missing {', '.join(MISSING)}")
@@ -120,22 +123,29 @@ def test_the_generator_arena_plan_matches_the_model(conv_gen):
     # "head" (conv1 with 3 channels): activation 28x28x3; prefix output: dense1's 40 units; first Bayesian op:
     # dense2 (40 inputs); operands: conv1's 1028; filter: conv2's 3*3*6 + 4 * 3 * 9 = 162 (more than dense1's 144).
     # "head" can run HYBRID from dense2 (24 x 40): its scratch (nonzero-input list uint16[40], A1 / A2 int64[24],
-    # sdq int32[24], the layer's int8 output) overlaps dense2's operands; PFP is not possible (convolutions).
+    # sdq int32[24], the layer's int8 output) overlaps dense2's operands. PFP from dense2 (dense3: 10 x 24): its
+    # scratch (the list, A1 / A2, means and variances of two layers of <= 24 rows, E[h^2] of dense3's 24 inputs)
+    # overlaps everything after the prefix output; here it is smaller than the MC pieces.
     if bayesian == "all":
         expected = 2 * r8(28 * 28 * 6) + 0 + r8(2 * 1028) + r8(2 * 1016) + r8(2 * 324)
     else:
         hybrid = r8(2 * 40) + 2 * r8(8 * 24) + r8(4 * 24) + r8(24)
-        expected = 2 * r8(28 * 28 * 3) + r8(40) + r8(2 * 1028) + r8(2 * 162) + max(r8(2 * 40), hybrid)
+        pfp = r8(2 * 40) + 2 * r8(8 * 24) + 4 * r8(4 * 24) + r8(4 * 24)
+        mc = 2 * r8(28 * 28 * 3) + r8(2 * 1028) + r8(2 * 162) + max(r8(2 * 40), hybrid)
+        assert pfp < mc
+        expected = r8(40) + max(mc, pfp)
     assert arena == expected
 
 
-def test_hybrid_with_a_prefix_equals_the_hybrid_of_the_tail(conv_gen):
-    """The numpy hybrid of a partial-Bayesian model = the prefix once, then the hybrid of the Bayesian tail alone
-    (a model that starts at the first Bayesian op, fed the prefix's output)."""
+def test_the_modes_with_a_prefix_equal_the_modes_of_the_tail(conv_gen):
+    """The numpy hybrid and PFP of a partial-Bayesian model = the prefix once, then the mode on the Bayesian tail
+    alone (a model that starts at the first Bayesian op, fed the prefix's output)."""
     bayesian, model, _, _ = conv_gen
     if bayesian != "head":
         with pytest.raises(ValueError, match="not a bias-free dense"):
             modes.hybrid_entry(model)
+        with pytest.raises(ValueError, match="not a bias-free dense"):
+            modes.pfp_entry(model)
         return
     from tflite_export import reference
 
@@ -148,6 +158,12 @@ def test_hybrid_with_a_prefix_equals_the_hybrid_of_the_tail(conv_gen):
     b = modes.hybrid_predict_codes(tail, prefix, num_samples=4, seed=8)
     np.testing.assert_array_equal(a, b)
     assert len(np.unique(a.reshape(4, -1), axis=0)) > 1
+    # PFP: the same logit moments and samples (the tail's first op's input scale is the prefix's output scale)
+    pa = modes.pfp_uncertainty(model, x, num_samples=4, seed=8)
+    pb = modes.pfp_uncertainty(tail, prefix, num_samples=4, seed=8)
+    for key in ("logit_mean", "logit_var", "mean_prob", "mutual_information"):
+        np.testing.assert_array_equal(pa[key], pb[key])
+    assert np.all(pa["logit_var"] > 0)
 
 
 def test_offset_table_is_the_derived_table():

@@ -22,6 +22,7 @@ C_WORDS = {"const", "static", "int8_t", "uint8_t", "int32_t", "uint32_t", "int",
            "sigma_bits", "layout", "layer_index", "mu", "sigma", "sigma_q", "wlut", "filter", "filter_bits",
            "in_zero_point", "out_zero_point", "multiplier", "shift", "multipliers", "shifts", "bias", "act_min",
            "act_max", "act_lut", "moments", "w", "filter_h", "filter_w", "stride_h", "stride_w", "pad_top",
+           "table", "activation", "in_scale", "w_scale",
            "pad_left"}
 STRINGS = {'"model_data.h"', '"qbnn_runtime.h"', '"qbnn_modes.h"', '"test_vectors.h"', '"derived"', '"offset"'}
 HEX_FLOAT = r"\b0x[0-9a-f]\.[0-9a-f]+p[+-]\d+f\b"  # float32 values written exactly (PFP test vectors)

@@ -196,3 +196,18 @@ def test_c_runtime_bit_exact_on_cortex_m(c_gen, board, tmp_path):
     assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     for src in ("mnist", "ambiguous", "fashion"):
         assert f"({src}" in r.stdout
+
+
+
+def test_pfp_real_units_of_the_head_are_the_ops_own(lenets):
+    """PFP works in real units: input scale x weight scale of each Bayesian dense op of the exported head must be
+    the op's own accumulator scale (what its requantisation multiplies by), for every op PFP propagates through."""
+    from tflite_export import modes
+
+    _, _, result = lenets("head")
+    m = artifacts.load_exported(result["model"].parent)
+    k = modes.pfp_entry(m)
+    assert k > 0 and len(m.layers) - k == 2  # the int4 prefix, then dense 84 and 10
+    for op in m.layers[k:]:  # v1 layers: s_in * (1 / M) (their multiplier's scale); others: real_scales()
+        own = op.real_scales()[0] if hasattr(op, "real_scales") else np.float32(op.input_scale) * op.weight_scale
+        assert modes.input_scale_f32(op) * modes.weight_scale_f32(op) == np.float32(own)

@@ -208,14 +208,19 @@ def test_predict_rejects_an_unknown_mode_and_non_dense_models():
         modes.predict(model, np.zeros((1, 16), np.uint8), mode="mcmc")
     from tflite_export.ir.reshape import Reshape
 
-    # a deterministic op before the first Bayesian one is a prefix: the hybrid runs it once, PFP refuses the model
+    # a deterministic op before the first Bayesian one is a prefix: the hybrid and PFP run it once
     prefixed = reference.IntegerModel([Reshape(name="r", shape=(16,))] + model.layers, input_shape=(16,),
                                       default_seed=model.default_seed)
     x = np.random.default_rng(2).integers(0, 256, size=(3, 16)).astype(np.uint8)
     np.testing.assert_array_equal(modes.hybrid_predict_codes(prefixed, x, 3, seed=4),
                                   modes.hybrid_predict_codes(model, x, 3, seed=4))
-    with pytest.raises(ValueError, match="dense MLP"):
-        modes.pfp_uncertainty(prefixed, x, 2)
+    a, b = modes.pfp_uncertainty(prefixed, x, 2, seed=4), modes.pfp_uncertainty(model, x, 2, seed=4)
+    np.testing.assert_array_equal(a["mean_prob"], b["mean_prob"])
+    # PFP needs every op from the first Bayesian one to be a Bayesian dense layer
+    broken = reference.IntegerModel([model.layers[0], Reshape(name="r2", shape=(8,))] + model.layers[1:],
+                                    input_shape=(16,), default_seed=model.default_seed)
+    with pytest.raises(ValueError, match="pfp: op 1 \\(RESHAPE 'r2'\\)"):
+        modes.pfp_uncertainty(broken, x, 2)
     # the first Bayesian op must be a dense layer
     from mcu_models import synthetic_conv_model
 

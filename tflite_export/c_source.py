@@ -26,7 +26,6 @@ import numpy as np
 
 from tflite_export import modes, reference, sampler, softmax, storage
 from tflite_export.ir.activation import ACTIVATIONS  # the one list of activations
-from tflite_export.ir.fully_connected import IntegerLayer
 
 TOLERANCE_NATS = 1e-5  # SPEC.md section 7: float32 C vs float64 reference
 PFP_TOLERANCE = 1e-6  # SPEC.md section 11.3: C float32 vs the numpy float32 mirror (measured: bit-identical)
@@ -134,9 +133,10 @@ class CEmitter:
         return name
 
     def rt_layer(self, i, rows, cols, *, in_zero_point, out_zero_point, multipliers, shifts, act_range, activation,
-                 lut=None, bias=None, bayesian=None, constant=None, moments=False):
+                 lut=None, bias=None, bayesian=None, constant=None, moments=None):
         """Initialiser of op i's qbnn_rt_layer. bayesian: dict(weight_bits, sigma_bits, layout, index, packed,
-        sigma_q) (I4_FUSED only: the table kernels); constant: (int8 codes, bits)."""
+        sigma_q) (I4_FUSED only: the table kernels); constant: (int8 codes, bits); moments: None or the layer's
+        float32 (input scale, weight scale) for its moment table (SPEC 11)."""
         if activation not in ACTIVATIONS:
             raise ValueError(f"op {i}: activation {activation!r} is not one of {ACTIVATIONS}")
         f = {}
@@ -150,9 +150,12 @@ class CEmitter:
                          f".layer_index = {int(bayesian['index'])}, .mu = {packed}, .sigma = 0, .sigma_q = {sq}}}")
             f["wlut" if self.sample_table_kind == "derived" else "offsets"] = table
             self.bayesian_weights += int(rows) * int(cols)
-            if moments:
+            if moments:  # (input scale, weight scale): PFP's real units (float32 bits as hex literals)
+                in_scale, w_scale = (float(np.float32(v)).hex() + "f" for v in moments)
                 self.body.append(f"static const qbnn_layer_moments qbnn_op{i}_moments = {{"
-                                 f"{table.replace('sample_table', 'moments')}, {_MODE_ACTIVATIONS[activation]}}};")
+                                 f".table = {table.replace('sample_table', 'moments')}, "
+                                 f".activation = {_MODE_ACTIVATIONS[activation]}, "
+                                 f".in_scale = {in_scale}, .w_scale = {w_scale}}};")
                 f["moments"] = f"&qbnn_op{i}_moments"
         else:
             codes, bits = constant
@@ -215,18 +218,19 @@ def arena_bytes(model):
             x_first, x = x, 0
         x_op, filt = max(x_op, x), max(filt, f)
     prefix = int(np.prod(shapes[first - 1][1])) if first > 0 else 0
-    # HYBRID's scratch overlaps x_first, PFP's the whole MC plan (qbnn_modes.c: hybrid_cut, pfp_cut)
+    # HYBRID's scratch overlaps x_first, PFP's everything after the prefix output (qbnn_modes.c: hybrid_cut,
+    # pfp_cut)
     hybrid = pfp = 0
-    modes = [op.c_modes(ins) for op, (ins, _) in zip(model.layers, shapes)]
-    if first < len(modes) and modes[first] is not None:
-        rows, cols = modes[first]
+    tail = [op.c_modes(ins) for op, (ins, _) in zip(model.layers[first:], shapes[first:])]
+    if tail and tail[0] is not None:
+        rows, cols = tail[0]
         hybrid = r8(2 * cols) + 2 * r8(8 * rows) + r8(4 * rows) + r8(rows)
-        if all(m is not None for m in modes):  # PFP: a dense Bayesian MLP
-            max_rows = max(m[0] for m in modes)
-            max_cols = max((m[1] for m in modes[1:]), default=0)
+        if all(m is not None for m in tail):  # PFP: every op from the first Bayesian one a Bayesian dense layer
+            max_rows = max(m[0] for m in tail)
+            max_cols = max((m[1] for m in tail[1:]), default=0)
             pfp = r8(2 * cols) + 2 * r8(8 * rows) + 4 * r8(4 * max_rows) + r8(4 * max_cols)
-    mc = 2 * r8(act) + r8(prefix) + r8(2 * x_op) + r8(2 * filt) + max(r8(2 * x_first), hybrid)
-    return max(mc, pfp)
+    mc = r8(prefix) + 2 * r8(act) + r8(2 * x_op) + r8(2 * filt) + max(r8(2 * x_first), hybrid)
+    return max(mc, r8(prefix) + pfp)
 
 
 def param_bytes(model):
@@ -323,26 +327,31 @@ def expected_values(model, images, num_samples, seed):
         })
     for img, e in zip(images, out):
         e["mean_codes"] = modes.forward_mean_codes(model, img[None])[0].astype(np.int64)
-    try:  # SPEC 11's hybrid: the first Bayesian op a dense layer
-        modes.hybrid_entry(model)
-        hybrid = True
-    except ValueError:
-        hybrid = False
-    for img, e in zip(images, out if hybrid else []):
+    # SPEC 11's hybrid: the first Bayesian op a dense layer
+    for img, e in zip(images, out if _runs_mode(modes.hybrid_entry, model) else []):
         streams = model.streams(seed)
         u = reference.uncertainty(modes.hybrid_predict_codes(model, img[None], num_samples, streams=streams))
         e["hybrid"] = {"sums": u["sums"][0].astype(np.int64), "prediction": int(u["prediction"][0]),
                        "entropy": (float(u["predictive_entropy"][0]), float(u["expected_entropy"][0]),
                                    float(u["mutual_information"][0])),
                        "positions": [int(s.position) for s in streams]}
-    if all(isinstance(layer, IntegerLayer) for layer in model.layers):  # SPEC 11's PFP (dense MLP)
-        for img, e in zip(images, out):
-            streams = model.streams(seed)
-            p = modes.pfp_uncertainty(model, img[None, :], num_samples, streams=streams)
-            e["pfp"] = {"mean_prob": p["mean_prob"][0], "prediction": int(p["prediction"][0]),
-                        "entropy": (p["predictive_entropy"][0], p["expected_entropy"][0], p["mutual_information"][0]),
-                        "positions": [int(s.position) for s in streams]}
+    # SPEC 11's PFP: every op from the first Bayesian one a dense layer
+    for img, e in zip(images, out if _runs_mode(modes.pfp_entry, model) else []):
+        streams = model.streams(seed)
+        p = modes.pfp_uncertainty(model, img[None], num_samples, streams=streams)
+        e["pfp"] = {"mean_prob": p["mean_prob"][0], "prediction": int(p["prediction"][0]),
+                    "entropy": (p["predictive_entropy"][0], p["expected_entropy"][0], p["mutual_information"][0]),
+                    "positions": [int(s.position) for s in streams]}
     return out
+
+
+def _runs_mode(entry, model):
+    """Whether `modes.hybrid_entry` / `modes.pfp_entry` accepts the model."""
+    try:
+        entry(model)
+    except ValueError:
+        return False
+    return True
 
 
 def _hex_floats(values):

@@ -77,6 +77,12 @@ def layer_code_moments(layer):
     return s1[idx], v[idx]
 
 
+def _moments_dense(op):
+    """A Bayesian dense layer the modes can take moments of: one scale, no bias (qbnn_modes.c: hybrid_op_ok)."""
+    return isinstance(op, IntegerLayer) or (op.kind == "FULLY_CONNECTED" and op.bayesian and op.bias is None
+                                            and np.asarray(op.weights.scales).size == 1)
+
+
 def hybrid_entry(model):
     """Index of the op the hybrid mode replaces by its exact moments: the first Bayesian op, which must be a dense
     layer with one scale and no bias (the deterministic prefix before it runs once, the ops after it are sampled as
@@ -85,11 +91,21 @@ def hybrid_entry(model):
     if k == len(model.layers):
         raise ValueError("hybrid: the model has no Bayesian op")
     op = model.layers[k]
-    dense = isinstance(op, IntegerLayer) or (op.kind == "FULLY_CONNECTED" and op.bias is None
-                                             and np.asarray(op.weights.scales).size == 1)
-    if not dense:
+    if not _moments_dense(op):
         raise ValueError(f"hybrid: the first Bayesian op ({k}: {op.kind} {op.name!r}) is not a bias-free dense "
                          "layer with one scale; use mode 'mc'")
+    return k
+
+
+def pfp_entry(model):
+    """Index of the first op PFP propagates moments through: the first Bayesian op; it and every op after it must
+    be Bayesian dense layers as in `hybrid_entry` (the deterministic prefix before it runs once). Raises ValueError
+    naming the first op that is not."""
+    k = hybrid_entry(model)
+    for i, op in enumerate(model.layers[k:], k):
+        if not _moments_dense(op):
+            raise ValueError(f"pfp: op {i} ({op.kind} {op.name!r}) after the first Bayesian op is not a Bayesian "
+                             "bias-free dense layer with one scale; use mode 'hybrid' or 'mc'")
     return k
 
 
@@ -99,13 +115,6 @@ def _requant(op):
         return op.multiplier
     mult, shift = op.multipliers()
     return int(mult[0]), int(shift[0])
-
-
-def _check_model(model):
-    for l, layer in enumerate(model.layers):
-        if not isinstance(layer, IntegerLayer):
-            raise ValueError(f"modes: op {l} ({getattr(layer, 'kind', type(layer).__name__)}) is not a Bayesian "
-                             "FULLY_CONNECTED layer; hybrid / pfp support the dense MLP of SPEC section 1 only")
 
 
 # ---- hybrid -------------------------------------------------------------------------------------------------
@@ -327,7 +336,15 @@ def activation_moments_f32(activation, m, v):
 
 
 def weight_scale_f32(layer):
-    return F32(1.0) / F32(layer.max_code)
+    """The real value of one weight code (float32): 1 / M for the v1 layer, the filter scale otherwise."""
+    if isinstance(layer, IntegerLayer):
+        return F32(1.0) / F32(layer.max_code)
+    return F32(np.asarray(layer.weights.scales).reshape(-1)[0])
+
+
+def input_scale_f32(layer):
+    """The real value of one input code step of a layer (float32; 1/255 for the image)."""
+    return F32(layer.input_scale)
 
 
 INPUT_SCALE_F32 = F32(1.0) / F32(255.0)
@@ -336,15 +353,19 @@ INPUT_SCALE_F32 = F32(1.0) / F32(255.0)
 def pfp_logit_moments(model, x):
     """float32 (mean, var) [N, K] of the logits, in the C's order of operations.
 
-    Layer 0 (input fixed): mean = float(A1) * (s / 256), var = float(A2) * (s * s / 65536), s = s_in * s_w
-    (float32; s_in = 1/255). Layer l >= 1, per row r, sequentially over c: am += e_c hm_c,
-    av += V_c E2_c + e_c^2 hv_c (e_c = float(S1_c), E2 = hm^2 + hv); mean = am * (s_w / 256),
-    var = av * (s_w^2 / 65536). Hidden activations by moment matching."""
-    _check_model(model)
-    q = model.quantize_input(x)
-    layers = model.layers
+    The deterministic prefix (ops before `pfp_entry`) runs once. Its first Bayesian layer (input fixed): mean =
+    float(A1) * (s / 256), var = float(A2) * (s * s / 65536), s = s_in * s_w (float32; s_in = 1/255 for the
+    image). Later layers, per row r, sequentially over c: am += e_c hm_c, av += V_c E2_c + e_c^2 hv_c
+    (e_c = float(S1_c), E2 = hm^2 + hv); mean = am * (s_w / 256), var = av * (s_w^2 / 65536). Hidden activations
+    by moment matching."""
+    k = pfp_entry(model)
+    q = model.quantize_input(np.asarray(x).reshape(-1, *model.input_shape))
+    if k:
+        q = model._run(q, [op.sample(None) if op.has_weights else None for op in model.layers[:k]], 0, k)
+        q = q.reshape(len(q), -1)
+    layers = model.layers[k:]
     a1, a2 = first_layer_sums(layers[0], q)
-    s = INPUT_SCALE_F32 * weight_scale_f32(layers[0])
+    s = input_scale_f32(layers[0]) * weight_scale_f32(layers[0])
     m = a1.astype(np.float32) * (s * F32(1.0 / 256))
     v = a2.astype(np.float32) * ((s * s) * F32(1.0 / 65536))
     for l, layer in enumerate(layers):
@@ -352,9 +373,9 @@ def pfp_logit_moments(model, x):
             s1, vv = layer_code_moments(layer)
             e, vf = s1.astype(np.float32), vv.astype(np.float32)
             e2 = m * m + v
-            am = np.zeros((m.shape[0], layer.shape[0]), np.float32)
+            am = np.zeros((m.shape[0], s1.shape[0]), np.float32)
             av = np.zeros_like(am)
-            for c in range(layer.shape[1]):
+            for c in range(s1.shape[1]):
                 am = am + e[:, c][None, :] * m[:, c:c + 1]
                 av = av + (vf[:, c][None, :] * e2[:, c:c + 1] + (e[:, c] * e[:, c])[None, :] * v[:, c:c + 1])
             sw = weight_scale_f32(layer)
@@ -387,7 +408,7 @@ def pfp_uncertainty(model, x, num_samples=30, seed=None, streams=None):
     m, v = pfp_logit_moments(model, x)
     n, k = m.shape
     sd = np.sqrt(v)
-    u = streams[len(model.layers) - 1].take(n * num_samples * k).reshape(n, num_samples, k)
+    u = streams[-1].take(n * num_samples * k).reshape(n, num_samples, k)  # the last op's stream
     eps = sampler.EPS_Q.astype(np.float32)[u] * F32(1.0 / 4096)
     pm = np.zeros((n, k), np.float32)
     hsum = np.zeros(n, np.float32)

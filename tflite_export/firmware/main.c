@@ -91,7 +91,7 @@ __attribute__((unused)) static int check_image(int i, int kernel, int verbose) {
 }
 
 #if QBNN_TV_HAS_HYBRID
-/* HYBRID (integers exact, entropies within QBNN_TV_TOLERANCE) and, for a dense MLP, PFP (floats within
+/* HYBRID (integers exact, entropies within QBNN_TV_TOLERANCE) and, for a dense Bayesian tail, PFP (floats within
    QBNN_TV_PFP_TOLERANCE of the numpy float32 mirror, prediction exact) on image i. */
 __attribute__((unused)) static int check_modes(int i, int kernel, int verbose) {
   qbnn_result_t res;
@@ -127,7 +127,7 @@ __attribute__((unused)) static int check_modes(int i, int kernel, int verbose) {
   bad_p += res.prediction != qbnn_tv_pfp_prediction[i];
   bad_p += bad_positions(qbnn_tv_pfp_positions, 0);
   const char *pfp = bad_p ? "FAIL" : "ok";
-#else /* PFP needs a dense Bayesian MLP: the runtime must refuse it */
+#else /* PFP needs every op from the first Bayesian one to be a dense layer: the runtime must refuse it */
   err = init(kernel);
   if (!err) err = qbnn_predict(&g_rt, g_input, QBNN_MODE_PFP, QBNN_TV_NUM_SAMPLES, &res);
   bad_p += err != QBNN_RT_ERR_MODE;
@@ -211,7 +211,7 @@ int main(void) {
     const uint32_t *p = &__StackLimit;
     while (*p == 0xA5A5A5A5u) ++p;
     if ((uint32_t)(sp - (uintptr_t)p) > mode_stack) mode_stack = (uint32_t)(sp - (uintptr_t)p);
-    if (merr == QBNN_RT_ERR_MODE && mode != QBNN_MODE_MC) { /* HYBRID / PFP: dense Bayesian MLPs only */
+    if (merr == QBNN_RT_ERR_MODE && mode != QBNN_MODE_MC) { /* HYBRID / PFP: a dense Bayesian entry / tail only */
       printf("mode=%s unsupported\n", kModes[mode]);
       continue;
     }

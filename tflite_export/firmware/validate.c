@@ -3,6 +3,7 @@
    must still init and predict. Each case mutates a RAM copy of the generated model (a dense Bayesian MLP). Prints one line
    per case ("ok CASE code=N" / "FAIL CASE ...") and exits 0 only when all cases pass.
    On the host, `qbnn_validate CASE` runs only that case (to see which one crashes). */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -95,6 +96,8 @@ static int c_moments_v_negative(void) { g_moments_table[2 * 17 + 1] = -1; return
 static int c_moments_null_table(void) { g_moments.table = NULL; return init_ok(QBNN_KERNEL_AUTO); }
 static int c_moments_activation_unknown(void) { g_moments.activation = 9; return init_ok(QBNN_KERNEL_AUTO); }
 static int c_moments_last_not_linear(void) { g_moments.activation = QBNN_ACT_RELU; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_moments_in_scale_nan(void) { g_moments.in_scale = NAN; return init_ok(QBNN_KERNEL_AUTO); }
+static int c_moments_w_scale_zero(void) { g_moments.w_scale = 0.0f; return init_ok(QBNN_KERNEL_AUTO); }
 static int c_kernel_unknown(void) { return init_with(&g_m, 1, 7); }
 static int c_act_min_below_int8(void) { g_layers[0].act_min = -129; return init_ok(QBNN_KERNEL_AUTO); }
 static int c_act_max_above_int8(void) { g_layers[0].act_max = 300; return init_ok(QBNN_KERNEL_AUTO); }
@@ -181,6 +184,7 @@ static const struct {
     {"moments_s1_out_of_range", c_moments_s1_out_of_range}, {"moments_v_negative", c_moments_v_negative},
     {"moments_null_table", c_moments_null_table}, {"moments_activation_unknown", c_moments_activation_unknown},
     {"moments_last_not_linear", c_moments_last_not_linear}, {"format_version", c_format_version},
+    {"moments_in_scale_nan", c_moments_in_scale_nan}, {"moments_w_scale_zero", c_moments_w_scale_zero},
     {"op_kind_unknown", c_op_kind_unknown}, {"op_kind_zero", c_op_kind_zero}, {"op_dims_chain", c_op_dims_chain},
     {"stream_shared", c_stream_shared}, {"stream_beyond_max", c_stream_beyond_max}, {"arena_null", c_arena_null},
     {"arena_too_small", c_arena_too_small}, {"arena_misaligned", c_arena_misaligned},

@@ -137,7 +137,7 @@ class WeightedOp(act.Activated, Op):
                          sigma_q=w.sigma_q.tolist(), sigma_range=list(w.sigma_range))
         return entry
 
-    def c_layer(self, em, i, rows, cols, moments=False):
+    def c_layer(self, em, i, rows, cols, moments=None):
         """The op's `qbnn_rt_layer` initialiser (weights flattened to [rows, cols] in the stream's order)."""
         w = self.weights
         mult, shift = self.multipliers()

@@ -77,20 +77,20 @@ static const qbnn_rt_layer *layer(const qbnn_model_t *m, int l) { return (const 
 
 static int max_code(const qbnn_rt_layer *L) { return (1 << (L->core.weight_bits - 1)) - 1; }
 
-/* PFP's widest layer (rows) and widest later-layer input (cols) */
-static void pfp_widths(const qbnn_model_t *m, uint32_t *max_rows, uint32_t *max_cols) {
+/* PFP's widest layer (rows) and widest input after its first layer (cols), over ops first..num_ops-1 */
+static void pfp_widths(const qbnn_model_t *m, int first, uint32_t *max_rows, uint32_t *max_cols) {
   *max_rows = *max_cols = 0;
-  for (int l = 0; l < m->num_ops; ++l) {
+  for (int l = first; l < m->num_ops; ++l) {
     const qbnn_rt_layer *L = layer(m, l);
     if (L->core.rows > *max_rows) *max_rows = L->core.rows;
-    if (l > 0 && L->core.cols > *max_cols) *max_cols = L->core.cols;
+    if (l > first && L->core.cols > *max_cols) *max_cols = L->core.cols;
   }
 }
 
 static void pfp_geometry(qbnn_runtime_t *rt, pfp_scratch *w) {
   uint32_t max_rows, max_cols;
-  pfp_widths(rt->model, &max_rows, &max_cols);
-  const qbnn_rt_layer *L0 = layer(rt->model, 0);
+  pfp_widths(rt->model, rt->first_bayesian, &max_rows, &max_cols);
+  const qbnn_rt_layer *L0 = layer(rt->model, rt->first_bayesian);
   pfp_cut(rt->pfp, L0->core.rows, L0->core.cols, max_rows, max_cols, w);
 }
 
@@ -102,6 +102,9 @@ int qbnn__check_moments(const qbnn_rt_layer *L, int is_last) {
   if (mo->activation > QBNN_ACT_SOFTPLUS) return QBNN_RT_ERR_RANGE;
   if ((mo->activation == QBNN_ACT_SOFTPLUS) != (L->act_lut != 0)) return QBNN_RT_ERR_RANGE;
   if (is_last && mo->activation != QBNN_ACT_LINEAR) return QBNN_RT_ERR_RANGE; /* logits are linear */
+  /* finite and positive (NaN fails both comparisons); bounded so that products with the int64 sums stay finite */
+  if (!(mo->in_scale > 0.0f && mo->in_scale < 1e6f) || !(mo->w_scale > 0.0f && mo->w_scale < 1e6f))
+    return QBNN_RT_ERR_RANGE;
   /* |E| <= M and Var <= M^2: bounds that keep every sum below in int64 / float range */
   const int32_t m = max_code(L);
   for (int b = 0; b < 256; ++b) {
@@ -385,10 +388,11 @@ static float entropy_f32(const float *p, int n) {
 
 static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_result_t *res) {
   const qbnn_model_t *m = rt->model;
-  const int nl = m->num_ops, nc = m->num_classes;
-  /* layer 0: exact moments of the accumulators, in real units (s = s_in s_w) */
-  const qbnn_rt_layer *L0 = layer(m, 0);
-  const float s = (1.0f / 255.0f) * (1.0f / (float)max_code(L0));
+  const int fb = rt->first_bayesian, nl = m->num_ops, nc = m->num_classes;
+  /* the first Bayesian layer: exact moments of the accumulators, in real units (s = s_in s_w); `input` is its
+     input (the deterministic prefix's output, computed once) */
+  const qbnn_rt_layer *L0 = layer(m, fb);
+  const float s = L0->moments->in_scale * L0->moments->w_scale;
   const float cm = s * (1.0f / 256.0f), cv = (s * s) * (1.0f / 65536.0f);
   pfp_scratch w;
   pfp_geometry(rt, &w);
@@ -401,17 +405,17 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
     hm[r] = (float)a1[r] * cm;
     hv[r] = (float)a2[r] * cv;
   }
-  if (nl > 1) activation_moments(L0->moments->activation, hm, hv, L0->core.rows);
+  if (nl > fb + 1) activation_moments(L0->moments->activation, hm, hv, L0->core.rows);
   PROFILE("layer0_activation");
   /* later layers: mean field, Var[sum w h] = sum Var[w] E[h^2] + E[w]^2 Var[h] */
-  for (int l = 1; l < nl; ++l) {
+  for (int l = fb + 1; l < nl; ++l) {
     const qbnn_rt_layer *L = layer(m, l);
     const uint32_t rows = L->core.rows, cols = L->core.cols;
     const int32_t *t = L->moments->table;
-    float *om = w.m[l & 1], *ov = w.v[l & 1];
+    float *om = w.m[(l - fb) & 1], *ov = w.v[(l - fb) & 1]; /* the first layer's are in [0] */
     float *e2in = w.e2in; /* E[h^2] of the inputs */
     for (uint32_t c = 0; c < cols; ++c) e2in[c] = hm[c] * hm[c] + hv[c];
-    const float sw = 1.0f / (float)max_code(L);
+    const float sw = L->moments->w_scale;
     const float cm_l = sw * (1.0f / 256.0f), cv_l = (sw * sw) * (1.0f / 65536.0f);
     const uint8_t *p = L->core.mu;
     uint32_t r = 0;
@@ -499,10 +503,10 @@ void qbnn__modes_plan(const qbnn_model_t *m, int first_bayesian, uint32_t *hybri
   const qbnn_rt_layer *L = layer(m, first_bayesian);
   hybrid_scratch h;
   *hybrid_bytes = hybrid_cut(0, L->core.rows, L->core.cols, &h); /* offsets only */
-  for (int l = 0; l < m->num_ops; ++l) /* PFP: a dense Bayesian MLP, every op a dense layer with its moments */
+  for (int l = first_bayesian; l < m->num_ops; ++l) /* PFP: every op from here a dense layer with its moments */
     if (!hybrid_op_ok(m, l)) return;
   uint32_t max_rows, max_cols;
-  pfp_widths(m, &max_rows, &max_cols);
+  pfp_widths(m, first_bayesian, &max_rows, &max_cols);
   pfp_scratch p;
   *pfp_bytes = pfp_cut(0, L->core.rows, L->core.cols, max_rows, max_cols, &p);
 }
@@ -512,6 +516,6 @@ int qbnn__predict_mode(qbnn_runtime_t *rt, const int8_t *input, int mode, int nu
   if (mode == QBNN_MODE_PFP && !rt->pfp) return QBNN_RT_ERR_MODE;
   memset(res, 0, sizeof *res);
   if (mode == QBNN_MODE_HYBRID) return predict_hybrid(rt, qbnn__run_prefix(rt, input), num_samples, res);
-  if (mode == QBNN_MODE_PFP) return predict_pfp(rt, input, num_samples, res);
+  if (mode == QBNN_MODE_PFP) return predict_pfp(rt, qbnn__run_prefix(rt, input), num_samples, res);
   return QBNN_RT_ERR_MODE;
 }

@@ -38,9 +38,10 @@ void qbnn_seed(qbnn_runtime_t *rt, uint32_t seed) {
   for (uint32_t l = 0; l < QBNN_MAX_STREAMS; ++l) qbnn_stream_init(&rt->streams[l], seed, l);
 }
 
-/* The arena plan: byte sizes of rt's pieces, in this order: act x2, prefix, x_op, filter, then x_first, which the
-   HYBRID mode's scratch overlaps (it does not build those operands); PFP's scratch overlaps everything (it runs
-   none of the MC pieces). hybrid / pfp: 0 when the model cannot run the mode. */
+/* The arena plan: byte sizes of rt's pieces, in this order: prefix (the deterministic prefix's output), act x2,
+   x_op, filter, then x_first, which the HYBRID mode's scratch overlaps (it does not build those operands); PFP's
+   scratch overlaps everything after the prefix output (it runs none of the MC pieces once the prefix has run).
+   hybrid / pfp: 0 when the model cannot run the mode. */
 typedef struct {
   uint32_t act, prefix, x_first, x_op, filter, hybrid, pfp;
   uint16_t first_bayesian;
@@ -49,7 +50,7 @@ typedef struct {
 static uint32_t max_u32(uint32_t a, uint32_t b) { return a > b ? a : b; }
 
 static uint32_t plan_total(const plan_t *p) {
-  return max_u32(2 * p->act + p->prefix + p->x_op + p->filter + max_u32(p->x_first, p->hybrid), p->pfp);
+  return p->prefix + max_u32(2 * p->act + p->x_op + p->filter + max_u32(p->x_first, p->hybrid), p->pfp);
 }
 
 /* Everything qbnn_init checks, and the arena plan. */
@@ -123,14 +124,15 @@ int qbnn_init(qbnn_runtime_t *rt, const qbnn_model_t *model, void *arena, uint32
   if (err != QBNN_OK) return err;
   if (!arena || ((uintptr_t)arena & 7u) != 0 || arena_bytes < plan_total(&p)) return QBNN_RT_ERR_ARENA;
   uint8_t *a = (uint8_t *)arena;
+  rt->prefix = (int8_t *)a;
+  a += p.prefix;
+  rt->pfp = p.pfp ? a : 0;
   rt->act[0] = (int8_t *)a;
   rt->act[1] = (int8_t *)(a += p.act);
-  rt->prefix = (int8_t *)(a += p.act);
-  rt->x_op = (int16_t *)(void *)(a += p.prefix);
+  rt->x_op = (int16_t *)(void *)(a += p.act);
   rt->filter = (int16_t *)(void *)(a += p.x_op);
   rt->x_first = (int16_t *)(void *)(a += p.filter);
   rt->hybrid = p.hybrid ? a : 0;
-  rt->pfp = p.pfp ? (uint8_t *)arena : 0;
   rt->model = model;
   rt->kernel = kernel;
   rt->first_bayesian = p.first_bayesian;

@@ -128,7 +128,7 @@ typedef struct {
   int16_t *x_op;     /* int16 operands of any other weighted op */
   int16_t *filter;   /* one output channel's filter (sampled or unpacked) */
   uint8_t *hybrid;   /* the HYBRID mode's scratch (over x_first); NULL: the model cannot run HYBRID */
-  uint8_t *pfp;      /* the PFP mode's scratch (over the whole arena); NULL: the model cannot run PFP */
+  uint8_t *pfp;      /* the PFP mode's scratch (over all but the prefix output); NULL: no PFP for the model */
 } qbnn_runtime_t;
 
 typedef struct {
