@@ -82,7 +82,7 @@ def _c_kinds():
 
 
 C_KINDS = _c_kinds()
-FORMAT_VERSION = 2  # QBNN_FORMAT_VERSION in micro/qbnn_runtime.h
+FORMAT_VERSION = 3  # QBNN_FORMAT_VERSION in micro/qbnn_runtime.h (3: moment tables carry PFP's scales)
 
 
 class CEmitter:

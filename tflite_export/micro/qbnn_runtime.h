@@ -21,7 +21,7 @@
 #include "qbnn_sampler.h"
 
 /* model_data.c format: written by tflite_export/c_source.py, checked by qbnn_init (QBNN_RT_ERR_FORMAT) */
-#define QBNN_FORMAT_VERSION 2
+#define QBNN_FORMAT_VERSION 3 /* 3: qbnn_layer_moments gained in_scale / w_scale */
 
 #ifndef QBNN_MAX_OPS
 #define QBNN_MAX_OPS 32
