@@ -198,7 +198,6 @@ def test_c_runtime_bit_exact_on_cortex_m(c_gen, board, tmp_path):
         assert f"({src}" in r.stdout
 
 
-
 def test_pfp_real_units_of_the_head_are_the_ops_own(lenets):
     """PFP works in real units: input scale x weight scale of each Bayesian dense op of the exported head must be
     the op's own accumulator scale (what its requantisation multiplies by), for every op PFP propagates through."""

@@ -135,8 +135,8 @@ class CEmitter:
     def rt_layer(self, i, rows, cols, *, in_zero_point, out_zero_point, multipliers, shifts, act_range, activation,
                  lut=None, bias=None, bayesian=None, constant=None, moments=None):
         """Initialiser of op i's qbnn_rt_layer. bayesian: dict(weight_bits, sigma_bits, layout, index, packed,
-        sigma_q) (I4_FUSED only: the table kernels); constant: (int8 codes, bits); moments: None or the layer's
-        float32 (input scale, weight scale) for its moment table (SPEC 11)."""
+        sigma_q) (I4_FUSED only: the table kernels); constant: (int8 codes, bits); moments: None, or the Bayesian
+        dense op whose moment table to write (SPEC 11; PFP's scales from `modes`)."""
         if activation not in ACTIVATIONS:
             raise ValueError(f"op {i}: activation {activation!r} is not one of {ACTIVATIONS}")
         f = {}
@@ -150,8 +150,9 @@ class CEmitter:
                          f".layer_index = {int(bayesian['index'])}, .mu = {packed}, .sigma = 0, .sigma_q = {sq}}}")
             f["wlut" if self.sample_table_kind == "derived" else "offsets"] = table
             self.bayesian_weights += int(rows) * int(cols)
-            if moments:  # (input scale, weight scale): PFP's real units (float32 bits as hex literals)
-                in_scale, w_scale = (float(np.float32(v)).hex() + "f" for v in moments)
+            if moments is not None:  # PFP's real units: float32 bits as hex literals
+                in_scale, w_scale = (float(v).hex() + "f"
+                                     for v in (modes.input_scale_f32(moments), modes.weight_scale_f32(moments)))
                 self.body.append(f"static const qbnn_layer_moments qbnn_op{i}_moments = {{"
                                  f".table = {table.replace('sample_table', 'moments')}, "
                                  f".activation = {_MODE_ACTIVATIONS[activation]}, "

@@ -44,10 +44,7 @@ class FullyConnected(WeightedOp):
 
     def emit_c(self, em, i, in_shape):
         o, n = self.weights.shape
-        moments = None
-        if self.bayesian:  # PFP's real units: input and weight scales (modes.input_scale_f32 / weight_scale_f32)
-            moments = (np.float32(self.input_scale), np.float32(np.asarray(self.weights.scales).reshape(-1)[0]))
-        return em.params("qbnn_rt_layer", i, self.c_layer(em, i, o, n, moments=moments))
+        return em.params("qbnn_rt_layer", i, self.c_layer(em, i, o, n, moments=self.bayesian))
 
     def c_needs(self, in_shape):
         n = int(self.weights.shape[1])
@@ -115,7 +112,7 @@ class IntegerLayer(act.Activated, Op):
         mult, shift = self.multiplier
         layer = em.rt_layer(i, rows, cols, in_zero_point=self.input_zero_point, out_zero_point=self.output_zero_point,
                             multipliers=[mult], shifts=[shift], act_range=self.act_range, activation=self.activation,
-                            lut=self.lut, moments=(np.float32(self.input_scale), np.float32(1) / np.float32(self.max_code)),
+                            lut=self.lut, moments=self,
                             bayesian=dict(weight_bits=self.weight_bits, sigma_bits=self.sigma_bits, layout=self.layout,
                                           index=self.index, packed=packed, sigma_q=self.sigma_q))
         return em.params("qbnn_rt_layer", i, layer)

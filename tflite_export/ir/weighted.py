@@ -137,8 +137,9 @@ class WeightedOp(act.Activated, Op):
                          sigma_q=w.sigma_q.tolist(), sigma_range=list(w.sigma_range))
         return entry
 
-    def c_layer(self, em, i, rows, cols, moments=None):
-        """The op's `qbnn_rt_layer` initialiser (weights flattened to [rows, cols] in the stream's order)."""
+    def c_layer(self, em, i, rows, cols, moments=False):
+        """The op's `qbnn_rt_layer` initialiser (weights flattened to [rows, cols] in the stream's order); with
+        `moments`, its moment table too (SPEC 11)."""
         w = self.weights
         mult, shift = self.multipliers()
         common = dict(in_zero_point=self.input_zero_point, out_zero_point=self.output_zero_point, multipliers=mult,
@@ -148,7 +149,8 @@ class WeightedOp(act.Activated, Op):
             (_, packed), = w.stored_tensors()
             return em.rt_layer(i, rows, cols, bayesian=dict(weight_bits=w.weight_bits, sigma_bits=w.sigma_bits,
                                                             layout=w.layout, index=w.index, packed=packed,
-                                                            sigma_q=w.sigma_q), moments=moments, **common)
+                                                            sigma_q=w.sigma_q), moments=self if moments else None,
+                               **common)
         return em.rt_layer(i, rows, cols, constant=(w.codes, w.bits), **common)
 
     def c_conv(self, em, i, rows, cols, in_shape):
