@@ -162,34 +162,6 @@ void qbnn_sample_tensor(const qbnn_layer* L, qbnn_stream* s, int8_t* out) {
   qbnn_sample_range(L, s, 0, L->rows * L->cols, out);
 }
 
-static uint32_t rd_u32(const uint8_t* p) {
-  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-int qbnn_parse_options(const uint8_t* buf, size_t len, qbnn_layer* L, uint32_t* default_seed) {
-  uint32_t levels;
-  if (buf == NULL || L == NULL || len < 24) return QBNN_ERR_OPTIONS;
-  if (buf[0] != 'Q' || buf[1] != 'B' || buf[2] != 'S' || buf[3] != '1' || buf[4] != 1) return QBNN_ERR_OPTIONS;
-  if (buf[5] < 2 || buf[5] > 8 || buf[6] < 2 || buf[6] > 8) return QBNN_ERR_BITS;
-  if (buf[10] != QBNN_EPS_FRAC_BITS || buf[11] != QBNN_SHIFT) return QBNN_ERR_OPTIONS;
-  levels = 1u << buf[6];
-  if (len != 24u + 4u * levels) return QBNN_ERR_OPTIONS;
-  L->weight_bits = buf[5];
-  L->sigma_bits = buf[6];
-  L->layout = buf[7];
-  L->layer_index = (uint16_t)(buf[8] | (buf[9] << 8));
-  L->rows = rd_u32(buf + 12);
-  L->cols = rd_u32(buf + 16);
-  if (default_seed) *default_seed = rd_u32(buf + 20);
-  /* SIGMA_Q is read in place: flatbuffer vector data starts 4-aligned (after its uint32 length)
-   * in a 16-aligned model; little-endian targets only. */
-  if (((uintptr_t)(buf + 24) & 3u) != 0u) return QBNN_ERR_OPTIONS;
-  L->sigma_q = (const int32_t*)(const void*)(buf + 24);
-  L->mu = NULL;
-  L->sigma = NULL;
-  return QBNN_OK;
-}
-
 uint32_t qbnn_mu_bytes(const qbnn_layer* L) {
   uint32_t n = L->rows * L->cols;
   return L->layout == QBNN_LAYOUT_I4_SPLIT ? (n + 1u) / 2u : n;

@@ -1,19 +1,15 @@
-// TFLite Micro example: runs the exported model.tflite (QBNN_SAMPLE custom op + FULLY_CONNECTED,
-// float SoftPlus ops, SOFTMAX) with the op registered through MicroMutableOpResolver::AddCustom,
+// TFLite Micro example: runs the exported model.tflite (QBNN_SAMPLE custom ops + the builtins of
+// qbnn_tflm_ops.h) with the op registered through MicroMutableOpResolver::AddCustom,
 // S invocations per test image (one weight sample each), and compares the summed softmax codes
 // with the numpy reference's values in test_vectors.h (SPEC.md section 7). Exit status 0 = equal.
 #include <cstdio>
 
 #include "model_tflite.h"
-#include "qbnn_sample_op.h"
+#include "qbnn_tflm_ops.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 #include "test_vectors.h"
-
-#ifndef QBNN_SAMPLE_REGISTRATION  // the export helper's op (tflite_export/micro/qbnn_sample_op.h)
-#define QBNN_SAMPLE_REGISTRATION qbnn::Register_QBNN_SAMPLE()
-#endif
 
 namespace {
 constexpr int kArenaSize = 256 * 1024;  // int8 sampled-weight tensors + activations
@@ -26,15 +22,8 @@ int main() {
     std::printf("model schema %lu != %d\n", static_cast<unsigned long>(model->version()), TFLITE_SCHEMA_VERSION);
     return 2;
   }
-  tflite::MicroMutableOpResolver<8> resolver;
-  resolver.AddFullyConnected();
-  resolver.AddSoftmax();
-  resolver.AddDequantize();
-  resolver.AddExp();
-  resolver.AddAdd();
-  resolver.AddLog();
-  resolver.AddQuantize();
-  resolver.AddCustom(QBNN_SAMPLE_OP_NAME, QBNN_SAMPLE_REGISTRATION);
+  tflite::MicroMutableOpResolver<QBNN_TFLM_NUM_OPS> resolver;  // every op the exporter can emit
+  QBNN_TFLM_ADD_OPS(resolver);
 
   tflite::MicroInterpreter interpreter(model, resolver, g_arena, kArenaSize);
   if (interpreter.AllocateTensors() != kTfLiteOk) {
