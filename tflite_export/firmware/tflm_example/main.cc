@@ -11,12 +11,24 @@
 #include "tensorflow/lite/schema/schema_generated.h"
 #include "test_vectors.h"
 
+#ifdef QBNN_BOARD  // QEMU board (../boards.mk): TFLM's messages through semihosting, instruction counts
+extern "C" {
+#include "icount.h"
+}
+#include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
+static void Log(const char* s) { std::printf("%s", s); }
+#endif
+
 namespace {
 constexpr int kArenaSize = 256 * 1024;  // int8 sampled-weight tensors + activations
 alignas(16) uint8_t g_arena[kArenaSize];
 }  // namespace
 
 int main() {
+#ifdef QBNN_BOARD
+  RegisterDebugLogCallback(Log);
+  uint64_t insn = 0;
+#endif
   const tflite::Model* model = tflite::GetModel(g_model);
   if (model->version() != TFLITE_SCHEMA_VERSION) {
     std::printf("model schema %lu != %d\n", static_cast<unsigned long>(model->version()), TFLITE_SCHEMA_VERSION);
@@ -38,6 +50,9 @@ int main() {
     qbnn::SetSeed(QBNN_TV_SEED);  // same streams as the reference for this image
     for (int p = 0; p < QBNN_TV_INPUT_DIM; ++p) input->data.int8[p] = static_cast<int8_t>(qbnn_tv_images[i][p] - 128);
     uint32_t counts[QBNN_TV_NUM_CLASSES] = {0};
+#ifdef QBNN_BOARD
+    icount_start();
+#endif
     for (int s = 0; s < QBNN_TV_NUM_SAMPLES; ++s) {
       if (interpreter.Invoke() != kTfLiteOk) {
         std::printf("Invoke failed\n");
@@ -45,11 +60,18 @@ int main() {
       }
       for (int c = 0; c < QBNN_TV_NUM_CLASSES; ++c) counts[c] += static_cast<uint32_t>(output->data.int8[c] + 128);
     }
+#ifdef QBNN_BOARD
+    insn += icount_now();  // S invocations and the output sums
+#endif
     int mismatch = 0;
     for (int c = 0; c < QBNN_TV_NUM_CLASSES; ++c) mismatch += counts[c] != qbnn_tv_counts[i][c];
     std::printf("%s image %d (%s)\n", mismatch ? "FAIL" : "ok", i, qbnn_tv_sources[i]);
     bad += mismatch;
   }
+#ifdef QBNN_BOARD
+  std::printf("instructions per inference (one sample): %lu\n",
+              static_cast<unsigned long>(insn / (QBNN_TV_NUM_IMAGES * QBNN_TV_NUM_SAMPLES)));
+#endif
   std::printf("%s: %d mismatches\n", bad ? "FAILED" : "PASSED", bad);
   return bad ? 1 : 0;
 }
