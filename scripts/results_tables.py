@@ -61,19 +61,29 @@ def _table(header, rows, align=None):
 
 # ----------------------------------------------------------------------------------------- sweep tables
 
-# (column header, metric key, scale, decimals)
-SWEEP_COLUMNS = [
-    ("accuracy %", "accuracy", 100, 2),
-    ("AUROC entropy MNIST/Amb (aleatoric)", "auroc_aleatoric", 1, 4),
-    ("AUROC MI MNIST/Fashion (epistemic)", "auroc_epistemic", 1, 4),
-    ("AUROC entropy MNIST/Fashion", "auroc_entropy_ood", 1, 4),
-    ("AUROC MI MNIST/Amb", "auroc_mi_ambiguous", 1, 4),
-    ("mean MI MNIST", "mean_epistemic_mnist", 1, 4),
-    ("mean MI Fashion", "mean_epistemic_ood", 1, 4),
-    ("NLL", "nll", 1, 3),
-    ("ECE", "ece", 1, 3),
-]
+# metric key -> (column header, scale, decimals)
+METRICS = {
+    "accuracy": ("accuracy %", 100, 2),
+    "auroc_aleatoric": ("AUROC entropy MNIST/Amb (aleatoric)", 1, 4),
+    "auroc_epistemic": ("AUROC MI MNIST/Fashion (epistemic)", 1, 4),
+    "auroc_entropy_ood": ("AUROC entropy MNIST/Fashion", 1, 4),
+    "auroc_mi_ambiguous": ("AUROC MI MNIST/Amb", 1, 4),
+    "mean_epistemic_mnist": ("mean MI MNIST", 1, 4),
+    "mean_epistemic_ambiguous": ("mean MI Amb", 1, 4),
+    "mean_epistemic_ood": ("mean MI Fashion", 1, 4),
+    "nll": ("NLL", 1, 3),
+    "ece": ("ECE", 1, 3),
+    "eval_seconds": ("eval s (26k images)", 1, 1),
+}
 
+
+def _columns(*keys):
+    """[(column header, metric key, scale, decimals)] of the named metrics."""
+    return [(METRICS[k][0], k, METRICS[k][1], METRICS[k][2]) for k in keys]
+
+
+SWEEP_COLUMNS = _columns("accuracy", "auroc_aleatoric", "auroc_epistemic", "auroc_entropy_ood", "auroc_mi_ambiguous",
+                         "mean_epistemic_mnist", "mean_epistemic_ood", "nll", "ece")
 
 def _group_csv(folder):
     """Rows of `results/FOLDER/table.csv` (one per cell and seed) grouped by cell, in file order."""
@@ -117,12 +127,8 @@ def samples_curve():
         return f.read().strip()
 
 
-LENET_COLUMNS = SWEEP_COLUMNS[:3] + [("AUROC entropy MNIST/Fashion", "auroc_entropy_ood", 1, 4),
-                                     ("mean MI MNIST", "mean_epistemic_mnist", 1, 4),
-                                     ("mean MI Amb", "mean_epistemic_ambiguous", 1, 4),
-                                     ("mean MI Fashion", "mean_epistemic_ood", 1, 4),
-                                     ("NLL", "nll", 1, 3), ("ECE", "ece", 1, 3)]
-
+LENET_COLUMNS = _columns("accuracy", "auroc_aleatoric", "auroc_epistemic", "auroc_entropy_ood", "mean_epistemic_mnist",
+                         "mean_epistemic_ambiguous", "mean_epistemic_ood", "nll", "ece")
 
 def _lenet(folder):
     header = ["model", "seeds"] + [c[0] for c in LENET_COLUMNS] + ["stored bytes", "x smaller"]
@@ -155,16 +161,10 @@ def headline():
 # ----------------------------------------------------------------------------------- cheap uncertainty
 
 CHEAP_METHODS = ["mc", "hybrid", "pfp", "pfp-full", "mc-reseeded"]
-CHEAP_COLUMNS = [
-    ("accuracy %", "accuracy", 100, 2),
-    ("AUROC entropy MNIST/Amb", "auroc_aleatoric", 1, 4),
-    ("AUROC MI MNIST/Fashion", "auroc_epistemic", 1, 4),
-    ("mean MI MNIST", "mean_epistemic_mnist", 1, 4),
-    ("mean MI Amb", "mean_epistemic_ambiguous", 1, 4),
-    ("mean MI Fashion", "mean_epistemic_ood", 1, 4),
-    ("eval s (26k images)", "eval_seconds", 1, 1),
-]
-
+# the cheap-modes table names the AUROCs without the (aleatoric) / (epistemic) suffix, as its README does
+CHEAP_COLUMNS = [(h.split(" (")[0] if k.startswith("auroc") else h, k, sc, nd)
+                 for h, k, sc, nd in _columns("accuracy", "auroc_aleatoric", "auroc_epistemic", "mean_epistemic_mnist",
+                                              "mean_epistemic_ambiguous", "mean_epistemic_ood", "eval_seconds")]
 
 def cheap_modes():
     """Each Keras method against 30-sample MC on the same models (max |difference| over the seeds)."""
@@ -279,9 +279,10 @@ MCU_ROWS = [
     ("HYBRID / deterministic pass", "ratio_hybrid_to_deterministic", str),
     ("PFP / deterministic pass", "ratio_pfp_to_deterministic", str),
     ("stored parameters (bytes)", "param_bytes", _n),
-    ("sampling table in flash (bytes)", "derived_table_bytes", _n),
+    ("sampling table in flash (bytes)", "sample_table_bytes", _n),
     ("arena (bytes)", "arena_bytes", _n),
     ("runtime RAM: arena + runtime struct + peak stack (bytes)", "runtime_ram_bytes", _n),
+    ("peak stack of HYBRID / PFP (bytes)", "modes_stack_bytes", _n),
     ("flash of the whole test firmware (bytes)", "flash_bytes", _n),
 ]
 
