@@ -305,15 +305,8 @@ def mcu_mlp():
     return _mcu_table(b, cols)
 
 
-def mcu_lenet():
-    """LeNet-5 JQ-4 "head" and "all" on the M4F, with the derived and the offset sampling table."""
-    b = _bench("lenet5.txt")
-    cols = [(f"{k[0]}, {BOARDS.get(k[1], k[1])}, {k[2]} table", k) for k in b]
-    return _mcu_table(b, cols)
-
-
 TABLES = {f.__name__: f for f in (table1, samples_curve, lenet5_aug, lenet5_fast, headline, cheap_modes, cheap_timing,
-                                  lowbit_diagnostic, export_memory, export_check, mcu_mlp, mcu_lenet)}
+                                  lowbit_diagnostic, export_memory, export_check, mcu_mlp)}
 
 MARKER = re.compile(r"^<!-- results: (\w+) -->$", re.M)
 README_BLOCK = re.compile(r"(<!-- results: headline -->\n)(.*?)(<!-- /results -->)", re.S)
