@@ -47,7 +47,9 @@ def mlp(
             applied to every layer.
         input_dim: flattened input size (784 for MNIST; inputs in [0, 1]).
         num_examples: training-set size N (the KL is divided by it).
-        prior_std, init_sigma, rho_scale: see `DenseVariational`.
+        prior_std: see `DenseVariational`.
+        init_sigma: see `DenseVariational`.
+        rho_scale: see `DenseVariational`.
         seed: base seed; layer i uses ``seed + i``.
 
     Returns:
@@ -129,7 +131,10 @@ def lenet5(bayesian="all", quantization=None, deterministic_bits=None, per_chann
         per_channel: per-output-channel scales for those quantized kernels.
         input_dim: 784 (flat MNIST arrays, reshaped inside the model, so the data
             pipeline is the MLP's) or ``(28, 28, 1)``.
-        num_examples, prior_std, init_sigma, rho_scale: see `VariationalLayer`.
+        num_examples: see `VariationalLayer`.
+        prior_std: see `VariationalLayer`.
+        init_sigma: see `VariationalLayer`.
+        rho_scale: see `VariationalLayer`.
         seed: base seed; weighted layer i uses ``seed + i``.
 
     Returns:

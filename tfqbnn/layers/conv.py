@@ -107,9 +107,12 @@ class Conv2DVariational(_Conv2DBase):
         kernel_size: int or pair of ints.
         strides: int or pair of ints.
         padding: ``"valid"`` or ``"same"`` (case-insensitive).
-        data_format, dilation_rate, groups: accepted for Keras compatibility;
-            only ``"channels_last"``, 1 and 1 (anything else is a ValueError).
-        activation, use_bias: as in Keras' ``Conv2D`` (default bias-free).
+        data_format: accepted for Keras compatibility; only ``"channels_last"``
+            (anything else is a ValueError, as for the next two).
+        dilation_rate: only 1.
+        groups: only 1.
+        activation: as in Keras' ``Conv2D``.
+        use_bias: as in Keras' ``Conv2D`` (default bias-free).
         **kwargs: `VariationalLayer` and base Layer arguments.
 
     Input shape:
@@ -161,8 +164,11 @@ class DepthwiseConv2DVariational(_Conv2DBase):
         strides: int or pair of equal ints (TF's depthwise convolution needs equal strides).
         padding: ``"valid"`` or ``"same"``.
         depth_multiplier: positive int, output channels per input channel.
-        data_format, dilation_rate, groups: only the defaults (see `Conv2DVariational`).
-        activation, use_bias, **kwargs: as in `Conv2DVariational`.
+        data_format: only ``"channels_last"`` (see `Conv2DVariational`).
+        dilation_rate: only 1.
+        activation: as in `Conv2DVariational`.
+        use_bias: as in `Conv2DVariational`.
+        **kwargs: as in `Conv2DVariational` (``groups``, if given, must be 1).
 
     Output shape:
         4D tensor ``(batch, new_height, new_width, channels * depth_multiplier)``.

@@ -62,9 +62,10 @@ class QuantizedDense(_QuantizedKernelMixin, keras.layers.Dense):
     """Keras ``Dense`` trained with a ``kernel_bits``-bit fake-quantized kernel (QAT).
 
     Args:
-        units, ...: as Keras ``Dense``.
+        units: as Keras ``Dense``.
         kernel_bits: int, bits of the stored kernel (4 or 8 for the exporter).
         per_channel: one scale per output unit (True) or one per tensor.
+        **kwargs: the other arguments of Keras ``Dense`` (``activation``, ``use_bias``, ...).
     """
 
     _channel_axes = (-1,)
