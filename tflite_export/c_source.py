@@ -25,7 +25,6 @@ import re
 import numpy as np
 
 from tflite_export import modes, reference, safeio, sampler, softmax, storage
-from tflite_export.convert import check_seed
 from tflite_export.ir.activation import ACTIVATIONS  # the one list of activations
 
 TOLERANCE_NATS = 1e-5  # SPEC.md section 7: float32 C vs float64 reference
@@ -369,7 +368,7 @@ def write_test_vectors(model, images, sources, out_dir, num_samples=10, seed=Non
 def test_vector_sources(model, images, sources, num_samples=10, seed=None):
     """({"test_vectors.c": text, "test_vectors.h": text}, reference results) of `write_test_vectors`."""
     num_samples = safeio.check_num_samples(num_samples)
-    seed = model.default_seed if seed is None else check_seed(seed)
+    seed = model.default_seed if seed is None else safeio.check_seed(seed)
     images = np.asarray(images, np.uint8).reshape(len(images), -1)
     if images.shape[1] != model.input_dim:
         raise ValueError(f"images have {images.shape[1]} pixels; the model expects {model.input_dim}")

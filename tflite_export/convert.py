@@ -28,8 +28,24 @@ def integer_model_from_keras(model, weights="int4", seed=0):
     """Codes and tables of every op (scales uncalibrated), through the Keras front end (`frontend.converters`)."""
     from tflite_export import frontend
 
+    check_weights(model)
     ops, input_shape = frontend.integer_ops(model, weights)
     return IntegerModel(ops, default_seed=seed, input_shape=input_shape)
+
+
+def check_weights(model):
+    """One-line ValueError naming the layer whose weights the integer model would not represent: NaN or inf, or a
+    variational mu beyond the layer's mu_limit (training clips mu there; the codes would be clamped silently)."""
+    from tfqbnn.layers import VariationalLayer
+    from tfqbnn.uncertainty import check_finite_weights
+
+    check_finite_weights(model)
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, VariationalLayer) and layer.built:
+            peak = float(np.max(np.abs(np.asarray(layer.mu))))
+            if peak > layer.mu_limit * (1 + 1e-6):
+                raise ValueError(f"layer {layer.name!r}: mu holds values up to {peak:.3g} in magnitude, beyond its "
+                                 f"mu_limit={layer.mu_limit}; the exported codes would not be this model")
 
 
 def calibrate(imodel, x, num_samples=4, seed=None):
@@ -87,14 +103,6 @@ def _refuse_foreign_files(out, names):
                          f"{artifacts.MANIFEST} beside it); choose another --out")
 
 
-def check_seed(seed, name="seed"):
-    """A 32-bit sampler seed (SPEC.md section 3): an int in 0..2^32-1, else a one-line ValueError naming it."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= 0xFFFFFFFF:
-        raise ValueError(f"`{name}` must be an integer in 0..{0xFFFFFFFF} (a 32-bit sampler seed); received "
-                         f"{name}={safeio.bounded_repr(seed)}")
-    return int(seed)
-
-
 def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calibration_samples=4, extra_writers=()):
     """Export a Keras JQ model (or a .keras path): returns {"integer_model", "manifest", paths...}.
 
@@ -110,7 +118,7 @@ def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calib
     """
     from tflite_export import tflite_io
 
-    seed = check_seed(seed)
+    seed = safeio.check_seed(seed)
     if isinstance(model, (str, Path)):
         import keras
 

@@ -6,7 +6,8 @@
   followed, a half-written file never has the target's name.
 * `is_temp_name`: whether a name is one of those temp files (refusals never name them).
 * `bounded_repr`: the repr of untrusted data, bounded before it is built.
-* `MAX_SAMPLES` / `check_num_samples`: the sample-count bound of the C runtime, for every CLI and API.
+* `MAX_SAMPLES` / `check_num_samples`: the sample-count bound of the C runtime, for every CLI and API;
+  `check_seed`: 32-bit seeds.
 """
 
 from __future__ import annotations
@@ -114,3 +115,13 @@ def check_num_samples(value, name="num_samples"):
         raise ValueError(f"`{name}` must be an integer in 1..{MAX_SAMPLES} (the C runtime's QBNN_MAX_SAMPLES); "
                          f"received {name}={bounded_repr(value)}")
     return int(value)
+
+
+def check_seed(seed, name="seed"):
+    """A 32-bit seed (the samplers' and the layers': SPEC.md section 3): an int in 0..2^32-1, else a one-line ValueError naming it."""
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= 0xFFFFFFFF:
+        raise ValueError(f"`{name}` must be an integer in 0..{0xFFFFFFFF} (a 32-bit seed); received "
+                         f"{name}={bounded_repr(seed)}")
+    return int(seed)

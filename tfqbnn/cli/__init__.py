@@ -21,7 +21,7 @@ def seed32_arg(text):
     """argparse ``type`` of a 32-bit sampler seed (decimal or 0x...)."""
     import argparse
 
-    from tflite_export.convert import check_seed
+    from tflite_export.safeio import check_seed
 
     try:
         return check_seed(int(text, 0), "seed")
