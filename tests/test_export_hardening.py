@@ -296,7 +296,8 @@ def test_each_file_is_listed_once(export_dir, tmp_path):
     with pytest.raises(ValueError, match=r"file entry '\./model.tflite' names model.tflite again") as err:
         c_source.load_exported(d)
     assert "\n" not in str(err.value)
-    d = _tamper(export_dir, tmp_path, lambda m: m["files"].__setitem__("model.tflite/", m["files"]["model.tflite"]))
+    d = _tamper(export_dir, tmp_path / "trailing-slash",
+                lambda m: m["files"].__setitem__("model.tflite/", m["files"]["model.tflite"]))
     with pytest.raises(ValueError, match=r"again"):
         c_source.load_exported(d)
 
