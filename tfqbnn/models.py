@@ -101,7 +101,7 @@ LENET_INPUT = (28, 28, 1)
 def _lenet_layers(input_dim):
     if input_dim == 784:
         return [keras.Input((784,)), keras.layers.Reshape(LENET_INPUT, name="image")]
-    if tuple(input_dim) == LENET_INPUT:
+    if isinstance(input_dim, (tuple, list)) and tuple(input_dim) == LENET_INPUT:
         return [keras.Input(LENET_INPUT)]
     raise ValueError(f"`input_dim` must be 784 (flat MNIST) or (28, 28, 1); received input_dim={input_dim!r}")
 

@@ -30,12 +30,16 @@ def _pair(value, name):
     return tuple(int(v) for v in items)
 
 
+def check_data_format(data_format):
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"only data_format='channels_last' is supported; received data_format={data_format!r}")
+
+
 def _check_conv_args(padding, data_format, dilation_rate, groups):
     pad = padding.lower() if isinstance(padding, str) else padding
     if pad not in PADDINGS:
         raise ValueError(f"`padding` must be one of {list(PADDINGS)}; received padding={padding!r}")
-    if data_format not in (None, "channels_last"):
-        raise ValueError(f"only data_format='channels_last' is supported; received data_format={data_format!r}")
+    check_data_format(data_format)
     if _pair(dilation_rate, "dilation_rate") != (1, 1):
         raise ValueError(f"dilated convolutions are not supported; received dilation_rate={dilation_rate!r}")
     if groups != 1:
