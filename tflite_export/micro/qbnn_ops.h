@@ -43,7 +43,7 @@ typedef struct {
 /* h * w * c: exact in 64 bits (prepare / qbnn_init); the 32-bit count for kernels, once qbnn_init has bounded it
    by QBNN_MAX_TENSOR */
 static inline uint64_t qbnn__elems64(qbnn_dims d) { return (uint64_t)d.h * d.w * d.c; }
-static inline uint32_t qbnn__elems(qbnn_dims d) { return (uint32_t)qbnn__elems64(d); }
+static inline uint32_t qbnn__elems(qbnn_dims d) { return (uint32_t)d.h * d.w * d.c; }
 /* int16 elements that fit the arena bound (every int16 scratch offset then fits an int32) */
 static inline int qbnn__fits_arena16(uint64_t elems) { return elems <= QBNN_MAX_ARENA / 2u; }
 static inline int qbnn__in_int8(int32_t v) { return v >= -128 && v <= 127; }

@@ -9,9 +9,13 @@
    and table), so RAM is bounded by the largest filter, not the layer. */
 #include "qbnn_ops.h"
 
-/* SMLAD pairs of one filter: FH rows of FW * C codes, each rounded up to even (exact; < 2^30 once prepared) */
-static uint64_t filter_pairs(const qbnn_op *op, const qbnn_conv_params *P) {
+/* SMLAD pairs of one filter: FH rows of FW * C codes, each rounded up to even; exact in 64 bits (prepare), and in
+   32 bits for the kernel (below 2^30 once prepared) */
+static uint64_t filter_pairs64(const qbnn_op *op, const qbnn_conv_params *P) {
   return (uint64_t)P->filter_h * (((uint64_t)P->filter_w * op->in.c + 1u) / 2u);
+}
+static uint32_t filter_pairs(const qbnn_op *op, const qbnn_conv_params *P) {
+  return (uint32_t)P->filter_h * (((uint32_t)P->filter_w * op->in.c + 1u) / 2u);
 }
 
 int qbnn_op_conv2d_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
@@ -22,13 +26,13 @@ int qbnn_op_conv2d_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_n
                                P->pad_left);
   if (err != QBNN_OK) return err;
   /* the padded operands, and with them the filter (no larger) and its table, within the arena bound */
-  if (!qbnn__fits_arena16(qbnn__padded_elems(op, P, 1) + 3u) || !qbnn__fits_arena16(4u * filter_pairs(op, P) + k))
+  if (!qbnn__fits_arena16(qbnn__padded_elems(op, P, 1) + 3u) || !qbnn__fits_arena16(4u * filter_pairs64(op, P) + k))
     return QBNN_RT_ERR_LIMITS;
   err = qbnn__check_weighted(&P->w, op->out.c, k, kernel, is_last, needs);
   if (err != QBNN_OK) return err;
   if (P->w.moments) return QBNN_RT_ERR_MODE; /* HYBRID / PFP are defined for dense layers only */
   needs->x_elems = (qbnn__padded_elems(op, P, 1) + 3u) & ~(uint64_t)3u; /* slack: the odd row's last pair */
-  needs->filter_elems = 4u * filter_pairs(op, P) + k; /* the table (8 bytes a pair), then the codes */
+  needs->filter_elems = 4u * filter_pairs64(op, P) + k; /* the table (8 bytes a pair), then the codes */
   return QBNN_OK;
 }
 
@@ -94,7 +98,7 @@ void qbnn_op_conv2d_eval(const qbnn_op *op, const int8_t *in, int8_t *out, qbnn_
   const qbnn_rt_layer *L = &P->w;
   const int32_t C = op->in.c, OW = op->out.w, O = op->out.c;
   const int32_t run = P->filter_w * C, row = ((OW - 1) * P->stride_w + P->filter_w) * C;
-  const uint32_t pairs = (uint32_t)filter_pairs(op, P);
+  const uint32_t pairs = filter_pairs(op, P);
   int16_t *x = ctx->x;
   uint32_t *table = (uint32_t *)(void *)ctx->rt->filter; /* 8-byte aligned */
   int16_t *f = ctx->rt->filter + 4 * pairs;
