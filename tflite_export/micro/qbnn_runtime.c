@@ -29,6 +29,9 @@ typedef char qbnn_assert_classes[(QBNN_MAX_CLASSES <= 256) ? 1 : -1];
 typedef char qbnn_assert_streams[(QBNN_MAX_STREAMS <= 32) ? 1 : -1]; /* check_model's stream bit set */
 /* arena offsets and sizes fit uint32 (qbnn_arena_bytes), int16 scratch indices int32 */
 typedef char qbnn_assert_arena[(QBNN_MAX_ARENA <= 0x7FFFFFF8u && QBNN_MAX_ARENA % 8u == 0) ? 1 : -1];
+/* the modes' scratch sizes (uint32, a few bytes per row or column of a tensor) and the kernels' int32 activation
+   indices cannot wrap */
+typedef char qbnn_assert_tensor[(QBNN_MAX_TENSOR <= (1L << 28)) ? 1 : -1];
 
 static int resolve_kernel(int kernel) {
   if (kernel == QBNN_KERNEL_AUTO) return QBNN_HAVE_DSP ? QBNN_KERNEL_SIMD : QBNN_KERNEL_LUT;
