@@ -154,7 +154,7 @@ def test_size_products_near_2_16_2_31_2_32_are_refused_or_run_clean_under_asan_u
     assert r.returncode == 0 and "SIZE SWEEP PASSED: 0 of" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
     cases = dict(re.findall(r"^ok (\w+) (ran code=0|refused code=\d+) arena=\d+$", r.stdout, re.M))
-    assert len(cases) >= 130
+    assert len(cases) >= 136
     for kind in ("fc_bayes", "fc_i4", "max_pool", "avg_pool", "reshape", "conv_bayes", "conv_i8", "dw_bayes", "dw_i4"):
         assert cases[f"{kind}_t65536"] == "ran code=0"  # 2^16 elements: the largest tensor runs
         for n in ("t65538", "t2_31", "t2_31p2", "t2_32m", "t2_32", "t2_32p4", "t2_32p4096", "t2_48"):
@@ -163,8 +163,9 @@ def test_size_products_near_2_16_2_31_2_32_are_refused_or_run_clean_under_asan_u
         for n in ("f2_31", "f2_32m", "f2_32p4", "f2_47", "x2_30", "x2_31", "x2_32m"):
             assert cases[f"{kind}_{n}"] == f"refused code={RT_ERR_LIMITS}", (kind, n)
         assert cases[f"{kind}_x3x65535"] == "ran code=0"
-    for case in ("max_pool_window_65535", "avg_pool_stride_65535", "conv_i8_stride_65535"):
+    for case in ("max_pool_window_65535", "avg_pool_stride_65535", "conv_i8_stride_65535", "conv_pair_x3x65535"):
         assert cases[case] == "ran code=0"
+    assert cases["conv_pair_arena_2_32m"] == f"refused code={RT_ERR_LIMITS}"  # each piece fits, the sum does not
 
 
 

@@ -177,6 +177,17 @@ static void b_conv_stride(model_b *b, int w, const void *a) { /* 1 x 1 VALID con
   head(b);
 }
 
+/* two f1 x 1 SAME convs on 1 x 65535 x 1, Bayesian then constant int8: each one's padded operands (f1 * 65535
+   int16) fit the arena bound, their sum (the first Bayesian op's operands and the other ops') does not */
+static void b_conv_pair(model_b *b, int w, const void *a) {
+  const shape5 *s = a;
+  (void)w;
+  input(b, dims(s->h, s->w, s->c));
+  window(b, QBNN_OP_CONV_2D, s->f1, s->f2, 1, 1, 1, W_BAYES);
+  window(b, QBNN_OP_CONV_2D, s->f1, s->f2, 1, 1, 1, W_I8);
+  head(b);
+}
+
 typedef struct {
   const char *name;
   build_fn build;
@@ -223,6 +234,9 @@ static const sweep_case kCases[] = {
     {"max_pool_window_65535", b_max, 0, {1, 65535, 1, 1, 65535}, RUN},
     {"avg_pool_stride_65535", b_avg, 0, {65535, 1, 1, 65535, 1}, RUN},
     {"conv_i8_stride_65535", b_conv_stride, W_I8, {1, 65535, 1, 65535, 1}, RUN},
+    /* the arena as a whole: 2 x 2^31 - 327 kB of operands */
+    {"conv_pair_arena_2_32m", b_conv_pair, 0, {1, 65535, 1, 16383, 1}, REFUSE},
+    {"conv_pair_x3x65535", b_conv_pair, 0, {1, 65535, 1, 3, 1}, RUN},
 };
 
 static int run_case(const sweep_case *c) {
