@@ -57,6 +57,13 @@ void qbnn_stream_bytes(qbnn_stream* s, uint8_t* out, size_t n) {
   for (i = 0; i < n; ++i) out[i] = (uint8_t)qbnn_stream_byte(s);
 }
 
+/* R * C when it is within qbnn_layer_check's bound (1 .. 2^31 - 1), else 0: flat indices and byte counts of a
+ * layer never wrap 32 bits. */
+static uint32_t weight_count(const qbnn_layer* L) {
+  const uint64_t n = (uint64_t)L->rows * L->cols;
+  return n <= 0x7FFFFFFFu ? (uint32_t)n : 0u;
+}
+
 static inline int32_t nibble_s(uint32_t v) { return (int32_t)(v & 0xFu) - (int32_t)((v & 0x8u) << 1); }
 
 void qbnn_layer_codes(const qbnn_layer* L, uint32_t n, int32_t* mu, uint32_t* sigma_code) {
@@ -112,8 +119,9 @@ int qbnn_layer_check(const qbnn_layer* L) {
 
 int qbnn_layer_check_codes(const qbnn_layer* L) {
   const int32_t max_code = (1 << (L->weight_bits - 1)) - 1;
-  const uint32_t levels = 1u << L->sigma_bits, n = L->rows * L->cols;
+  const uint32_t levels = 1u << L->sigma_bits, n = weight_count(L);
   uint32_t i;
+  if (n == 0u) return QBNN_ERR_SHAPE;
   if (L->layout == QBNN_LAYOUT_I4_FUSED) { /* one byte per weight: a 256-bit table of valid bytes */
     uint32_t ok[8] = {0};
     uint32_t b;
@@ -163,12 +171,12 @@ void qbnn_sample_tensor(const qbnn_layer* L, qbnn_stream* s, int8_t* out) {
 }
 
 uint32_t qbnn_mu_bytes(const qbnn_layer* L) {
-  uint32_t n = L->rows * L->cols;
+  uint32_t n = weight_count(L);
   return L->layout == QBNN_LAYOUT_I4_SPLIT ? (n + 1u) / 2u : n;
 }
 
 uint32_t qbnn_sigma_bytes(const qbnn_layer* L) {
-  uint32_t n = L->rows * L->cols;
+  uint32_t n = weight_count(L);
   if (L->layout == QBNN_LAYOUT_I4_FUSED) return 0u;
   if (L->layout == QBNN_LAYOUT_I8 && L->sigma_bits <= 4) return (n + 1u) / 2u;
   return n;

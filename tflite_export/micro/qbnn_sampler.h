@@ -103,7 +103,8 @@ void qbnn_sample_row(const qbnn_layer* L, qbnn_stream* s, uint32_t r, int8_t* ou
 /* Samples the whole R x C tensor (one MC sample). */
 void qbnn_sample_tensor(const qbnn_layer* L, qbnn_stream* s, int8_t* out);
 
-/* Number of stored bytes of the mu and sigma tensors of a layout. */
+/* Number of stored bytes of the mu and sigma tensors of a layout; 0 when R * C is 0 or beyond 2^31 - 1 (the
+ * bound of qbnn_layer_check), so a shape whose byte count would wrap 32 bits matches no tensor. */
 uint32_t qbnn_mu_bytes(const qbnn_layer* L);
 uint32_t qbnn_sigma_bytes(const qbnn_layer* L);
 
