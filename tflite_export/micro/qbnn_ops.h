@@ -52,7 +52,7 @@ static inline int qbnn__in_int8(int32_t v) { return v >= -128 && v <= 127; }
 /* Checks of a weighted op's parameters for a [rows, cols] filter: weights (Bayesian: the sampler core's checks,
    every stored code, the table for table kernels, the moment table; constant: pointer and bits), zero points,
    activation range, requantisation constants, bias bound (|bias| + max |acc| < 2^31). Sets needs->stream. */
-int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint64_t cols, int kernel, int is_last,
+int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t format, const uint32_t *dims, int kernel, int is_last,
                          qbnn_op_needs *needs);
 
 /* Row `row` of the filter as int16 codes into f[0..cols): sampled from `s` (Bayesian, consuming cols stream

@@ -5,36 +5,6 @@ static uint32_t rd_u32(const uint8_t* p) {
   return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
-static uint32_t format_rank(uint32_t format) {
-  switch (format) {
-    case QBNN_FILTER_OI:
-      return 2u;
-    case QBNN_FILTER_OHWI:
-    case QBNN_FILTER_1HWO:
-      return 4u;
-    default:
-      return 0u;
-  }
-}
-
-int qbnn_filter_dims_check(uint32_t format, uint32_t rank, const uint32_t* dims, uint32_t rows, uint32_t cols) {
-  uint64_t c = 1;
-  uint32_t i;
-  if (dims == NULL) return QBNN_ERR_NULL;
-  if (rank == 0u || rank != format_rank(format)) return QBNN_ERR_FILTER;
-  if (format == QBNN_FILTER_1HWO && dims[0] != 1u) return QBNN_ERR_FILTER;
-  for (i = 0; i < rank; ++i) {
-    if (dims[i] == 0u) return QBNN_ERR_FILTER;
-    if (i > 0u) {
-      c *= dims[i]; /* each factor < 2^32 and the running product < 2^31 below: no 64-bit wrap */
-      if (c > 0x7FFFFFFFu) return QBNN_ERR_SHAPE;
-    }
-  }
-  if (dims[0] != rows || c != cols) return QBNN_ERR_FILTER;
-  if ((uint64_t)rows * cols > 0x7FFFFFFFu) return QBNN_ERR_SHAPE;
-  return QBNN_OK;
-}
-
 int qbnn_parse_options(const uint8_t* buf, size_t len, qbnn_sample_options* o) {
   size_t off = QBNN_OPTIONS_HEADER_BYTES;
   uint32_t i, levels;
@@ -67,8 +37,8 @@ int qbnn_parse_options(const uint8_t* buf, size_t len, qbnn_sample_options* o) {
     o->format = buf[off];
     o->rank = buf[off + 1];
     /* version 2 is for N-D filters only; the reserved bytes are 0 */
-    if (o->format == QBNN_FILTER_OI || format_rank(o->format) == 0u || o->rank != format_rank(o->format) ||
-        buf[off + 2] != 0 || buf[off + 3] != 0)
+    if ((o->format != QBNN_FILTER_OHWI && o->format != QBNN_FILTER_1HWO) || o->rank != 4 || buf[off + 2] != 0 ||
+        buf[off + 3] != 0)
       return QBNN_ERR_FILTER;
     off += 4u;
     if (len < off + 4u * o->rank) return QBNN_ERR_OPTIONS;

@@ -1,6 +1,7 @@
-/* qbnn_options: the QBNN_SAMPLE custom options of tflite_export/SPEC.md sections 6 and 6.1 (versions 1 and 2)
- * and the filter shape checks, in plain C99 (no malloc, no floating point) so that the TFLite Micro op and
- * host tests share one parser. Bit-for-bit the reader of tflite_export/tflite_io.py (tested against it). */
+/* qbnn_options: the QBNN_SAMPLE custom options of tflite_export/SPEC.md sections 6 and 6.1 (versions 1 and 2) and
+ * the output shape check, in plain C99 (no malloc, no floating point) so that the TFLite Micro op and host tests share
+ * one parser; the filter dims check is the sampler core's qbnn_filter_dims_check, which the C runtime's weighted ops
+ * use too. Bit-for-bit the reader of tflite_export/tflite_io.py (tested against it). */
 #ifndef QBNN_OPTIONS_H_
 #define QBNN_OPTIONS_H_
 
@@ -17,14 +18,7 @@ extern "C" {
 #define QBNN_OPTIONS_V2 2 /* N-D filters: + format, rank, dims */
 #define QBNN_OPTIONS_HEADER_BYTES 24u
 
-/* Filter formats (SPEC.md section 6.1). */
-#define QBNN_FILTER_OI 0   /* [O, I], FULLY_CONNECTED (version 1 options) */
-#define QBNN_FILTER_OHWI 1 /* [O, FH, FW, I], CONV_2D */
-#define QBNN_FILTER_1HWO 2 /* [1, FH, FW, O], DEPTHWISE_CONV_2D */
-#define QBNN_FILTER_MAX_RANK 4
-
-/* Error codes beyond qbnn_sampler.h's (0 = ok). */
-#define QBNN_ERR_FILTER 9  /* filter format, rank or dims do not describe R x C */
+/* Error code beyond qbnn_sampler.h's (0 = ok). */
 #define QBNN_ERR_OUTPUT 10 /* the output tensor is not the filter the options describe */
 
 typedef struct {
@@ -42,10 +36,6 @@ typedef struct {
  * read in place: little-endian targets). The layer's tables are not checked here: qbnn_layer_check does that once
  * the tensors are attached. */
 int qbnn_parse_options(const uint8_t* buf, size_t len, qbnn_sample_options* o);
-
-/* The dims of a filter in `format`: the right rank, no zero, 1HWO starting with 1, R = dims[0] and C = the product
- * of the rest (computed in 64 bits; R * C below 2^31). */
-int qbnn_filter_dims_check(uint32_t format, uint32_t rank, const uint32_t* dims, uint32_t rows, uint32_t cols);
 
 /* An output tensor of `rank` dims (TFLite's int dims) is exactly the filter of the options. */
 int qbnn_options_output_check(const qbnn_sample_options* o, int rank, const int* dims);

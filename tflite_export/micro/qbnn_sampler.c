@@ -170,6 +170,35 @@ void qbnn_sample_tensor(const qbnn_layer* L, qbnn_stream* s, int8_t* out) {
   qbnn_sample_range(L, s, 0, L->rows * L->cols, out);
 }
 
+static uint32_t format_rank(uint32_t format) {
+  switch (format) {
+    case QBNN_FILTER_OI:
+      return 2u;
+    case QBNN_FILTER_OHWI:
+    case QBNN_FILTER_1HWO:
+      return 4u;
+    default:
+      return 0u;
+  }
+}
+
+int qbnn_filter_dims_check(uint32_t format, uint32_t rank, const uint32_t* dims, uint32_t rows, uint32_t cols) {
+  uint64_t c = 1;
+  uint32_t i;
+  if (dims == NULL) return QBNN_ERR_NULL;
+  if (rank == 0u || rank != format_rank(format)) return QBNN_ERR_FILTER;
+  if (format == QBNN_FILTER_1HWO && dims[0] != 1u) return QBNN_ERR_FILTER;
+  for (i = 0; i < rank; ++i)
+    if (dims[i] == 0u) return QBNN_ERR_FILTER;
+  for (i = 1; i < rank; ++i) {
+    c *= dims[i]; /* each factor < 2^32 and the running product < 2^31 below: no 64-bit wrap */
+    if (c > 0x7FFFFFFFu) return QBNN_ERR_SHAPE;
+  }
+  if (c * dims[0] > 0x7FFFFFFFu) return QBNN_ERR_SHAPE; /* the sampler's bound, before any comparison */
+  if (dims[0] != rows || c != cols) return QBNN_ERR_FILTER;
+  return QBNN_OK;
+}
+
 uint32_t qbnn_mu_bytes(const qbnn_layer* L) {
   uint32_t n = weight_count(L);
   return L->layout == QBNN_LAYOUT_I4_SPLIT ? (n + 1u) / 2u : n;

@@ -33,6 +33,13 @@ extern "C" {
 #define QBNN_ERR_SHIFT 6
 #define QBNN_ERR_OPTIONS 7
 #define QBNN_ERR_CODES 8 /* a stored mu code outside [-M, M] or sigma code >= 2^sb */
+#define QBNN_ERR_FILTER 9 /* filter format, rank or dims do not describe R x C */
+
+/* Filter formats (SPEC.md section 6.1). */
+#define QBNN_FILTER_OI 0   /* [O, I]: FULLY_CONNECTED */
+#define QBNN_FILTER_OHWI 1 /* [O, FH, FW, I]: CONV_2D */
+#define QBNN_FILTER_1HWO 2 /* [1, FH, FW, O]: DEPTHWISE_CONV_2D */
+#define QBNN_FILTER_MAX_RANK 4
 
 extern const int16_t QBNN_EPS_Q[256];
 
@@ -95,6 +102,11 @@ int qbnn_layer_check(const qbnn_layer* L);
 /* Checks every stored code of a checked layer (qbnn_layer_check first): mu in [-M, M] with
  * M = 2^(b-1) - 1, sigma code < 2^sb (so that SIGMA_Q[k] is never read out of bounds). O(R*C). */
 int qbnn_layer_check_codes(const qbnn_layer* L);
+
+/* The dims of a filter in `format` describe the layer's R x C: the format's rank, no zero dim, 1HWO starting with 1,
+ * R = dims[0], C = the product of the rest, R * C below 2^31 (multiplied in 64 bits: QBNN_ERR_SHAPE past it,
+ * QBNN_ERR_FILTER otherwise). The one shape check of the TFLM op's options and the C runtime's weighted ops. */
+int qbnn_filter_dims_check(uint32_t format, uint32_t rank, const uint32_t* dims, uint32_t rows, uint32_t cols);
 
 /* Samples `count` consecutive weights starting at flat element `first` into out[0..count-1]. */
 void qbnn_sample_range(const qbnn_layer* L, qbnn_stream* s, uint32_t first, uint32_t count, int8_t* out);

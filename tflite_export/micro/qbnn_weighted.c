@@ -4,13 +4,22 @@
 #include "qbnn_ops.h"
 #include "qbnn_runtime_internal.h"
 
-int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint64_t cols, int kernel, int is_last,
+int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t format, const uint32_t *dims, int kernel, int is_last,
                          qbnn_op_needs *needs) {
   if (!L) return QBNN_ERR_NULL;
   needs->stream = L->core.mu ? (int32_t)L->core.layer_index : -1;
-  /* rows * cols < 2^31 for every filter (the sampler core's bound): flat indices and byte counts fit 32 bits */
-  if ((uint64_t)rows * cols > 0x7FFFFFFFu) return QBNN_RT_ERR_LIMITS;
-  if (L->core.rows != rows || L->core.cols != cols || rows == 0 || cols == 0) return QBNN_RT_ERR_CHAIN;
+  /* the op's filter dims are the layer's R x C, R * C < 2^31 (the sampler core's bound): flat indices and byte
+     counts fit 32 bits; the same check as the TFLM op's */
+  switch (qbnn_filter_dims_check(format, format == QBNN_FILTER_OI ? 2u : 4u, dims, L->core.rows, L->core.cols)) {
+    case QBNN_OK:
+      break;
+    case QBNN_ERR_SHAPE:
+      return QBNN_RT_ERR_LIMITS;
+    default:
+      return QBNN_RT_ERR_CHAIN;
+  }
+  const uint32_t rows = L->core.rows;
+  const uint64_t cols = L->core.cols;
   int32_t max_w;
   if (L->core.mu) { /* Bayesian */
     int err = qbnn_layer_check(&L->core);

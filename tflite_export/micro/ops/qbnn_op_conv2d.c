@@ -28,7 +28,8 @@ int qbnn_op_conv2d_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_n
   /* the padded operands, and with them the filter (no larger) and its table, within the arena bound */
   if (!qbnn__fits_arena16(qbnn__padded_elems(op, P, 1) + 3u) || !qbnn__fits_arena16(4u * filter_pairs64(op, P) + k))
     return QBNN_RT_ERR_LIMITS;
-  err = qbnn__check_weighted(&P->w, op->out.c, k, kernel, is_last, needs);
+  const uint32_t dims[4] = {op->out.c, P->filter_h, P->filter_w, op->in.c};
+  err = qbnn__check_weighted(&P->w, QBNN_FILTER_OHWI, dims, kernel, is_last, needs);
   if (err != QBNN_OK) return err;
   if (P->w.moments) return QBNN_RT_ERR_MODE; /* HYBRID / PFP are defined for dense layers only */
   needs->x_elems = (qbnn__padded_elems(op, P, 1) + 3u) & ~(uint64_t)3u; /* slack: the odd row's last pair */

@@ -15,7 +15,8 @@ int qbnn_op_depthwise_conv2d_prepare(const qbnn_op *op, int kernel, int is_last,
   if (!qbnn__fits_arena16(qbnn__padded_elems(op, P, 0) + 3u) || !qbnn__fits_arena16(k)) return QBNN_RT_ERR_LIMITS;
   /* the filter is the op's one row of H*W*O codes; requantisation constants are per output channel */
   if (P->w.moments) return QBNN_RT_ERR_MODE;
-  err = qbnn__check_weighted(&P->w, 1, k, kernel, is_last, needs);
+  const uint32_t dims[4] = {1, P->filter_h, P->filter_w, op->out.c};
+  err = qbnn__check_weighted(&P->w, QBNN_FILTER_1HWO, dims, kernel, is_last, needs);
   if (err != QBNN_OK) return err;
   for (uint32_t o = 0; o < op->out.c; ++o) {
     if (P->w.multipliers && (P->w.multipliers[o] < 0 || P->w.shifts[o] < -31 || P->w.shifts[o] > 30))
