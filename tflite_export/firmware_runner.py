@@ -20,14 +20,35 @@ import numpy as np
 FIRMWARE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "firmware")
 
 
-def _makefile_boards():
-    """{board: core} from the firmware's board table (`<board>.CORE := ...` in boards.mk): one place
-    to add a board."""
-    with open(os.path.join(FIRMWARE_DIR, "boards.mk")) as f:
-        return dict(re.findall(r"^([A-Za-z0-9_]+)\.CORE := (.+?)\s*$", f.read(), re.M))
+BOARD_FIELDS = ("MACHINE", "CORE", "ARCH", "CPU", "FPU", "DSP", "MVE", "FLASH", "RAM", "STACK", "HEAP", "CONSOLE",
+                "SYSTICK_HZ", "CYCLES")
 
 
-BOARDS = _makefile_boards()
+def read_boards(path=None):
+    """The board table (boards.mk, `<board>.<FIELD> := value` lines): {board: {FIELD: value}}, boards in file
+    order. Raises ValueError when a board lacks a field of BOARD_FIELDS."""
+    with open(path or os.path.join(FIRMWARE_DIR, "boards.mk")) as f:
+        text = f.read()
+    table = {}
+    for board, field, value in re.findall(r"^([A-Za-z0-9_]+)\.([A-Z_]+) := (.*?)\s*$", text, re.M):
+        table.setdefault(board, {})[field] = value
+    for board, fields in table.items():
+        missing = [k for k in BOARD_FIELDS if k not in fields]
+        if missing:
+            raise ValueError(f"boards.mk: board {board} lacks {', '.join(missing)}")
+    return table
+
+
+def size_bytes(text):
+    """A link-script size of boards.mk (`4M`, `512K`, `1536`) in bytes."""
+    m = re.fullmatch(r"(\d+)([KM]?)", text.strip())
+    if not m:
+        raise ValueError(f"size {text!r} is not <digits>[K|M]")
+    return int(m.group(1)) * {"": 1, "K": 1024, "M": 1024 * 1024}[m.group(2)]
+
+
+BOARD_TABLE = read_boards()
+BOARDS = {board: fields["CORE"] for board, fields in BOARD_TABLE.items()}  # {board: core}
 TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "make")
 _LINE = re.compile(r"^(ok|FAIL) image (\d+) \(([^)]*)\) kernel=(\w+) pred=(-?\d+) expected=(-?\d+) "
                    r"PE=(-?\d+) EE=(-?\d+) MI=(-?\d+)")
