@@ -166,6 +166,9 @@ def test_bench_m4f_meets_the_paper_mlp_targets(gen_dir, tmp_path):
     # exact instruction counts (QEMU -icount), deterministic: the targets
     # exact ratio, not the printed 2-decimal truncation (5.996 measured with S = 10)
     assert int(kv["insn_per_sample"]) / int(kv["weights"]) <= 6.0
+    summary = firmware_runner.bench_summary(kv)  # bench_mcu.py's table row
+    assert 5.0 < summary["insn_per_weight_sample"] <= 6.0 and 2.0 < summary["mean_pass_insn_per_weight"] <= 4.0
+    assert summary["flash_bytes"] == int(kv["flash_bytes"]) and "an386" in firmware_runner.format_summary({"an386": summary})
     assert int(kv["insn_per_sample"]) <= 720_000
     assert int(kv["param_bytes"]) <= 100_000
     assert int(kv["runtime_ram_bytes"]) <= 8 * 1024

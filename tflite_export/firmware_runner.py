@@ -159,3 +159,22 @@ def bench(export_dir, image, board="an386", samples=10, work_dir=None, sample_ta
     if r.returncode != 0:
         raise RuntimeError(f"bench on {board} failed (exit {r.returncode}):\n{r.stdout}{r.stderr}")
     return parse_bench(r.stdout)
+
+
+def bench_summary(kv):
+    """One board's headline figures from its bench lines: MC instructions per weight per sample, the mean pass's
+    instructions per weight, flash (linked image) and RAM (arena + runtime state + measured stack) in bytes."""
+    weights = int(kv["weights"])
+    return {"insn_per_weight_sample": int(kv["insn_per_sample"]) / weights,
+            "mean_pass_insn_per_weight": int(kv["insn_deterministic_pass"]) / weights,
+            "flash_bytes": int(kv["flash_bytes"]), "ram_bytes": int(kv["runtime_ram_bytes"])}
+
+
+def format_summary(rows):
+    """A plain-text table of {board: bench_summary(...)}."""
+    out = [f"{'board':<14} {'core':<28} {'insn/w/sample':>13} {'mean insn/w':>11} {'flash B':>8} {'RAM B':>6}"]
+    for board, r in rows.items():
+        out.append(f"{board:<14} {BOARDS[board]:<28} {r['insn_per_weight_sample']:>13.2f} "
+                   f"{r['mean_pass_insn_per_weight']:>11.2f} {r['flash_bytes']:>8} {r['ram_bytes']:>6}")
+    return "\n".join(out)
+
