@@ -60,9 +60,10 @@ def test_cmake_bundle_runs_bit_exact_with_the_cmake_convention(board, cmake_bund
         assert np.allclose([int(pe), int(ee), int(mi)], np.asarray(e["entropy"]) * 1e6, atol=2)
         if board is None:
             assert int(counter) == 0  # the host has no counter hook
-        else:  # QEMU instruction counts through SysTick: M4F (SMLAD kernel) and M0 (LUT kernel) per weight and sample
+        else:  # QEMU instruction counts through SysTick per weight and sample (the entropies' one-off cost spread
+            # over S = 6): M4F's SMLAD kernel, M0's two weights per MULS
             per = int(counter) / (6 * WEIGHTS)
-            assert (5.0 < per <= 6.0) if board == "netduinoplus2" else (10.0 < per < 20.0), per
+            assert (5.0 < per <= 6.0) if board == "netduinoplus2" else (8.0 < per <= 10.0), per
     if board:
         elf = next(build.rglob("qbnn_example"))
         nm = _run(["arm-none-eabi-nm", str(elf)]).stdout
