@@ -4,7 +4,7 @@
 table, including `mode=mc|hybrid|pfp insn_per_inference=N` (S = 30), `insn_deterministic_pass=N` (every weight at
 its quantized mean, run once) and their ratios.
 
-  python scripts/bench_mcu.py out/demo/export --boards an385 an386 an500 an505 an547 --samples 10
+  python scripts/bench_mcu.py out/demo/export --boards all --samples 10     (then a summary table per board)
   python scripts/bench_mcu.py EXPORT_LENET_HEAD EXPORT_LENET_ALL --boards an386 --sample-tables derived offset
 """
 
@@ -35,8 +35,8 @@ def main(argv=None):
     p.add_argument("export_dirs", nargs="*", default=[DEFAULT_EXPORT],
                    help="directories written by tfqbnn-export (model.tflite + manifest.json); default: the export "
                         "of `make demo`")
-    p.add_argument("--boards", nargs="+", default=sorted(firmware_runner.BOARDS),
-                   choices=sorted(firmware_runner.BOARDS))
+    p.add_argument("--boards", nargs="+", default=["all"], choices=["all", *sorted(firmware_runner.BOARDS)],
+                   help="boards of tflite_export/firmware/boards.mk (all: every one)")
     p.add_argument("--samples", type=int, default=10, help="MC samples measured (per-sample counts are averages)")
     p.add_argument("--sample-tables", nargs="+", default=["derived"], choices=["derived", "offset"],
                    help="sampling table in flash: derived (64 KB per grid) and/or offset (4 KB per grid)")
@@ -48,14 +48,19 @@ def main(argv=None):
         p.error(f"--samples must be >= 1; received {a.samples}")
     from tfqbnn.datasets.test_images import sample_test_images
 
+    boards = list(firmware_runner.BOARDS) if "all" in a.boards else a.boards
     image = sample_test_images(per_set=1)[0][0]  # an MNIST test digit (the hybrid's cost depends on its pixels)
     for d in a.export_dirs:
         for table in a.sample_tables:
-            for board in a.boards:
+            summary = {}
+            for board in boards:
                 kv = firmware_runner.bench(d, image, board=board, samples=a.samples, sample_table=table)
                 print(f"# {d} {board} ({firmware_runner.BOARDS[board]}) sample_table={table}")
                 for k, v in {**kv, **ratios(kv)}.items():
                     print(f"{k}={v}")
+                summary[board] = firmware_runner.bench_summary(kv)
+            print(f"# summary: {d} sample_table={table} S={a.samples}")
+            print(firmware_runner.format_summary(summary))
 
 
 if __name__ == "__main__":

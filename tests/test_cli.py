@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {"tfqbnn-train", "tfqbnn-evaluate", "tfqbnn-export", "tfqbnn-sweep", "tfqbnn-c-sources"}
+COMMANDS = {"tfqbnn-train", "tfqbnn-evaluate", "tfqbnn-export", "tfqbnn-sweep", "tfqbnn-c-sources", "tfqbnn-bundle"}
 
 
 def _entry_points():
@@ -29,7 +29,7 @@ def _resolve(target):
     return getattr(importlib.import_module(module), func)
 
 
-def test_setup_cfg_declares_the_five_commands():
+def test_setup_cfg_declares_the_commands():
     assert set(_entry_points()) == COMMANDS
 
 

@@ -1,4 +1,4 @@
-"""Firmware for QEMU's Cortex-M boards (M3 / M4F / M7 / M33 / M55): build with arm-none-eabi-gcc,
+"""Firmware for QEMU's Cortex-M boards (every board of boards.mk: M0 to M55): build with arm-none-eabi-gcc,
 run under qemu-system-arm with semihosting, compare with the numpy reference (the firmware exits
 non-zero on any mismatch or fault). .ci/run installs the toolchain, so CI never skips these."""
 
@@ -15,8 +15,7 @@ from mcu_models import exported_jq4
 FIRMWARE = firmware_runner.FIRMWARE_DIR
 MISSING = firmware_runner.missing_tools()
 BOARDS = sorted(firmware_runner.BOARDS)
-SYSTICK_HZ = {"an385": 25_000_000, "an386": 25_000_000, "an500": 25_000_000, "an505": 20_000_000,
-              "an547": 32_000_000}  # the boards' SysTick clocks (QEMU hw/arm/mps2*.c, measured by hello)
+TABLE = firmware_runner.BOARD_TABLE
 # 2 bytes of .bss linked before the runtime (EXTRA_SRC): moves everything after it off 4-byte
 # alignment unless the runtime aligns its buffers itself. A .init_array entry keeps it linked.
 PAD_C = """char qbnn_pad[2];
@@ -35,10 +34,33 @@ def gen_dir(tmp_path_factory):
     return os.path.join(exported_jq4(tmp_path_factory.mktemp("mcu")), "c")
 
 
-def test_the_five_boards_come_from_the_makefile():
-    assert BOARDS == ["an385", "an386", "an500", "an505", "an547"]
+def test_the_boards_come_from_the_table():
+    assert {"an385", "an386", "an500", "an505", "an521", "an524", "an547", "netduinoplus2", "microbit"} <= set(BOARDS)
     r = _make("boards")
     assert r.returncode == 0 and [line.split()[0] for line in r.stdout.splitlines()] == BOARDS
+    assert [line.split()[1] for line in r.stdout.splitlines()] == [TABLE[b]["MACHINE"] for b in BOARDS]
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_board_flags_give_what_the_table_says(board):
+    """The gcc flags of a board define exactly the architecture, FPU, DSP and MVE its table entry names."""
+    t = TABLE[board]
+    r = subprocess.run(["arm-none-eabi-gcc", *t["CPU"].split(), "-dM", "-E", "-x", "c", "/dev/null"],
+                       capture_output=True, text=True, check=True)
+    macros = dict(re.findall(r"^#define (\w+) ?(.*)$", r.stdout, re.M))
+    arch = {"armv6-m": "__ARM_ARCH_6M__", "armv7-m": "__ARM_ARCH_7M__", "armv7e-m": "__ARM_ARCH_7EM__",
+            "armv8-m.main": "__ARM_ARCH_8M_MAIN__", "armv8.1-m.main": "__ARM_ARCH_8M_MAIN__"}[t["ARCH"]]  # (GCC 12)
+    assert arch in macros
+    fp = int(macros.get("__ARM_FP", "0"))
+    assert t["FPU"] == ("dp" if fp & 8 else "sp" if fp & 4 else "none")
+    assert t["DSP"] == ("yes" if "__ARM_FEATURE_DSP" in macros else "no")
+    mve = int(macros.get("__ARM_FEATURE_MVE", "0"))
+    assert t["MVE"] == ("float" if mve & 2 else "int" if mve & 1 else "none")
+    assert t["CYCLES"] == ("none" if t["ARCH"] == "armv6-m" else "dwt")
+    assert re.fullmatch(r"semihosting|(stm32-usart|nrf51-uart)@0x[0-9a-fA-F]{8}", t["CONSOLE"])
+    flash, ram = t["FLASH"].split(), t["RAM"].split()
+    assert firmware_runner.size_bytes(t["STACK"]) + firmware_runner.size_bytes(t["HEAP"]) < \
+        firmware_runner.size_bytes(ram[1]) // 2 and firmware_runner.size_bytes(flash[1]) >= 256 * 1024
 
 
 def test_unknown_board_is_a_one_line_error_listing_the_boards():
@@ -53,6 +75,11 @@ def test_board_runs_exported_model_bit_exact(board, gen_dir, tmp_path):
     r = _make(f"BOARD={board}", f"GEN_DIR={gen_dir}", f"BUILD={tmp_path}", "run")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "PASSED: 0 mismatches" in r.stdout
+    # the output came through the board's console: a UART driver (newlib's _write) or semihosting (rdimon)
+    nm = subprocess.run(["arm-none-eabi-nm", os.path.join(tmp_path, "qbnn_test.elf")], capture_output=True,
+                        text=True, check=True).stdout
+    uart = TABLE[board]["CONSOLE"] != "semihosting"
+    assert (" T _write\n" in nm) == uart and ("initialise_monitor_handles" in nm) == (not uart)
     for src in ("mnist", "fashion"):
         assert f"({src}) kernel=auto" in r.stdout
     assert "ambiguous" in r.stdout
@@ -84,16 +111,17 @@ def test_exit_codes_counter_vectors_and_faults_reach_the_shell(board, tmp_path):
     # a loop of exactly 200,000 instructions (SUBS + BNE) measured through the board's SysTick clock:
     # within one tick (<= 50 instructions) plus the counter's own call overhead
     m = re.search(r"known loop: 200000 instructions measured (\d+) \(SysTick (\d+) Hz\)", r.stdout)
-    assert m and int(m.group(2)) == SYSTICK_HZ[board], r.stdout
+    assert m and int(m.group(2)) == int(TABLE[board]["SYSTICK_HZ"]), r.stdout
     assert 0 <= int(m.group(1)) - 200_000 <= 150, r.stdout
     # no vector is 0: NMI .. SecureFault (2..7) point at the reporting fault handler
     words, syms = _vectors(os.path.join(tmp_path, "hello.elf"), tmp_path)
     assert words[1] == syms["Reset_Handler"] | 1
     assert words[2:8] == [syms["Fault_Handler"] | 1] * 6, [hex(w) for w in words[:8]]
-    for fault in ("1", "2"):  # bus fault on an unmapped write; UNALIGNED UsageFault from LDRD
+    for fault in ("1", "2"):  # bus fault on an unmapped write; UNALIGNED UsageFault from LDRD (ARMv6-M: LDR)
         r = _make(f"BOARD={board}", f"BUILD={tmp_path}", f"FORCE_FAULT={fault}", "hello")
         assert "FAULT: exception 0x00000003" in r.stdout + r.stderr and "Error 3" in r.stderr, r.stdout + r.stderr
-    assert "CFSR=0x01000000" in r.stdout + r.stderr  # UNALIGNED
+    if TABLE[board]["ARCH"] != "armv6-m":  # ARMv6-M has no CFSR: every fault is a HardFault
+        assert "CFSR=0x01000000" in r.stdout + r.stderr  # UNALIGNED
 
 
 def test_every_build_depends_on_its_make_variables(gen_dir, tmp_path):
@@ -142,6 +170,9 @@ def test_bench_m4f_meets_the_paper_mlp_targets(gen_dir, tmp_path):
     # exact instruction counts (QEMU -icount), deterministic: the issue's targets
     # exact ratio, not the printed 2-decimal truncation (5.996 measured with S = 10)
     assert int(kv["insn_per_sample"]) / int(kv["weights"]) <= 6.0
+    summary = firmware_runner.bench_summary(kv)  # bench_mcu.py's table row
+    assert 5.0 < summary["insn_per_weight_sample"] <= 6.0 and 2.0 < summary["mean_pass_insn_per_weight"] <= 4.0
+    assert summary["flash_bytes"] == int(kv["flash_bytes"]) and "an386" in firmware_runner.format_summary({"an386": summary})
     assert int(kv["insn_per_sample"]) <= 720_000
     assert int(kv["param_bytes"]) <= 100_000
     assert int(kv["runtime_ram_bytes"]) <= 8 * 1024
@@ -152,6 +183,18 @@ def test_bench_m4f_meets_the_paper_mlp_targets(gen_dir, tmp_path):
     assert int(kv["mode=mc insn_per_inference"]) <= 30 * 6 * int(kv["weights"]) + 100_000
     assert int(kv["mode=hybrid insn_per_inference"]) <= 3_000_000
     assert int(kv["mode=pfp insn_per_inference"]) <= 3 * int(kv["insn_deterministic_pass"])
+
+
+def test_bench_m0_two_weights_per_multiply(gen_dir, tmp_path):
+    """Cortex-M0 (ARMv6-M: no SMLAD, no 32 x 32 -> 64 multiply): the MC pass two weights per MULS in an assembly
+    loop (9.39 insn/weight/sample measured, 16.83 with the C LUT loop), the mean pass from the stored nibbles
+    (5.85 insn/weight, 54.7 through the filter row); RAM within the part's 16 KB."""
+    r = _make("BOARD=microbit", f"GEN_DIR={gen_dir}", f"BUILD={tmp_path}", "SAMPLES=10", "bench")
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = firmware_runner.bench_summary(firmware_runner.parse_bench(r.stdout))
+    assert 8.0 < summary["insn_per_weight_sample"] <= 9.5, summary
+    assert summary["mean_pass_insn_per_weight"] <= 6.0, summary
+    assert summary["ram_bytes"] <= 8 * 1024 and summary["flash_bytes"] <= 256 * 1024, summary
 
 
 def test_link_budget_failure_stops_the_build(gen_dir, tmp_path):

@@ -222,3 +222,23 @@ def test_load_exported_round_trips_the_integer_model(tmp_path_factory):
     assert isinstance(m, reference.IntegerModel) and codes.shape == (3, 4, 10)
     with pytest.raises(ValueError, match="manifest.json"):
         c_source.load_exported(tmp_path_factory.mktemp("empty"))
+
+
+def test_operands_below_the_zero_point_are_bit_exact_in_the_pair_kernels(tmp_path):
+    """Hidden layers read with zero points 90 and 20, so x - zp is negative for many inputs: the kernels without
+    SMLAD (two weights per multiply, host and ARMv6-M) must carry the sign of each half exactly; on the host under
+    ASan/UBSan and on the Cortex-M0 (microbit, its assembly loop; at -Os, -O2 runs in test_firmware), against the
+    reference."""
+    gen = tmp_path / "gen"
+    model = synthetic_model(seed=4)
+    model.layers[1].input_zero_point, model.layers[2].input_zero_point = 90, 20
+    c_source.write_model_sources(model, gen)
+    images = np.random.default_rng(5).integers(0, 256, size=(2, 784)).astype(np.uint8)
+    c_source.write_test_vectors(model, images, ["n0", "n1"], gen, num_samples=3)
+    r = _host_run(gen, tmp_path)
+    assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "ok image 0 (n0) kernel=lut" in r.stdout
+    if shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"):
+        r = subprocess.run(["make", "-s", "-C", FIRMWARE, "BOARD=microbit", f"GEN_DIR={gen}", f"BUILD={tmp_path / 'm0'}",
+                            "OPT=-Os", "run"], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]

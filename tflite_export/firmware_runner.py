@@ -20,14 +20,35 @@ import numpy as np
 FIRMWARE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "firmware")
 
 
-def _makefile_boards():
-    """{board: core} from the firmware's board table (`<board>.CORE := ...` in boards.mk): one place
-    to add a board."""
-    with open(os.path.join(FIRMWARE_DIR, "boards.mk")) as f:
-        return dict(re.findall(r"^([A-Za-z0-9_]+)\.CORE := (.+?)\s*$", f.read(), re.M))
+BOARD_FIELDS = ("MACHINE", "CORE", "ARCH", "CPU", "FPU", "DSP", "MVE", "FLASH", "RAM", "STACK", "HEAP", "CONSOLE",
+                "SYSTICK_HZ", "CYCLES")
 
 
-BOARDS = _makefile_boards()
+def read_boards(path=None):
+    """The board table (boards.mk, `<board>.<FIELD> := value` lines): {board: {FIELD: value}}, boards in file
+    order. Raises ValueError when a board lacks a field of BOARD_FIELDS."""
+    with open(path or os.path.join(FIRMWARE_DIR, "boards.mk")) as f:
+        text = f.read()
+    table = {}
+    for board, field, value in re.findall(r"^([A-Za-z0-9_]+)\.([A-Z_]+) := (.*?)\s*$", text, re.M):
+        table.setdefault(board, {})[field] = value
+    for board, fields in table.items():
+        missing = [k for k in BOARD_FIELDS if k not in fields]
+        if missing:
+            raise ValueError(f"boards.mk: board {board} lacks {', '.join(missing)}")
+    return table
+
+
+def size_bytes(text):
+    """A link-script size of boards.mk (`4M`, `512K`, `1536`) in bytes."""
+    m = re.fullmatch(r"(\d+)([KM]?)", text.strip())
+    if not m:
+        raise ValueError(f"size {text!r} is not <digits>[K|M]")
+    return int(m.group(1)) * {"": 1, "K": 1024, "M": 1024 * 1024}[m.group(2)]
+
+
+BOARD_TABLE = read_boards()
+BOARDS = {board: fields["CORE"] for board, fields in BOARD_TABLE.items()}  # {board: core}
 TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "make")
 _LINE = re.compile(r"^(ok|FAIL) image (\d+) \(([^)]*)\) kernel=(\w+) pred=(-?\d+) expected=(-?\d+) "
                    r"PE=(-?\d+) EE=(-?\d+) MI=(-?\d+)")
@@ -138,3 +159,22 @@ def bench(export_dir, image, board="an386", samples=10, work_dir=None, sample_ta
     if r.returncode != 0:
         raise RuntimeError(f"bench on {board} failed (exit {r.returncode}):\n{r.stdout}{r.stderr}")
     return parse_bench(r.stdout)
+
+
+def bench_summary(kv):
+    """One board's headline figures from its bench lines: MC instructions per weight per sample, the mean pass's
+    instructions per weight, flash (linked image) and RAM (arena + runtime state + measured stack) in bytes."""
+    weights = int(kv["weights"])
+    return {"insn_per_weight_sample": int(kv["insn_per_sample"]) / weights,
+            "mean_pass_insn_per_weight": int(kv["insn_deterministic_pass"]) / weights,
+            "flash_bytes": int(kv["flash_bytes"]), "ram_bytes": int(kv["runtime_ram_bytes"])}
+
+
+def format_summary(rows):
+    """A plain-text table of {board: bench_summary(...)}."""
+    out = [f"{'board':<14} {'core':<28} {'insn/w/sample':>13} {'mean insn/w':>11} {'flash B':>8} {'RAM B':>6}"]
+    for board, r in rows.items():
+        out.append(f"{board:<14} {BOARDS[board]:<28} {r['insn_per_weight_sample']:>13.2f} "
+                   f"{r['mean_pass_insn_per_weight']:>11.2f} {r['flash_bytes']:>8} {r['ram_bytes']:>6}")
+    return "\n".join(out)
+

@@ -1,12 +1,12 @@
-/* Minimal Cortex-M startup for QEMU's boards (ARMv7-M and ARMv8-M Mainline): vector table,
-   .data/.bss init, FPU enable, and fault handlers that report through semihosting and exit
-   non-zero (so a fault fails CI). No vector is left 0: a 0 entry would lock the core up. */
+/* Minimal Cortex-M startup for QEMU's boards (ARMv6-M, ARMv7-M, ARMv8-M Mainline): vector table,
+   .data/.bss init, FPU enable, the console (console.c), and fault handlers that report through semihosting and
+   exit non-zero (so a fault fails CI). No vector is left 0: a 0 entry would lock the core up. */
 #include <stdint.h>
+#include "console.h"
 #include "semihost.h"
 
 extern uint32_t __etext, __data_start__, __data_end__, __bss_start__, __bss_end__, __StackTop;
 extern int main(void);
-extern void initialise_monitor_handles(void);
 
 void Reset_Handler(void);
 void Fault_Handler(void);
@@ -40,17 +40,19 @@ void Reset_Handler(void) {
   *(volatile uint32_t *)0xE000ED88 |= 0xFu << 20;
   __asm volatile("dsb\n isb" ::: "memory");
 #endif
-  initialise_monitor_handles();
+  console_init();
   semihost_exit(main());
 }
 
 /* Exception number (3 HardFault, 4 MemManage, 5 BusFault, 6 UsageFault, 7 SecureFault), CFSR,
-   HFSR, the faulting address registers and, on ARMv8-M, SFSR/SFAR. */
+   HFSR, the faulting address registers and, on ARMv8-M, SFSR/SFAR (ARMv6-M has none of these registers: the
+   exception number only). */
 void Fault_Handler(void) {
   uint32_t ipsr;
   __asm volatile("mrs %0, ipsr" : "=r"(ipsr));
   semihost_write0("FAULT: exception ");
   semihost_write_hex(ipsr & 0x1FFu);
+#if !defined(__ARM_ARCH_6M__)
   semihost_write0(" CFSR=");
   semihost_write_hex(*(volatile uint32_t *)0xE000ED28);
   semihost_write0(" HFSR=");
@@ -59,6 +61,7 @@ void Fault_Handler(void) {
   semihost_write_hex(*(volatile uint32_t *)0xE000ED34);
   semihost_write0(" BFAR=");
   semihost_write_hex(*(volatile uint32_t *)0xE000ED38);
+#endif
 #if defined(__ARM_ARCH_8M_MAIN__) || defined(__ARM_ARCH_8_1M_MAIN__)
   semihost_write0(" SFSR=");
   semihost_write_hex(*(volatile uint32_t *)0xE000EDE4);

@@ -16,9 +16,27 @@ typedef struct {
   void (*eval)(const qbnn_op *op, const int8_t *in, int8_t *out, qbnn_op_ctx *ctx);
 } qbnn_op_kernel;
 
+/* QBNN_OP_SUBSET (a bundle, tflite_export/bundle.py): the generated qbnn_ops_used.h lists every kind of
+   qbnn_op_list.h, those the model does not use as QBNN_OP_ABSENT(KIND): their kernels are not compiled in, and a
+   model holding one is refused (QBNN_RT_ERR_OP), as TFLM's MicroMutableOpResolver links only the ops it adds. */
+#if !defined(QBNN_OP_SUBSET) && defined(__has_include) /* build systems that take no -D (Arduino) */
+#if __has_include("qbnn_ops_used.h")
+#define QBNN_OP_SUBSET 1
+#endif
+#endif
+#if defined(QBNN_OP_SUBSET)
+static int qbnn__absent_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
+  (void)op, (void)kernel, (void)is_last, (void)needs;
+  return QBNN_RT_ERR_OP;
+}
+#define QBNN_OP_ABSENT(KIND) [QBNN_OP_##KIND] = {qbnn__absent_prepare, 0},
+#define QBNN_OP_TABLE "qbnn_ops_used.h"
+#else
+#define QBNN_OP_TABLE "qbnn_op_list.h"
+#endif
 #define QBNN_OP(KIND, name) [QBNN_OP_##KIND] = {qbnn_op_##name##_prepare, qbnn_op_##name##_eval},
 static const qbnn_op_kernel kKernels[QBNN_OP_COUNT] = {
-#include "qbnn_op_list.h"
+#include QBNN_OP_TABLE
 };
 #undef QBNN_OP
 

@@ -156,6 +156,188 @@ static int32_t row_mean_simd(const uint8_t *p, const int16_t *xi, uint32_t cols,
   return acc - 8 * sum_x;
 }
 
+/* Without SMLAD (ARMv6-M, ARMv7-M without DSP): two weights per 32-bit MULS. A pair word W = a + b 2^16 (mod 2^32)
+   times X = x_b + x_a 2^16 (mod 2^32) is a x_b + (a x_a + b x_b) 2^16 (mod 2^32): the pair's dot product lands in
+   the high halfword, beside a small cross term. Summed over a chunk, T = L + H 2^16 (mod 2^32) with L the cross
+   terms and H the dot products; while |L| < 2^15 and |H| < 2^15, L = (int16)T and H = (T - L) >> 16 exactly.
+   pair_operands stores every 4 columns' inputs as X words for the code pairs (c0, c2) and (c1, c3), which one mask
+   each takes out of a word of 4 codes. */
+static int32_t pair_operands(const int8_t *x, uint32_t n, int32_t zp, uint32_t *xw) {
+  int32_t sum = 0;
+  for (uint32_t c = 0; c < n; c += 4, xw += 2) {
+    const int32_t x0 = x[c] - zp, x1 = x[c + 1] - zp, x2 = x[c + 2] - zp, x3 = x[c + 3] - zp;
+    xw[0] = (uint32_t)x2 + ((uint32_t)x0 << 16);
+    xw[1] = (uint32_t)x3 + ((uint32_t)x1 << 16);
+    sum += x0 + x1 + x2 + x3;
+  }
+  return sum;
+}
+
+QBNN_ALWAYS_INLINE int32_t pair_flush(uint32_t t) {
+  const int32_t lo = (int16_t)(t & 0xFFFFu);
+  return (int32_t)(t - (uint32_t)lo) >> 16;
+}
+
+/* The mean pass on I4_FUSED bytes: (nibble ^ 8) = mu + 8 in 0..15, |x| <= 255: |L| <= 4 * 15 * 255 and
+   |H| <= 8 * 15 * 255 per chunk of 2 words; then acc -= 8 sum_c x_c. */
+static int32_t row_mean_pairs(const uint8_t *p, const uint32_t *xw, uint32_t cols, int32_t sum_x) {
+  const uint32_t *pw = (const uint32_t *)(const void *)p;
+  const uint32_t *const pend = pw + cols / 4;
+  int32_t acc = 0;
+  while (pw != pend) {
+    uint32_t t = 0;
+    for (int j = 0; j < 2 && pw != pend; ++j, xw += 2) {
+      const uint32_t b = *pw++ ^ 0x08080808u;
+      t += (b & 0x000F000Fu) * xw[0];
+      t += ((b >> 8) & 0x000F000Fu) * xw[1];
+    }
+    acc += pair_flush(t);
+  }
+  return acc - 8 * sum_x;
+}
+
+/* The MC pass through the derived table, 4 weights per PRNG word, w codes of at most 4 bits (|w| <= 7): the
+   table indices of codes (0, 2) and (1, 3) formed two at a time (packed byte in bits 8-15, random byte in bits 0-7
+   of each halfword), |L| <= 8 * 7 * 255 and |H| <= 16 * 7 * 255 per chunk of 4 words. */
+#if defined(__ARM_ARCH_6M__) && defined(__GNUC__)
+/* One word of 4 codes on ARMv6-M (33 instructions): xorshift32 (r3); ie = st ^ ((st ^ pk << 8) & M) and
+   io = s8 ^ ((s8 ^ pk) & M) with M = 0xFF00FF00 (r4), s8 = st >> 8: the table indices of codes 0, 2 and 1, 3;
+   per pair two LDRSB from the table (r0), the pair word, its X word (LDM r2!) and one MULS into T (r8; T_OP mov
+   starts a chunk). r1: the packed codes; r5-r7 scratch. */
+#define QBNN__V6M_WORD(T_OP) \
+  "ldm   r1!, {r5}\n\t"      \
+  "lsls  r6, r3, #13\n\t"    \
+  "eors  r3, r6\n\t"         \
+  "lsrs  r6, r3, #17\n\t"    \
+  "eors  r3, r6\n\t"         \
+  "lsls  r6, r3, #5\n\t"     \
+  "eors  r3, r6\n\t"         \
+  "lsls  r7, r5, #8\n\t"     \
+  "eors  r7, r3\n\t"         \
+  "ands  r7, r4\n\t"         \
+  "eors  r7, r3\n\t"         \
+  "lsrs  r6, r3, #8\n\t"     \
+  "eors  r5, r6\n\t"         \
+  "ands  r5, r4\n\t"         \
+  "eors  r5, r6\n\t"         \
+  "uxth  r6, r7\n\t"         \
+  "ldrsb r6, [r0, r6]\n\t"   \
+  "lsrs  r7, r7, #16\n\t"    \
+  "ldrsb r7, [r0, r7]\n\t"   \
+  "lsls  r7, r7, #16\n\t"    \
+  "adds  r7, r6\n\t"         \
+  "ldm   r2!, {r6}\n\t"      \
+  "muls  r7, r6\n\t"         \
+  T_OP " r8, r7\n\t"         \
+  "uxth  r6, r5\n\t"         \
+  "ldrsb r6, [r0, r6]\n\t"   \
+  "lsrs  r5, r5, #16\n\t"    \
+  "ldrsb r5, [r0, r5]\n\t"   \
+  "lsls  r5, r5, #16\n\t"    \
+  "adds  r5, r6\n\t"         \
+  "ldm   r2!, {r6}\n\t"      \
+  "muls  r5, r6\n\t"         \
+  "add   r8, r5\n\t"
+
+/* The sum of the pairs' products over io[1] words of codes: groups of 4 words (16 weights, one chunk each, T
+   flushed into the sum after each), then the 0-3 words left as one chunk; io[0] is the stream state in and out.
+   A naked function: the loop needs every low register. */
+#define QBNN__UNUSED __attribute__((unused))
+__attribute__((naked, noinline)) static int32_t row_groups_v6m(QBNN__UNUSED const int8_t *lut,
+                                                               QBNN__UNUSED const uint32_t *pw,
+                                                               QBNN__UNUSED const uint32_t *xw,
+                                                               QBNN__UNUSED uint32_t *io) {
+  __asm volatile(
+      ".syntax unified\n\t"
+      "push  {r4-r7, lr}\n\t"
+      "mov   r4, r8\n\t"
+      "mov   r5, r9\n\t"
+      "mov   r6, r10\n\t"
+      "mov   r7, r11\n\t"
+      "push  {r4-r7}\n\t"
+      "mov   r11, r3\n\t"        /* io */
+      "ldr   r4, [r3, #4]\n\t"
+      "lsls  r4, r4, #2\n\t"
+      "adds  r5, r1, r4\n\t"
+      "mov   r12, r5\n\t"        /* end of the packed codes */
+      "lsrs  r4, r4, #4\n\t"
+      "lsls  r4, r4, #4\n\t"
+      "adds  r4, r1, r4\n\t"
+      "mov   r10, r4\n\t"        /* end of the whole groups */
+      "ldr   r3, [r3]\n\t"        /* stream state */
+      "movs  r4, #0\n\t"
+      "mov   r9, r4\n\t"         /* sum */
+      "movs  r4, #255\n\t"
+      "lsls  r4, r4, #8\n\t"
+      "lsls  r5, r4, #16\n\t"
+      "orrs  r4, r5\n\t"          /* M = 0xFF00FF00 */
+      "cmp   r1, r10\n\t"
+      "bne   1f\n\t"
+      "b     2f\n"
+      "1:\n\t" QBNN__V6M_WORD("mov  ") QBNN__V6M_WORD("add  ") QBNN__V6M_WORD("add  ") QBNN__V6M_WORD("add  ")
+      "mov   r7, r8\n\t"         /* T = L + H 2^16: H = (T - (int16)T) >> 16 */
+      "sxth  r6, r7\n\t"
+      "subs  r7, r7, r6\n\t"
+      "asrs  r7, r7, #16\n\t"
+      "add   r9, r7\n\t"
+      "cmp   r1, r10\n\t"
+      "beq   2f\n\t"
+      "b     1b\n"                /* the body is beyond BNE's reach */
+      "2:\n\t"
+      "cmp   r1, r12\n\t"
+      "beq   4f\n\t"
+      "movs  r7, #0\n\t"
+      "mov   r8, r7\n"
+      "3:\n\t" QBNN__V6M_WORD("add  ")
+      "cmp   r1, r12\n\t"
+      "bne   3b\n\t"
+      "mov   r7, r8\n\t"
+      "sxth  r6, r7\n\t"
+      "subs  r7, r7, r6\n\t"
+      "asrs  r7, r7, #16\n\t"
+      "add   r9, r7\n"
+      "4:\n\t"
+      "mov   r4, r11\n\t"
+      "str   r3, [r4]\n\t"
+      "mov   r0, r9\n\t"
+      "pop   {r4-r7}\n\t"
+      "mov   r8, r4\n\t"
+      "mov   r9, r5\n\t"
+      "mov   r10, r6\n\t"
+      "mov   r11, r7\n\t"
+      "pop   {r4-r7, pc}\n\t");
+}
+#endif
+
+static int32_t row_lut_pairs(const int8_t *lut, const uint8_t *p, const uint32_t *xw, uint32_t cols,
+                             uint32_t *state) {
+  const uint32_t *pw = (const uint32_t *)(const void *)p;
+#if defined(__ARM_ARCH_6M__) && defined(__GNUC__)
+  uint32_t io[2] = {*state, cols / 4};
+  const int32_t acc = row_groups_v6m(lut, pw, xw, io);
+  *state = io[0];
+  return acc;
+#else
+  const uint32_t *const pend = pw + cols / 4;
+  uint32_t st = *state;
+  int32_t acc = 0;
+  while (pw != pend) {
+    uint32_t t = 0;
+    for (int j = 0; j < 4 && pw != pend; ++j, xw += 2) {
+      st = qbnn_xorshift32(st);
+      const uint32_t pk = *pw++;
+      const uint32_t ie = ((pk << 8) & 0xFF00FF00u) | (st & 0x00FF00FFu);
+      const uint32_t io = (pk & 0xFF00FF00u) | ((st >> 8) & 0x00FF00FFu);
+      t += ((uint32_t)(int32_t)lut[ie & 0xFFFFu] + ((uint32_t)(int32_t)lut[ie >> 16] << 16)) * xw[0];
+      t += ((uint32_t)(int32_t)lut[io & 0xFFFFu] + ((uint32_t)(int32_t)lut[io >> 16] << 16)) * xw[1];
+    }
+    acc += pair_flush(t);
+  }
+  *state = st;
+  return acc;
+#endif
+}
+
 /* Constant weights straight from their stored codes, the same way: int8 codes ^ 0x80 = w + 128, int4 nibbles
    ^ 8 = w + 8, as unsigned halfword pairs (x interleaved by interleave4 / interleave8), then acc -= bias sum x
    (|sum (w + bias) x| <= 2 * 128 * 255 * cols < 2^31 by the accumulator bound of qbnn__check_weighted). */
@@ -215,6 +397,14 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
       uint32_t st = s->state;
       for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, &r0, row_simd(lut, p, xi, (int)cols, &st), r, plain);
       s->state = st;
+    } else if (!QBNN_HAVE_DSP && L->core.weight_bits <= 4 && ((uintptr_t)p & 3u) == 0) { /* two weights per MULS */
+      uint32_t *const xw = (uint32_t *)(void *)ctx->x;
+      const int8_t *const lut = L->wlut;
+      if (!ctx->x_ready) pair_operands(x, cols, L->in_zero_point, xw);
+      ctx->x_ready = 1;
+      uint32_t st = s->state;
+      for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, &r0, row_lut_pairs(lut, p, xw, cols, &st), r, plain);
+      s->state = st;
     } else {
       for (uint32_t r = 0; r < rows; ++r, p += cols)
         y[r] = requant(L, &r0, row_lut_words(L->wlut, p, x, (int)cols, L->in_zero_point, &s->state), r, plain);
@@ -248,6 +438,12 @@ void qbnn_op_fully_connected_eval(const qbnn_op *op, const int8_t *x, int8_t *y,
       ((uintptr_t)p & 3u) == 0) { /* mean pass straight from the stored nibbles */
     const int32_t sum_x = interleave_offset(x, cols, L->in_zero_point, interleave4, 4, ctx->x);
     for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = qbnn__requantize(L, row_mean_simd(p, ctx->x, cols, sum_x), r);
+    return;
+  }
+  if (!QBNN_HAVE_DSP && p && L->core.layout == QBNN_LAYOUT_I4_FUSED && (cols & 3u) == 0 && ((uintptr_t)p & 3u) == 0) {
+    uint32_t *const xw = (uint32_t *)(void *)ctx->x; /* 8-byte aligned arena piece of cols int16 */
+    const int32_t sum_x = pair_operands(x, cols, L->in_zero_point, xw);
+    for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = qbnn__requantize(L, row_mean_pairs(p, xw, cols, sum_x), r);
     return;
   }
   const uint32_t per_word = L->filter_bits == 4 ? 8u : 4u; /* constant codes in a 32-bit word */
