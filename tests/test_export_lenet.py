@@ -189,6 +189,28 @@ def c_gen(exported, images, tmp_path_factory):
     return bayesian, gen
 
 
+def test_tflm_example_runs_the_export_bit_exactly(exported, c_gen, tmp_path):
+    """firmware/tflm_example (real TFLM, QBNN_SAMPLE and the resolver of qbnn_tflm_ops.h) on the host against the
+    test vectors; needs QBNN_TFLM_DIR (a TFLM tree) and QBNN_TFLM_LIB (its host microlite library)."""
+    import shutil
+    import sys
+
+    tflm_dir, tflm_lib = os.environ.get("QBNN_TFLM_DIR"), os.environ.get("QBNN_TFLM_LIB")
+    if not (tflm_dir and tflm_lib):
+        pytest.skip("QBNN_TFLM_DIR / QBNN_TFLM_LIB not set (a TensorFlow Lite Micro tree and its host library)")
+    _, _, result = exported
+    _, gen = c_gen
+    ex = tmp_path / "export"
+    (ex / "c").mkdir(parents=True)
+    shutil.copy(result["model"], ex / "model.tflite")
+    for f in gen.glob("test_vectors.*"):
+        shutil.copy(f, ex / "c")
+    r = subprocess.run(["make", "-s", "-C", os.path.join(FIRMWARE, "tflm_example"), f"TFLM_DIR={tflm_dir}",
+                        f"TFLM_LIB={tflm_lib}", f"EXPORT_DIR={ex}", f"BUILD={tmp_path / 'build'}",
+                        f"PYTHON={sys.executable}", "run"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+
+
 def test_c_runtime_bit_exact_on_host_under_asan_ubsan(c_gen, tmp_path):
     """Every kernel (REF / LUT / SIMD emulated), the MC counts, entropies, stream positions and the mean-code pass
     equal the numpy reference for the exported LeNet."""

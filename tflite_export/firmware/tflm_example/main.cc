@@ -48,12 +48,13 @@ int main() {
   int bad = 0;
   for (int i = 0; i < QBNN_TV_NUM_IMAGES; ++i) {
     qbnn::SetSeed(QBNN_TV_SEED);  // same streams as the reference for this image
-    for (int p = 0; p < QBNN_TV_INPUT_DIM; ++p) input->data.int8[p] = static_cast<int8_t>(qbnn_tv_images[i][p] - 128);
     uint32_t counts[QBNN_TV_NUM_CLASSES] = {0};
 #ifdef QBNN_BOARD
     icount_start();
 #endif
     for (int s = 0; s < QBNN_TV_NUM_SAMPLES; ++s) {
+      // every invocation: TFLM's memory plan may reuse the input tensor's bytes for later activations
+      for (int p = 0; p < QBNN_TV_INPUT_DIM; ++p) input->data.int8[p] = static_cast<int8_t>(qbnn_tv_images[i][p] - 128);
       if (interpreter.Invoke() != kTfLiteOk) {
         std::printf("Invoke failed\n");
         return 2;
