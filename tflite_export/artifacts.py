@@ -379,7 +379,7 @@ def op_entry(op, in_shape):
     entry = op.manifest_entry()
     if "kind" not in entry:
         return entry
-    tensors = stored_tensor_entries(op)
+    tensors = storage.stored_tensor_entries(op)
     table = float32 = 0
     if op.has_weights:
         n = int(np.prod(op.weights.shape))
@@ -393,12 +393,5 @@ def op_entry(op, in_shape):
     return entry
 
 
-def stored_tensor_entries(layer):
-    """manifest.json's description of one layer's stored code tensors (with their SHA-256)."""
-    return [{"name": n, "dtype": str(t.dtype), "shape": list(t.shape), "bytes": int(t.nbytes),
-             "sha256": hashlib.sha256(np.ascontiguousarray(t).tobytes()).hexdigest()}
-            for n, t in layer.stored_tensors()]
-
-
 __all__ = ["ArtifactError", "MANIFEST_VERSION", "load_exported", "check_manifest", "verify_files", "file_entries", "sha256_file",
-           "stored_tensor_entries", "write_manifest", "snapshot"]
+           "write_manifest", "snapshot"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 LAYOUT_I8, LAYOUT_I4_FUSED, LAYOUT_I4_SPLIT = 0, 1, 2
@@ -86,3 +88,10 @@ def unpack(tensors, layout, sigma_bits, shape):
         return _unpack_nibbles(arrays[0], n, True).reshape(shape), arrays[1].astype(np.int16).reshape(shape)
     sig = _unpack_nibbles(arrays[1], n, False) if sigma_bits <= 4 else arrays[1].astype(np.int16)
     return arrays[0].astype(np.int16).reshape(shape), sig.reshape(shape)
+
+
+def stored_tensor_entries(layer):
+    """manifest.json's description of one layer's stored code tensors (with their SHA-256)."""
+    return [{"name": n, "dtype": str(t.dtype), "shape": list(t.shape), "bytes": int(t.nbytes),
+             "sha256": hashlib.sha256(np.ascontiguousarray(t).tobytes()).hexdigest()}
+            for n, t in layer.stored_tensors()]

@@ -12,7 +12,7 @@ import numpy as np
 
 from tflite_export import storage
 from tflite_export.intmath import sampler
-from tflite_export.reference import SOFTMAX_SCALE, SOFTMAX_ZERO_POINT
+from tflite_export.ir.softmax import SOFTMAX_SCALE, SOFTMAX_ZERO_POINT
 
 CUSTOM_OP = "QBNN_SAMPLE"
 OPTIONS_MAGIC = b"QBS1"

@@ -183,10 +183,8 @@ class IntegerLayer(act.Activated, Op):
         return [self.activate(f) for f in fc]
 
     def manifest_entry(self):
-        from tflite_export import artifacts
-
         r, c = self.shape
-        tensors = artifacts.stored_tensor_entries(self)
+        tensors = storage.stored_tensor_entries(self)
         mult, shift = self.multiplier
         return {
             "name": self.name, "index": self.index, "rows": r, "cols": c, "activation": self.activation,
