@@ -51,6 +51,13 @@ class RayOptions:
     init: dict = dataclasses.field(default_factory=dict)
     progress: bool = True
 
+    def __post_init__(self):
+        for name in ("cpus_per_cell", "gpus_per_cell", "max_retries"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0; received {getattr(self, name)!r}")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ValueError(f"`max_concurrent` must be None or >= 1; received {self.max_concurrent!r}")
+
 
 # ---- on the workers ----------------------------------------------------------------------------------
 
@@ -153,6 +160,10 @@ def _pretrain_done(folder):
     return bool(m) and m.get("status") == "done" and (folder / "model.keras").is_file()
 
 
+def _placement(res):
+    return {"node": res["node"], "pid": res["pid"], "attempt": res["attempt"]}
+
+
 def _error_text(e, limit=400):
     cause = getattr(e, "cause", None)  # RayTaskError: the task's own exception
     e = cause if isinstance(cause, BaseException) else e
@@ -206,7 +217,7 @@ def run_cells(out_root, cells, seeds, data, profile, num_samples=None, options=N
 
     Returns:
         (rows of the finished cells in table order, failures ``[{"cell", "seed", "error"}]``, info for
-        sweep.json: where each task ran and on which attempt).
+        sweep.json: the node and worker process each task of this run finished on, and on which attempt).
     """
     import ray
 
@@ -294,13 +305,13 @@ def _schedule(todo, out_root, data, prof_arg, num_samples, opts, token, results,
                     continue
                 if kind == "pretrain":
                     install_tree(out_root / sweep.PRETRAIN / name, res["files"])
-                    placed[f"{sweep.PRETRAIN}/{name}"] = {"node": res["node"], "attempt": res["attempt"]}
+                    placed[f"{sweep.PRETRAIN}/{name}"] = _placement(res)
                     for c, s in waiting.pop(name):
                         queue.append((order[(c.name, s)], "cell", c, s, task, name))
                 else:
                     install_tree(sweep.cell_dir(out_root, cell, seed), res["files"])
                     results[(cell.name, seed)] = json.loads(res["files"]["metrics.json"])
-                    placed[f"{cell.name}/s{seed}"] = {"node": res["node"], "attempt": res["attempt"]}
+                    placed[f"{cell.name}/s{seed}"] = _placement(res)
                     bar.update(1)
             running = sum(1 for j in in_flight.values() if j[1] == "cell")
             bar.set_postfix_str(f"running {running}, pretraining {len(in_flight) - running}, "
