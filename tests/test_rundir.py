@@ -205,3 +205,6 @@ def test_sweep_ray_installs_a_folder_by_one_rename_replacing_an_unfinished_one(t
     assert [p.name for p in (tmp_path / "jq4").iterdir()] == ["s0"]
     install_tree(tmp_path / "fp32" / "s1", {"metrics.json": b"{}"})  # a new folder and its parent
     assert (tmp_path / "fp32" / "s1" / "metrics.json").read_bytes() == b"{}"
+    with pytest.raises(ValueError, match="not a path inside its folder"):
+        install_tree(tmp_path / "fp32" / "s2", {"../../escaped": b"x"})
+    assert sorted(p.name for p in (tmp_path / "fp32").iterdir()) == ["s1"] and not (tmp_path.parent / "escaped").exists()

@@ -207,13 +207,15 @@ def two_nodes(tmp_path, ray_env, ray_temp):
     common = ["--block", "--node-ip-address=127.0.0.1", f"--object-store-memory={OBJECT_STORE}"]
     ray_cli = [str(Path(sys.executable).with_name("ray"))]
     procs = []
-    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1")  # the CLI refuses a second node otherwise
+    # Nodes as on other machines: no PYTHONPATH to this checkout (the tasks get tfqbnn from the job's py_modules), and
+    # the CLI's single-machine switch off for the second node (it refuses to join a cluster otherwise).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     try:
         with open(tmp_path / "head.log", "w") as log:
             procs.append(subprocess.Popen(
                 [*ray_cli, "start", "--head", *common, f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
                  f"--temp-dir={ray_temp}", "--disable-usage-stats"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         side = None
         deadline = time.monotonic() + 120
         while side is None and time.monotonic() < deadline:
@@ -223,7 +225,8 @@ def two_nodes(tmp_path, ray_env, ray_temp):
                     procs.append(subprocess.Popen(
                         [sys.executable, "-c", SECOND_NODE, "start", *common, f"--address={address}", "--num-cpus=2",
                          '--resources={"side": 2}'],
-                        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                        env={**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}, cwd=tmp_path, stdout=log,
+                        stderr=subprocess.STDOUT, start_new_session=True))
             if len(procs) == 2:
                 side = _node_with(address, "side")
         assert side, (tmp_path / "head.log").read_text()[-2000:] + (tmp_path / "side.log").read_text()[-2000:]

@@ -282,6 +282,13 @@ def run_sweep(out_root, seeds=(0, 1, 2), profile="fast", cells=None, data=None, 
     data = data if data is not None else training.load_data(profile)
     rd = _sweep_dir(out_root, cells, sweep_fingerprint(profile, num_samples, data), overwrite)
     rd.open()
+    try:
+        return _run_cells(rd, out_root, seeds, profile, cells, data, num_samples, backend, ray_options)
+    finally:
+        rd.release()  # also when cells failed: a rerun in this process may open the folder again
+
+
+def _run_cells(rd, out_root, seeds, profile, cells, data, num_samples, backend, ray_options):
     t = time.perf_counter()
     if backend == "ray":
         from tfqbnn import sweep_ray

@@ -5,7 +5,7 @@ from it are tasks that take its result as an argument, so Ray starts them only a
 sequential sweep's own functions (`tfqbnn.training.pretrain`, `tfqbnn.sweep.run_cell`) in a scratch folder
 on its node and returns that folder's files; the driver writes them into ``out`` (each folder appears by one
 rename: complete or not at all). No filesystem is shared with the workers: the data reach them once through
-Ray's object store, the code through the task's ``runtime_env`` (``py_modules``).
+Ray's object store, the code through the job's ``runtime_env`` (``py_modules``).
 
 A task whose worker dies (SIGKILL, a lost node) is retried from its start (``max_retries``); a task that
 raises is not retried: its cell is reported with the error and the other cells go on. Ray is imported
@@ -17,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tfqbnn import rundir, sweep
 
@@ -62,14 +63,18 @@ class RayOptions:
 # ---- on the workers ----------------------------------------------------------------------------------
 
 def _read_tree(folder):
-    """{relative path: bytes} of every file below ``folder``."""
+    """{relative path: bytes} of every file below ``folder`` but run locks and temporary files."""
     folder = Path(folder)
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != rundir.LOCK and not rundir.is_temp_name(p.name)}
 
 
 def _write_tree(folder, files):
     for rel, data in files.items():
-        p = Path(folder) / rel
+        parts = PurePosixPath(rel).parts
+        if not parts or PurePosixPath(rel).is_absolute() or ".." in parts:
+            raise ValueError(f"a task returned the file name {rel!r}, which is not a path inside its folder")
+        p = Path(folder, *parts)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
 
@@ -143,16 +148,22 @@ def install_tree(dest, files):
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     for stale in dest.parent.glob(f".{dest.name}.*-*"):  # left by a driver killed while installing
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = dest.with_name(f".{dest.name}.incoming-{os.getpid()}")
-    _write_tree(tmp, files)
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.replaced-{os.getpid()}")
-        os.replace(dest, old)
-        os.replace(tmp, dest)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, dest)
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.incoming-", dir=dest.parent))
+    try:
+        _write_tree(tmp, files)
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.replaced-{secrets.token_hex(4)}")
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # only when the install failed: it was renamed otherwise
 
 
 def _pretrain_done(folder):
@@ -195,11 +206,13 @@ def _connect(opts):
 
 
 def _runtime_env():
-    """The job's environment: this tfqbnn's code uploaded to every worker (a checkout or an installed copy)."""
+    """The job's environment: this copy's packages (tfqbnn and the tflite_export it imports; a checkout or an
+    installed copy) uploaded to every worker."""
+    import tflite_export
     import tfqbnn
 
     env = {k: os.environ[k] for k in ("TF_CPP_MIN_LOG_LEVEL", "RAY_USAGE_STATS_ENABLED") if k in os.environ}
-    return {"py_modules": [tfqbnn], "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", **env}}
+    return {"py_modules": [tfqbnn, tflite_export], "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", **env}}
 
 
 def _slots(opts):
