@@ -96,6 +96,7 @@ def _assert_same_cells(out, ref, cells, seeds):
             assert _metrics(got) == _metrics(want), (c.name, seed)
             assert _listing(got) == _listing(want), (c.name, seed)
             assert (got / "log.csv").read_text() == (want / "log.csv").read_text()
+    for c in cells:
         assert sorted(p.name for p in (out / c.name).iterdir()) == [f"s{s}" for s in seeds]  # nothing half-installed
 
 
