@@ -104,3 +104,37 @@ def test_wheel_installs_working_console_scripts(tmp_path):
     r = subprocess.run([str(venv / "bin" / "python"), "-c", "import tfqbnn.cli; print(tfqbnn.cli.__file__)"],
                        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert str(venv) in r.stdout, r.stderr[-2000:]
+
+
+def test_sweep_ray_options_reach_the_sweep_and_failed_cells_exit_nonzero(tmp_path, monkeypatch, capsys):
+    from tfqbnn import sweep
+    from tfqbnn.cli import sweep as cli
+
+    seen = {}
+
+    def fake_run_sweep(out, seeds, profile, cells, **kw):
+        seen.update(kw, cells=[c.name for c in cells])
+        (tmp_path / "table.md").write_text("| model |\n")
+        raise sweep.CellsFailed([{"cell": "jq4", "seed": 1, "error": "RuntimeError: boom"}], [{"cell": "fp32"}])
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--out", str(tmp_path), "--only", "fp32", "jq4", "--backend", "ray", "--address", "auto",
+                  "--cpus-per-cell", "2", "--gpus-per-cell", "0.5", "--max-concurrent", "3", "--resource", "side=1",
+                  "--max-retries", "1"])
+    assert "1 cell(s) failed, 1 finished" in str(e.value) and "jq4 s1: RuntimeError: boom" in str(e.value)
+    opts = seen["ray_options"]
+    assert seen["backend"] == "ray" and seen["cells"] == ["fp32", "jq4"]
+    assert (opts.address, opts.cpus_per_cell, opts.gpus_per_cell, opts.max_concurrent, opts.resources,
+            opts.max_retries) == ("auto", 2.0, 0.5, 3, {"side": 1.0}, 1)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--out", str(tmp_path), "--address", "auto"])
+    assert e.value.code == 2 and "--address need --backend ray" in capsys.readouterr().err
+
+
+def test_the_local_sweep_never_imports_ray():
+    code = ("import sys, tfqbnn.cli.sweep, tfqbnn.sweep, tfqbnn.sweep_ray; tfqbnn.cli.sweep.parse_args(['--out', 'x']); "
+            "assert 'ray' not in sys.modules, 'ray imported'")
+    r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]

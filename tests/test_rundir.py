@@ -187,3 +187,24 @@ def test_sweep_refuses_cells_of_another_profile(tmp_path, monkeypatch):
     # another profile into the same folder must not pick up the tinyA cell as finished
     with pytest.raises(ValueError, match=r'profile\.name="tinyA", not "tinyB"'):
         sweep.run_sweep(out, (0,), "tinyB", cells, data=tiny_data(), num_samples=2)
+
+
+def test_sweep_ray_installs_a_folder_by_one_rename_replacing_an_unfinished_one(tmp_path):
+    from tfqbnn.sweep_ray import install_tree
+
+    dest = tmp_path / "jq4" / "s0"
+    dest.mkdir(parents=True)
+    (dest / "log.csv").write_text("epoch\n0\n")  # an unfinished cell (no metrics.json)
+    (dest / "run.json").write_text("{}")
+    stale = tmp_path / "jq4" / ".s0.incoming-999"  # left by a driver killed while installing
+    stale.mkdir()
+    (stale / "metrics.json").write_text("half")
+    install_tree(dest, {"metrics.json": b'{"cell": "jq4"}', "tensorboard/train/events": b"e"})
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == [
+        "metrics.json", "tensorboard", "tensorboard/train", "tensorboard/train/events"]
+    assert [p.name for p in (tmp_path / "jq4").iterdir()] == ["s0"]
+    install_tree(tmp_path / "fp32" / "s1", {"metrics.json": b"{}"})  # a new folder and its parent
+    assert (tmp_path / "fp32" / "s1" / "metrics.json").read_bytes() == b"{}"
+    with pytest.raises(ValueError, match="not a path inside its folder"):
+        install_tree(tmp_path / "fp32" / "s2", {"../../escaped": b"x"})
+    assert sorted(p.name for p in (tmp_path / "fp32").iterdir()) == ["s1"] and not (tmp_path.parent / "escaped").exists()

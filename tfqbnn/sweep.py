@@ -115,16 +115,61 @@ def stored_bytes(cell, num_weights=NUM_WEIGHTS_PAPER_MLP):
     return nbytes, fp32 / nbytes
 
 
+PRETRAIN = "_pretrain"  # stage-1 models of the sweep, shared by the cells of one seed (and activation)
+
+
+def cell_dir(out_root, cell, seed):
+    return Path(out_root) / cell.name / f"s{seed}"
+
+
+def finished_metrics(out_root, cell, seed):
+    """The metrics of a finished cell, or None (no metrics.json, or one not written by `run_cell`)."""
+    metrics_path = cell_dir(out_root, cell, seed) / "metrics.json"
+    if metrics_path.exists():
+        done = json.loads(metrics_path.read_text())
+        if "cell" in done:  # written by `run_cell` last: the whole cell finished
+            return done
+    return None
+
+
+def run_config(cell, seed, profile):
+    """The `training.RunConfig` of a trained (non-baseline) cell."""
+    from tfqbnn import training
+
+    return training.RunConfig(cell.config, profile, seed, cell.activation, cell.arch, cell.bayesian)
+
+
+def pretrain_folder(out_root, cell, seed, profile, data):
+    """The stage-1 folder a cell trains from (``out_root/_pretrain/<name>``), or None for a baseline."""
+    from tfqbnn import training
+
+    if cell.baseline:
+        return None
+    return training.pretrain_dir(None, None, None, Path(out_root) / PRETRAIN, run_config(cell, seed, profile), data)
+
+
+def plan(out_root, cells, seeds):
+    """The (cell, seed) pairs in table order, split into the finished ones' metrics and the ones to run."""
+    done, todo = {}, []
+    for seed in seeds:
+        for c in cells:
+            m = finished_metrics(out_root, c, seed)
+            if m is None:
+                todo.append((c, seed))
+            else:
+                done[(c.name, seed)] = m
+    return done, todo
+
+
 def run_cell(cell, seed, data, out_root, profile="fast", num_samples=None, verbose=0):
     """Train and evaluate one cell (skipped if its metrics exist); returns its metrics."""
     from tfqbnn import evaluation, training
 
-    cell_dir = Path(out_root) / cell.name / f"s{seed}"
-    metrics_path = cell_dir / "metrics.json"
-    if metrics_path.exists():
-        done = json.loads(metrics_path.read_text())
-        if "cell" in done:  # written by this function last: the whole cell finished
-            return done
+    done = finished_metrics(out_root, cell, seed)
+    if done is not None:
+        return done
+    cell_path = cell_dir(out_root, cell, seed)
+    metrics_path = cell_path / "metrics.json"
     prof = training.get_profile(profile)
     samples = num_samples or prof.eval_samples
     t = time.perf_counter()
@@ -132,22 +177,21 @@ def run_cell(cell, seed, data, out_root, profile="fast", num_samples=None, verbo
         from tfqbnn.baselines import run_baseline
 
         epochs = prof.pretrain_epochs + prof.bnn_epochs
-        metrics = run_baseline(cell.baseline, data, cell_dir, epochs=epochs, seed=seed, num_samples=samples,
+        metrics = run_baseline(cell.baseline, data, cell_path, epochs=epochs, seed=seed, num_samples=samples,
                                batch_size=prof.batch_size)
     else:
-        model = training.run(cell_dir, cell.config, profile, seed, cell.activation, data=data,
-                             pretrain_root=Path(out_root) / "_pretrain", verbose=verbose, arch=cell.arch,
-                             bayesian=cell.bayesian)
+        model = training.run(cell_path, data=data, pretrain_root=Path(out_root) / PRETRAIN, verbose=verbose,
+                             config=run_config(cell, seed, profile))
         metrics, per_image = evaluation.evaluate_model(model, _eval_subset(data, prof.eval_images),
                                                        num_samples=samples, seed=seed)
-        rundir.savez_compressed(cell_dir / "per_image.npz", **per_image)
-        evaluation.scatter_plot(per_image, cell_dir / "scatter.png", title=f"{cell.name} seed {seed}")
+        rundir.savez_compressed(cell_path / "per_image.npz", **per_image)
+        evaluation.scatter_plot(per_image, cell_path / "scatter.png", title=f"{cell.name} seed {seed}")
     nbytes, reduction = stored_bytes(cell)
     metrics.update(cell=cell.name, seed=seed, group=cell.group, activation=cell.activation, arch=cell.arch,
                    bayesian=cell.bayesian,
                    param_bytes=nbytes, memory_reduction=round(reduction, 2),
                    cell_seconds=round(time.perf_counter() - t, 1))
-    cell_dir.mkdir(parents=True, exist_ok=True)
+    cell_path.mkdir(parents=True, exist_ok=True)
     rundir.write_json(metrics_path, metrics)  # atomic: the cell counts as done only when fully written
     return metrics
 
@@ -176,7 +220,7 @@ def collect(out_root, cells, seeds):
     return rows
 
 
-SWEEP_FILES = ("table.csv", "table.md", "bits.png", "sweep.json", "_pretrain")
+SWEEP_FILES = ("table.csv", "table.md", "bits.png", "sweep.json", PRETRAIN)
 
 
 def sweep_fingerprint(profile, num_samples, data):
@@ -192,20 +236,36 @@ def _sweep_dir(out_root, cells, fingerprint=None, overwrite=False):
     return rundir.RunDir(out_root, "sweep", fingerprint or {}, (*SWEEP_FILES, *names), overwrite)
 
 
+class CellsFailed(RuntimeError):
+    """Cells of a sweep that failed for good (``failures``: ``{"cell", "seed", "error"}``) while ``rows`` finished."""
+
+    def __init__(self, failures, rows):
+        self.failures, self.rows = list(failures), list(rows)
+        lines = [f"{f['cell']} s{f['seed']}: {f['error']}" for f in self.failures]
+        super().__init__(f"{len(lines)} cell(s) failed ({len(self.rows)} finished): " + "; ".join(lines))
+
+
 def run_sweep(out_root, seeds=(0, 1, 2), profile="fast", cells=None, data=None, num_samples=None,
-              table_only=False, overwrite=False):
+              table_only=False, overwrite=False, backend="local", ray_options=None):
     """All cells x seeds with a progress bar; writes table.csv, table.md and bits.png.
 
     With ``table_only`` nothing is trained: the tables are rebuilt from the finished cells.
+    ``backend="ray"`` runs the cells as Ray tasks (`tfqbnn.sweep_ray`, options in ``ray_options``, a
+    `tfqbnn.sweep_ray.RayOptions`); the folders it writes are the same as the local backend's.
+
+    Returns:
+        (rows, wall seconds).
 
     Raises:
+        CellsFailed: (Ray) cells failed for good; raised after the other cells finished and the tables
+            of those were written, naming each failed cell and its error; a rerun retries them.
         RunDirError: ``out_root`` is not empty and not a sweep of this profile, sample count and data
             (unless ``overwrite``), or, with ``table_only``, not a sweep at all.
     """
-    from tqdm import tqdm
-
     from tfqbnn import training
 
+    if backend not in ("local", "ray"):
+        raise ValueError(f"`backend` must be 'local' or 'ray'; received {backend!r}")
     cells = cells if cells is not None else table_cells()
     out_root = Path(out_root)
     if table_only:
@@ -222,22 +282,44 @@ def run_sweep(out_root, seeds=(0, 1, 2), profile="fast", cells=None, data=None, 
     data = data if data is not None else training.load_data(profile)
     rd = _sweep_dir(out_root, cells, sweep_fingerprint(profile, num_samples, data), overwrite)
     rd.open()
+    try:
+        return _run_cells(rd, out_root, seeds, profile, cells, data, num_samples, backend, ray_options)
+    finally:
+        rd.release()  # also when cells failed: a rerun in this process may open the folder again
+
+
+def _run_cells(rd, out_root, seeds, profile, cells, data, num_samples, backend, ray_options):
     t = time.perf_counter()
-    rows = []
-    todo = [(c, s) for s in seeds for c in cells]
-    with tqdm(todo, desc="sweep cells", unit="cell") as bar:
-        for cell, seed in bar:
-            bar.set_postfix_str(f"{cell.name} s{seed}")
-            rows.append(run_cell(cell, seed, data, out_root, profile, num_samples))
+    if backend == "ray":
+        from tfqbnn import sweep_ray
+
+        rows, failures, info = sweep_ray.run_cells(out_root, cells, seeds, data, profile, num_samples, ray_options)
+    else:
+        rows = _run_local(out_root, cells, seeds, data, profile, num_samples)
     wall = time.perf_counter() - t
     write_tables(rows, out_root, cells)
     plot_bits(rows, out_root / "bits.png")
-    rundir.write_json(out_root / "sweep.json", {
-        "profile": profile if isinstance(profile, str) else "custom", "seeds": list(seeds),
-        "cells": [c.name for c in cells], "wall_seconds_this_run": round(wall, 1),
-        "cell_seconds_total": round(sum(r.get("cell_seconds", 0) for r in rows), 1)})
+    summary = {"profile": profile if isinstance(profile, str) else "custom", "seeds": list(seeds),
+               "cells": [c.name for c in cells], "wall_seconds_this_run": round(wall, 1),
+               "cell_seconds_total": round(sum(r.get("cell_seconds", 0) for r in rows), 1)}
+    if backend == "ray":
+        summary.update(backend="ray", failed=failures, ray=info)
+    rundir.write_json(out_root / "sweep.json", summary)
+    if backend == "ray" and failures:
+        raise CellsFailed(failures, rows)  # the sweep stays "running" in run.json: a rerun resumes it
     rd.finish()
     return rows, wall
+
+
+def _run_local(out_root, cells, seeds, data, profile, num_samples):
+    from tqdm import tqdm
+
+    rows = []
+    with tqdm([(c, s) for s in seeds for c in cells], desc="sweep cells", unit="cell") as bar:
+        for cell, seed in bar:
+            bar.set_postfix_str(f"{cell.name} s{seed}")
+            rows.append(run_cell(cell, seed, data, out_root, profile, num_samples))
+    return rows
 
 
 def _summary(rows, cells):
