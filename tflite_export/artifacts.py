@@ -18,6 +18,7 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from tflite_export import reference, safeio, softmax, storage, tflite_io
+from tflite_export.safeio import sha256_file
 
 MANIFEST_VERSION = 2  # 2: "files" (SHA-256 of every written file) and per-tensor "sha256" of the stored codes
 MANIFEST = "manifest.json"
@@ -27,14 +28,6 @@ INTERRUPTED = "unfinished"  # the key of the marker manifest an export writes be
 
 class ArtifactError(ValueError):
     """An export directory that does not verify (a ValueError: the message names the file)."""
-
-
-def sha256_file(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_entries(root, relpaths):

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import reprlib
@@ -21,6 +22,15 @@ from pathlib import Path
 
 _TMP_TAG = ".tfqbnn-tmp-"
 _TMP_NAME = re.compile(r"\..+\.tfqbnn-tmp-[0-9a-f]{16}\Z")
+
+
+def sha256_file(path, chunk=1 << 20):
+    """Hex SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def is_temp_name(name):

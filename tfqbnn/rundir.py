@@ -27,7 +27,8 @@ import os
 import time
 from pathlib import Path
 
-from tflite_export.safeio import atomic_path, is_temp_name, make_dir, open_temp, write_bytes, write_text  # noqa: F401
+from tflite_export.safeio import (  # noqa: F401
+    atomic_path, is_temp_name, make_dir, open_temp, sha256_file, write_bytes, write_text)
 
 MANIFEST = "run.json"
 SCRATCH = "tfqbnn-scratch"
@@ -289,7 +290,7 @@ class RunDir:
         for name in self.files:
             f = self.path / name
             if name != MANIFEST and f.is_file() and not f.is_symlink():
-                out[name] = _sha256(f)
+                out[name] = sha256_file(f)
         return out
 
     def _seal_problem(self, m):
@@ -299,7 +300,7 @@ class RunDir:
             return "its fingerprint does not match the seal written when it finished (the manifest was edited)"
         for name, h in hashes.items():
             f = self.path / str(name)
-            if not f.is_file() or f.is_symlink() or _sha256(f) != h:
+            if not f.is_file() or f.is_symlink() or sha256_file(f) != h:
                 return f"{name} does not match the hash written when it finished"
         return None
 
@@ -314,14 +315,6 @@ class RunDir:
     def remove_scratch(self):
         if self.scratch.is_dir():
             _delete_owned_tree(self.scratch, OWNED[SCRATCH])
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _delete_owned_tree(folder, patterns):

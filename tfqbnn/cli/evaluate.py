@@ -11,10 +11,10 @@ that is not an evaluation of the same model with the same options is refused unl
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
+from tflite_export.safeio import sha256_file
 from tfqbnn.cli import samples_arg
 
 EVAL_FILES = ("metrics.json", "per_image.npz", "scatter.png", "samples_curve.md")
@@ -38,14 +38,6 @@ def parse_args(argv=None):
     return p, p.parse_args(argv)
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def main(argv=None):
     parser, args = parse_args(argv)
     prog = parser.prog
@@ -53,7 +45,7 @@ def main(argv=None):
         sys.exit(f"{prog}: no such model file: {args.model}")
     from tfqbnn import rundir
 
-    fingerprint = {"model_sha256": _sha256(args.model), "samples": args.samples, "seed": args.seed,
+    fingerprint = {"model_sha256": sha256_file(args.model), "samples": args.samples, "seed": args.seed,
                    "ambiguous_profile": args.ambiguous_profile, "ambiguous_source": args.ambiguous_source,
                    "samples_curve": args.samples_curve}
     if args.method != "mc":  # only then: evaluations written before --method existed keep their fingerprint

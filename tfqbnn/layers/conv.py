@@ -92,6 +92,11 @@ class _ConvBase(VariationalLayer):
                              f"{tuple(input_shape[1:1 + self.rank])} with padding='valid'")
         return out
 
+    def kernel_shape(self, input_shape):
+        channels = self._input_channels(input_shape)
+        self._spatial_out(input_shape)
+        return self.kernel_size + (channels, self._kernel_out())
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], *self._spatial_out(input_shape), self.output_channels(input_shape))
 
@@ -114,10 +119,8 @@ class _ConvVariational(_ConvBase):
                          use_bias, **kwargs)
         self.filters = int(filters)
 
-    def kernel_shape(self, input_shape):
-        channels = self._input_channels(input_shape)
-        self._spatial_out(input_shape)
-        return self.kernel_size + (channels, self.filters)
+    def _kernel_out(self):
+        return self.filters
 
     def output_channels(self, input_shape):
         return self.filters
@@ -242,10 +245,8 @@ class DepthwiseConv2DVariational(_ConvBase):
             raise ValueError(f"DepthwiseConv2DVariational needs equal strides; received strides={strides!r}")
         self.depth_multiplier = int(depth_multiplier)
 
-    def kernel_shape(self, input_shape):
-        channels = self._input_channels(input_shape)
-        self._spatial_out(input_shape)
-        return self.kernel_size + (channels, self.depth_multiplier)
+    def _kernel_out(self):
+        return self.depth_multiplier
 
     def output_channels(self, input_shape):
         return int(input_shape[-1]) * self.depth_multiplier
