@@ -12,6 +12,7 @@ All in nats.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 import keras
@@ -49,7 +50,7 @@ SAMPLE_MEMORY_BUDGET = 64 * 2**20
 
 
 def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, seed=None,
-               max_samples_per_call=None):
+               max_samples_per_call=None, independent=False):
     """Monte-Carlo predictions of a Bayesian model.
 
     Runs ``num_samples`` stochastic forward passes, vectorised: every variational
@@ -72,9 +73,18 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
         batch_size: images per forward pass (default: chosen so that a call's
             samples * batch rows stay around 32k).
         from_logits: apply a softmax to the model's outputs.
-        seed: if given, reseeds every variational layer (reproducible runs).
+        seed: if given, the draws are reproducible: every variational layer is
+            reseeded for this call and its random state restored afterwards (no
+            effect on later calls).
         max_samples_per_call: samples drawn per traced call (default: from the
             memory budget).  Each call draws fresh weights.
+        independent: if True, every image gets its own S weight draws (a
+            ``[S, N, C]`` result whose images are independent given the model);
+            by default the images of one forward pass share each of the S draws,
+            which is as exact per image and far cheaper (the weights are sampled
+            once per pass, not once per image) but correlates the images' errors,
+            so set-level means vary more between runs.  Costs S * N weight
+            samples; ``max_samples_per_call`` then bounds samples x images per call.
 
     Returns:
         float32 array ``(S, N, C)`` of softmax probabilities.
@@ -101,22 +111,48 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
     if int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be >= 1; received batch_size={batch_size}")
     batch_size = int(batch_size)
-    if seed is not None:
-        for i, layer in enumerate(variational):
-            layer.reseed(int(seed) * 1000 + i)
-
-    entry = mc_entry_layer(model)
+    if independent:  # one weight draw per (sample, image): a call's groups are its rows
+        batch_size = max(1, int(max_samples_per_call) // chunk)
+    entry = None if independent else mc_entry_layer(model)
     out = None
-    for s0 in range(0, s, chunk):
-        k = min(chunk, s - s0)
-        run = _runner(model, k, bool(from_logits), entry is not None)
-        with sample_groups(k, [entry] if entry is not None else ()):  # read by the layers when `run` traces
+    with reseeded(variational, seed):
+        for s0 in range(0, s, chunk):
+            k = min(chunk, s - s0)
             for i in range(0, n, batch_size):
-                probs = run(tf.constant(x[i : i + batch_size])).numpy()
+                xb = x[i : i + batch_size]
+                groups = k * len(xb) if independent else k
+                run = _runner(model, k, bool(from_logits), entry is not None, groups)
+                with sample_groups(groups, [entry] if entry is not None else ()):  # read when `run` traces
+                    probs = run(tf.constant(xb)).numpy()
                 if out is None:
                     out = np.empty((s, n, probs.shape[-1]), np.float32)
                 out[s0 : s0 + k, i : i + batch_size] = probs
     return out
+
+
+@contextlib.contextmanager
+def preserved_random_state(layers):
+    """Restores the random state of every built layer in ``layers`` (variational layers) when the context ends."""
+    layers = [l for l in layers if getattr(l, "_rng", None) is not None]
+    saved = [l._rng.state.numpy() for l in layers]
+    try:
+        yield
+    finally:
+        for layer, state in zip(layers, saved):
+            layer._rng.state.assign(state)
+
+
+@contextlib.contextmanager
+def reseeded(variational_layers, seed):
+    """Within the context, layer i of ``variational_layers`` draws from seed ``seed * 1000 + i``; afterwards each
+    layer's random state is what it was before (``seed=None``: nothing changes)."""
+    if seed is None:
+        yield
+        return
+    with preserved_random_state(variational_layers):
+        for i, layer in enumerate(variational_layers):
+            layer.reseed(int(seed) * 1000 + i)
+        yield
 
 
 _RUNNERS = weakref.WeakKeyDictionary()
@@ -170,10 +206,11 @@ def mc_entry_layer(model):
     return None
 
 
-def _runner(model, s, from_logits, shared_entry):
-    """One traced function per (model, S): repeated calls do not retrace."""
+def _runner(model, s, from_logits, shared_entry, groups=None):
+    """One traced function per (model, S, weight draws per call): repeated calls do not retrace."""
     per_model = _RUNNERS.setdefault(model, {})
-    if (s, from_logits, shared_entry) not in per_model:
+    key = (s, from_logits, shared_entry) if groups in (None, s) else (s, from_logits, shared_entry, groups)
+    if key not in per_model:
 
         @tf.function(reduce_retracing=True)
         def run(xb):
@@ -184,8 +221,8 @@ def _runner(model, s, from_logits, shared_entry):
                 out = tf.nn.softmax(out, axis=-1)
             return tf.reshape(out, (s, -1, out.shape[-1]))
 
-        per_model[(s, from_logits, shared_entry)] = run
-    return per_model[(s, from_logits, shared_entry)]
+        per_model[key] = run
+    return per_model[key]
 
 
 def entropy(p, axis=-1):
@@ -194,26 +231,22 @@ def entropy(p, axis=-1):
     return -np.sum(p * np.log(np.clip(p, _EPS, 1.0)), axis=axis)
 
 
-def decompose(probs):
+def decompose(probs, estimator="plugin"):
     """Split the uncertainty of Monte-Carlo softmax samples ``[S, N, C]``.
 
     Returns a dict of float64 ``[N]`` arrays: ``predictive_entropy``, ``aleatoric``,
-    ``epistemic`` (= predictive_entropy - aleatoric, clipped at 0 against rounding)
-    and ``mean_probs`` ``[N, C]``.
+    ``epistemic`` (= predictive_entropy - aleatoric) and ``mean_probs`` ``[N, C]``.
+    ``estimator`` (`tfqbnn.estimators`): ``"plugin"`` (the textbook split, MI clipped at 0
+    against rounding; biased low at small S), ``"jackknife"`` or ``"delta"`` (bias-corrected
+    predictive entropy and MI, not clipped).
     """
+    from tfqbnn import estimators
+
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 3:
         raise ValueError(f"`probs` must have shape (S, N, C); received shape {probs.shape}")
     _check_probabilities(probs)
-    mean = probs.mean(axis=0)
-    total = entropy(mean)
-    aleatoric = entropy(probs).mean(axis=0)
-    return {
-        "mean_probs": mean,
-        "predictive_entropy": total,
-        "aleatoric": aleatoric,
-        "epistemic": np.maximum(total - aleatoric, 0.0),
-    }
+    return estimators.decompose(probs, estimator)
 
 
 def _check_probabilities(probs, atol=1e-3):
