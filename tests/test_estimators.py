@@ -75,6 +75,20 @@ def test_group_jackknife_of_a_quadratic_statistic_is_exactly_unbiased():
         assert sizes.tolist() == {7: [1] * 7, 3: [2, 2, 3], 2: [3, 4]}[groups]
 
 
+@pytest.mark.parametrize("s,groups", [(40, 32), (7, 3), (30, 30), (1000, 32)])
+def test_group_jackknife_leaves_a_linear_statistic_unchanged(s, groups):
+    """For T(m) = a . m every leave-out difference is linear in the data: the weights must cancel it exactly for
+    any samples (weights that only cancel the expected bias leave a zero-mean term of order 1 / sqrt(S), which on
+    unequal groups swamps the O(1 / S) correction)."""
+    rng = np.random.default_rng(s)
+    probs = rng.dirichlet(np.ones(5), size=(s, 4))
+    a = rng.normal(size=5)
+    linear = lambda m: m @ a  # noqa: E731
+    bounds = estimators.group_bounds(s, groups)
+    jk = estimators.jackknife_from_group_sums(linear, np.add.reduceat(probs, bounds[:-1], axis=0), np.diff(bounds))
+    np.testing.assert_allclose(jk, linear(probs.mean(0)), rtol=1e-10, atol=1e-12)
+
+
 def test_delete_one_jackknife_matches_the_textbook_formula():
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(4) * 0.5, size=(9, 5)).transpose(0, 1, 2)  # [S=9, N=5, C=4]

@@ -12,10 +12,12 @@ Estimators of ``H(E p)`` (the expected entropy is always the plain sample mean):
 * ``"plugin"``    -- ``H(pbar)``: the textbook decomposition.
 * ``"jackknife"`` -- the (delete-a-group) jackknife.  The S samples are cut into G contiguous
   groups of sizes ``m_g`` (``G = S`` by default: delete-one); with ``H_-g`` the entropy of the
-  mean without group g, ``H_J = H + (1 / G) sum_g ((S - m_g) / m_g) (H - H_-g)``.  For equal
-  groups this is the textbook ``G H - (G - 1) mean_g H_-g``; the weights make the ``1 / S`` term
-  of the bias cancel for unequal groups too.  It needs the G group sums of the probabilities
-  only, so it can run over samples in chunks and on a microcontroller (``groups=32`` there).
+  mean without group g, ``H_J = H + sum_g ((S - m_g) / S) (H - H_-g)``.  For equal groups this is
+  the textbook ``G H - (G - 1) mean_g H_-g``; for unequal ones these weights (the delete-m_g
+  jackknife of Busing, Meijer and van der Leeden, 1999) both cancel the ``1 / S`` term of the bias
+  and leave a linear statistic unchanged (other weights that only cancel the bias add a
+  zero-mean term of order ``1 / sqrt(S)``).  It needs the G group sums of the probabilities only,
+  so it can run over samples in chunks and on a microcontroller (``groups=32`` there).
 * ``"delta"``     -- the second-order (delta-method) correction
   ``H + (1 / 2S) sum_c s_c^2 / pbar_c`` with the unbiased sample variance ``s_c^2``: the
   Miller-Madow correction generalised from counts to probability vectors (for one-hot samples it
@@ -75,8 +77,8 @@ def jackknife_from_group_sums(stat, sums, sizes):
         sizes: ``[G]`` samples per group (positive).
 
     Returns:
-        ``[...]``: ``T + (1 / G) sum_g ((S - m_g) / m_g) (T - T_-g)``, ``T = stat(total / S)``; with G = 1 the
-        plain ``T`` (there is nothing to leave out).
+        ``[...]``: ``T + sum_g ((S - m_g) / S) (T - T_-g)``, ``T = stat(total / S)``; with G = 1 the plain ``T``
+        (there is nothing to leave out).
     """
     sums = np.asarray(sums, np.float64)
     sizes = np.asarray(sizes, np.float64)
@@ -87,7 +89,7 @@ def jackknife_from_group_sums(stat, sums, sizes):
         return full
     shape = (g,) + (1,) * (sums.ndim - 1)
     loo = stat((total[None] - sums) / (s - sizes).reshape(shape))
-    weights = ((s - sizes) / (g * sizes)).reshape(shape[:-1])
+    weights = ((s - sizes) / s).reshape(shape[:-1])
     return full + np.sum(weights * (full[None] - loo), axis=0)
 
 
