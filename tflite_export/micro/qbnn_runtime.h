@@ -42,6 +42,9 @@
                           qbnn_predict keeps their sums on the stack: 4 * QBNN_JK_GROUPS * QBNN_MAX_CLASSES bytes */
 #define QBNN_JK_GROUPS 32
 #endif
+#if QBNN_JK_GROUPS < 2
+#error "QBNN_JK_GROUPS must be at least 2 (the numpy reference, tflite_export/modes.py JK_GROUPS, uses 32)"
+#endif
 
 enum { QBNN_KERNEL_AUTO = 0, QBNN_KERNEL_REF = 1, QBNN_KERNEL_LUT = 2, QBNN_KERNEL_SIMD = 3 };
 /* Errors of qbnn_init / qbnn_predict / qbnn_forward (0 = QBNN_OK; the sampler core's codes are 1..8:
