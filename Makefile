@@ -1,4 +1,4 @@
-# tfqbnn: `make demo` (train -> evaluate -> export -> Cortex-M) and `make test`.
+# tfqbnn: `make demo` (train -> evaluate -> export -> Cortex-M), `make test` (docs + tests) and `make docs`.
 # Both create .venv with the pinned stack on first use.
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -14,7 +14,7 @@ endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv deps-mcu demo test test-fast bench bench-mcu sweep clean
+.PHONY: venv deps-mcu demo docs test test-fast bench bench-mcu sweep clean
 
 venv: $(STAMP)
 
@@ -34,7 +34,12 @@ DEMO_OUT ?= out/demo
 demo: venv deps-mcu
 	$(PY) scripts/demo.py --out $(DEMO_OUT)
 
-test: venv deps-mcu
+# The documentation site (docs/, mkdocs.yml) into build/site; --strict turns every warning (a broken link, a
+# docstring that does not parse, a stale README results table) into a failure.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+
+test: venv deps-mcu docs
 	$(PY) -m pytest -q
 
 test-fast: venv

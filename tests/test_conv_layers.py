@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tfqbnn import callbacks, models, noise, uncertainty
 from tfqbnn.config import QuantizationConfig
-from tfqbnn.layers import (Conv2DVariational, DenseVariational, DepthwiseConv2DVariational, QuantizedConv2D,
+from tfqbnn.layers import (Conv1DVariational, Conv2DVariational, Conv3DVariational, DenseVariational, DepthwiseConv2DVariational, QuantizedConv2D,
                            QuantizedDense, QuantizedDepthwiseConv2D, VariationalLayer, sample_groups)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -172,6 +172,60 @@ def test_grouped_mc_equals_separate_calls_with_the_same_keys(kind):
     assert len({tuple(np.round(separate[i * 4], 4).ravel()) for i in range(S)}) == S  # samples differ
     np.testing.assert_allclose(tiled, separate, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(shared, separate, rtol=1e-5, atol=1e-5)
+
+
+def ref_conv_nd(x, w, strides, padding):
+    """float64 channels-last convolution of any rank, kernel (*k, cin, cout), by explicit windows."""
+    rank = w.ndim - 2
+    x = np.asarray(x, np.float64)
+    if padding == "same":
+        pads = [(0, 0)]
+        for n, k, s in zip(x.shape[1:1 + rank], w.shape[:rank], strides):
+            total = max((-(-n // s) - 1) * s + k - n, 0)
+            pads.append((total // 2, total - total // 2))
+        x = np.pad(x, pads + [(0, 0)])
+    win = np.lib.stride_tricks.sliding_window_view(x, w.shape[:rank], axis=tuple(range(1, rank + 1)))
+    win = win[(slice(None), *[slice(None, None, s) for s in strides])]
+    letters = "defg"[:rank]
+    return np.einsum(f"b{letters.upper()}c{letters},{letters}co->b{letters.upper()}o", win, np.asarray(w, np.float64))
+
+
+@pytest.mark.parametrize("cls, shape, args", [
+    (Conv1DVariational, (3, 11, 2), dict(filters=4, kernel_size=3, strides=2, padding="same")),
+    (Conv1DVariational, (2, 9, 3), dict(filters=2, kernel_size=(4,), strides=1, padding="valid")),
+    (Conv2DVariational, (2, 7, 6, 2), dict(filters=3, kernel_size=(3, 2), strides=(2, 1), padding="same")),
+    (Conv3DVariational, (2, 5, 6, 4, 2), dict(filters=3, kernel_size=(2, 3, 2), strides=(1, 2, 1), padding="same")),
+])
+def test_every_rank_equals_the_reference_and_groups_samples_like_separate_calls(cls, shape, args):
+    rng = np.random.default_rng(5)
+    layer = cls(quantization="jq4", seed=2, **args)
+    x = rng.uniform(0, 1, shape).astype("float32")
+    layer.build(x.shape)
+    _randomize(layer, rng, rho=(-0.2, 0.0))
+    eps = _eps_for_next_call(layer, 3)[0]
+    y = layer(x).numpy()
+    ref = ref_conv_nd(x, hand_weights(layer.mu.numpy(), layer.rho.numpy(), eps, "jq4"), layer.strides, layer.padding)
+    assert y.shape == ref.shape == layer.compute_output_shape(x.shape)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+    S = 3
+    layer.reseed(9)
+    kernels = layer.sample_kernel(S)
+    separate = np.concatenate([layer.apply_kernel(tf.constant(x), kernels[g]).numpy() for g in range(S)])
+    layer.reseed(9)
+    with sample_groups(S, [layer]):  # one convolution with the S kernels side by side
+        shared = layer(x).numpy()
+    np.testing.assert_allclose(shared, separate, rtol=1e-5, atol=1e-5)
+    clone = cls.from_config(layer.get_config())
+    assert (clone.rank, clone.kernel_size, clone.strides) == (layer.rank, layer.kernel_size, layer.strides)
+
+
+def test_conv_rank_checks_name_the_argument():
+    with pytest.raises(ValueError, match=r"kernel_size=\(3, 3\)"):
+        Conv1DVariational(2, (3, 3))
+    with pytest.raises(ValueError, match="dilation_rate"):
+        Conv3DVariational(2, 3, dilation_rate=(1, 2, 1))
+    with pytest.raises(ValueError, match="needs 3D inputs"):
+        Conv1DVariational(2, 3).build((1, 5, 5, 1))
 
 
 class RowCounter(keras.layers.Layer):

@@ -38,7 +38,9 @@ def _true_entropy(q, a=A, b=B):
 def test_corrections_remove_the_first_order_bias(q):
     h = _true_entropy(q)
     sizes = (30, 60, 120)
-    bias = {e: {s: _expected(s, q, lambda p, e=e: estimators.entropy_of_mean(p, e)) - h for s in sizes}
+    # delete-one (groups=None) and delta do not depend on the samples' order, so the binomial count suffices; the
+    # grouped jackknife is checked by full enumeration below
+    bias = {e: {s: _expected(s, q, lambda p, e=e: estimators.entropy_of_mean(p, e, groups=None)) - h for s in sizes}
             for e in estimators.ESTIMATORS}
     var = q * (1 - q) * (A - B) ** 2  # Var[p_c] of the two-point distribution
     first_order = -np.sum(var / (q * A + (1 - q) * B)) / 2
@@ -96,8 +98,8 @@ def test_delete_one_jackknife_matches_the_textbook_formula():
     h = estimators.entropy(probs.mean(0))
     loo = np.stack([estimators.entropy(np.delete(probs, i, axis=0).mean(0)) for i in range(s)])
     want = s * h - (s - 1) * loo.mean(0)
-    np.testing.assert_allclose(estimators.entropy_of_mean(probs, "jackknife"), want, rtol=1e-12)
-    np.testing.assert_allclose(estimators.entropy_of_mean(probs, "jackknife", groups=50), want, rtol=1e-12)
+    np.testing.assert_allclose(estimators.entropy_of_mean(probs, "jackknife"), want, rtol=1e-12)  # 32 >= S
+    np.testing.assert_allclose(estimators.entropy_of_mean(probs, "jackknife", groups=None), want, rtol=1e-12)
     # chunking over images (the vectorised steps) does not change anything
     old = estimators._CHUNK_ELEMENTS
     try:
@@ -202,3 +204,33 @@ def test_independent_draws_per_example():
     many_ind = tfqbnn.predict_mc(model, x[:2], 400, seed=2, independent=True).mean(axis=(0, 1))
     many_shared = tfqbnn.predict_mc(model, x[:1], 800, seed=3).mean(axis=(0, 1))
     np.testing.assert_allclose(many_ind, many_shared, atol=0.02)
+
+
+@pytest.mark.parametrize("s", [7, 100])
+def test_streamed_decomposition_equals_the_array_one(s):
+    """Chunks of samples in any order give `decompose`'s values (group sums for the jackknife, sums of squares for
+    the delta), so `predict_uncertainty` keeps its memory bound in S."""
+    probs = np.random.default_rng(s).dirichlet(np.ones(6) * 0.3, size=(s, 9))
+    for e in estimators.ESTIMATORS:
+        want = estimators.decompose(probs, e)
+        acc = estimators.Decomposition(s, e)
+        cuts = [0, 3, s // 2, s]
+        for a, b in reversed(list(zip(cuts[:-1], cuts[1:]))):
+            acc.add(a, probs[a:b])
+        got = acc.result()
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-10, atol=1e-12)
+    acc = estimators.Decomposition(s, "jackknife")
+    acc.add(0, probs[:2])
+    with pytest.raises(ValueError, match=f"received 2 samples; expected {s}"):
+        acc.result()
+
+
+def test_predict_uncertainty_streams_the_estimators():
+    model, x = _model(), _x(5)
+    for method in ("mc", "hybrid", "pfp"):
+        probs = propagation.predict_probs(model, x, method, 40, seed=2, max_samples_per_call=7)
+        for e in estimators.ESTIMATORS:
+            got = propagation.predict_uncertainty(model, x, method, 40, seed=2, estimator=e, max_samples_per_call=7)
+            np.testing.assert_allclose(got["epistemic"], estimators.decompose(probs, e)["epistemic"], rtol=1e-9,
+                                       atol=1e-12)

@@ -197,17 +197,8 @@ def test_unsupported_models_are_rejected(tmp_path):
 
 def test_custom_op_host_binary_matches_reference(exported, mnist_test, tmp_path):
     """model.tflite with QBNN_SAMPLE inside real TFLM (binary from `make -C tflite_export tflm-host-test`)."""
-    import os
-    import subprocess
+    from tflm_bin import run_in_graph
 
-    binary = os.environ.get("QBNN_TFLM_TEST_BIN")
-    if not binary:
-        pytest.skip("QBNN_TFLM_TEST_BIN not set (build with make -C tflite_export tflm-host-test TFLM_DIR=...)")
     _, result = exported
-    imodel = result["integer_model"]
-    x = mnist_test[0][:1]
-    (tmp_path / "in.bin").write_bytes(imodel.quantize_input(x).tobytes())
-    run = subprocess.run([binary, str(result["model"]), str(tmp_path / "in.bin"), "77", "4"],
-                         capture_output=True, text=True, check=True)
-    got = np.array([[int(v) for v in line.split()] for line in run.stdout.strip().splitlines()])
-    np.testing.assert_array_equal(got, imodel.predict_codes(x, num_samples=4, seed=77)[:, 0])
+    got, ref, _ = run_in_graph(result["model"], result["integer_model"], mnist_test[0][:20], 30, 77, tmp_path)
+    np.testing.assert_array_equal(got, ref)

@@ -250,3 +250,64 @@ def test_export_replaces_its_own_earlier_export(export_dir, tmp_path):
     x = np.random.default_rng(0).random((16, 32)).astype(np.float32)
     convert.export_all(_tiny(), out, weights="int4", seed=7, calibration_x=x)
     artifacts.load_exported(out)
+
+
+# --- 4. manifests: exact seeds, known versions, each file once; C sources checked before they are written ------
+
+
+def _conv_export(tmp_path_factory):
+    from tfqbnn.layers import Conv2DVariational
+
+    model = keras.Sequential([keras.Input((6, 6, 1)), Conv2DVariational(2, 3, activation="softplus", quantization="jq4", seed=1),
+                              keras.layers.Flatten(), DenseVariational(10, quantization="jq4", seed=2), keras.layers.Softmax()])
+    out = tmp_path_factory.mktemp("conv-export")
+    convert.export_all(model, out, seed=7, calibration_x=np.random.default_rng(0).random((16, 6, 6, 1)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def conv_export_dir(tmp_path_factory):
+    return _conv_export(tmp_path_factory)
+
+
+@pytest.mark.parametrize("which", ["mlp", "conv"])
+@pytest.mark.parametrize("seed", [7 + 2**32, 7 + 2**40, 7 - 2**32])
+def test_default_seed_must_equal_the_models_exactly(export_dir, conv_export_dir, tmp_path, which, seed):
+    d = _tamper(export_dir if which == "mlp" else conv_export_dir, tmp_path, lambda m: m.__setitem__("default_seed", seed))
+    assert "kind" in json.loads((d / "manifest.json").read_text())["layers"][0] or which == "mlp"
+    with pytest.raises(ValueError, match=rf"default_seed={seed}") as err:
+        c_source.load_exported(d)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("version", [99, 1, "2", None])
+def test_unknown_manifest_versions_are_refused(export_dir, tmp_path, version):
+    d = _tamper(export_dir, tmp_path, lambda m: m.__setitem__("version", version))
+    with pytest.raises(ValueError, match=rf"manifest.json: version {version!r} .*supported"):
+        c_source.load_exported(d)
+
+
+def test_each_file_is_listed_once(export_dir, tmp_path):
+    def alias(m):
+        for i in range(1, 200):
+            m["files"]["./" * i + "model.tflite"] = m["files"]["model.tflite"]
+
+    d = _tamper(export_dir, tmp_path, alias)
+    with pytest.raises(ValueError, match=r"file entry '\./model.tflite' names model.tflite again") as err:
+        c_source.load_exported(d)
+    assert "\n" not in str(err.value)
+    d = _tamper(export_dir, tmp_path / "trailing-slash",
+                lambda m: m["files"].__setitem__("model.tflite/", m["files"]["model.tflite"]))
+    with pytest.raises(ValueError, match=r"again"):
+        c_source.load_exported(d)
+
+
+def test_c_sources_check_everything_before_writing_anything(export_dir, tmp_path):
+    images = np.zeros((2, 32), np.uint8)
+    for kwargs in (dict(sources=["mnist", "no spaces allowed"]), dict(sources=["a", "b"], seed=2**32),
+                   dict(sources=["a", "b"], seed=-1), dict(sources=["a", "b"], num_samples=70000)):
+        g = tmp_path / f"gen{len(list(tmp_path.iterdir()))}"
+        sources = kwargs.pop("sources")
+        with pytest.raises(ValueError):
+            c_source.generate(export_dir, g, images, sources, **kwargs)
+        assert not g.exists()

@@ -122,6 +122,17 @@ def test_tflm_split_model_bit_exact_with_reference(exported, images):
     assert not np.array_equal(ref[0], ref[1])  # the sampler is live
 
 
+def test_tflm_runs_model_tflite_with_its_sampling_ops(exported, images, tmp_path):
+    """model.tflite, QBNN_SAMPLE ops in the graph (OHWI filters for "all"), in real TFLM (QBNN_TFLM_TEST_BIN)."""
+    from tflm_bin import run_in_graph
+
+    _, _, result = exported
+    x = np.concatenate([images["mnist"][0], images["fashion"]])
+    got, ref, arena = run_in_graph(result["model"], result["integer_model"], x, 30, 9, tmp_path)
+    np.testing.assert_array_equal(got, ref)
+    assert not np.array_equal(ref[0], ref[1]) and arena > 0
+
+
 def test_export_loads_back_and_rebuilds_both_files(exported):
     _, _, result = exported
     m = artifacts.load_exported(result["model"].parent)

@@ -131,6 +131,10 @@ def test_runtime_validation_on_the_board(board, gen_dir, tmp_path):
     r = _make(f"BOARD={board}", f"GEN_DIR={gen_dir}", f"BUILD={tmp_path}", "validate")
     assert r.returncode == 0 and "VALIDATION PASSED: 0 of" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
     assert "ok predict_null_input code=1" in r.stdout
+    # models whose size products wrap 32 bits: refused for their size (QBNN_RT_ERR_LIMITS = 20) on the target too
+    for case in ("wrap_conv_filter_2_47", "wrap_pool_elems_2_32", "wrap_conv_filter_2_32", "wrap_depthwise_filter_2_32",
+                 "wrap_reshape_pool_2_32", "wrap_conv_operands_2_32"):
+        assert f"ok {case} code=20" in r.stdout, case
 
 
 def test_bench_m4f_meets_the_paper_mlp_targets(gen_dir, tmp_path):

@@ -13,45 +13,15 @@ import numpy as np
 import pytest
 
 from tflite_export import artifacts, convert, frontend, tflite_io
+from every_kind import every_kind, export_every_kind
 from tfqbnn import layers as tl
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _every_kind(bayesian_convs=True):
-    """Every registered Keras layer kind: Bayesian / QAT conv, depthwise, dense; pools; reshape / flatten."""
-    conv = dict(quantization="jq4", seed=3, init_sigma=0.08)
-    return keras.Sequential([
-        keras.Input((64,)),
-        keras.layers.Reshape((8, 8, 1), name="image"),
-        (tl.Conv2DVariational(3, 3, padding="same", activation="relu", name="bconv", **conv) if bayesian_convs
-         else tl.QuantizedConv2D(3, 3, padding="same", activation="relu", use_bias=False, kernel_bits=8, name="bconv")),
-        tl.QuantizedDepthwiseConv2D(3, depth_multiplier=2, padding="valid", use_bias=False, kernel_bits=4,
-                                    activation="softplus", name="qdw"),
-        keras.layers.AveragePooling2D(2, strides=1, padding="same", name="avg"),
-        tl.DepthwiseConv2DVariational(2, strides=2, activation="softplus", name="bdw", **conv),
-        tl.QuantizedConv2D(4, 2, strides=1, padding="valid", use_bias=False, kernel_bits=4, per_channel=False,
-                           activation="softplus", name="qconv"),
-        keras.layers.MaxPooling2D(2, padding="same", name="max"),
-        keras.layers.Flatten(name="flat"),
-        tl.QuantizedDense(12, use_bias=False, kernel_bits=8, activation="relu", name="qdense"),
-        tl.DenseVariational(6, name="bdense", **conv),
-        keras.layers.Softmax(name="probs"),
-    ])
-
-
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
-    model = _every_kind()
-    model(np.zeros((1, 64), np.float32))  # build
-    for layer in model.layers:  # non-trivial QAT kernels (also negative / per-channel spread)
-        if hasattr(layer, "kernel_bits"):
-            k = layer.kernel.numpy()
-            layer.kernel.assign(np.random.default_rng(len(layer.name)).normal(0, 0.4, k.shape).astype(np.float32))
-    out = tmp_path_factory.mktemp("every_kind")
-    x = np.random.default_rng(0).random((48, 64)).astype(np.float32)
-    result = convert.export_all(model, out, weights="int4", seed=11, calibration_x=x)
-    return out, model, result
+    return export_every_kind(tmp_path_factory.mktemp("every_kind"))
 
 
 def test_every_kind_maps_to_its_op(export_dir):
@@ -72,8 +42,8 @@ def test_every_kind_maps_to_its_op(export_dir):
 
 
 def test_every_registered_keras_kind_is_in_the_tested_model():
-    """A layer kind added to `frontend.converters()` must join `_every_kind` (and so the TFLM test below)."""
-    assert set(frontend.converters()) == {type(layer) for layer in _every_kind().layers}
+    """A layer kind added to `frontend.converters()` must join `every_kind` (and so the TFLM test below)."""
+    assert set(frontend.converters()) == {type(layer) for layer in every_kind().layers}
 
 
 def test_qat_codes_reproduce_the_keras_fake_quantized_kernels(export_dir):

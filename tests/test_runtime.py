@@ -126,6 +126,46 @@ def test_init_and_predict_refuse_everything_malformed_under_asan_ubsan(synthetic
     assert "ok valid_model_unaligned_copy kernel=3 code=0" in r.stdout  # stored bytes at an odd address
     for case in VALIDATION_CASES:
         assert re.search(rf"^ok {case} code=[1-9]\d*$", r.stdout, re.M), case
+    for case in WRAP_CASES:  # refused for their size (QBNN_RT_ERR_LIMITS), not for a side issue
+        assert re.search(rf"^ok {case} code={RT_ERR_LIMITS}$", r.stdout, re.M), case
+
+
+RT_ERR_LIMITS = 20
+# models whose size products wrap 32 bits (firmware/validate.c): qbnn_arena_bytes accepted them and predict wrote
+# outside the arena
+WRAP_CASES = ["wrap_conv_filter_2_47", "wrap_pool_elems_2_32", "wrap_conv_filter_2_32", "wrap_depthwise_filter_2_32",
+              "wrap_reshape_pool_2_32", "wrap_conv_operands_2_32"]
+SWEEP_SRC = os.path.join(ROOT, "tests", "c", "size_sweep.c")
+
+
+@pytest.mark.parametrize("opt", ["-O1", "-O3"])
+def test_size_products_near_2_16_2_31_2_32_are_refused_or_run_clean_under_asan_ubsan(tmp_path, opt):
+    """tests/c/size_sweep.c: every op kind (dense, conv, depthwise, max / average pool, reshape; Bayesian, int8,
+    int4) with tensor elements, filter sizes and padded operands near 2^16, 2^31 and 2^32: each model is refused
+    by qbnn_init with QBNN_RT_ERR_LIMITS, or runs on arrays of exactly its declared sizes without a sanitizer
+    report."""
+    srcs = [os.path.join(MICRO, f) for f in ("qbnn_runtime.c", "qbnn_weighted.c", "qbnn_modes.c", "qbnn_fixedpoint.c",
+                                             "qbnn_sampler.c")]
+    srcs += sorted(os.path.join(MICRO, "ops", f) for f in os.listdir(os.path.join(MICRO, "ops")) if f.endswith(".c"))
+    exe = tmp_path / "size_sweep"
+    subprocess.run(["cc", "-std=c99", opt, "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined",
+                    "-fno-sanitize-recover=all", "-I", MICRO, SWEEP_SRC, *srcs, "-lm", "-o", str(exe)], check=True)
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "SIZE SWEEP PASSED: 0 of" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
+    cases = dict(re.findall(r"^ok (\w+) (ran code=0|refused code=\d+) arena=\d+$", r.stdout, re.M))
+    assert len(cases) >= 136
+    for kind in ("fc_bayes", "fc_i4", "max_pool", "avg_pool", "reshape", "conv_bayes", "conv_i8", "dw_bayes", "dw_i4"):
+        assert cases[f"{kind}_t65536"] == "ran code=0"  # 2^16 elements: the largest tensor runs
+        for n in ("t65538", "t2_31", "t2_31p2", "t2_32m", "t2_32", "t2_32p4", "t2_32p4096", "t2_48"):
+            assert cases[f"{kind}_{n}"] == f"refused code={RT_ERR_LIMITS}", (kind, n)
+    for kind in ("conv_bayes", "conv_i8", "conv_i4", "dw_bayes", "dw_i8", "dw_i4"):
+        for n in ("f2_31", "f2_32m", "f2_32p4", "f2_47", "x2_30", "x2_31", "x2_32m"):
+            assert cases[f"{kind}_{n}"] == f"refused code={RT_ERR_LIMITS}", (kind, n)
+        assert cases[f"{kind}_x3x65535"] == "ran code=0"
+    for case in ("max_pool_window_65535", "avg_pool_stride_65535", "conv_i8_stride_65535", "conv_pair_x3x65535"):
+        assert cases[case] == "ran code=0"
+    assert cases["conv_pair_arena_2_32m"] == f"refused code={RT_ERR_LIMITS}"  # each piece fits, the sum does not
 
 
 

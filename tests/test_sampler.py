@@ -166,3 +166,23 @@ def test_sigma_table_overflow_and_bad_layout_are_rejected(clib):
     assert clib.qbnn_layer_check(ctypes.byref(L)) == 2  # I4_FUSED cannot hold 8-bit weights
     L.weight_bits, L.layout = 4, 9
     assert clib.qbnn_layer_check(ctypes.byref(L)) == 3
+
+
+def test_stored_byte_counts_are_exact_and_zero_past_the_shape_bound(clib):
+    """qbnn_mu_bytes / qbnn_sigma_bytes (a QBNN_SAMPLE op checks its tensors' sizes with them before
+    qbnn_layer_check): exact up to R * C = 2^31 - 1; 0 beyond it, where R * C mod 2^32 would name a small tensor."""
+    for f in (clib.qbnn_mu_bytes, clib.qbnn_sigma_bytes):
+        f.restype, f.argtypes = ctypes.c_uint32, [ctypes.POINTER(Layer)]
+    # (layout, sigma_bits) -> (mu bytes, sigma bytes) of n weights (SPEC section 2)
+    codes, sq = np.zeros(64, np.uint8), np.zeros(256, np.int32)
+    expect = {(0, 4): lambda n: (n, (n + 1) // 2), (0, 8): lambda n: (n, n), (1, 4): lambda n: (n, 0),
+              (2, 8): lambda n: ((n + 1) // 2, n)}
+    for (layout, sb), sizes in expect.items():
+        for rows, cols in [(3, 5), (1, 2**31 - 1), (46340, 46341), (65535, 32768)]:
+            L = Layer(rows=rows, cols=cols, weight_bits=4, sigma_bits=sb, layout=layout)
+            assert (clib.qbnn_mu_bytes(ctypes.byref(L)), clib.qbnn_sigma_bytes(ctypes.byref(L))) == sizes(rows * cols)
+        for rows, cols in [(1, 2**31), (65536, 65537), (65536, 65536), (46341, 46341), (2**32 - 1, 2**32 - 1)]:
+            L = Layer(rows=rows, cols=cols, weight_bits=4, sigma_bits=sb, layout=layout)
+            assert clib.qbnn_mu_bytes(ctypes.byref(L)) == 0 and clib.qbnn_sigma_bytes(ctypes.byref(L)) == 0
+            L.mu, L.sigma, L.sigma_q = codes.ctypes.data, codes.ctypes.data, sq.ctypes.data  # only the shape is wrong
+            assert clib.qbnn_layer_check(ctypes.byref(L)) == 4  # QBNN_ERR_SHAPE

@@ -17,11 +17,12 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from tflite_export import reference, softmax, storage, tflite_io
+from tflite_export import reference, safeio, softmax, storage, tflite_io
 
 MANIFEST_VERSION = 2  # 2: "files" (SHA-256 of every written file) and per-tensor "sha256" of the stored codes
 MANIFEST = "manifest.json"
 FORMAT = "tfqbnn QBNN-INT"  # manifest.json's "format"
+INTERRUPTED = "unfinished"  # the key of the marker manifest an export writes before its files
 
 
 class ArtifactError(ValueError):
@@ -58,12 +59,9 @@ def snapshot(root):
 
 
 def write_manifest(out_dir, info):
-    """manifest.json written last and atomically: a crash leaves either the old manifest or the new one."""
+    """manifest.json written atomically (see `safeio.atomic_path`): a crash leaves the old manifest or the new one."""
     path = os.path.join(os.fspath(out_dir), MANIFEST)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(info, f, indent=1)
-    os.replace(tmp, path)
+    safeio.write_text(path, json.dumps(info, indent=1))
     return path
 
 
@@ -76,7 +74,13 @@ def verify_files(export_dir, man, man_path):
     for rel, entry in files.items():
         parts = PurePosixPath(rel).parts
         if not parts or PurePosixPath(rel).is_absolute() or ".." in parts or "\\" in rel:
-            raise ArtifactError(f"{man_path}: file entry {rel!r} is not a path inside the export directory")
+            raise ArtifactError(f"{man_path}: file entry {safeio.bounded_repr(rel)} is not a path inside the export "
+                                "directory")
+        canonical = PurePosixPath(rel).as_posix()
+        if canonical != rel:  # "./x", "a//x", "x/": each file is listed once, under one spelling
+            raise ArtifactError(f"{man_path}: file entry {safeio.bounded_repr(rel)} names {canonical} again"
+                                if canonical in files else
+                                f"{man_path}: file entry {safeio.bounded_repr(rel)} is not written as {canonical!r}")
         path = os.path.join(os.fspath(export_dir), *parts)
         if not os.path.isfile(path):
             raise ArtifactError(f"{path}: missing (listed in {man_path})")
@@ -154,6 +158,9 @@ def check_manifest(man, data, man_path, tfl_path):
     """`reference.IntegerModel` from manifest.json + model.tflite bytes, after cross-checking them. A manifest of
     SPEC v1 layers only (no "kind") is checked field by field against the v1 graph; any other goes through the
     op registry (`_check_ops`)."""
+    seed = man.get("default_seed")
+    if type(seed) is not int or not 0 <= seed <= 0xFFFFFFFF:  # exactly the 32-bit seed model.tflite stores
+        raise ArtifactError(f"{man_path}: default_seed={safeio.bounded_repr(seed)} is not a 32-bit seed")
     entries = man.get("layers")
     if isinstance(entries, list) and any(isinstance(e, dict) and "kind" in e for e in entries):
         try:
@@ -345,6 +352,12 @@ def load_exported(export_dir):
         raise ArtifactError(f"{man_path}: not a readable JSON manifest ({type(err).__name__}: {err})") from None
     if not isinstance(man, dict) or man.get("format") != FORMAT:
         raise ArtifactError(f"{man_path}: not a tfqbnn QBNN-INT manifest")
+    if man.get(INTERRUPTED):
+        raise ArtifactError(f"{man_path}: the export that wrote this folder was interrupted before it finished; "
+                            "rerun tfqbnn-export with the same --out")
+    if type(man.get("version")) is not int or man["version"] != MANIFEST_VERSION:
+        raise ArtifactError(f"{man_path}: version {safeio.bounded_repr(man.get('version'))} is not supported (this "
+                            f"tfqbnn reads version {MANIFEST_VERSION}); re-export with tfqbnn-export")
     verify_files(export_dir, man, man_path)
     with open(tfl_path, "rb") as f:
         data = f.read()

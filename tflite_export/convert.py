@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tflite_export import artifacts
+from tflite_export import artifacts, safeio
 from tflite_export.ir.activation import TIE_MARGIN, tie_free_softplus_lut  # noqa: F401
 from tflite_export.ir.weighted import range_to_affine as _range_to_affine  # noqa: F401
 from tflite_export.reference import INPUT_SCALE, INPUT_ZERO_POINT, IntegerModel
@@ -29,9 +29,25 @@ def integer_model_from_keras(model, weights="int4", seed=0):
     from tflite_export import frontend
     from tfqbnn.moments import warn_frozen_sigma
 
+    check_weights(model)
     ops, input_shape = frontend.integer_ops(model, weights)
     warn_frozen_sigma(model, where="export: ")  # a layer that samples almost nothing exports as such
     return IntegerModel(ops, default_seed=seed, input_shape=input_shape)
+
+
+def check_weights(model):
+    """One-line ValueError naming the layer whose weights the integer model would not represent: NaN or inf, or a
+    variational mu beyond the layer's mu_limit (training clips mu there; the codes would be clamped silently)."""
+    from tfqbnn.layers import VariationalLayer
+    from tfqbnn.uncertainty import check_finite_weights
+
+    check_finite_weights(model)
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, VariationalLayer) and layer.built:
+            peak = float(np.max(np.abs(np.asarray(layer.mu))))
+            if peak > layer.mu_limit * (1 + 1e-6):
+                raise ValueError(f"layer {layer.name!r}: mu holds values up to {peak:.3g} in magnitude, beyond its "
+                                 f"mu_limit={layer.mu_limit}; the exported codes would not be this model")
 
 
 def calibrate(imodel, x, num_samples=4, seed=None):
@@ -77,7 +93,7 @@ def manifest(imodel, weights):
 
 def _refuse_foreign_files(out, names):
     """An earlier export of ours may be replaced; a user's file of the same name never is."""
-    present = [n for n in names if (out / n).exists()]
+    present = [n for n in names if os.path.lexists(out / n)]
     if not present:
         return
     try:
@@ -89,12 +105,6 @@ def _refuse_foreign_files(out, names):
                          f"{artifacts.MANIFEST} beside it); choose another --out")
 
 
-def _write_atomic(path, data):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calibration_samples=4, extra_writers=()):
     """Export a Keras JQ model (or a .keras path): returns {"integer_model", "manifest", paths...}.
 
@@ -103,9 +113,14 @@ def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calib
 
     `extra_writers`: callables f(integer_model, manifest, out_dir) run after the standard files
     (hook for model_data.c/.h of the Cortex-M runtime).
+
+    Everything is checked and built before `out_dir` is created or touched. Then manifest.json is first replaced
+    by a marker saying the export is unfinished, and written for real last: an export killed in between leaves a
+    folder that `load_exported` refuses ("interrupted") and that a rerun replaces.
     """
     from tflite_export import tflite_io
 
+    seed = safeio.check_seed(seed)
     if isinstance(model, (str, Path)):
         import keras
 
@@ -116,8 +131,8 @@ def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calib
             raise ValueError(f"model file not found: {path}")
         model = keras.saving.load_model(path)
     out = Path(out_dir)
-    _refuse_foreign_files(out, ("model.tflite", "model_split.tflite", artifacts.MANIFEST))
-    out.mkdir(parents=True, exist_ok=True)
+    names = ("model.tflite", "model_split.tflite", artifacts.MANIFEST)
+    _refuse_foreign_files(out, names)
     if calibration_x is None or len(calibration_x) == 0:
         raise ValueError("calibration_x is required: pass calibration images (float in [0, 1] or uint8, one row per "
                          "image), e.g. 1000 training images; tfqbnn-export loads them for you")
@@ -129,16 +144,25 @@ def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calib
     calibration_x = calibration_x.reshape(-1, *imodel.input_shape)
     calibrate(imodel, calibration_x, num_samples=calibration_samples)
     info = manifest(imodel, weights)
+    data = {"model.tflite": tflite_io.build_tflite(imodel, split=False),
+            "model_split.tflite": tflite_io.build_tflite(imodel, split=True)}
     paths = {"model": out / "model.tflite", "model_split": out / "model_split.tflite",
              "manifest_path": out / artifacts.MANIFEST}
-    _write_atomic(paths["model"], tflite_io.build_tflite(imodel, split=False))
-    _write_atomic(paths["model_split"], tflite_io.build_tflite(imodel, split=True))
-    written = {"model.tflite", "model_split.tflite"}
+    safeio.make_dir(out)
+    try:
+        _refuse_foreign_files(out, names)  # again: the folder may have changed while we converted
+        artifacts.write_manifest(out, {"format": artifacts.FORMAT, "version": artifacts.MANIFEST_VERSION,
+                                       artifacts.INTERRUPTED: True})
+        for name, blob in data.items():
+            safeio.write_bytes(out / name, blob)
+    except OSError as err:
+        raise ValueError(f"{out}: cannot write the export ({err.strerror or err})") from None
+    written = set(data)
     before = artifacts.snapshot(out)
     for writer in extra_writers:
         writer(imodel, info, out)
     after = artifacts.snapshot(out)  # what the writers created or rewrote (never other files in out_dir)
     written |= {rel for rel, st in after.items() if before.get(rel) != st and rel != artifacts.MANIFEST}
     info["files"] = artifacts.file_entries(out, written)
-    artifacts.write_manifest(out, info)  # last: a crash before this leaves no manifest claiming these files
+    artifacts.write_manifest(out, info)  # last: until then the marker says the export is unfinished
     return {"integer_model": imodel, "manifest": info, **paths}

@@ -21,9 +21,9 @@ FIRMWARE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "firmwar
 
 
 def _makefile_boards():
-    """{board: core} from the firmware Makefile's board blocks (`<board>.CORE := ...`): one place
+    """{board: core} from the firmware's board table (`<board>.CORE := ...` in boards.mk): one place
     to add a board."""
-    with open(os.path.join(FIRMWARE_DIR, "Makefile")) as f:
+    with open(os.path.join(FIRMWARE_DIR, "boards.mk")) as f:
         return dict(re.findall(r"^([A-Za-z0-9_]+)\.CORE := (.+?)\s*$", f.read(), re.M))
 
 

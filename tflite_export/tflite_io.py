@@ -60,6 +60,8 @@ def unpack_options(buf, where="QBNN_SAMPLE options"):
         raise ValueError(f"{where}: unsupported weight_bits={b} sigma_bits={sb} layout={layout}")
     if e != sampler.EPS_FRAC_BITS or s != sampler.SHIFT:
         raise ValueError(f"{where}: eps bits {e} / shift {s}, expected {sampler.EPS_FRAC_BITS} / {sampler.SHIFT}")
+    if not (rows and cols and rows * cols < 2**31):  # the sampler's bound (qbnn_layer_check)
+        raise ValueError(f"{where}: {rows} rows x {cols} cols = {rows * cols} weights, expected 1 to 2^31 - 1")
     offset, fmt, shape = OPTIONS_HEADER.size, FILTER_FC, (rows, cols)
     if version == OPTIONS_VERSION_ND:
         if len(buf) < offset + OPTIONS_ND.size:
@@ -93,8 +95,10 @@ class _Graph:
     helpers below and return their output tensor. `split`: sampled filters become graph inputs instead of
     QBNN_SAMPLE outputs."""
 
-    def __init__(self, schema, split=False, default_seed=0):
+    def __init__(self, schema, split=False, default_seed=0, builtins=None):
         self.s = schema
+        # builtin operator names the graph may use (None: any); a model's graph takes its ops' tflite_builtins
+        self.builtins = None if builtins is None else frozenset(builtins)
         self.split, self.default_seed = bool(split), int(default_seed)
         self.buffers = [schema.BufferT()]  # buffer 0: the empty sentinel (no data vector)
         self.tensors, self.ops, self.codes, self.inputs = [], [], [], []
@@ -170,6 +174,11 @@ class _Graph:
                            quantized_dimension=weights.channel_axis if weights.scales.size > 1 else 0)
 
     def opcode(self, builtin, custom=None):
+        if self.builtins is not None and builtin != self.s.BuiltinOperator.CUSTOM:
+            name = _builtin_name(self.s, builtin)
+            if name not in self.builtins:
+                raise ValueError(f"the graph emits builtin {name}, which none of its ops declares in "
+                                 "tflite_builtins (the TFLM resolver of tflite_export.tflm_ops would lack it)")
         key = (builtin, custom)
         for i, c in enumerate(self.codes):
             if (c.builtinCode, c.customCode) == key:
@@ -195,11 +204,16 @@ class _Graph:
         self.ops.append(o)
 
 
+def _builtin_name(schema, code):
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    return names.get(code, str(code))
+
+
 def build_tflite(imodel, split=False):
     """Serialized model.tflite (split=False, QBNN_SAMPLE ops) or model_split.tflite (filters as inputs): the
     input tensor, then each IR op's `lower_tflite` (SPEC.md section 6)."""
     s = _schema()
-    g = _Graph(s, split, imodel.default_seed)
+    g = _Graph(s, split, imodel.default_seed, {b for op in imodel.ops for b in type(op).tflite_builtins})
     x = g.int8("input", [1, *imodel.input_shape], imodel.quants()[0])
     g.inputs.append(x)
     for op in imodel.ops:

@@ -14,8 +14,8 @@ from tfqbnn.quantizers import LogQuantizer, UniformQuantizer  # noqa: E402
 
 from tfqbnn import callbacks, layers, models, uncertainty  # noqa: E402
 from tfqbnn.layers import (  # noqa: E402
-    Conv2DVariational, DenseVariational, DepthwiseConv2DVariational, QuantizedConv2D, QuantizedDense,
-    QuantizedDepthwiseConv2D, VariationalLayer,
+    Conv1DVariational, Conv2DVariational, Conv3DVariational, DenseVariational, DepthwiseConv2DVariational,
+    QuantizedConv2D, QuantizedDense, QuantizedDepthwiseConv2D, VariationalLayer,
 )
 from tfqbnn.uncertainty import predict_mc  # noqa: E402
 from tfqbnn.propagation import predict_uncertainty  # noqa: E402
@@ -32,7 +32,7 @@ def __getattr__(name):
 
 __all__ = [
     "QuantizationConfig", "UniformQuantizer", "LogQuantizer", "VariationalLayer", "DenseVariational",
-    "Conv2DVariational", "DepthwiseConv2DVariational", "QuantizedDense", "QuantizedConv2D",
-    "QuantizedDepthwiseConv2D", "predict_mc", "predict_uncertainty",
+    "Conv1DVariational", "Conv2DVariational", "Conv3DVariational", "DepthwiseConv2DVariational", "QuantizedDense",
+    "QuantizedConv2D", "QuantizedDepthwiseConv2D", "predict_mc", "predict_uncertainty",
     "callbacks", "layers", "models", "uncertainty",
 ]

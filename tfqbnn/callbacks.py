@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import keras
 
@@ -13,6 +14,14 @@ def _variational_layers(model):
     from tfqbnn.layers import VariationalLayer
 
     return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, VariationalLayer)]
+
+
+def _number(name, value, what, ok, integer=False):
+    """A real (or integer) argument for which ``ok`` holds, else a one-line ValueError naming it (NaN fails every
+    comparison, so it is refused too)."""
+    kinds = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kinds) or not ok(value):
+        raise ValueError(f"`{name}` must be {what}; received {name}={value!r}")
 
 
 class KLAnnealing(keras.callbacks.Callback):
@@ -52,16 +61,13 @@ class KLAnnealing(keras.callbacks.Callback):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"`schedule` must be one of {list(SCHEDULES)}; received schedule={schedule!r}")
-        if not 0.0 < warmup <= 1.0:
-            raise ValueError(f"`warmup` must be in (0, 1]; received warmup={warmup}")
-        if start < 0 or end < 0:
-            raise ValueError(f"`start` and `end` must be >= 0; received start={start}, end={end}")
-        if int(cycles) < 1:
-            raise ValueError(f"`cycles` must be >= 1; received cycles={cycles}")
-        if total_steps is not None and int(total_steps) < 1:
-            raise ValueError(f"`total_steps` must be >= 1; received total_steps={total_steps}")
-        if not 0.0 <= tolerance < 1.0:
-            raise ValueError(f"`tolerance` must be in [0, 1); received tolerance={tolerance}")
+        _number("warmup", warmup, "in (0, 1]", lambda v: 0.0 < v <= 1.0)
+        _number("start", start, "finite and >= 0", lambda v: 0.0 <= v < math.inf)
+        _number("end", end, "finite and >= 0", lambda v: 0.0 <= v < math.inf)
+        _number("cycles", cycles, "an integer >= 1", lambda v: v >= 1, integer=True)
+        if total_steps is not None:
+            _number("total_steps", total_steps, "an integer >= 1 or None", lambda v: v >= 1, integer=True)
+        _number("tolerance", tolerance, "in [0, 1)", lambda v: 0.0 <= v < 1.0)
         self.schedule = schedule
         self.start = float(start)
         self.end = float(end)

@@ -29,7 +29,9 @@ class QuantizationConfig:
     Args:
         strategy: one of ``"none"`` (or ``"fp32"``), ``"vpq"``, ``"spq"``, ``"jq"``.
         bits: default bit width for every quantized tensor of the strategy.
-        mu_bits, sigma_bits, sample_bits: per-tensor overrides of ``bits``.
+        mu_bits: override of ``bits`` for mu.
+        sigma_bits: override of ``bits`` for sigma.
+        sample_bits: override of ``bits`` for the sampled weights.
         sigma_quantizer: ``"log"`` (the paper's choice) or ``"uniform"``
             (sigma quantized on the same uniform grid as mu, as in prior work;
             for the ablation).

@@ -11,13 +11,13 @@ Estimators of ``H(E p)`` (the expected entropy is always the plain sample mean):
 
 * ``"plugin"``    -- ``H(pbar)``: the textbook decomposition.
 * ``"jackknife"`` -- the (delete-a-group) jackknife.  The S samples are cut into G contiguous
-  groups of sizes ``m_g`` (``G = S`` by default: delete-one); with ``H_-g`` the entropy of the
+  groups of sizes ``m_g`` (``G = min(S, 32)`` by default: delete-one up to S = 32); with ``H_-g`` the entropy of the
   mean without group g, ``H_J = H + sum_g ((S - m_g) / S) (H - H_-g)``.  For equal groups this is
   the textbook ``G H - (G - 1) mean_g H_-g``; for unequal ones these weights (the delete-m_g
   jackknife of Busing, Meijer and van der Leeden, 1999) both cancel the ``1 / S`` term of the bias
   and leave a linear statistic unchanged (other weights that only cancel the bias add a
   zero-mean term of order ``1 / sqrt(S)``).  It needs the G group sums of the probabilities only,
-  so it can run over samples in chunks and on a microcontroller (``groups=32`` there).
+  so it runs over samples in chunks (`Decomposition`) and on a microcontroller, with the same groups.
 * ``"delta"``     -- the second-order (delta-method) correction
   ``H + (1 / 2S) sum_c s_c^2 / pbar_c`` with the unbiased sample variance ``s_c^2``: the
   Miller-Madow correction generalised from counts to probability vectors (for one-hot samples it
@@ -38,6 +38,9 @@ import numpy as np
 
 ESTIMATORS = ("plugin", "jackknife", "delta")
 DEFAULT_ESTIMATOR = "jackknife"
+# groups of the jackknife (as the C runtime's QBNN_JK_GROUPS): delete-one up to S = 32, and the group sums of a
+# streamed prediction stay 32 x N x C whatever S
+JACKKNIFE_GROUPS = 32
 _EPS = 1e-12
 # [S, N, C] float64 elements one vectorised step may hold (the leave-one-out means): 32 MiB
 _CHUNK_ELEMENTS = 1 << 22
@@ -93,10 +96,10 @@ def jackknife_from_group_sums(stat, sums, sizes):
     return full + np.sum(weights * (full[None] - loo), axis=0)
 
 
-def entropy_of_mean(probs, estimator="plugin", groups=None):
+def entropy_of_mean(probs, estimator="plugin", groups=JACKKNIFE_GROUPS):
     """Estimate of ``H(E p)`` from samples ``probs [S, N, C]``: ``[N]`` float64 (see the module docstring).
 
-    ``groups``: the jackknife's number of groups (None: S, delete-one).
+    ``groups``: the jackknife's number of groups, ``min(groups, S)`` (None: S, delete-one).
     """
     estimator = check_estimator(estimator)
     p = np.asarray(probs, dtype=np.float64)
@@ -120,7 +123,7 @@ def entropy_of_mean(probs, estimator="plugin", groups=None):
     return out
 
 
-def decompose(probs, estimator="plugin", groups=None):
+def decompose(probs, estimator="plugin", groups=JACKKNIFE_GROUPS):
     """The uncertainty split of samples ``probs [S, N, C]`` with the predictive entropy by ``estimator``.
 
     Returns a dict of float64 arrays: ``mean_probs [N, C]``, ``predictive_entropy``, ``aleatoric`` (the mean of the
@@ -138,3 +141,57 @@ def decompose(probs, estimator="plugin", groups=None):
         total = entropy_of_mean(p, estimator, groups)
         mi = total - aleatoric
     return {"mean_probs": mean, "predictive_entropy": total, "aleatoric": aleatoric, "epistemic": mi}
+
+
+class Decomposition:
+    """`decompose` over samples that arrive in chunks (memory bounded in S): ``add(first_sample, probs [k, N, C])``
+    for chunks covering samples 0 .. S-1 in any order, then ``result()``. Holds the per-class sums (plug-in), the
+    G group sums (jackknife, ``[G, N, C]``) or the sums of squares (delta), and the summed per-sample entropies."""
+
+    def __init__(self, num_samples, estimator="plugin", groups=JACKKNIFE_GROUPS):
+        self.estimator = check_estimator(estimator)
+        self.num_samples = int(num_samples)
+        self.bounds = group_bounds(self.num_samples, groups)
+        self.total = self.square = self.groups = self.expected = None
+        self.seen = 0
+
+    def add(self, first_sample, probs):
+        p = np.asarray(probs, np.float64)
+        k, n, c = p.shape
+        if self.total is None:
+            self.total, self.expected = np.zeros((n, c)), np.zeros(n)
+            if self.estimator == "delta":
+                self.square = np.zeros((n, c))
+            if self.estimator == "jackknife":
+                self.groups = np.zeros((len(self.bounds) - 1, n, c))
+        self.total += p.sum(axis=0)
+        self.expected += entropy(p).sum(axis=0)
+        if self.square is not None:
+            self.square += np.einsum("snc,snc->nc", p, p)
+        if self.groups is not None:
+            g = np.searchsorted(self.bounds, np.arange(first_sample, first_sample + k), side="right") - 1
+            np.add.at(self.groups, g, p)
+        self.seen += k
+
+    def result(self):
+        if self.seen != self.num_samples:
+            raise ValueError(f"Decomposition received {self.seen} samples; expected {self.num_samples}")
+        s = self.num_samples
+        mean = self.total / s
+        aleatoric = self.expected / s
+        if self.estimator == "plugin" or s < 2:
+            total = entropy(mean)
+            mi = np.maximum(total - aleatoric, 0.0) if self.estimator == "plugin" else total - aleatoric
+        elif self.estimator == "delta":
+            var = np.maximum(self.square - s * mean * mean, 0.0) / (s - 1)
+            ratio = np.where(mean > 0, var / np.where(mean > 0, mean, 1.0), 0.0)
+            total = entropy(mean) + ratio.sum(axis=-1) / (2.0 * s)
+            mi = total - aleatoric
+        else:
+            sizes = np.diff(self.bounds)
+            n, c = mean.shape
+            step = max(1, _CHUNK_ELEMENTS // (len(sizes) * c))
+            total = np.concatenate([jackknife_from_group_sums(entropy, self.groups[:, i : i + step], sizes)
+                                    for i in range(0, n, step)])
+            mi = total - aleatoric
+        return {"mean_probs": mean, "predictive_entropy": total, "aleatoric": aleatoric, "epistemic": mi}

@@ -47,7 +47,9 @@ def mlp(
             applied to every layer.
         input_dim: flattened input size (784 for MNIST; inputs in [0, 1]).
         num_examples: training-set size N (the KL is divided by it).
-        prior_std, init_sigma, rho_scale: see `DenseVariational`.
+        prior_std: see `DenseVariational`.
+        init_sigma: see `DenseVariational`.
+        rho_scale: see `DenseVariational`.
         seed: base seed; layer i uses ``seed + i``.
 
     Returns:
@@ -99,7 +101,7 @@ LENET_INPUT = (28, 28, 1)
 def _lenet_layers(input_dim):
     if input_dim == 784:
         return [keras.Input((784,)), keras.layers.Reshape(LENET_INPUT, name="image")]
-    if tuple(input_dim) == LENET_INPUT:
+    if isinstance(input_dim, (tuple, list)) and tuple(input_dim) == LENET_INPUT:
         return [keras.Input(LENET_INPUT)]
     raise ValueError(f"`input_dim` must be 784 (flat MNIST) or (28, 28, 1); received input_dim={input_dim!r}")
 
@@ -129,7 +131,10 @@ def lenet5(bayesian="all", quantization=None, deterministic_bits=None, per_chann
         per_channel: per-output-channel scales for those quantized kernels.
         input_dim: 784 (flat MNIST arrays, reshaped inside the model, so the data
             pipeline is the MLP's) or ``(28, 28, 1)``.
-        num_examples, prior_std, init_sigma, rho_scale: see `VariationalLayer`.
+        num_examples: see `VariationalLayer`.
+        prior_std: see `VariationalLayer`.
+        init_sigma: see `VariationalLayer`.
+        rho_scale: see `VariationalLayer`.
         seed: base seed; weighted layer i uses ``seed + i``.
 
     Returns:

@@ -126,7 +126,8 @@ def weight_moments(mu, sigma, quantization, noise="gaussian"):
     """Exact ``(E[w], Var[w])`` of the sampled weights, float64 arrays of ``mu``'s shape.
 
     Args:
-        mu, sigma: the variational parameters (unquantized), arrays of one shape.
+        mu: the variational means (unquantized).
+        sigma: the variational standard deviations (unquantized), of ``mu``'s shape.
         quantization: a `QuantizationConfig`.
         noise: ``"gaussian"`` (``eps ~ N(0, 1)``) or ``"sampler"`` (the truncated,
             discrete eps of `tfqbnn.noise`); see the module docstring.

@@ -36,7 +36,9 @@ import tensorflow as tf
 
 from tfqbnn import moments
 from tfqbnn.layers import DenseVariational, sample_groups
-from tfqbnn.uncertainty import _check_inputs, decompose, predict_mc, preserved_random_state
+from tfqbnn.uncertainty import (
+    _check_inputs, _check_probabilities, entropy, is_chain, mc_chunks, preserved_random_state, reseed, sample_chunk,
+)
 
 METHODS = ("mc", "hybrid", "pfp")
 
@@ -115,6 +117,7 @@ def _chain(model, from_logits):
     layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
     if not layers:
         raise ValueError("the model has no layers")
+    _require_chain(model, "pfp")
     chain = [(l, True) for l in layers]
     if not from_logits:
         last = layers[-1]
@@ -132,6 +135,23 @@ def _chain(model, from_logits):
     return chain
 
 
+def _require_chain(model, method):
+    # functional models with branches; a subclassed model's `layers` are taken in order
+    if isinstance(getattr(model, "inputs", None), list) and not is_chain(model):
+        raise ValueError(f"method={method!r} needs a chain of layers (each taking the previous one's output); the model "
+                         f"{model.name!r} has branches, several inputs or shared layers: use method='mc'")
+
+
+MAX_SOFTPLUS_ORDER = 256  # quadrature nodes: memory is order x batch x units float64 per layer
+
+
+def check_softplus_order(order):
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 1 <= order <= MAX_SOFTPLUS_ORDER:
+        raise ValueError(f"`softplus_order` must be an integer in 1..{MAX_SOFTPLUS_ORDER} (quadrature nodes); "
+                         f"received softplus_order={order!r}")
+    return int(order)
+
+
 def _activation(layer):
     return getattr(layer, "activation", None)
 
@@ -147,6 +167,7 @@ def logit_moments(model, x, from_logits=False, noise="gaussian", softplus_order=
     """
     if covariance not in ("diagonal", "full"):
         raise ValueError(f"`covariance` must be 'diagonal' or 'full'; received covariance={covariance!r}")
+    softplus_order = check_softplus_order(softplus_order)
     x = _check_inputs(model, x)
     chain = _chain(model, from_logits)
     full = covariance == "full"
@@ -242,21 +263,38 @@ def _softmax(z):
     return e / e.sum(-1, keepdims=True)
 
 
-def predict_pfp(model, x, num_samples=30, from_logits=False, seed=None, noise="gaussian", softplus_order=32,
-                batch_size=4096, covariance="diagonal"):
-    """Softmax of S samples of the PFP logit Gaussian: ``[S, N, C]`` float32 (see `logit_moments`)."""
+def pfp_chunks(model, x, num_samples=30, from_logits=False, seed=None, noise="gaussian", softplus_order=32,
+               batch_size=4096, covariance="diagonal", max_samples_per_call=None):
+    """`predict_pfp` a chunk of samples at a time: yields ``(first sample index, probs [k, N, C])``."""
     m, v = logit_moments(model, x, from_logits, noise, softplus_order, batch_size, covariance)
+    # a chunk's normal draws, logits and softmax: about 4 float64 copies of [k, N, C]
+    s, chunk = sample_chunk(num_samples, max_samples_per_call, m.size)
     rng = np.random.default_rng(seed)
-    out = np.empty((num_samples,) + m.shape, np.float32)
     if v.ndim == 2:
         scale = np.sqrt(v)
         draw = lambda e: m + scale * e  # noqa: E731
     else:  # Cholesky factor per input (a tiny jitter for covariances that are PSD only to rounding)
         c = v.shape[-1]
         chol = np.linalg.cholesky(v + 1e-12 * np.eye(c) * (1 + np.trace(v, axis1=1, axis2=2))[:, None, None] / c)
-        draw = lambda e: m + np.einsum("nij,nj->ni", chol, e)  # noqa: E731
-    for s in range(num_samples):
-        out[s] = _softmax(draw(rng.standard_normal(m.shape)))
+        draw = lambda e: m + np.einsum("nij,knj->kni", chol, e)  # noqa: E731
+    for s0 in range(0, s, chunk):
+        k = min(chunk, s - s0)
+        yield s0, _softmax(draw(rng.standard_normal((k,) + m.shape))).astype(np.float32)
+
+
+def predict_pfp(model, x, num_samples=30, from_logits=False, seed=None, noise="gaussian", softplus_order=32,
+                batch_size=4096, covariance="diagonal"):
+    """Softmax of S samples of the PFP logit Gaussian: ``[S, N, C]`` float32 (see `logit_moments`)."""
+    return _collect(pfp_chunks(model, x, num_samples, from_logits, seed, noise, softplus_order, batch_size,
+                               covariance), num_samples)
+
+
+def _collect(chunks, num_samples):
+    out = None
+    for s0, probs in chunks:
+        if out is None:
+            out = np.empty((int(num_samples),) + probs.shape[1:], np.float32)
+        out[s0 : s0 + len(probs)] = probs
     return out
 
 
@@ -305,54 +343,84 @@ def _hybrid_runner(model, s, from_logits):
     return run
 
 
-def predict_hybrid(model, x, num_samples=30, batch_size=None, from_logits=False, seed=None, noise="gaussian"):
-    """Softmax samples ``[S, N, C]`` with the first variational layer's pre-activations drawn from their exact moments."""
+def hybrid_chunks(model, x, num_samples=30, batch_size=None, from_logits=False, seed=None, noise="gaussian",
+                  max_samples_per_call=None):
+    """`predict_hybrid` a chunk of samples at a time: yields ``(first sample index, probs [k, N, C])``. A chunk holds
+    the sampled weights of the layers after the first variational one for at most `sample_chunk` samples."""
+    _require_chain(model, "hybrid")
     x = _check_inputs(model, x)
-    s = int(num_samples)
-    if batch_size is None:
-        batch_size = max(1, 32768 // s)
     _, first, after = _hybrid_split(model, from_logits)
+    sampled = sum(int(np.prod(l.mu.shape)) for a in after for l in a._flatten_layers() if moments.is_variational(l))
+    s, chunk = sample_chunk(num_samples, max_samples_per_call, sampled)
+    if batch_size is None:
+        batch_size = max(1, 32768 // chunk)
     if seed is not None:  # same per-layer reseeding as predict_mc, so the later layers draw alike
-        variational = [l for l in model._flatten_layers() if moments.is_variational(l)]
-        for i, layer in enumerate(variational):
-            layer.reseed(int(seed) * 1000 + i)
+        reseed(model, seed, moments.is_variational)
     base = 0 if seed is None else int(seed)
     ew, vw = moments.layer_weight_moments(first, noise)
     ew, vw = tf.constant(ew, tf.float32), tf.constant(vw, tf.float32)
-    run = _hybrid_runner(model, s, bool(from_logits))
-    chunks = []
-    with sample_groups(s):
-        for j, i in enumerate(range(0, len(x), batch_size)):
-            seed_t = tf.constant([base, j], tf.int64) if seed is not None else tf.random.uniform(
-                (2,), maxval=2**31 - 1, dtype=tf.int64)
-            chunks.append(run(tf.constant(x[i : i + batch_size]), ew, vw, seed_t).numpy())
-    if not chunks:
-        raise ValueError("`x` is empty")
-    return np.concatenate(chunks, axis=1)
+    call = 0
+    for s0 in range(0, s, chunk):
+        k = min(chunk, s - s0)
+        run = _hybrid_runner(model, k, bool(from_logits))
+        parts = []
+        with sample_groups(k):
+            for i in range(0, len(x), batch_size):
+                seed_t = tf.constant([base, call], tf.int64) if seed is not None else tf.random.uniform(
+                    (2,), maxval=2**31 - 1, dtype=tf.int64)
+                call += 1
+                parts.append(run(tf.constant(x[i : i + batch_size]), ew, vw, seed_t).numpy())
+        yield s0, np.concatenate(parts, axis=1)
+
+
+def predict_hybrid(model, x, num_samples=30, batch_size=None, from_logits=False, seed=None, noise="gaussian"):
+    """Softmax samples ``[S, N, C]`` with the first variational layer's pre-activations drawn from their exact moments."""
+    return _collect(hybrid_chunks(model, x, num_samples, batch_size, from_logits, seed, noise), num_samples)
 
 
 # -- the public entry point ------------------------------------------------------------------
-def predict_probs(model, x, method="mc", num_samples=30, batch_size=None, from_logits=False, seed=None,
-                  noise="gaussian", softplus_order=32, covariance="diagonal"):
-    """Softmax samples ``[S, N, C]`` by ``method`` (``"mc"``, ``"hybrid"`` or ``"pfp"``); see the module docstring.
-
-    With ``seed`` the draws are reproducible and the layers' random state is left as it was."""
+def _chunks(model, x, method, num_samples, batch_size, from_logits, seed, noise, softplus_order, covariance,
+            max_samples_per_call):
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {list(METHODS)}; received method={method!r}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-        raise ValueError(f"`num_samples` must be a positive integer; received num_samples={num_samples!r}")
+    check_softplus_order(softplus_order)
     if method == "mc":
-        return predict_mc(model, x, num_samples, batch_size=batch_size, from_logits=from_logits, seed=seed)
-    if method == "hybrid":  # a seed reseeds the layers for this call only
-        layers = [l for l in model._flatten_layers() if moments.is_variational(l)] if seed is not None else []
-        with preserved_random_state(layers):
-            return predict_hybrid(model, x, num_samples, batch_size, from_logits, seed, noise)
-    return predict_pfp(model, x, num_samples, from_logits, seed, noise, softplus_order, covariance=covariance)
+        return mc_chunks(model, x, num_samples, batch_size, from_logits, seed, max_samples_per_call)
+    if method == "hybrid":
+        chunks = hybrid_chunks(model, x, num_samples, batch_size, from_logits, seed, noise, max_samples_per_call)
+        # a seed reseeds the layers for this call only
+        return _preserving(chunks, [l for l in model._flatten_layers() if moments.is_variational(l)]) \
+            if seed is not None else chunks
+    return pfp_chunks(model, x, num_samples, from_logits, seed, noise, softplus_order, covariance=covariance,
+                      max_samples_per_call=max_samples_per_call)
+
+
+def _preserving(chunks, layers):
+    """``chunks`` with the random state of ``layers`` restored when they are exhausted (or closed)."""
+    with preserved_random_state(layers):
+        yield from chunks
+
+
+def predict_probs(model, x, method="mc", num_samples=30, batch_size=None, from_logits=False, seed=None,
+                  noise="gaussian", softplus_order=32, covariance="diagonal", max_samples_per_call=None):
+    """Softmax samples ``[S, N, C]`` by ``method`` (``"mc"``, ``"hybrid"`` or ``"pfp"``); see the module docstring.
+    Besides the returned array, memory is that of one chunk of samples (see `predict_uncertainty`). With ``seed``
+    the draws are reproducible and the layers' random state is left as it was."""
+    return _collect(_chunks(model, x, method, num_samples, batch_size, from_logits, seed, noise, softplus_order,
+                            covariance, max_samples_per_call), num_samples)
 
 
 def predict_uncertainty(model, x, method="mc", num_samples=30, batch_size=None, from_logits=False, seed=None,
-                        noise="gaussian", softplus_order=32, covariance="diagonal", estimator=None):
+                        noise="gaussian", softplus_order=32, covariance="diagonal", max_samples_per_call=None,
+                        estimator=None):
     """Predictive uncertainty of a Bayesian model by Monte Carlo, the hybrid, or the probabilistic forward pass.
+
+    Memory is bounded in S for every method: the samples are drawn a chunk at a time and reduced as they come
+    (never an ``[S, N, C]`` array). A chunk holds at most ``max_samples_per_call`` samples (by default as many as
+    keep the sampled weights within `tfqbnn.uncertainty.SAMPLE_MEMORY_BUDGET`, 64 MiB: MC's every variational
+    layer, hybrid's layers after the first one, PFP's ``[k, N, C]`` logit draws), plus their ``k * N * C``
+    probabilities and, for MC and hybrid, the activations of ``k * batch_size`` rows; PFP also keeps the logit
+    moments, ``[N, C]`` (``[N, C, C]`` with ``covariance="full"``).
 
     Args:
         model: a Keras model (a chain of layers) with probability outputs (or logits
@@ -361,19 +429,21 @@ def predict_uncertainty(model, x, method="mc", num_samples=30, batch_size=None, 
         method: ``"mc"`` (S full weight samples), ``"hybrid"`` (exact first-layer
             moments, later layers sampled) or ``"pfp"`` (moments through every layer,
             S samples of the logits only).
-        num_samples: S.
-        seed: reproducible draws if given; the model's random state is left as it was, so
-            later calls are unaffected.
+        num_samples: S, 1..65536 (the C runtime's bound).
+        seed: reproducible draws if given (a 32-bit integer); the model's random state is left
+            as it was, so later calls are unaffected.
         noise: ``"gaussian"`` or ``"sampler"``: the eps model behind the exact
             quantized-weight moments (`tfqbnn.moments`).
-        softplus_order: quadrature nodes for SoftPlus moment matching (PFP).
+        softplus_order: quadrature nodes for SoftPlus moment matching (PFP), 1..256.
         covariance: PFP only: ``"diagonal"`` (independent units, as arXiv 2511.23440) or
             ``"full"`` (also the covariances between units; dense layers).
+        max_samples_per_call: samples per chunk (default: from the memory budget).
         estimator: how the predictive entropy and the mutual information are estimated from
-            the S samples (`tfqbnn.estimators`): ``"plugin"`` (biased low at small S: -9 % MI
-            on Fashion-MNIST at S = 30), ``"jackknife"`` or ``"delta"`` (bias-corrected).
-            None: `tfqbnn.estimators.DEFAULT_ESTIMATOR`, the one closest to the S = 1000
-            truth at S = 30 on the truth test (``results/truth_test``).
+            the S samples (`tfqbnn.estimators`): ``"plugin"`` (biased low at small S: -6 % MI
+            on Fashion-MNIST at S = 30 in ``results/truth_test``), ``"jackknife"`` (32 groups:
+            delete-one up to S = 32; keeps ``32 * N * C`` group sums) or ``"delta"``
+            (bias-corrected). None: `tfqbnn.estimators.DEFAULT_ESTIMATOR`, the one closest to
+            the S = 1000 truth at S = 30 on the truth test.
 
     Returns:
         dict of float64 arrays as `tfqbnn.uncertainty.decompose`: ``mean_probs``
@@ -384,9 +454,13 @@ def predict_uncertainty(model, x, method="mc", num_samples=30, batch_size=None, 
 
     estimator = estimators.check_estimator(estimator)
     t = time.perf_counter()
-    probs = predict_probs(model, x, method, num_samples, batch_size, from_logits, seed, noise, softplus_order,
-                          covariance)
-    out = decompose(probs, estimator)
+    acc = estimators.Decomposition(num_samples, estimator)
+    for s0, probs in _chunks(model, x, method, num_samples, batch_size, from_logits, seed, noise, softplus_order,
+                             covariance, max_samples_per_call):
+        probs = probs.astype(np.float64)
+        _check_probabilities(probs)
+        acc.add(s0, probs)
+    out = acc.result()
     out["estimator"] = estimator
     out["seconds"] = time.perf_counter() - t
     return out

@@ -18,14 +18,32 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
+import fcntl
+import fnmatch
 import hashlib
 import json
 import os
-import shutil
+import time
 from pathlib import Path
+
+from tflite_export.safeio import atomic_path, is_temp_name, make_dir, open_temp, write_bytes, write_text  # noqa: F401
 
 MANIFEST = "run.json"
 SCRATCH = "tfqbnn-scratch"
+LOCK = ".tfqbnn.lock"  # held (flock) for the life of a run; holds the holder's PID
+_LOCK_HEADER = "tfqbnn run lock, pid "
+# What the tools write inside the folders they list (paths relative to the folder): only these are ever
+# deleted from a listed folder, and the folder itself only once nothing else is left in it.
+OWNED = {
+    SCRATCH: ("backup/*", "checkpoint.keras", "model.partial.keras"),
+    "tensorboard": ("train/events.out.tfevents.*", "validation/events.out.tfevents.*", "events.out.tfevents.*"),
+}
+# Inside any other listed folder (sweep cells, the shared stage-1 cache): the names the tools write there.
+_OWNED_ANYWHERE = (MANIFEST, "model.keras", "train.json", "log.csv", "metrics.json", "per_image.npz",
+                   "scatter.png", "samples_curve.md", "worker.log", "inputs.npz", "probs.npz",
+                   "events.out.tfevents.*", "latest.weights.h5*", "training_metadata.json*", "checkpoint.keras",
+                   "model.partial.keras")
 
 
 class RunDirError(ValueError):
@@ -37,31 +55,6 @@ class RunDirError(ValueError):
         super().__init__(f"{self.path}: {self.problem}")
 
 
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yields a temporary path next to ``path``; renamed onto ``path`` only if the block succeeds."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)  # atomic on one filesystem: readers see the old or the new file, never half
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_bytes(path, data):
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def write_text(path, text):
-    write_bytes(path, text.encode())
-
-
 def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
@@ -69,7 +62,7 @@ def write_json(path, obj):
 def savez_compressed(path, **arrays):
     import numpy as np
 
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a name
+    with atomic_path(path) as tmp, open_temp(tmp) as f:  # a file object: numpy would append ".npz" to a name
         np.savez_compressed(f, **arrays)
 
 
@@ -100,8 +93,12 @@ class RunDir:
         kind: what writes it, e.g. ``"train"``, ``"pretrain"``, ``"evaluate"``, ``"sweep"``.
         fingerprint: JSON-able dict identifying the configuration.
         files: top-level names this tool writes in ``path`` (``run.json`` and the scratch folder are
-            added). Only these are ever deleted, and only when an old manifest lists them too.
+            added). Only these are ever deleted, and only when an old manifest lists them too; inside a
+            listed folder only what the tools write there (`OWNED`), never a file of the user's.
         overwrite: replace a run of another configuration, or write into a foreign non-empty folder.
+
+    `open` takes an advisory lock (``flock`` on ``.tfqbnn.lock``) held until `release` or the end of the
+    process: a second process on the same folder is refused, naming the holder's PID.
     """
 
     def __init__(self, path, kind, fingerprint, files, overwrite=False):
@@ -110,10 +107,11 @@ class RunDir:
         self.fingerprint = json.loads(json.dumps(fingerprint, default=str))
         self.files = sorted(set(files) | {MANIFEST, SCRATCH})
         for name in self.files:
-            if not name or "/" in name or "\\" in name or name in (".", ".."):
+            if not name or "/" in name or "\\" in name or name in (".", "..") or name == LOCK:
                 raise ValueError(f"`files` must hold plain file names; received {name!r}")
         self.overwrite = bool(overwrite)
         self.state = None
+        self._lock = None
 
     @property
     def scratch(self):
@@ -136,13 +134,23 @@ class RunDir:
         return m
 
     def open(self):
-        """Checks the folder and writes the manifest; returns ``"new"``, ``"resume"`` or ``"done"``."""
+        """Locks the folder, checks it and writes the manifest; returns ``"new"``, ``"resume"`` or ``"done"``."""
+        try:
+            make_dir(self.path)
+        except ValueError as e:
+            raise RunDirError(self.path, str(e)[len(str(self.path)) + 2:]) from None
+        self._acquire()
+        try:
+            return self._open()
+        except BaseException:
+            self.release()
+            raise
+
+    def _open(self):
         p = self.path
-        if p.exists() and not p.is_dir():
-            raise RunDirError(p, "exists and is not a directory")
         old = self.read_manifest()
         if old is None:
-            entries = sorted(e.name for e in p.iterdir()) if p.is_dir() else []
+            entries = self._entries()
             if entries and not self.overwrite:
                 raise RunDirError(p, f"not empty and not a tfqbnn {self.kind} run (holds {entries[0]!r}"
                                      f"{f' and {len(entries) - 1} more' if len(entries) > 1 else ''}); "
@@ -152,15 +160,81 @@ class RunDir:
         diff = None if old.get("kind") == self.kind else ("kind", old.get("kind"), self.kind)
         diff = diff or first_difference(old.get("fingerprint"), self.fingerprint)
         if diff is None and not self.overwrite:
-            self.state = "done" if old.get("status") == "done" else "resume"
+            if old.get("status") != "done":
+                self.state = "resume"
+                return self.state
+            broken = self._seal_problem(old)
+            if broken:
+                raise RunDirError(p, f"{MANIFEST} says finished, but {broken}; pass --overwrite to rebuild the run "
+                                     "(only files tfqbnn wrote are deleted)")
+            self.state = "done"
             return self.state
         if diff is not None and not self.overwrite:
             key, a, b = diff
             raise RunDirError(p, f"holds a {old.get('kind')} run with {key}={_short(a)}, not {_short(b)}; "
                                  "choose another --out, or pass --overwrite to replace that run")
-        self._delete_own(old)
-        self._refuse_collisions(sorted(e.name for e in p.iterdir()))
+        kept = self._delete_own(old)
+        self._refuse_collisions([e for e in self._entries() if e not in kept])
         return self._start()
+
+    def _entries(self):
+        """Names in the folder, without our lock and our own temp files (never reported as the user's)."""
+        return sorted(e.name for e in self.path.iterdir() if e.name != LOCK and not is_temp_name(e.name))
+
+    def _acquire(self):
+        """flock on the lock file (opened without following a link); RunDirError naming the holder's PID."""
+        lock = self.path / LOCK
+        for _ in range(20):  # the holder may unlink the file between our open and our flock: then again
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise RunDirError(self.path, f"{LOCK} is a link, which tfqbnn did not make; remove it") from None
+                raise RunDirError(self.path, f"cannot write into it ({e.strerror})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunDirError(self.path, f"in use by another tfqbnn process (PID {self._holder(lock)}); wait "
+                                             "for it to finish or choose another --out") from None
+            if os.path.exists(lock) and os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                content = os.pread(fd, 256, 0).decode(errors="replace")
+                if content and not content.startswith(_LOCK_HEADER):
+                    os.close(fd)
+                    raise RunDirError(self.path, f"holds {LOCK!r}, which tfqbnn did not write; move it away")
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{_LOCK_HEADER}{os.getpid()}\n".encode(), 0)
+                self._lock = fd
+                return
+            os.close(fd)
+        raise RunDirError(self.path, f"could not lock {LOCK}")
+
+    def _holder(self, lock):
+        for _ in range(50):  # the holder writes its PID just after taking the lock
+            try:
+                text = lock.read_text()
+            except OSError:
+                text = ""
+            if text.startswith(_LOCK_HEADER) and text[len(_LOCK_HEADER):].strip().isdigit():
+                return int(text[len(_LOCK_HEADER):])
+            time.sleep(0.02)
+        return "unknown"
+
+    def release(self):
+        """Unlocks the folder (also at the end of the process)."""
+        if self._lock is None:
+            return
+        try:
+            with contextlib.suppress(OSError):
+                if os.stat(self.path / LOCK).st_ino == os.fstat(self._lock).st_ino:
+                    os.unlink(self.path / LOCK)  # while still locked: a waiting process then retries on a new file
+        finally:
+            os.close(self._lock)
+            self._lock = None
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            self.release()
 
     def _refuse_collisions(self, entries):
         clash = [n for n in entries if n in self.files]
@@ -169,7 +243,9 @@ class RunDir:
                                          "move it away or choose another --out")
 
     def _delete_own(self, old):
-        """Deletes what the old manifest lists and this tool could have written; nothing else."""
+        """Deletes what the old manifest lists and this tool could have written; nothing else. Returns the listed
+        folders that stay because they hold files of the user's (ours to write into)."""
+        kept = set()
         for name in old["files"]:
             if not isinstance(name, str) or name not in self.files or name == MANIFEST:
                 continue  # a crafted manifest cannot make us delete a user's file
@@ -177,11 +253,13 @@ class RunDir:
             if target.is_symlink() or target.is_file():
                 target.unlink()
             elif target.is_dir():
-                shutil.rmtree(target)
+                _delete_owned_tree(target, OWNED.get(name))
+                if target.exists():
+                    kept.add(name)
         self.manifest_path.unlink()
+        return kept
 
     def _start(self):
-        self.path.mkdir(parents=True, exist_ok=True)
         self._write({"status": "running"})
         self.state = "new"
         return self.state
@@ -193,7 +271,10 @@ class RunDir:
         if old:
             m["created"] = old.get("created", m["created"])
             m = {**old, **m, "created": m["created"]}
-        write_json(self.manifest_path, m)
+        try:
+            write_json(self.manifest_path, m)
+        except OSError as e:
+            raise RunDirError(self.path, f"cannot write {MANIFEST} ({e.strerror})") from None
 
     def add_files(self, names):
         """Registers more top-level names (written before the files themselves)."""
@@ -202,14 +283,59 @@ class RunDir:
             self.files = new
             self._write({})
 
+    def _hashes(self):
+        """SHA-256 of every listed regular file now in the folder (folders are logs and scratch)."""
+        out = {}
+        for name in self.files:
+            f = self.path / name
+            if name != MANIFEST and f.is_file() and not f.is_symlink():
+                out[name] = _sha256(f)
+        return out
+
+    def _seal_problem(self, m):
+        """Why a finished run's files do not match its manifest (None when they do)."""
+        hashes = m.get("hashes")
+        if not isinstance(hashes, dict) or m.get("seal") != digest([m.get("kind"), m.get("fingerprint"), hashes]):
+            return "its fingerprint does not match the seal written when it finished (the manifest was edited)"
+        for name, h in hashes.items():
+            f = self.path / str(name)
+            if not f.is_file() or f.is_symlink() or _sha256(f) != h:
+                return f"{name} does not match the hash written when it finished"
+        return None
+
     def finish(self, **extra):
-        """Marks the run finished (a later open with the same fingerprint returns ``"done"``)."""
-        self._write({"status": "done", **extra})
+        """Marks the run finished (a later open with the same fingerprint returns ``"done"`` while the listed
+        files keep the hashes recorded here)."""
+        hashes = self._hashes()
+        self._write({"status": "done", **extra, "hashes": hashes,
+                     "seal": digest([self.kind, self.fingerprint, hashes])})
         self.state = "done"
 
     def remove_scratch(self):
         if self.scratch.is_dir():
-            shutil.rmtree(self.scratch)
+            _delete_owned_tree(self.scratch, OWNED[SCRATCH])
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _delete_owned_tree(folder, patterns):
+    """Deletes the files under ``folder`` that the tools write (relative paths matching ``patterns``, or, with
+    None, basenames the tools write anywhere), then the folders left empty; links are removed, never followed."""
+    for root, dirs, names in os.walk(folder, topdown=False):
+        for n in names + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            rel = os.path.relpath(os.path.join(root, n), folder).replace(os.sep, "/")
+            ours = (any(fnmatch.fnmatch(rel, pat) for pat in patterns) if patterns is not None
+                    else any(fnmatch.fnmatch(n, pat) for pat in _OWNED_ANYWHERE)) or is_temp_name(n) or n == LOCK
+            if ours:
+                os.unlink(os.path.join(root, n))
+        with contextlib.suppress(OSError):  # not empty: a file of the user's is in it
+            os.rmdir(root)
 
 
 def _short(v, n=60):

@@ -433,8 +433,9 @@ def run(out_dir, quantization="jq4", profile="fast", seed=0, activation="softplu
 def _check_out(out_dir, overwrite):
     """Early refusal of a foreign non-empty ``out_dir`` (the full fingerprint check follows in train_bnn)."""
     p = Path(out_dir)
-    if overwrite or not p.is_dir() or not any(p.iterdir()):
+    rd = RunDir(p, "train", {}, RUN_FILES)
+    if overwrite or not p.is_dir() or not rd._entries():
         return
-    m = RunDir(p, "train", {}, RUN_FILES).read_manifest()
+    m = rd.read_manifest()
     if m is None or m.get("kind") != "train":
-        RunDir(p, "train", {}, RUN_FILES).open()  # raises the one-line refusal
+        rd.open()  # raises the one-line refusal

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tflite_export.safeio import check_num_samples, check_seed
 from tfqbnn.layers import VariationalLayer, sample_groups
 
 _EPS = 1e-12
@@ -26,8 +27,9 @@ _EPS = 1e-12
 
 def _check_inputs(model, x):
     x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.number):
-        raise ValueError(f"`x` must be numeric; received dtype {x.dtype}")
+    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise ValueError(f"`x` must be real numbers; received dtype {x.dtype}"
+                         + (" (complex: the imaginary part would be dropped)" if np.iscomplexobj(x) else ""))
     expected = model.inputs[0].shape if getattr(model, "inputs", None) else None
     if expected is not None:
         if x.ndim != len(expected):
@@ -42,7 +44,25 @@ def _check_inputs(model, x):
     if not np.all(np.isfinite(x)):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
         raise ValueError(f"`x` contains {bad} non-finite values (NaN or inf) as float32")
+    if x.shape[0] == 0:
+        raise ValueError("`x` is empty")
+    check_finite_weights(model)
     return x
+
+
+def check_finite_weights(model):
+    """One-line ValueError naming the first layer whose weights hold NaN or inf (a model that would predict NaN)."""
+    seen = set()
+    for layer in model._flatten_layers(include_self=False):
+        for w in layer.weights:
+            if id(w) in seen:
+                continue
+            seen.add(id(w))
+            v = np.asarray(w)
+            if np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v)):
+                bad = int(v.size - np.count_nonzero(np.isfinite(v)))
+                raise ValueError(f"layer {layer.name!r}: weight {w.name!r} holds {bad} non-finite values (NaN or inf); "
+                                 "the model cannot predict")
 
 
 # Bytes of sampled weights (plus eps and pre-quantization copies) one traced call may hold.
@@ -60,7 +80,7 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
     run once per input and chunk, and that layer applies its kernels to their
     output; otherwise (branches, nested models) the input is tiled (see
     `mc_entry_layer`).  Memory is bounded in S: besides the returned
-    ``S * N * C`` float32 array, one call holds the sampled weights of at most
+    ``S * N * C`` float32 array (`mc_chunks` yields it a chunk at a time), one call holds the sampled weights of at most
     ``max_samples_per_call`` samples (by default as many as fit in
     `SAMPLE_MEMORY_BUDGET`, 64 MiB, at three float32 copies per weight) and the
     activations of ``max_samples_per_call * batch_size`` rows.
@@ -69,13 +89,13 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
         model: a Keras model whose outputs are class probabilities (or logits with
             ``from_logits=True``).
         x: array ``(N, ...)`` matching the model's input.
-        num_samples: S, number of weight samples (>= 1).
+        num_samples: S, number of weight samples (1..65536, the C runtime's bound).
         batch_size: images per forward pass (default: chosen so that a call's
             samples * batch rows stay around 32k).
         from_logits: apply a softmax to the model's outputs.
-        seed: if given, the draws are reproducible: every variational layer is
-            reseeded for this call and its random state restored afterwards (no
-            effect on later calls).
+        seed: if given (a 32-bit integer), the draws are reproducible: every variational
+            layer is reseeded for this call and its random state restored afterwards
+            (no effect on later calls).
         max_samples_per_call: samples drawn per traced call (default: from the
             memory budget).  Each call draws fresh weights.
         independent: if True, every image gets its own S weight draws (a
@@ -89,45 +109,67 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
     Returns:
         float32 array ``(S, N, C)`` of softmax probabilities.
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-        raise ValueError(f"`num_samples` must be a positive integer; received num_samples={num_samples!r}")
+    out = None
+    for s0, probs in mc_chunks(model, x, num_samples, batch_size, from_logits, seed, max_samples_per_call,
+                               independent):
+        if out is None:
+            out = np.empty((int(num_samples),) + probs.shape[1:], np.float32)
+        out[s0 : s0 + len(probs)] = probs
+    return out
+
+
+def sample_chunk(num_samples, max_samples_per_call, weights):
+    """Samples per traced call: ``max_samples_per_call``, or as many as keep three float32 copies of the sampled
+    ``weights`` within `SAMPLE_MEMORY_BUDGET`; the checked S and that chunk size."""
+    s = check_num_samples(num_samples)
     if max_samples_per_call is not None and (
             isinstance(max_samples_per_call, bool) or not isinstance(max_samples_per_call, (int, np.integer))
             or max_samples_per_call < 1):
         raise ValueError("`max_samples_per_call` must be a positive integer or None; "
                          f"received max_samples_per_call={max_samples_per_call!r}")
+    if max_samples_per_call is None:
+        max_samples_per_call = max(1, SAMPLE_MEMORY_BUDGET // (12 * max(weights, 1)))
+    return s, min(s, int(max_samples_per_call))
+
+
+def reseed(model, seed, is_variational=lambda l: isinstance(l, VariationalLayer)):
+    """Reseeds every variational layer from one 32-bit seed (reproducible draws)."""
+    seed = check_seed(seed)
+    for i, layer in enumerate(l for l in model._flatten_layers() if is_variational(l)):
+        layer.reseed(seed * 1000 + i)
+
+
+def mc_chunks(model, x, num_samples=30, batch_size=None, from_logits=False, seed=None, max_samples_per_call=None,
+              independent=False):
+    """`predict_mc` one chunk of samples at a time: yields ``(first sample index, probs [k, N, C])``. With a seed,
+    the layers' random state is restored when the generator finishes (or is closed)."""
     x = _check_inputs(model, x)
     n = x.shape[0]
-    if n == 0:
-        raise ValueError("`x` is empty")
     variational = [l for l in model._flatten_layers() if isinstance(l, VariationalLayer)]
-    s = int(num_samples)
-    if max_samples_per_call is None:
-        weights = sum(int(np.prod(l.mu.shape)) for l in variational if l.built) or 1
-        max_samples_per_call = max(1, SAMPLE_MEMORY_BUDGET // (12 * weights))
-    chunk = min(s, int(max_samples_per_call))
+    weights = sum(int(np.prod(l.mu.shape)) for l in variational if l.built)
+    s, chunk = sample_chunk(num_samples, max_samples_per_call, weights)
     if batch_size is None:
         batch_size = max(1, _rows_per_call(model) // chunk)
     if int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be >= 1; received batch_size={batch_size}")
     batch_size = int(batch_size)
-    if independent:  # one weight draw per (sample, image): a call's groups are its rows
-        batch_size = max(1, int(max_samples_per_call) // chunk)
+    if independent:  # one weight draw per (sample, image): a call's draws (samples x images) within the budget
+        limit = int(max_samples_per_call) if max_samples_per_call else SAMPLE_MEMORY_BUDGET // (12 * max(weights, 1))
+        batch_size = max(1, limit // chunk)
+    if seed is not None:
+        seed = check_seed(seed)
     entry = None if independent else mc_entry_layer(model)
-    out = None
     with reseeded(variational, seed):
         for s0 in range(0, s, chunk):
             k = min(chunk, s - s0)
+            parts = []
             for i in range(0, n, batch_size):
                 xb = x[i : i + batch_size]
                 groups = k * len(xb) if independent else k
                 run = _runner(model, k, bool(from_logits), entry is not None, groups)
                 with sample_groups(groups, [entry] if entry is not None else ()):  # read when `run` traces
-                    probs = run(tf.constant(xb)).numpy()
-                if out is None:
-                    out = np.empty((s, n, probs.shape[-1]), np.float32)
-                out[s0 : s0 + k, i : i + batch_size] = probs
-    return out
+                    parts.append(run(tf.constant(xb)).numpy())
+            yield s0, np.concatenate(parts, axis=1)
 
 
 @contextlib.contextmanager
@@ -172,6 +214,24 @@ def _rows_per_call(model):
     return max(1, min(_MAX_ROWS, _MAX_ACTIVATION // widest))
 
 
+def is_chain(model):
+    """Whether ``model`` is a Sequential, or a functional model whose every layer takes the previous one's output."""
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    if isinstance(model, keras.Sequential):
+        return True
+    if not (isinstance(getattr(model, "inputs", None), list) and len(model.inputs) == 1 and layers):
+        return False
+    try:
+        prev = model.inputs[0]
+        for l in layers:
+            if l.input is not prev:
+                return False
+            prev = l.output
+    except (AttributeError, ValueError):  # a layer used twice or not connected
+        return False
+    return True
+
+
 def mc_entry_layer(model):
     """The variational layer where `predict_mc` starts repeating, or None to tile the input.
 
@@ -180,24 +240,9 @@ def mc_entry_layer(model):
     before it are deterministic and run once.  Models with branches, several
     inputs or nested models containing variational layers return None.
     """
-    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
-    if isinstance(model, keras.Sequential):
-        chain = True
-    elif isinstance(getattr(model, "inputs", None), list) and len(model.inputs) == 1 and layers:
-        try:
-            prev = model.inputs[0]
-            chain = True
-            for l in layers:
-                if l.input is not prev:
-                    chain = False
-                    break
-                prev = l.output
-        except (AttributeError, ValueError):  # a layer used twice or not connected
-            chain = False
-    else:
-        chain = False
-    if not chain:
+    if not is_chain(model):
         return None
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
     for l in layers:
         if isinstance(l, VariationalLayer):
             return l
@@ -243,8 +288,8 @@ def decompose(probs, estimator="plugin"):
     from tfqbnn import estimators
 
     probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 3:
-        raise ValueError(f"`probs` must have shape (S, N, C); received shape {probs.shape}")
+    if probs.ndim != 3 or probs.shape[0] == 0:
+        raise ValueError(f"`probs` must have shape (S, N, C) with S >= 1; received shape {probs.shape}")
     _check_probabilities(probs)
     return estimators.decompose(probs, estimator)
 

@@ -156,6 +156,119 @@ static int c_softmax_multiplier_negative(void) { g_m.softmax_multiplier = -1; re
 static int c_layout_unknown(void) { g_layers[0].core.layout = 9; return init_ok(QBNN_KERNEL_REF); }
 static int c_weight_bits_9(void) { g_layers[0].core.weight_bits = 9; return init_ok(QBNN_KERNEL_REF); }
 
+/* Hand-built models whose size products (elements, filter size, padded operands, arena bytes) pass 2^31 or 2^32:
+   refused by qbnn_arena_bytes (0) and qbnn_init, so no kernel ever runs on them. Their filters are constant, so
+   init never reads the weights (a few bytes stand for arrays the model claims to be gigabytes long). */
+static const int8_t g_tiny_filter[64];
+static qbnn_op g_wrap_ops[4];
+static qbnn_conv_params g_wrap_conv;
+static qbnn_pool_params g_wrap_pool;
+static qbnn_rt_layer g_wrap_fc;
+static qbnn_model_t g_wrap_m;
+
+static qbnn_dims dims(uint16_t h, uint16_t w, uint16_t c) {
+  const qbnn_dims d = {h, w, c};
+  return d;
+}
+
+/* a constant-weight layer of `cols` filter columns (int8 or int4), rows set by the op */
+static qbnn_rt_layer const_layer(uint32_t rows, uint32_t cols, int32_t bits) {
+  qbnn_rt_layer L;
+  memset(&L, 0, sizeof L);
+  L.core.rows = rows;
+  L.core.cols = cols;
+  L.filter = g_tiny_filter;
+  L.filter_bits = bits;
+  L.multiplier = 1 << 30;
+  L.act_min = -128;
+  L.act_max = 127;
+  return L;
+}
+
+static void wrap_op(int i, uint8_t kind, qbnn_dims in, qbnn_dims out, const void *params) {
+  g_wrap_ops[i].kind = kind;
+  g_wrap_ops[i].in = in;
+  g_wrap_ops[i].out = out;
+  g_wrap_ops[i].params = params;
+}
+
+/* the last op: FULLY_CONNECTED in -> num_classes, constant int4 weights (its accumulator bound holds) */
+static void wrap_head(int i, qbnn_dims in, uint32_t cols) {
+  g_wrap_fc = const_layer(g_m.num_classes, cols, 4);
+  wrap_op(i, QBNN_OP_FULLY_CONNECTED, in, dims(1, 1, g_m.num_classes), &g_wrap_fc);
+}
+
+/* a conv's SAME geometry at stride 1 (out = in): TFLite's pads (f - 1) / 2 */
+static void wrap_conv_params(uint16_t fh, uint16_t fw) {
+  memset(&g_wrap_conv, 0, sizeof g_wrap_conv);
+  g_wrap_conv.filter_h = fh, g_wrap_conv.filter_w = fw, g_wrap_conv.stride_h = g_wrap_conv.stride_w = 1;
+  g_wrap_conv.pad_top = (uint16_t)((fh - 1u) / 2u), g_wrap_conv.pad_left = (uint16_t)((fw - 1u) / 2u);
+}
+
+static void wrap_pool_params(void) {
+  memset(&g_wrap_pool, 0, sizeof g_wrap_pool);
+  g_wrap_pool.filter_h = g_wrap_pool.filter_w = g_wrap_pool.stride_h = g_wrap_pool.stride_w = 1;
+  g_wrap_pool.act_min = -128, g_wrap_pool.act_max = 127;
+}
+
+/* The case's code: qbnn_init's on the shared arena, or QBNN_OK (a FAIL) when qbnn_arena_bytes accepted the model. */
+static int init_wrap(int num_ops) {
+  g_wrap_m = g_m;
+  g_wrap_m.ops = g_wrap_ops;
+  g_wrap_m.num_ops = (uint16_t)num_ops;
+  if (qbnn_arena_bytes(&g_wrap_m) != 0) return QBNN_OK;
+  return qbnn_init(&g_rt, &g_wrap_m, g_arena, sizeof g_arena, 1, QBNN_KERNEL_AUTO);
+}
+
+/* CONV_2D on 1x1x32768, a 65535x65535 SAME filter: the filter size 65535^2 * 32768 is 32768 mod 2^32 */
+static int c_wrap_conv_filter_2_47(void) {
+  wrap_conv_params(65535, 65535);
+  g_wrap_conv.w = const_layer(g_m.num_classes, 32768u, 8);
+  wrap_op(0, QBNN_OP_CONV_2D, dims(1, 1, 32768), dims(1, 1, g_m.num_classes), &g_wrap_conv);
+  return init_wrap(1);
+}
+/* MAX_POOL_2D on 61681x4096x17 (2^32 + 4096 elements), RESHAPE to 4096, FULLY_CONNECTED */
+static int c_wrap_pool_elems_2_32(void) {
+  wrap_pool_params();
+  wrap_op(0, QBNN_OP_MAX_POOL_2D, dims(61681, 4096, 17), dims(61681, 4096, 17), &g_wrap_pool);
+  wrap_op(1, QBNN_OP_RESHAPE, dims(61681, 4096, 17), dims(1, 1, 4096), NULL);
+  wrap_head(2, dims(1, 1, 4096), 4096);
+  return init_wrap(3);
+}
+/* CONV_2D 1x1x2 -> classes, a 33025x65026 SAME filter: 33025 * 65026 * 2 = 2^32 + 4 filter columns */
+static int c_wrap_conv_filter_2_32(void) {
+  wrap_conv_params(33025, 65026);
+  g_wrap_conv.w = const_layer(g_m.num_classes, 4, 8);
+  wrap_op(0, QBNN_OP_CONV_2D, dims(1, 1, 2), dims(1, 1, g_m.num_classes), &g_wrap_conv);
+  return init_wrap(1);
+}
+/* the same as DEPTHWISE_CONV_2D (depth multiplier classes / 2): 33025 * 65026 * classes codes in its one row */
+static int c_wrap_depthwise_filter_2_32(void) {
+  wrap_conv_params(33025, 65026);
+  const uint32_t k = (uint32_t)((uint64_t)33025u * 65026u * g_m.num_classes); /* the wrapped size */
+  g_wrap_conv.w = const_layer(1, k, 8);
+  wrap_op(0, QBNN_OP_DEPTHWISE_CONV_2D, dims(1, 1, 2), dims(1, 1, g_m.num_classes), &g_wrap_conv);
+  return init_wrap(1);
+}
+/* RESHAPE 4 -> 33025x65026x2 (2^32 + 4 elements), MAX_POOL_2D on it, RESHAPE back, FULLY_CONNECTED */
+static int c_wrap_reshape_pool_2_32(void) {
+  wrap_pool_params();
+  wrap_op(0, QBNN_OP_RESHAPE, dims(1, 1, 4), dims(33025, 65026, 2), NULL);
+  wrap_op(1, QBNN_OP_MAX_POOL_2D, dims(33025, 65026, 2), dims(33025, 65026, 2), &g_wrap_pool);
+  wrap_op(2, QBNN_OP_RESHAPE, dims(33025, 65026, 2), dims(1, 1, 4), NULL);
+  wrap_head(3, dims(1, 1, 4), 4);
+  return init_wrap(4);
+}
+/* CONV_2D on 1x65535x1 with a 32769x1 int4 filter (SAME): 32769 * 65535 padded operands, 2^32 + 65534 bytes */
+static int c_wrap_conv_operands_2_32(void) {
+  wrap_conv_params(32769, 1);
+  g_wrap_conv.w = const_layer(1, 32769u, 4);
+  wrap_op(0, QBNN_OP_CONV_2D, dims(1, 65535, 1), dims(1, 65535, 1), &g_wrap_conv);
+  wrap_op(1, QBNN_OP_RESHAPE, dims(1, 65535, 1), dims(1, 1, 65535), NULL);
+  wrap_head(2, dims(1, 1, 65535), 65535);
+  return init_wrap(3);
+}
+
 static const struct {
   const char *name;
   int (*run)(void);
@@ -189,7 +302,10 @@ static const struct {
     {"stream_shared", c_stream_shared}, {"stream_beyond_max", c_stream_beyond_max}, {"arena_null", c_arena_null},
     {"arena_too_small", c_arena_too_small}, {"arena_misaligned", c_arena_misaligned},
     {"bias_beyond_bound", c_bias_beyond_bound}, {"constant_filter_null", c_constant_filter_null},
-    {"constant_filter_bits_5", c_constant_filter_bits_5},
+    {"constant_filter_bits_5", c_constant_filter_bits_5}, {"wrap_conv_filter_2_47", c_wrap_conv_filter_2_47},
+    {"wrap_pool_elems_2_32", c_wrap_pool_elems_2_32}, {"wrap_conv_filter_2_32", c_wrap_conv_filter_2_32},
+    {"wrap_depthwise_filter_2_32", c_wrap_depthwise_filter_2_32}, {"wrap_reshape_pool_2_32", c_wrap_reshape_pool_2_32},
+    {"wrap_conv_operands_2_32", c_wrap_conv_operands_2_32},
 };
 
 /* Cases whose failing call is qbnn_init(&g_rt, ...): afterwards g_rt must refuse to predict, even

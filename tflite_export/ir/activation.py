@@ -65,6 +65,10 @@ def apply(q, activation, lut=None):
     return q
 
 
+# SoftPlus in a TFLite graph (lower_tflite below); an op with an Activated output declares these builtins too.
+SOFTPLUS_BUILTINS = ("DEQUANTIZE", "EXP", "ADD", "LOG", "QUANTIZE")
+
+
 class Activated:
     """Mixin for ops with a fused activation: needs `activation`, `output_scale`, `output_zero_point`, `lut`,
     `lut_scale`, `lut_zero_point` attributes."""

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 class Op:
     kind = None
+    # TFLite builtin operators (schema names) that `lower_tflite` may emit: the TFLM op resolver of a driver is
+    # generated from these (tflite_export.tflm_ops), and the writer refuses any builtin an op did not declare.
+    tflite_builtins = ()
     bayesian = False
     has_weights = False
 

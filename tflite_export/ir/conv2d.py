@@ -30,6 +30,7 @@ class Conv2D(WeightedOp):
     dilation: tuple = (1, 1)
 
     kind = "CONV_2D"
+    tflite_builtins = ("CONV_2D", *act.SOFTPLUS_BUILTINS)
     channel_axis = 0
 
     def __post_init__(self):

@@ -23,6 +23,7 @@ class DepthwiseConv2D(WeightedOp):
     dilation: tuple = (1, 1)
 
     kind = "DEPTHWISE_CONV_2D"
+    tflite_builtins = ("DEPTHWISE_CONV_2D", *act.SOFTPLUS_BUILTINS)
     channel_axis = 3
 
     def __post_init__(self):

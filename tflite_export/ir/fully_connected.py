@@ -29,6 +29,7 @@ def accumulate(q_in, zero_point, w):
 @dataclass(eq=False)
 class FullyConnected(WeightedOp):
     kind = "FULLY_CONNECTED"
+    tflite_builtins = ("FULLY_CONNECTED", *act.SOFTPLUS_BUILTINS)
 
     def accumulate(self, q, w):
         q = np.asarray(q)
@@ -101,6 +102,7 @@ class IntegerLayer(act.Activated, Op):
     extra: dict = field(default_factory=dict)
 
     kind = "QBNN_FULLY_CONNECTED"
+    tflite_builtins = ("FULLY_CONNECTED", *act.SOFTPLUS_BUILTINS)
     c_kind = "FULLY_CONNECTED"
     bayesian = True
     has_weights = True

@@ -72,6 +72,7 @@ class _Pool2D(Op):
 @dataclass(eq=False)
 class MaxPool2D(_Pool2D):
     kind = "MAX_POOL_2D"
+    tflite_builtins = ("MAX_POOL_2D",)
 
     def reduce(self, patches, valid):
         return np.where(valid[None, ..., None], patches, np.iinfo(np.int64).min).max(axis=(3, 4))
@@ -80,6 +81,7 @@ class MaxPool2D(_Pool2D):
 @dataclass(eq=False)
 class AveragePool2D(_Pool2D):
     kind = "AVERAGE_POOL_2D"
+    tflite_builtins = ("AVERAGE_POOL_2D",)
 
     def reduce(self, patches, valid):
         total = np.where(valid[None, ..., None], patches, 0).sum(axis=(3, 4))

@@ -15,6 +15,7 @@ class Reshape(Op):
     shape: tuple = (-1,)  # per-example target shape; one -1 allowed
 
     kind = "RESHAPE"
+    tflite_builtins = ("RESHAPE",)
 
     def output_shape(self, in_shape):
         return tuple(np.empty((1, *in_shape), np.int8).reshape(1, *self.shape).shape[1:])

@@ -20,6 +20,7 @@ class Softmax(Op):
     beta: float = 1.0
 
     kind = "SOFTMAX"
+    tflite_builtins = ("SOFTMAX",)
 
     def output_quant(self, in_quant):
         return SOFTMAX_SCALE, SOFTMAX_ZERO_POINT

@@ -577,7 +577,9 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
 static int hybrid_op_ok(const qbnn_model_t *m, int l) {
   if (m->ops[l].kind != QBNN_OP_FULLY_CONNECTED) return 0;
   const qbnn_rt_layer *L = layer(m, l);
-  return L->core.mu && !L->bias && !L->multipliers && L->core.layout == QBNN_LAYOUT_I4_FUSED && L->moments;
+  /* the nonzero-input list holds uint16 column indices */
+  return L->core.mu && !L->bias && !L->multipliers && L->core.layout == QBNN_LAYOUT_I4_FUSED && L->moments &&
+         L->core.cols <= 65536u;
 }
 
 void qbnn__modes_plan(const qbnn_model_t *m, int first_bayesian, uint32_t *hybrid_bytes, uint32_t *pfp_bytes) {

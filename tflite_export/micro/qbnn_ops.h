@@ -21,9 +21,9 @@
 #define QBNN_NOINLINE static
 #endif
 
-typedef struct {
-  uint32_t x_elems;      /* int16 operands of the op's input (0: none); a multiple of 4 */
-  uint32_t filter_elems; /* int16 filter scratch (0: none) */
+typedef struct { /* 64-bit counts: qbnn_init bounds them by QBNN_MAX_ARENA before any 32-bit use */
+  uint64_t x_elems;      /* int16 operands of the op's input (0: none); a multiple of 4 */
+  uint64_t filter_elems; /* int16 filter scratch (0: none) */
   int32_t stream;        /* the PRNG stream id of sampled (Bayesian) weights; -1: the op samples nothing */
 } qbnn_op_needs;
 
@@ -40,14 +40,19 @@ typedef struct {
 #include "qbnn_op_list.h"
 #undef QBNN_OP
 
+/* h * w * c: exact in 64 bits (prepare / qbnn_init); the 32-bit count for kernels, once qbnn_init has bounded it
+   by QBNN_MAX_TENSOR */
+static inline uint64_t qbnn__elems64(qbnn_dims d) { return (uint64_t)d.h * d.w * d.c; }
 static inline uint32_t qbnn__elems(qbnn_dims d) { return (uint32_t)d.h * d.w * d.c; }
+/* int16 elements that fit the arena bound (every int16 scratch offset then fits an int32) */
+static inline int qbnn__fits_arena16(uint64_t elems) { return elems <= QBNN_MAX_ARENA / 2u; }
 static inline int qbnn__in_int8(int32_t v) { return v >= -128 && v <= 127; }
 
 /* ---- weighted ops (qbnn_weighted.c) ----------------------------------------------------------------- */
 /* Checks of a weighted op's parameters for a [rows, cols] filter: weights (Bayesian: the sampler core's checks,
    every stored code, the table for table kernels, the moment table; constant: pointer and bits), zero points,
    activation range, requantisation constants, bias bound (|bias| + max |acc| < 2^31). Sets needs->stream. */
-int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint32_t cols, int kernel, int is_last,
+int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint64_t cols, int kernel, int is_last,
                          qbnn_op_needs *needs);
 
 /* Row `row` of the filter as int16 codes into f[0..cols): sampled from `s` (Bayesian, consuming cols stream
@@ -182,9 +187,10 @@ int qbnn__check_window(qbnn_dims in, qbnn_dims out, uint32_t fh, uint32_t fw, ui
 /* The int16 operand image a convolution reads: the (OH-1) sh + FH rows by (OW-1) sw + FW pixels its windows
    cover, from (-pad_top, -pad_left), holding x - zp inside the input and 0 outside (padding contributes
    nothing, so every window is whole and the kernels need no bounds), then `slack` zero elements. */
-static inline uint32_t qbnn__padded_elems(const qbnn_op *op, const qbnn_conv_params *P, uint32_t slack) {
-  return (uint32_t)((op->out.h - 1) * P->stride_h + P->filter_h) * ((op->out.w - 1) * P->stride_w + P->filter_w) *
-             op->in.c + slack;
+static inline uint64_t qbnn__padded_elems(const qbnn_op *op, const qbnn_conv_params *P, uint32_t slack) {
+  const uint64_t hp = (uint64_t)(op->out.h - 1) * P->stride_h + P->filter_h;
+  const uint64_t wp = (uint64_t)(op->out.w - 1) * P->stride_w + P->filter_w;
+  return hp * wp * op->in.c + slack; /* < 2^49 */
 }
 void qbnn__pad16(const qbnn_op *op, const qbnn_conv_params *P, const int8_t *in, uint32_t slack, int16_t *x);
 

@@ -27,6 +27,11 @@ static const qbnn_op_kernel kKernels[QBNN_OP_COUNT] = {
 typedef char qbnn_assert_counts[(255LL * QBNN_MAX_CLASSES * QBNN_MAX_SAMPLES <= 0xFFFFFFFFLL) ? 1 : -1];
 typedef char qbnn_assert_classes[(QBNN_MAX_CLASSES <= 256) ? 1 : -1];
 typedef char qbnn_assert_streams[(QBNN_MAX_STREAMS <= 32) ? 1 : -1]; /* check_model's stream bit set */
+/* arena offsets and sizes fit uint32 (qbnn_arena_bytes), int16 scratch indices int32 */
+typedef char qbnn_assert_arena[(QBNN_MAX_ARENA <= 0x7FFFFFF8u && QBNN_MAX_ARENA % 8u == 0) ? 1 : -1];
+/* the modes' scratch sizes (uint32, a few bytes per row or column of a tensor) and the kernels' int32 activation
+   indices cannot wrap */
+typedef char qbnn_assert_tensor[(QBNN_MAX_TENSOR <= (1L << 28)) ? 1 : -1];
 
 static int resolve_kernel(int kernel) {
   if (kernel == QBNN_KERNEL_AUTO) return QBNN_HAVE_DSP ? QBNN_KERNEL_SIMD : QBNN_KERNEL_LUT;
@@ -41,16 +46,16 @@ void qbnn_seed(qbnn_runtime_t *rt, uint32_t seed) {
 /* The arena plan: byte sizes of rt's pieces, in this order: prefix (the deterministic prefix's output), act x2,
    x_op, filter, then x_first, which the HYBRID mode's scratch overlaps (it does not build those operands); PFP's
    scratch overlaps everything after the prefix output (it runs none of the MC pieces once the prefix has run).
-   hybrid / pfp: 0 when the model cannot run the mode. */
+   hybrid / pfp: 0 when the model cannot run the mode. In 64 bits: check_model bounds the total by QBNN_MAX_ARENA. */
 typedef struct {
-  uint32_t act, prefix, x_first, x_op, filter, hybrid, pfp;
+  uint64_t act, prefix, x_first, x_op, filter, hybrid, pfp;
   uint16_t first_bayesian;
 } plan_t;
 
-static uint32_t max_u32(uint32_t a, uint32_t b) { return a > b ? a : b; }
+static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
-static uint32_t plan_total(const plan_t *p) {
-  return p->prefix + max_u32(2 * p->act + p->x_op + p->filter + max_u32(p->x_first, p->hybrid), p->pfp);
+static uint64_t plan_total(const plan_t *p) {
+  return p->prefix + max_u64(2 * p->act + p->x_op + p->filter + max_u64(p->x_first, p->hybrid), p->pfp);
 }
 
 /* Everything qbnn_init checks, and the arena plan. */
@@ -60,13 +65,14 @@ static int check_model(const qbnn_model_t *m, int kernel, plan_t *plan) {
   if (m->format_version != QBNN_FORMAT_VERSION) return QBNN_RT_ERR_FORMAT;
   if (m->num_ops < 1 || m->num_ops > QBNN_MAX_OPS) return QBNN_RT_ERR_LIMITS;
   if (m->num_classes < 1 || m->num_classes > QBNN_MAX_CLASSES) return QBNN_RT_ERR_LIMITS;
-  uint32_t seen_streams = 0, x_first = 0, x_op = 0, filter = 0, act = 0;
+  uint32_t seen_streams = 0;
+  uint64_t x_first = 0, x_op = 0, filter = 0, act = 0;
   plan->first_bayesian = m->num_ops;
   for (int i = 0; i < m->num_ops; ++i) {
     const qbnn_op *op = &m->ops[i];
     if (op->kind <= QBNN_OP_NONE || op->kind >= QBNN_OP_COUNT) return QBNN_RT_ERR_OP;
     if (op->kind != QBNN_OP_RESHAPE && !op->params) return QBNN_ERR_NULL;
-    const uint32_t n_in = qbnn__elems(op->in), n_out = qbnn__elems(op->out);
+    const uint64_t n_in = qbnn__elems64(op->in), n_out = qbnn__elems64(op->out);
     if (n_in == 0 || n_out == 0 || n_in > QBNN_MAX_TENSOR || n_out > QBNN_MAX_TENSOR) return QBNN_RT_ERR_LIMITS;
     if (i > 0) {
       const qbnn_dims prev = m->ops[i - 1].out;
@@ -89,27 +95,30 @@ static int check_model(const qbnn_model_t *m, int kernel, plan_t *plan) {
     if (n_out > act) act = n_out;
   }
   const qbnn_dims last = m->ops[m->num_ops - 1].out;
-  if (qbnn__elems(last) != m->num_classes) return QBNN_RT_ERR_CHAIN;
+  if (qbnn__elems64(last) != m->num_classes) return QBNN_RT_ERR_CHAIN;
   /* softmax: (uint32)diff << left_shift needs a shift below 32; diff_min <= 0 keeps the row's
      maximum in the sum (a zero sum would shift by 32 in GetReciprocal) */
   if (m->softmax_multiplier < 0 || m->softmax_left_shift < 0 || m->softmax_left_shift > 31 || m->softmax_diff_min > 0)
     return QBNN_RT_ERR_RANGE;
-  plan->act = qbnn__round8(act);
-  plan->prefix = plan->first_bayesian > 0 ? qbnn__round8(qbnn__elems(m->ops[plan->first_bayesian - 1].out)) : 0;
-  plan->x_first = qbnn__round8(2 * x_first);
-  plan->x_op = qbnn__round8(2 * x_op);
-  plan->filter = qbnn__round8(2 * filter);
-  qbnn__modes_plan(m, plan->first_bayesian, &plan->hybrid, &plan->pfp);
-  return QBNN_OK;
+  plan->act = qbnn__round8_64(act);
+  plan->prefix = plan->first_bayesian > 0 ? qbnn__round8_64(qbnn__elems64(m->ops[plan->first_bayesian - 1].out)) : 0;
+  plan->x_first = qbnn__round8_64(2 * x_first); /* each count < 2^49 (prepare): no product wraps */
+  plan->x_op = qbnn__round8_64(2 * x_op);
+  plan->filter = qbnn__round8_64(2 * filter);
+  uint32_t hybrid, pfp; /* O(rows + cols) of dense layers within QBNN_MAX_TENSOR */
+  qbnn__modes_plan(m, plan->first_bayesian, &hybrid, &pfp);
+  plan->hybrid = hybrid, plan->pfp = pfp;
+  return plan_total(plan) <= QBNN_MAX_ARENA ? QBNN_OK : QBNN_RT_ERR_LIMITS;
 }
 
 uint32_t qbnn_arena_bytes(const qbnn_model_t *model) {
   plan_t p;
-  return check_model(model, QBNN_KERNEL_REF, &p) == QBNN_OK ? plan_total(&p) : 0;
+  return check_model(model, QBNN_KERNEL_REF, &p) == QBNN_OK ? (uint32_t)plan_total(&p) : 0;
 }
 
 uint32_t qbnn_input_size(const qbnn_model_t *model) {
-  return model && model->ops && model->num_ops ? qbnn__elems(model->ops[0].in) : 0;
+  if (!model || !model->ops || !model->num_ops || qbnn__elems64(model->ops[0].in) > QBNN_MAX_TENSOR) return 0;
+  return qbnn__elems(model->ops[0].in);
 }
 
 int qbnn_init(qbnn_runtime_t *rt, const qbnn_model_t *model, void *arena, uint32_t arena_bytes, uint32_t seed,
@@ -124,7 +133,7 @@ int qbnn_init(qbnn_runtime_t *rt, const qbnn_model_t *model, void *arena, uint32
   if (err != QBNN_OK) return err;
   if (!arena || ((uintptr_t)arena & 7u) != 0 || arena_bytes < plan_total(&p)) return QBNN_RT_ERR_ARENA;
   uint8_t *a = (uint8_t *)arena;
-  rt->prefix = (int8_t *)a;
+  rt->prefix = (int8_t *)a; /* every piece below QBNN_MAX_ARENA bytes (check_model) */
   a += p.prefix;
   rt->pfp = p.pfp ? a : 0;
   rt->act[0] = (int8_t *)a;

@@ -35,6 +35,9 @@
 #ifndef QBNN_MAX_TENSOR /* largest int8 activation tensor (elements) */
 #define QBNN_MAX_TENSOR 65536
 #endif
+#ifndef QBNN_MAX_ARENA /* largest arena qbnn_init plans (bytes): every int16 scratch index stays below 2^30 */
+#define QBNN_MAX_ARENA 0x7FFFFFF8u
+#endif
 #ifndef QBNN_MAX_SAMPLES /* MC samples per qbnn_predict call: the count sums A[c] stay below 2^32 */
 #define QBNN_MAX_SAMPLES 65536
 #endif
@@ -49,7 +52,8 @@
 enum { QBNN_KERNEL_AUTO = 0, QBNN_KERNEL_REF = 1, QBNN_KERNEL_LUT = 2, QBNN_KERNEL_SIMD = 3 };
 /* Errors of qbnn_init / qbnn_predict / qbnn_forward (0 = QBNN_OK; the sampler core's codes are 1..8:
    QBNN_ERR_NULL for any NULL pointer, QBNN_ERR_CODES for a stored mu/sigma code outside its range).
-   LIMITS: a size beyond the QBNN_MAX_* limits; CHAIN: op shapes do not chain; KERNEL: unknown kernel
+   LIMITS: a size beyond the QBNN_MAX_* limits (products of dims, filter sizes, a convolution's padded operands
+   and the arena are computed in 64 bits and bounded, so no size wraps); CHAIN: op shapes do not chain; KERNEL: unknown kernel
    or a table kernel without its table; SAMPLES: num_samples outside 1..QBNN_MAX_SAMPLES; UNINIT: no
    successful qbnn_init; RANGE: a constant outside what the integer kernels support (zero points and
    activation range outside int8, multiplier < 0, shift outside -31..30, softmax constants); MODE: see below;
@@ -173,7 +177,7 @@ int qbnn_forward_mean(qbnn_runtime_t *rt, const int8_t *input, int8_t *softmax_o
 /* One MC pass: int8 softmax codes of num_classes outputs (exposed for tests and benchmarks). */
 int qbnn_forward(qbnn_runtime_t *rt, const int8_t *input, int8_t *softmax_out);
 
-/* Input elements (h * w * c of the first op). */
+/* Input elements (h * w * c of the first op; 0 beyond QBNN_MAX_TENSOR). */
 uint32_t qbnn_input_size(const qbnn_model_t *model);
 
 #endif

@@ -9,6 +9,7 @@
 
 /* Arena pieces are 8-byte aligned: sizes round up to 8. */
 static inline uint32_t qbnn__round8(uint32_t bytes) { return (bytes + 7u) & ~7u; }
+static inline uint64_t qbnn__round8_64(uint64_t bytes) { return (bytes + 7u) & ~(uint64_t)7u; }
 
 /* Run ops first_op..num_ops-1 on `in` (first_op's int8 input), sampling their weights from their streams
    exactly as an MC pass does, then the int8 softmax. first_op == num_ops: softmax only. */

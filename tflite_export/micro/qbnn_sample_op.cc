@@ -1,7 +1,9 @@
-// QBNN_SAMPLE custom op for TFLite Micro. Init parses custom_options, Prepare checks every tensor
-// against them (types, shapes, byte counts, table bounds), Eval only samples.
+// QBNN_SAMPLE custom op for TFLite Micro. Init parses custom_options (every version the exporter writes, with the
+// shared C parser of qbnn_options.c), Prepare checks every tensor against them (types, the output's rank and dims
+// against the filter, byte counts, table bounds, stored codes), Eval only samples.
 #include "qbnn_sample_op.h"
 
+#include "qbnn_options.h"
 #include "qbnn_sampler.h"
 #include "tensorflow/lite/c/common.h"
 #include "tensorflow/lite/kernels/kernel_util.h"
@@ -16,9 +18,8 @@ uint32_t g_seed = 0;
 uint32_t g_seed_epoch = 0;  // bumped by SetSeed; 0 = use the model's default seed
 
 struct OpData {
-  qbnn_layer layer;
+  qbnn_sample_options options;  // options.layer gets its tensors in Prepare / Eval
   qbnn_stream stream;
-  uint32_t default_seed;
   uint32_t seed_epoch;
   int parse_status;
 };
@@ -27,8 +28,7 @@ void* Init(TfLiteContext* context, const char* buffer, size_t length) {
   void* raw = context->AllocatePersistentBuffer(context, sizeof(OpData));
   if (raw == nullptr) return nullptr;
   OpData* data = static_cast<OpData*>(raw);
-  data->parse_status = qbnn_parse_options(reinterpret_cast<const uint8_t*>(buffer), length, &data->layer,
-                                          &data->default_seed);
+  data->parse_status = qbnn_parse_options(reinterpret_cast<const uint8_t*>(buffer), length, &data->options);
   data->seed_epoch = 0;
   return data;
 }
@@ -45,10 +45,11 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   OpData* data = static_cast<OpData*>(node->user_data);
   TF_LITE_ENSURE(context, data != nullptr);
   if (data->parse_status != QBNN_OK) {
-    MicroPrintf("QBNN_SAMPLE: bad custom_options (error %d)", data->parse_status);
+    MicroPrintf("QBNN_SAMPLE: bad custom_options: %s (error %d)", qbnn_options_error(data->parse_status),
+                data->parse_status);
     return kTfLiteError;
   }
-  qbnn_layer& L = data->layer;
+  qbnn_layer& L = data->options.layer;
   const int n_in = L.layout == QBNN_LAYOUT_I4_FUSED ? 1 : 2;
   TF_LITE_ENSURE_EQ(context, tflite::NumInputs(node), n_in);
   TF_LITE_ENSURE_EQ(context, tflite::NumOutputs(node), 1);
@@ -73,27 +74,30 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   TfLiteTensor* out = mc->AllocateTempOutputTensor(node, 0);
   TF_LITE_ENSURE(context, out != nullptr);
   TF_LITE_ENSURE_TYPES_EQ(context, out->type, kTfLiteInt8);
-  TF_LITE_ENSURE_EQ(context, tflite::NumDimensions(out), 2);
-  TF_LITE_ENSURE_EQ(context, static_cast<uint32_t>(out->dims->data[0]), L.rows);
-  TF_LITE_ENSURE_EQ(context, static_cast<uint32_t>(out->dims->data[1]), L.cols);
-  TF_LITE_ENSURE_EQ(context, out->params.zero_point, 0);
+  const int out_check = qbnn_options_output_check(&data->options, out->dims->size, out->dims->data);
+  const int out_zero_point = out->params.zero_point;
   mc->DeallocateTempTfLiteTensor(out);
+  if (out_check != QBNN_OK) {
+    MicroPrintf("QBNN_SAMPLE layer %d: %s", L.layer_index, qbnn_options_error(out_check));
+    return kTfLiteError;
+  }
+  TF_LITE_ENSURE_EQ(context, out_zero_point, 0);
 
   // Tables and every stored code (a sigma code >= 2^sigma_bits would index past SIGMA_Q in Eval).
   int check = qbnn_layer_check(&probe);
   if (check == QBNN_OK) check = qbnn_layer_check_codes(&probe);
   if (check != QBNN_OK) {
-    MicroPrintf("QBNN_SAMPLE: invalid layer %d (error %d)", L.layer_index, check);
+    MicroPrintf("QBNN_SAMPLE layer %d: %s (error %d)", L.layer_index, qbnn_options_error(check), check);
     return kTfLiteError;
   }
-  qbnn_stream_init(&data->stream, data->default_seed, L.layer_index);
+  qbnn_stream_init(&data->stream, data->options.default_seed, L.layer_index);
   data->seed_epoch = 0;
   return kTfLiteOk;
 }
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   OpData* data = static_cast<OpData*>(node->user_data);
-  qbnn_layer& L = data->layer;
+  qbnn_layer& L = data->options.layer;
   L.mu = tflite::micro::GetTensorData<uint8_t>(tflite::micro::GetEvalInput(context, node, 0));
   L.sigma = L.layout == QBNN_LAYOUT_I4_FUSED
                 ? nullptr

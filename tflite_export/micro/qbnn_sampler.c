@@ -57,6 +57,13 @@ void qbnn_stream_bytes(qbnn_stream* s, uint8_t* out, size_t n) {
   for (i = 0; i < n; ++i) out[i] = (uint8_t)qbnn_stream_byte(s);
 }
 
+/* R * C when it is within qbnn_layer_check's bound (1 .. 2^31 - 1), else 0: flat indices and byte counts of a
+ * layer never wrap 32 bits. */
+static uint32_t weight_count(const qbnn_layer* L) {
+  const uint64_t n = (uint64_t)L->rows * L->cols;
+  return n <= 0x7FFFFFFFu ? (uint32_t)n : 0u;
+}
+
 static inline int32_t nibble_s(uint32_t v) { return (int32_t)(v & 0xFu) - (int32_t)((v & 0x8u) << 1); }
 
 void qbnn_layer_codes(const qbnn_layer* L, uint32_t n, int32_t* mu, uint32_t* sigma_code) {
@@ -112,8 +119,9 @@ int qbnn_layer_check(const qbnn_layer* L) {
 
 int qbnn_layer_check_codes(const qbnn_layer* L) {
   const int32_t max_code = (1 << (L->weight_bits - 1)) - 1;
-  const uint32_t levels = 1u << L->sigma_bits, n = L->rows * L->cols;
+  const uint32_t levels = 1u << L->sigma_bits, n = weight_count(L);
   uint32_t i;
+  if (n == 0u) return QBNN_ERR_SHAPE;
   if (L->layout == QBNN_LAYOUT_I4_FUSED) { /* one byte per weight: a 256-bit table of valid bytes */
     uint32_t ok[8] = {0};
     uint32_t b;
@@ -162,41 +170,13 @@ void qbnn_sample_tensor(const qbnn_layer* L, qbnn_stream* s, int8_t* out) {
   qbnn_sample_range(L, s, 0, L->rows * L->cols, out);
 }
 
-static uint32_t rd_u32(const uint8_t* p) {
-  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-int qbnn_parse_options(const uint8_t* buf, size_t len, qbnn_layer* L, uint32_t* default_seed) {
-  uint32_t levels;
-  if (buf == NULL || L == NULL || len < 24) return QBNN_ERR_OPTIONS;
-  if (buf[0] != 'Q' || buf[1] != 'B' || buf[2] != 'S' || buf[3] != '1' || buf[4] != 1) return QBNN_ERR_OPTIONS;
-  if (buf[5] < 2 || buf[5] > 8 || buf[6] < 2 || buf[6] > 8) return QBNN_ERR_BITS;
-  if (buf[10] != QBNN_EPS_FRAC_BITS || buf[11] != QBNN_SHIFT) return QBNN_ERR_OPTIONS;
-  levels = 1u << buf[6];
-  if (len != 24u + 4u * levels) return QBNN_ERR_OPTIONS;
-  L->weight_bits = buf[5];
-  L->sigma_bits = buf[6];
-  L->layout = buf[7];
-  L->layer_index = (uint16_t)(buf[8] | (buf[9] << 8));
-  L->rows = rd_u32(buf + 12);
-  L->cols = rd_u32(buf + 16);
-  if (default_seed) *default_seed = rd_u32(buf + 20);
-  /* SIGMA_Q is read in place: flatbuffer vector data starts 4-aligned (after its uint32 length)
-   * in a 16-aligned model; little-endian targets only. */
-  if (((uintptr_t)(buf + 24) & 3u) != 0u) return QBNN_ERR_OPTIONS;
-  L->sigma_q = (const int32_t*)(const void*)(buf + 24);
-  L->mu = NULL;
-  L->sigma = NULL;
-  return QBNN_OK;
-}
-
 uint32_t qbnn_mu_bytes(const qbnn_layer* L) {
-  uint32_t n = L->rows * L->cols;
+  uint32_t n = weight_count(L);
   return L->layout == QBNN_LAYOUT_I4_SPLIT ? (n + 1u) / 2u : n;
 }
 
 uint32_t qbnn_sigma_bytes(const qbnn_layer* L) {
-  uint32_t n = L->rows * L->cols;
+  uint32_t n = weight_count(L);
   if (L->layout == QBNN_LAYOUT_I4_FUSED) return 0u;
   if (L->layout == QBNN_LAYOUT_I8 && L->sigma_bits <= 4) return (n + 1u) / 2u;
   return n;

@@ -23,7 +23,7 @@ extern "C" {
 #define QBNN_LAYOUT_I4_FUSED 1 /* one byte per weight: mu low nibble, sigma high nibble */
 #define QBNN_LAYOUT_I4_SPLIT 2 /* mu nibbles two per byte; sigma one byte per weight */
 
-/* Error codes of qbnn_layer_check / qbnn_parse_options (0 = ok). */
+/* Error codes of qbnn_layer_check and qbnn_parse_options (qbnn_options.h; 0 = ok). */
 #define QBNN_OK 0
 #define QBNN_ERR_NULL 1
 #define QBNN_ERR_BITS 2
@@ -103,11 +103,8 @@ void qbnn_sample_row(const qbnn_layer* L, qbnn_stream* s, uint32_t r, int8_t* ou
 /* Samples the whole R x C tensor (one MC sample). */
 void qbnn_sample_tensor(const qbnn_layer* L, qbnn_stream* s, int8_t* out);
 
-/* Parses QBNN_SAMPLE custom_options (SPEC.md section 6) into L (tensor pointers left NULL)
- * and the default seed. */
-int qbnn_parse_options(const uint8_t* buf, size_t len, qbnn_layer* L, uint32_t* default_seed);
-
-/* Number of stored bytes of the mu and sigma tensors of a layout. */
+/* Number of stored bytes of the mu and sigma tensors of a layout; 0 when R * C is 0 or beyond 2^31 - 1 (the
+ * bound of qbnn_layer_check), so a shape whose byte count would wrap 32 bits matches no tensor. */
 uint32_t qbnn_mu_bytes(const qbnn_layer* L);
 uint32_t qbnn_sigma_bytes(const qbnn_layer* L);
 

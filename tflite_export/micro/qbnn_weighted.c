@@ -4,10 +4,12 @@
 #include "qbnn_ops.h"
 #include "qbnn_runtime_internal.h"
 
-int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint32_t cols, int kernel, int is_last,
+int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t rows, uint64_t cols, int kernel, int is_last,
                          qbnn_op_needs *needs) {
   if (!L) return QBNN_ERR_NULL;
   needs->stream = L->core.mu ? (int32_t)L->core.layer_index : -1;
+  /* rows * cols < 2^31 for every filter (the sampler core's bound): flat indices and byte counts fit 32 bits */
+  if ((uint64_t)rows * cols > 0x7FFFFFFFu) return QBNN_RT_ERR_LIMITS;
   if (L->core.rows != rows || L->core.cols != cols || rows == 0 || cols == 0) return QBNN_RT_ERR_CHAIN;
   int32_t max_w;
   if (L->core.mu) { /* Bayesian */
@@ -98,9 +100,9 @@ int qbnn__check_window(qbnn_dims in, qbnn_dims out, uint32_t fh, uint32_t fw, ui
   /* VALID: out = (in - f + s) / s, no padding; SAME: out = ceil(in / s), pad = max((out-1) s + f - in, 0) / 2 */
   const int valid_h = in.h >= fh && out.h == (in.h - fh + sh) / sh && pad_top == 0;
   const int valid_w = in.w >= fw && out.w == (in.w - fw + sw) / sw && pad_left == 0;
-  const int32_t tot_h = (int32_t)((out.h - 1) * sh + fh) - (int32_t)in.h, tot_w = (int32_t)((out.w - 1) * sw + fw) - (int32_t)in.w;
-  const int same_h = out.h == (in.h + sh - 1) / sh && pad_top == (uint32_t)(tot_h > 0 ? tot_h : 0) / 2;
-  const int same_w = out.w == (in.w + sw - 1) / sw && pad_left == (uint32_t)(tot_w > 0 ? tot_w : 0) / 2;
+  const int64_t tot_h = (int64_t)(out.h - 1) * sh + fh - in.h, tot_w = (int64_t)(out.w - 1) * sw + fw - in.w;
+  const int same_h = out.h == (in.h + sh - 1) / sh && pad_top == (uint64_t)(tot_h > 0 ? tot_h : 0) / 2;
+  const int same_w = out.w == (in.w + sw - 1) / sw && pad_left == (uint64_t)(tot_w > 0 ? tot_w : 0) / 2;
   if (out.h == 0 || out.w == 0) return QBNN_RT_ERR_CHAIN;
   if (!((valid_h && valid_w) || (same_h && same_w))) return QBNN_RT_ERR_CHAIN;
   return QBNN_OK;

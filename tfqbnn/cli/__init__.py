@@ -3,3 +3,27 @@
 Each module holds ``main(argv=None)``; ``scripts/*.py`` and the console scripts of setup.cfg call them.
 Imports of the heavy parts (data, export) happen inside ``main``.
 """
+
+
+def samples_arg(text):
+    """argparse ``type`` of every sample-count option: an int in 1..QBNN_MAX_SAMPLES, as the C runtime bounds it."""
+    import argparse
+
+    from tflite_export.safeio import check_num_samples
+
+    try:
+        return check_num_samples(int(text), "samples")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("`samples`", "S").replace("samples=", "")) from None
+
+
+def seed32_arg(text):
+    """argparse ``type`` of a 32-bit sampler seed (decimal or 0x...)."""
+    import argparse
+
+    from tflite_export.safeio import check_seed
+
+    try:
+        return check_seed(int(text, 0), "seed")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("`seed`", "the seed").replace("seed=", "")) from None

@@ -15,6 +15,8 @@ import hashlib
 import sys
 from pathlib import Path
 
+from tfqbnn.cli import samples_arg
+
 EVAL_FILES = ("metrics.json", "per_image.npz", "scatter.png", "samples_curve.md")
 
 
@@ -24,7 +26,7 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty --out that holds another evaluation (only files tfqbnn wrote are deleted)")
-    p.add_argument("--samples", type=int, default=30, help="Monte-Carlo samples S")
+    p.add_argument("--samples", type=samples_arg, default=30, help="Monte-Carlo samples S (1..65536)")
     p.add_argument("--method", default="mc", choices=["mc", "hybrid", "pfp"],
                    help="mc: S full weight samples; hybrid: exact first-layer moments, later layers sampled; "
                         "pfp: moments through every layer, S logit samples")
@@ -38,7 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--ambiguous-profile", default="default", choices=["default", "small"])
     p.add_argument("--ambiguous-source", default="regenerated", choices=["regenerated", "ddu"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--samples-curve", type=int, nargs="+", default=None, metavar="S",
+    p.add_argument("--samples-curve", type=samples_arg, nargs="+", default=None, metavar="S",
                    help="also tabulate the metrics for these sample counts (samples_curve.md)")
     return p, p.parse_args(argv)
 

@@ -14,16 +14,18 @@ import argparse
 import json
 import sys
 
+from tfqbnn.cli import samples_arg, seed32_arg
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="trained .keras model (JQ variational / QAT layers, pooling, flatten, then Softmax)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--weights", choices=["int8", "int4"], default="int4", help="stored weight format")
-    p.add_argument("--seed", type=lambda s: int(s, 0), default=0, help="default 32-bit sampler seed stored in the model")
+    p.add_argument("--seed", type=seed32_arg, default=0, help="default 32-bit sampler seed stored in the model")
     p.add_argument("--calibration-size", type=int, default=1000, help="MNIST training images used for calibration")
     p.add_argument("--check", action="store_true", help="also compare Keras vs integer on the test sets")
-    p.add_argument("--samples", type=int, default=30, help="MC samples for --check")
+    p.add_argument("--samples", type=samples_arg, default=30, help="MC samples for --check")
     p.add_argument("--check-images", type=int, default=None,
                    help="--check on the first N images of each test set (default: all)")
     p.add_argument("--ambiguous-profile", choices=["default", "small"], default="default",

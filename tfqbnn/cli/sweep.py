@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tfqbnn.cli import samples_arg
+
 
 def parse_args(argv=None):
     from tfqbnn import sweep
@@ -31,7 +33,7 @@ def parse_args(argv=None):
     p.add_argument("--no-ablations", action="store_true")
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--only", nargs="+", default=None, help="run only these cell names (e.g. fp32 jq4)")
-    p.add_argument("--samples", type=int, default=None, help="MC samples per evaluation (default: profile's)")
+    p.add_argument("--samples", type=samples_arg, default=None, help="MC samples per evaluation (default: profile's)")
     p.add_argument("--table-only", action="store_true", help="rebuild the tables from finished cells, train nothing")
     return p, p.parse_args(argv)
 

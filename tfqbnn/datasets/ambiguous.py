@@ -200,7 +200,8 @@ def load_ambiguous_mnist(split="train", source="regenerated", data_dir=None, pro
             `cache_dir` / `$TFQBNN_CACHE_DIR` / `~/.cache/tfqbnn`, generated on first use) or "ddu" (the
             released `amnist_samples.pt` / `amnist_labels.pt`, MD5-checked, read without torch).
         data_dir: where the official MNIST (and the DDU files, under `ambiguous_mnist/`) are looked up.
-        profile, seed: which regeneration ("default" or "small"); ignored for source="ddu".
+        profile: which regeneration, "default" or "small"; ignored for source="ddu".
+        seed: seed of the regeneration; ignored for source="ddu".
 
     Returns:
         A `SourcedArrays`: unpack as `x, y = ...`; `.source` is a dict naming the source, file and hash.

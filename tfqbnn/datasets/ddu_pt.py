@@ -25,6 +25,7 @@ import numpy as np
 
 from tfqbnn.datasets import files
 from tfqbnn.datasets.errors import DatasetFileError
+from tflite_export.safeio import bounded_repr
 
 # The released DDU files (BlackHC/ddu_dirty_mnist, data-v1.0.0 == data-v0.6.0) and their MD5s.
 DDU_FILES = {
@@ -146,10 +147,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
-            raise DatasetFileError(self.path, f"unsupported persistent id {pid!r:.80}")
+            raise DatasetFileError(self.path, f"unsupported persistent id {bounded_repr(pid)}")
         _, stype, key, _location, numel = pid
         if not isinstance(numel, int) or numel < 0 or not isinstance(key, str):
-            raise DatasetFileError(self.path, f"bad storage record key={key!r:.40} numel={numel!r:.40}")
+            raise DatasetFileError(self.path, f"bad storage record key={bounded_repr(key, 40)} numel={bounded_repr(numel, 40)}")
         self.budget.take(numel)  # before reading: the declared count alone can be refused
         record = f"{self.prefix}data/{key}"
         raw = _read_member(self.path, self.zf, record, MAX_MEMBER_BYTES)

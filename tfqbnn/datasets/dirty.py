@@ -78,8 +78,10 @@ def load_dirty_mnist(
         validation_fraction: share of MNIST-train images and of Ambiguous-train *images* (all 10 label
             pairs of an image go to the same side) moved to validation; 0 gives DDU's 120000 train pairs.
         seed: seeds the validation carve.
-        ambiguous_source, profile, cache_dir: see `load_ambiguous_mnist`; `ambiguous_seed` is its `seed`
-            (which regeneration to use).
+        ambiguous_source: `source` of `load_ambiguous_mnist`.
+        profile: `profile` of `load_ambiguous_mnist`.
+        ambiguous_seed: `seed` of `load_ambiguous_mnist` (which regeneration to use).
+        cache_dir: `cache_dir` of `load_ambiguous_mnist`.
     """
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1), received validation_fraction={validation_fraction!r}")

@@ -2,7 +2,8 @@
 
 * `base`: `VariationalLayer` (posterior, sampler, KL, config), `sample_groups`, `ClipWeights`;
 * `dense`: `DenseVariational`;
-* `conv`: `Conv2DVariational`, `DepthwiseConv2DVariational`;
+* `conv`: `Conv1DVariational`, `Conv2DVariational`, `Conv3DVariational`, `DepthwiseConv2DVariational` (one
+  rank-generic base);
 * `quantized`: `QuantizedDense`, `QuantizedConv2D`, `QuantizedDepthwiseConv2D` (QAT).
 
 The registered names (``"tfqbnn>DenseVariational"``, ...) are the class names, so
@@ -17,11 +18,12 @@ from tfqbnn.layers.base import (  # noqa: F401  (private names: used by tests an
     _weights_and_kl,
     sample_groups,
 )
-from tfqbnn.layers.conv import Conv2DVariational, DepthwiseConv2DVariational
+from tfqbnn.layers.conv import Conv1DVariational, Conv2DVariational, Conv3DVariational, DepthwiseConv2DVariational
 from tfqbnn.layers.dense import DenseVariational
 from tfqbnn.layers.quantized import QuantizedConv2D, QuantizedDense, QuantizedDepthwiseConv2D
 
 __all__ = [
-    "ClipWeights", "VariationalLayer", "sample_groups", "DenseVariational", "Conv2DVariational",
+    "ClipWeights", "VariationalLayer", "sample_groups", "DenseVariational", "Conv1DVariational", "Conv2DVariational",
+    "Conv3DVariational",
     "DepthwiseConv2DVariational", "QuantizedDense", "QuantizedConv2D", "QuantizedDepthwiseConv2D",
 ]

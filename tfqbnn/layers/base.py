@@ -15,6 +15,7 @@ from keras import ops
 
 from tfqbnn import noise, priors
 from tfqbnn.config import QuantizationConfig
+from tflite_export.safeio import check_seed
 
 # Number of independent weight samples drawn per call (Monte-Carlo vectorisation).
 # `predict_mc` tiles its batch S times and sets this to S: every variational
@@ -136,8 +137,8 @@ class VariationalLayer(keras.layers.Layer):
             raise ValueError(f"`num_examples` must be a positive integer or None; received num_examples={num_examples!r}")
         if prior is not None and not priors.is_tfp_distribution(prior):
             raise ValueError(f"`prior` must be a tensorflow_probability distribution or None; received {prior!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ValueError(f"`seed` must be an integer or None; received seed={seed!r}")
+        if seed is not None:
+            check_seed(seed)
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
         self.quantization = QuantizationConfig.get(quantization)

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tfqbnn.layers.conv import check_data_format
 from tfqbnn.quantizers import UniformQuantizer, check_bits
 
 
@@ -62,9 +63,10 @@ class QuantizedDense(_QuantizedKernelMixin, keras.layers.Dense):
     """Keras ``Dense`` trained with a ``kernel_bits``-bit fake-quantized kernel (QAT).
 
     Args:
-        units, ...: as Keras ``Dense``.
+        units: as Keras ``Dense``.
         kernel_bits: int, bits of the stored kernel (4 or 8 for the exporter).
         per_channel: one scale per output unit (True) or one per tensor.
+        **kwargs: the other arguments of Keras ``Dense`` (``activation``, ``use_bias``, ...).
     """
 
     _channel_axes = (-1,)
@@ -93,6 +95,7 @@ class QuantizedConv2D(_QuantizedKernelMixin, keras.layers.Conv2D):
     _channel_axes = (-1,)
 
     def __init__(self, filters, kernel_size, kernel_bits=8, per_channel=True, **kwargs):
+        check_data_format(kwargs.get("data_format"))  # the integer export and the C runtime are NHWC only
         super().__init__(filters, kernel_size, **kwargs)
         self._init_quantizer(kernel_bits, per_channel)
 
@@ -113,6 +116,7 @@ class QuantizedDepthwiseConv2D(_QuantizedKernelMixin, keras.layers.DepthwiseConv
     _channel_axes = (-2, -1)
 
     def __init__(self, kernel_size, kernel_bits=8, per_channel=True, **kwargs):
+        check_data_format(kwargs.get("data_format"))
         super().__init__(kernel_size, **kwargs)
         self._init_quantizer(kernel_bits, per_channel)
 

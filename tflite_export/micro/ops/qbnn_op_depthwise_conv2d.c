@@ -8,10 +8,11 @@ int qbnn_op_depthwise_conv2d_prepare(const qbnn_op *op, int kernel, int is_last,
   const qbnn_conv_params *P = (const qbnn_conv_params *)op->params;
   if (!P) return QBNN_ERR_NULL;
   if (op->in.c == 0 || op->out.c % op->in.c != 0) return QBNN_RT_ERR_CHAIN;
-  const uint32_t k = (uint32_t)P->filter_h * P->filter_w * op->out.c;
+  const uint64_t k = (uint64_t)P->filter_h * P->filter_w * op->out.c;
   int err = qbnn__check_window(op->in, op->out, P->filter_h, P->filter_w, P->stride_h, P->stride_w, P->pad_top,
                                P->pad_left);
   if (err != QBNN_OK) return err;
+  if (!qbnn__fits_arena16(qbnn__padded_elems(op, P, 0) + 3u) || !qbnn__fits_arena16(k)) return QBNN_RT_ERR_LIMITS;
   /* the filter is the op's one row of H*W*O codes; requantisation constants are per output channel */
   if (P->w.moments) return QBNN_RT_ERR_MODE;
   err = qbnn__check_weighted(&P->w, 1, k, kernel, is_last, needs);
@@ -21,7 +22,7 @@ int qbnn_op_depthwise_conv2d_prepare(const qbnn_op *op, int kernel, int is_last,
       return QBNN_RT_ERR_RANGE;
     if (P->w.bias && (P->w.bias[o] <= -(1 << 30) || P->w.bias[o] >= (1 << 30))) return QBNN_RT_ERR_RANGE;
   }
-  needs->x_elems = (qbnn__padded_elems(op, P, 0) + 3u) & ~3u;
+  needs->x_elems = (qbnn__padded_elems(op, P, 0) + 3u) & ~(uint64_t)3u;
   needs->filter_elems = k;
   return QBNN_OK;
 }

@@ -5,11 +5,11 @@
 
 int qbnn_op_fully_connected_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
   const qbnn_rt_layer *L = (const qbnn_rt_layer *)op->params;
-  const uint32_t cols = qbnn__elems(op->in);
+  const uint64_t cols = qbnn__elems64(op->in); /* <= QBNN_MAX_TENSOR (qbnn_init) */
   if (op->out.h != 1 || op->out.w != 1) return QBNN_RT_ERR_CHAIN;
   const int err = qbnn__check_weighted(L, op->out.c, cols, kernel, is_last, needs);
   if (err != QBNN_OK) return err;
-  needs->x_elems = (cols + 3u) & ~3u;
+  needs->x_elems = (cols + 3u) & ~(uint64_t)3u;
   needs->filter_elems = cols;
   return QBNN_OK;
 }

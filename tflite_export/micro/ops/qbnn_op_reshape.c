@@ -4,7 +4,7 @@
 int qbnn_op_reshape_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
   (void)kernel, (void)is_last;
   needs->x_elems = needs->filter_elems = 0;
-  return qbnn__elems(op->in) == qbnn__elems(op->out) ? QBNN_OK : QBNN_RT_ERR_CHAIN;
+  return qbnn__elems64(op->in) == qbnn__elems64(op->out) ? QBNN_OK : QBNN_RT_ERR_CHAIN;
 }
 
 void qbnn_op_reshape_eval(const qbnn_op *op, const int8_t *in, int8_t *out, qbnn_op_ctx *ctx) {
