@@ -34,6 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tflite_export.safeio import check_num_samples
 from tfqbnn import moments
 from tfqbnn.layers import DenseVariational, sample_groups
 from tfqbnn.uncertainty import (
@@ -454,7 +455,7 @@ def predict_uncertainty(model, x, method="mc", num_samples=30, batch_size=None, 
 
     estimator = estimators.check_estimator(estimator)
     t = time.perf_counter()
-    acc = estimators.Decomposition(num_samples, estimator)
+    acc = estimators.Decomposition(check_num_samples(num_samples), estimator)
     for s0, probs in _chunks(model, x, method, num_samples, batch_size, from_logits, seed, noise, softplus_order,
                              covariance, max_samples_per_call):
         probs = probs.astype(np.float64)
