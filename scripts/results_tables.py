@@ -305,8 +305,19 @@ def mcu_mlp():
     return _mcu_table(b, cols)
 
 
+def truth_test():
+    """The MI estimators at S = 30 against the S = 1000 truth (`scripts/truth_test.py`'s own table)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("truth_test", os.path.join(os.path.dirname(__file__), "truth_test.py"))
+    script = importlib.util.module_from_spec(spec)  # scripts/truth_test.py, next to this file
+    spec.loader.exec_module(script)
+
+    return script.table(_json("truth_test", "truth_test.json")["records"]).rstrip("\n")
+
+
 TABLES = {f.__name__: f for f in (table1, samples_curve, lenet5_aug, lenet5_fast, headline, cheap_modes, cheap_timing,
-                                  lowbit_diagnostic, export_memory, export_check, mcu_mlp)}
+                                  lowbit_diagnostic, export_memory, export_check, mcu_mlp, truth_test)}
 
 MARKER = re.compile(r"^<!-- results: (\w+) -->$", re.M)
 README_BLOCK = re.compile(r"(<!-- results: headline -->\n)(.*?)(<!-- /results -->)", re.S)

@@ -91,6 +91,10 @@ def test_board_runs_exported_model_bit_exact(board, gen_dir, tmp_path):
                        r.stdout, re.M)
     assert len(modes) == 9 + 3 and {k for k, _ in modes} == {"auto", "ref", "lut", "simd"}, r.stdout[-3000:]
     assert all(int(d) == 0 for _, d in modes)
+    # SPEC 7.1: the jackknife correction bit-identical to the reference's float32 in every mode and kernel
+    jk = re.findall(r"^ok jackknife image \d+ mode=(\w+) kernel=(\w+) correction=(-?\d+) expected=\3 ", r.stdout, re.M)
+    assert {(m, k) for m, k, _ in jk} == {(m, k) for m in ("mc", "hybrid", "pfp") for k in ("auto", "ref", "lut", "simd")}
+    assert "FAIL jackknife" not in r.stdout
 
 
 def _vectors(elf, tmp_path):

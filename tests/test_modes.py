@@ -402,3 +402,67 @@ def test_integer_modes_agree_with_keras_and_with_integer_mc(tmp_path_factory):
         agree = np.mean(modes.predict(imodel, x, mode, 30, seed=1)["prediction"] == mc)
         print(f"{mode}: agrees with integer MC on {agree:.3f} (MC vs MC: {floor:.3f})")
         assert agree >= floor - 0.02
+
+
+# ---- SPEC 7.1: the jackknife correction, numpy float32 reference and C -----------------------------------------
+
+@pytest.mark.parametrize("num_samples", [1, 6, 30, 40])
+def test_reference_jackknife_is_the_estimators_group_jackknife(num_samples):
+    """The float32 reference (pooled counts A[c] / T, as SPEC 7) against `tfqbnn.estimators` in float64 on the
+    per-sample probabilities P_s / T_s with the same 32 groups: equal up to float32 and the normalisation."""
+    from tfqbnn import estimators
+
+    model = synthetic_model(sizes=(30, 13, 7, 5), seed=5)
+    x = _mnist_like_input(4, seed=4)[:, :30]
+    codes = model.predict_codes(x, num_samples=num_samples, streams=model.streams(3))
+    u = reference.uncertainty(codes)
+    p = (codes.astype(np.int64) + 128) / (codes.astype(np.int64) + 128).sum(-1, keepdims=True)
+    want = estimators.entropy_of_mean(p, "jackknife", groups=32) - estimators.entropy(p.mean(0))
+    np.testing.assert_allclose(u["entropy_correction"], want, rtol=0.01, atol=1e-7)  # T_s vs T: < 1 %
+    assert u["entropy_correction"].dtype == np.float32
+    if num_samples > 1:
+        assert np.all(u["entropy_correction"] > 0)  # the plug-in is biased low here
+    np.testing.assert_allclose(u["mutual_information_corrected"] - u["mutual_information"],
+                               u["entropy_correction"], rtol=1e-6)
+    # PFP: the same estimator on its float32 sample probabilities
+    pf = modes.pfp_uncertainty(model, x, num_samples=num_samples, seed=3)
+    assert pf["entropy_correction"].dtype == np.float32
+    if num_samples > 1:
+        assert np.all(pf["entropy_correction"] > 0)
+    np.testing.assert_array_equal(pf["mutual_information_corrected"],
+                                  (pf["mutual_information"] + pf["entropy_correction"]).astype(np.float32))
+
+
+def test_jackknife_group_of_a_sample_is_its_bounds_interval():
+    for s_total in (1, 5, 31, 32, 33, 40, 1000, 65536):
+        b = modes.jk_bounds(s_total)
+        want = np.searchsorted(b, np.arange(s_total), side="right") - 1
+        got = [modes.jk_group_of(s, s_total) for s in range(s_total)] if s_total < 2000 else \
+            [modes.jk_group_of(s, s_total) for s in (0, 1, 2047, 2048, s_total - 1)]
+        idx = np.arange(s_total) if s_total < 2000 else np.array([0, 1, 2047, 2048, s_total - 1])
+        np.testing.assert_array_equal(got, want[idx])
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no host C compiler (cc)")
+def test_c_jackknife_is_bit_identical_and_checked(tmp_path):
+    """S = 40 (32 groups of 1 or 2 samples): the C correction of MC, HYBRID and PFP equals the reference's float32
+    bit for bit on every kernel; one expected value moved by one ulp fails the run."""
+    gen = tmp_path / "gen"
+    model = synthetic_model(sizes=(30, 13, 7, 5), seed=5)
+    c_source.write_model_sources(model, gen)
+    exp = c_source.write_test_vectors(model, _mnist_like_input(2, seed=4)[:, :30], ["a", "b"], gen, num_samples=40)
+    assert all(e["jk"] > 0 and e["hybrid"]["jk"] > 0 and e["pfp"]["jk"] > 0 for e in exp)
+    r = _host(gen, tmp_path / "build")
+    assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+    got = re.findall(r"^ok jackknife image (\d) mode=(\w+) kernel=(\w+) correction=(-?\d+) expected=(-?\d+)",
+                     r.stdout, re.M)
+    assert {(m, k) for _, m, k, _, _ in got} >= {(m, k) for m in ("mc", "hybrid", "pfp")
+                                                   for k in ("auto", "ref", "lut", "simd")}
+    src = (gen / "test_vectors.c").read_text()
+    row = c_source._hex_floats([exp[0]["jk"], exp[0]["hybrid"]["jk"], exp[0]["pfp"]["jk"]])
+    moved = np.array([exp[0]["jk"], exp[0]["hybrid"]["jk"], exp[0]["pfp"]["jk"]], np.float32)
+    moved[2] = np.nextafter(moved[2], np.float32(1))
+    assert row in src
+    (gen / "test_vectors.c").write_text(src.replace(row, c_source._hex_floats(moved), 1))
+    r = _host(gen, tmp_path / "build")
+    assert r.returncode != 0 and re.search(r"^FAIL jackknife image 0 mode=pfp", r.stdout, re.M), r.stdout[-2000:]

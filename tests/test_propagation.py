@@ -99,11 +99,11 @@ def test_pfp_close_to_mc_with_a_hidden_layer():
 
 def test_predict_uncertainty_mc_is_predict_mc_and_decompose():
     model, x = _model("jq4"), _x(5)
-    got = tfqbnn.predict_uncertainty(model, x, "mc", num_samples=7, seed=3)
+    got = tfqbnn.predict_uncertainty(model, x, "mc", num_samples=7, seed=3, estimator="plugin")
     want = decompose(predict_mc(model, x, 7, seed=3))
     for k in want:
         np.testing.assert_array_equal(got[k], want[k])
-    assert set(got) == set(want) | {"seconds"}
+    assert set(got) == set(want) | {"seconds", "estimator"}
 
 
 def test_seeded_hybrid_and_pfp_reproduce():
@@ -209,3 +209,9 @@ def test_evaluate_model_by_method_and_cli_flag():
 
     assert cli.parse_args(["m.keras", "--out", "o", "--method", "pfp"])[1].method == "pfp"
     assert cli.parse_args(["m.keras", "--out", "o"])[1].method == "mc"
+    args = cli.parse_args(["m.keras", "--out", "o", "--estimator", "delta", "--images", "12"])[1]
+    assert (args.estimator, args.images) == ("delta", 12)
+    plug, _ = evaluation.evaluate_model(model, data, num_samples=6, seed=1)
+    jk, _ = evaluation.evaluate_model(model, data, num_samples=6, seed=1, estimator="jackknife")
+    assert (plug["estimator"], jk["estimator"]) == ("plugin", "jackknife")
+    assert jk["mean_epistemic_ood"] > plug["mean_epistemic_ood"]  # the correction raises the low-biased MI

@@ -323,6 +323,7 @@ def expected_values(model, images, num_samples, seed):
             "prediction": int(u["prediction"][0]),
             "entropy": (float(u["predictive_entropy"][0]), float(u["expected_entropy"][0]),
                         float(u["mutual_information"][0])),
+            "jk": np.float32(u["entropy_correction"][0]),  # SPEC 7.1, float32 bits
             "positions": [int(s.position) for s in streams],
         })
     for img, e in zip(images, out):
@@ -334,14 +335,14 @@ def expected_values(model, images, num_samples, seed):
         e["hybrid"] = {"sums": u["sums"][0].astype(np.int64), "prediction": int(u["prediction"][0]),
                        "entropy": (float(u["predictive_entropy"][0]), float(u["expected_entropy"][0]),
                                    float(u["mutual_information"][0])),
-                       "positions": [int(s.position) for s in streams]}
+                       "jk": np.float32(u["entropy_correction"][0]), "positions": [int(s.position) for s in streams]}
     # SPEC 11's PFP: every op from the first Bayesian one a dense layer
     for img, e in zip(images, out if _runs_mode(modes.pfp_entry, model) else []):
         streams = model.streams(seed)
         p = modes.pfp_uncertainty(model, img[None], num_samples, streams=streams)
         e["pfp"] = {"mean_prob": p["mean_prob"][0], "prediction": int(p["prediction"][0]),
                     "entropy": (p["predictive_entropy"][0], p["expected_entropy"][0], p["mutual_information"][0]),
-                    "positions": [int(s.position) for s in streams]}
+                    "jk": np.float32(p["entropy_correction"][0]), "positions": [int(s.position) for s in streams]}
     return out
 
 
@@ -418,6 +419,11 @@ def test_vector_sources(model, images, sources, num_samples=10, seed=None):
               + ", ".join(str(e["pfp"]["prediction"]) for e in exp) + "};",
               "const uint32_t qbnn_tv_pfp_positions[QBNN_TV_NUM_STREAMS] = {"
               + ", ".join(f"{p}u" for p in exp[0]["pfp"]["positions"]) + "};", ""]
+    # SPEC 7.1: the jackknife correction of MC, HYBRID, PFP (0 where the mode does not run), float32 bits
+    c += ["const float qbnn_tv_jk[QBNN_TV_NUM_IMAGES][3] = {"]
+    c += ["  {" + _hex_floats([e["jk"], e["hybrid"]["jk"] if has_hybrid else 0.0, e["pfp"]["jk"] if has_pfp else 0.0])
+          + "}," for e in exp]
+    c += ["};", ""]
     c += [f"const int8_t qbnn_tv_mean_codes[QBNN_TV_NUM_IMAGES][{k}] = {{"]  # the mean-code pass
     c += ["  {" + ", ".join(str(int(v)) for v in e["mean_codes"]) + "}," for e in exp]
     c += ["};", ""]
@@ -448,7 +454,8 @@ def test_vector_sources(model, images, sources, num_samples=10, seed=None):
               "extern const float qbnn_tv_pfp_entropy[QBNN_TV_NUM_IMAGES][3];",
               "extern const int qbnn_tv_pfp_prediction[QBNN_TV_NUM_IMAGES];",
               "extern const uint32_t qbnn_tv_pfp_positions[QBNN_TV_NUM_STREAMS];", ""]
-    h += [f"extern const int8_t qbnn_tv_mean_codes[QBNN_TV_NUM_IMAGES][{k}];", ""]
+    h += ["extern const float qbnn_tv_jk[QBNN_TV_NUM_IMAGES][3];",
+          f"extern const int8_t qbnn_tv_mean_codes[QBNN_TV_NUM_IMAGES][{k}];", ""]
     h += ["#endif", ""]
     return {"test_vectors.c": "\n".join(c), "test_vectors.h": "\n".join(h)}, exp
 

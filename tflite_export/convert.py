@@ -27,9 +27,11 @@ def check_model(model, weights):
 def integer_model_from_keras(model, weights="int4", seed=0):
     """Codes and tables of every op (scales uncalibrated), through the Keras front end (`frontend.converters`)."""
     from tflite_export import frontend
+    from tfqbnn.moments import warn_frozen_sigma
 
     check_weights(model)
     ops, input_shape = frontend.integer_ops(model, weights)
+    warn_frozen_sigma(model, where="export: ")  # a layer that samples almost nothing exports as such
     return IntegerModel(ops, default_seed=seed, input_shape=input_shape)
 
 

@@ -145,7 +145,8 @@ class IntegerModel:
 
 
 def uncertainty(codes):
-    """SPEC.md section 7 from [S, N, K] softmax codes: dict of mean_prob, prediction, entropies, MI."""
+    """SPEC.md section 7 from [S, N, K] softmax codes: dict of mean_prob, prediction, entropies, MI, and section
+    7.1's jackknife correction with the corrected predictive entropy and MI."""
     p = np.asarray(codes, np.int64) + 128  # P_s[c]
     a = p.sum(axis=0)  # A[c], [N, K]
     mean = a / a.sum(axis=-1, keepdims=True)
@@ -155,8 +156,11 @@ def uncertainty(codes):
         with np.errstate(divide="ignore", invalid="ignore"):
             return -np.sum(np.where(q > 0, q * np.log(q), 0.0), axis=-1)
 
+    from tflite_export.modes import jk_correction_counts, jk_group_counts
+
     pred_ent = ent(mean)
     exp_ent = ent(ps).mean(axis=0)
+    corr = jk_correction_counts(jk_group_counts(codes), len(p))  # SPEC 7.1: float32, bit-exact in C
     return {
         "sums": a,
         "mean_prob": mean,
@@ -164,4 +168,7 @@ def uncertainty(codes):
         "predictive_entropy": pred_ent,
         "expected_entropy": exp_ent,
         "mutual_information": pred_ent - exp_ent,
+        "entropy_correction": corr,
+        "predictive_entropy_corrected": pred_ent + corr,
+        "mutual_information_corrected": pred_ent - exp_ent + corr,
     }

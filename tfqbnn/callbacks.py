@@ -134,3 +134,40 @@ class KLAnnealing(keras.callbacks.Callback):
             self.value = value
             for layer in self._layers:
                 layer.set_kl_weight(value)  # a lazily built layer takes it as its initial value
+
+
+class FrozenSigmaCheck(keras.callbacks.Callback):
+    """Warn once per layer, naming it, when a quantized layer's trained sigma sits mostly below half its sample
+    grid step (`tfqbnn.moments.warn_frozen_sigma`): its sampled weights then round back to the mean and the layer
+    is silently deterministic.
+
+    Checked at the end of training (sigma starts at ``init_sigma``, far below the step, and grows while
+    training); with ``every_epoch=True`` also after each epoch from ``start_epoch`` on.
+
+    Args:
+        fraction: warn when more than this fraction of a layer's weights is below half the step.
+        every_epoch: also check at the end of every epoch (``>= start_epoch``, 0-based).
+        start_epoch: first epoch checked when ``every_epoch``.
+    """
+
+    def __init__(self, fraction=0.5, every_epoch=False, start_epoch=1):
+        super().__init__()
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError(f"`fraction` must be in [0, 1); received fraction={fraction}")
+        self.fraction = float(fraction)
+        self.every_epoch = bool(every_epoch)
+        self.start_epoch = int(start_epoch)
+        self.warned = set()
+        self.flagged = {}
+
+    def _check(self):
+        from tfqbnn.moments import warn_frozen_sigma
+
+        self.flagged = warn_frozen_sigma(self.model, self.fraction, self.warned, where="FrozenSigmaCheck: ")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.every_epoch and epoch >= self.start_epoch:
+            self._check()
+
+    def on_train_end(self, logs=None):
+        self._check()

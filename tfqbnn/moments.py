@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -206,6 +207,44 @@ def diagnostic(model, frozen_below=0.01, draws=(20, 30), noise="gaussian"):
             row["sigma_below_half_step"] = float(np.mean(s_used < q.sample_quantizer.delta / 2))
         out[layer.name] = row
     return out
+
+
+def sigma_below_half_step(model):
+    """Per quantized-sample variational layer: the fraction of its weights whose used ``Qv(sigma)`` is below half
+    the sample grid step (such a weight rounds back to its quantized mean in most draws; `diagnostic`'s
+    ``sigma_below_half_step``).  Returns ``{layer name: fraction}``; layers without a sample quantizer are left out."""
+    out = {}
+    for layer in model._flatten_layers(include_self=False):
+        if not is_variational(layer) or layer.quantization.sample_quantizer is None or not layer.built:
+            continue
+        _, s_used = used_mean_and_std(np.asarray(layer.mu), np.asarray(layer.sigma), layer.quantization)
+        out[layer.name] = float(np.mean(s_used < layer.quantization.sample_quantizer.delta / 2))
+    return out
+
+
+FROZEN_SIGMA_FRACTION = 0.5
+
+
+def warn_frozen_sigma(model, fraction=FROZEN_SIGMA_FRACTION, warned=None, where=""):
+    """Warn (`UserWarning`) once per layer, naming it, when more than ``fraction`` of a quantized layer's weights
+    have sigma below half the sample grid step: the layer then samples almost nothing and acts deterministically.
+
+    ``warned``: a set of layer names already warned about (updated; None: a new one).  Returns the flagged
+    ``{layer name: fraction}``."""
+    warned = set() if warned is None else warned
+    flagged = {k: v for k, v in sigma_below_half_step(model).items() if v > fraction}
+    for name, frac in flagged.items():
+        if name in warned:
+            continue
+        warned.add(name)
+        layer = next(l for l in model._flatten_layers(include_self=False) if l.name == name)
+        half = layer.quantization.sample_quantizer.delta / 2
+        warnings.warn(
+            f"{where}layer {name!r}: {100 * frac:.0f} % of its weights have sigma below half the "
+            f"{layer.quantization.name} sample step ({half:.4g}; mean sigma {float(np.mean(layer.sigma)):.4g}), so "
+            "their sampled weights round back to the mean and the layer is nearly deterministic. Train longer or "
+            "with a larger `rho_scale` / `init_sigma`, or use more sample bits.", UserWarning, stacklevel=2)
+    return flagged
 
 
 def diagnostic_summary(diag):

@@ -371,7 +371,8 @@ def train_bnn(data, pretrained, out_dir, quantization="jq4", profile="fast", see
     models.init_from_deterministic(bnn, pretrained)
     t = time.perf_counter()
     hist = _fit(bnn, data, profile, cfg.seed, profile.bnn_epochs, profile.bnn_lr, rd,
-                extra_callbacks=[qcallbacks.KLAnnealing("linear", warmup=profile.kl_warmup)],
+                extra_callbacks=[qcallbacks.KLAnnealing("linear", warmup=profile.kl_warmup),
+                                 qcallbacks.FrozenSigmaCheck()],
                 fail_after_epoch=fail_after_epoch, verbose=verbose, schedule=profile.bnn_lr_schedule,
                 augment_shift=profile.bnn_augment_shift)
     _save_model(bnn, rd)

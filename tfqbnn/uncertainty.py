@@ -12,6 +12,7 @@ All in nats.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 import keras
@@ -69,7 +70,7 @@ SAMPLE_MEMORY_BUDGET = 64 * 2**20
 
 
 def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, seed=None,
-               max_samples_per_call=None):
+               max_samples_per_call=None, independent=False):
     """Monte-Carlo predictions of a Bayesian model.
 
     Runs ``num_samples`` stochastic forward passes, vectorised: every variational
@@ -92,15 +93,25 @@ def predict_mc(model, x, num_samples=30, batch_size=None, from_logits=False, see
         batch_size: images per forward pass (default: chosen so that a call's
             samples * batch rows stay around 32k).
         from_logits: apply a softmax to the model's outputs.
-        seed: if given (a 32-bit integer), reseeds every variational layer (reproducible runs).
+        seed: if given (a 32-bit integer), the draws are reproducible: every variational
+            layer is reseeded for this call and its random state restored afterwards
+            (no effect on later calls).
         max_samples_per_call: samples drawn per traced call (default: from the
             memory budget).  Each call draws fresh weights.
+        independent: if True, every image gets its own S weight draws (a
+            ``[S, N, C]`` result whose images are independent given the model);
+            by default the images of one forward pass share each of the S draws,
+            which is as exact per image and far cheaper (the weights are sampled
+            once per pass, not once per image) but correlates the images' errors,
+            so set-level means vary more between runs.  Costs S * N weight
+            samples; ``max_samples_per_call`` then bounds samples x images per call.
 
     Returns:
         float32 array ``(S, N, C)`` of softmax probabilities.
     """
     out = None
-    for s0, probs in mc_chunks(model, x, num_samples, batch_size, from_logits, seed, max_samples_per_call):
+    for s0, probs in mc_chunks(model, x, num_samples, batch_size, from_logits, seed, max_samples_per_call,
+                               independent):
         if out is None:
             out = np.empty((int(num_samples),) + probs.shape[1:], np.float32)
         out[s0 : s0 + len(probs)] = probs
@@ -128,29 +139,62 @@ def reseed(model, seed, is_variational=lambda l: isinstance(l, VariationalLayer)
         layer.reseed(seed * 1000 + i)
 
 
-def mc_chunks(model, x, num_samples=30, batch_size=None, from_logits=False, seed=None, max_samples_per_call=None):
-    """`predict_mc` one chunk of samples at a time: yields ``(first sample index, probs [k, N, C])``."""
+def mc_chunks(model, x, num_samples=30, batch_size=None, from_logits=False, seed=None, max_samples_per_call=None,
+              independent=False):
+    """`predict_mc` one chunk of samples at a time: yields ``(first sample index, probs [k, N, C])``. With a seed,
+    the layers' random state is restored when the generator finishes (or is closed)."""
     x = _check_inputs(model, x)
     n = x.shape[0]
     variational = [l for l in model._flatten_layers() if isinstance(l, VariationalLayer)]
-    s, chunk = sample_chunk(num_samples, max_samples_per_call,
-                            sum(int(np.prod(l.mu.shape)) for l in variational if l.built))
+    weights = sum(int(np.prod(l.mu.shape)) for l in variational if l.built)
+    s, chunk = sample_chunk(num_samples, max_samples_per_call, weights)
     if batch_size is None:
         batch_size = max(1, _rows_per_call(model) // chunk)
     if int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be >= 1; received batch_size={batch_size}")
     batch_size = int(batch_size)
+    if independent:  # one weight draw per (sample, image): a call's draws (samples x images) within the budget
+        limit = int(max_samples_per_call) if max_samples_per_call else SAMPLE_MEMORY_BUDGET // (12 * max(weights, 1))
+        batch_size = max(1, limit // chunk)
     if seed is not None:
-        reseed(model, seed)
+        seed = check_seed(seed)
+    entry = None if independent else mc_entry_layer(model)
+    with reseeded(variational, seed):
+        for s0 in range(0, s, chunk):
+            k = min(chunk, s - s0)
+            parts = []
+            for i in range(0, n, batch_size):
+                xb = x[i : i + batch_size]
+                groups = k * len(xb) if independent else k
+                run = _runner(model, k, bool(from_logits), entry is not None, groups)
+                with sample_groups(groups, [entry] if entry is not None else ()):  # read when `run` traces
+                    parts.append(run(tf.constant(xb)).numpy())
+            yield s0, np.concatenate(parts, axis=1)
 
-    entry = mc_entry_layer(model)
-    for s0 in range(0, s, chunk):
-        k = min(chunk, s - s0)
-        run = _runner(model, k, bool(from_logits), entry is not None)
-        with sample_groups(k, [entry] if entry is not None else ()):  # read by the layers when `run` traces
-            probs = np.concatenate([run(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, n, batch_size)],
-                                   axis=1)
-        yield s0, probs
+
+@contextlib.contextmanager
+def preserved_random_state(layers):
+    """Restores the random state of every built layer in ``layers`` (variational layers) when the context ends."""
+    layers = [l for l in layers if getattr(l, "_rng", None) is not None]
+    saved = [l._rng.state.numpy() for l in layers]
+    try:
+        yield
+    finally:
+        for layer, state in zip(layers, saved):
+            layer._rng.state.assign(state)
+
+
+@contextlib.contextmanager
+def reseeded(variational_layers, seed):
+    """Within the context, layer i of ``variational_layers`` draws from seed ``seed * 1000 + i``; afterwards each
+    layer's random state is what it was before (``seed=None``: nothing changes)."""
+    if seed is None:
+        yield
+        return
+    with preserved_random_state(variational_layers):
+        for i, layer in enumerate(variational_layers):
+            layer.reseed(int(seed) * 1000 + i)
+        yield
 
 
 _RUNNERS = weakref.WeakKeyDictionary()
@@ -207,10 +251,11 @@ def mc_entry_layer(model):
     return None
 
 
-def _runner(model, s, from_logits, shared_entry):
-    """One traced function per (model, S): repeated calls do not retrace."""
+def _runner(model, s, from_logits, shared_entry, groups=None):
+    """One traced function per (model, S, weight draws per call): repeated calls do not retrace."""
     per_model = _RUNNERS.setdefault(model, {})
-    if (s, from_logits, shared_entry) not in per_model:
+    key = (s, from_logits, shared_entry) if groups in (None, s) else (s, from_logits, shared_entry, groups)
+    if key not in per_model:
 
         @tf.function(reduce_retracing=True)
         def run(xb):
@@ -221,8 +266,8 @@ def _runner(model, s, from_logits, shared_entry):
                 out = tf.nn.softmax(out, axis=-1)
             return tf.reshape(out, (s, -1, out.shape[-1]))
 
-        per_model[(s, from_logits, shared_entry)] = run
-    return per_model[(s, from_logits, shared_entry)]
+        per_model[key] = run
+    return per_model[key]
 
 
 def entropy(p, axis=-1):
@@ -231,26 +276,22 @@ def entropy(p, axis=-1):
     return -np.sum(p * np.log(np.clip(p, _EPS, 1.0)), axis=axis)
 
 
-def decompose(probs):
+def decompose(probs, estimator="plugin"):
     """Split the uncertainty of Monte-Carlo softmax samples ``[S, N, C]``.
 
     Returns a dict of float64 ``[N]`` arrays: ``predictive_entropy``, ``aleatoric``,
-    ``epistemic`` (= predictive_entropy - aleatoric, clipped at 0 against rounding)
-    and ``mean_probs`` ``[N, C]``.
+    ``epistemic`` (= predictive_entropy - aleatoric) and ``mean_probs`` ``[N, C]``.
+    ``estimator`` (`tfqbnn.estimators`): ``"plugin"`` (the textbook split, MI clipped at 0
+    against rounding; biased low at small S), ``"jackknife"`` or ``"delta"`` (bias-corrected
+    predictive entropy and MI, not clipped).
     """
+    from tfqbnn import estimators
+
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 3 or probs.shape[0] == 0:
         raise ValueError(f"`probs` must have shape (S, N, C) with S >= 1; received shape {probs.shape}")
     _check_probabilities(probs)
-    mean = probs.mean(axis=0)
-    total = entropy(mean)
-    aleatoric = entropy(probs).mean(axis=0)
-    return {
-        "mean_probs": mean,
-        "predictive_entropy": total,
-        "aleatoric": aleatoric,
-        "epistemic": np.maximum(total - aleatoric, 0.0),
-    }
+    return estimators.decompose(probs, estimator)
 
 
 def _check_probabilities(probs, atol=1e-3):

@@ -10,6 +10,7 @@
 #include "model_data.h"
 #include "qbnn_modes.h"
 #include "qbnn_runtime.h"
+#include "qbnn_runtime_internal.h" /* the bench times SPEC 7.1's jackknife functions on their own */
 #include "test_vectors.h"
 
 #ifndef QBNN_HOST
@@ -45,6 +46,19 @@ static const char *kernel_name(int k) {
   return k == QBNN_KERNEL_REF ? "ref" : k == QBNN_KERNEL_LUT ? "lut" : k == QBNN_KERNEL_SIMD ? "simd" : "auto";
 }
 
+/* SPEC 7.1: the jackknife correction bit-identical to the reference's float32, the corrected values the plug-in
+   ones plus it; prints one line; returns the number of mismatches. */
+__attribute__((unused)) static int check_jk(const qbnn_result_t *res, float expected, const char *mode, int i, int kernel, int verbose) {
+  const int bad = res->entropy_correction != expected ||
+                  res->predictive_entropy_corrected != res->predictive_entropy + res->entropy_correction ||
+                  res->mutual_information_corrected != res->mutual_information + res->entropy_correction;
+  if (verbose || bad) /* 1e-9 nats: newlib-nano's printf has no %f */
+    printf("%s jackknife image %d mode=%s kernel=%s correction=%ld expected=%ld (1e-9 nats)\n", bad ? "FAIL" : "ok",
+           i, mode, kernel_name(kernel), (long)lroundf(res->entropy_correction * 1e9f),
+           (long)lroundf(expected * 1e9f));
+  return bad;
+}
+
 /* Runs image i with a kernel; returns the number of mismatches against the expected values. */
 __attribute__((unused)) static int check_image(int i, int kernel, int verbose) {
   qbnn_result_t res;
@@ -66,6 +80,7 @@ __attribute__((unused)) static int check_image(int i, int kernel, int verbose) {
               dmi = fabsf(res.mutual_information - mi);
   bad += dpe > QBNN_TV_TOLERANCE || dee > QBNN_TV_TOLERANCE || dmi > QBNN_TV_TOLERANCE;
   bad += bad_positions(qbnn_tv_positions, 0);
+  bad += check_jk(&res, qbnn_tv_jk[i][0], "mc", i, kernel, verbose);
   /* the mean-code pass (every weight at its mu code) */
   int8_t qm[QBNN_MAX_CLASSES];
   const int bad_mc = bad;
@@ -109,6 +124,7 @@ __attribute__((unused)) static int check_modes(int i, int kernel, int verbose) {
            fabsf(res.expected_entropy - qbnn_tv_hybrid_entropy[i][1]) > QBNN_TV_TOLERANCE ||
            fabsf(res.mutual_information - qbnn_tv_hybrid_entropy[i][2]) > QBNN_TV_TOLERANCE;
   bad_h += bad_positions(qbnn_tv_hybrid_positions, 0);
+  bad_h += check_jk(&res, qbnn_tv_jk[i][1], "hybrid", i, kernel, verbose);
   const int hpred = res.prediction;
   const long hmi = lroundf(res.mutual_information * 1e6f);
   float dmax = 0.0f;
@@ -126,6 +142,7 @@ __attribute__((unused)) static int check_modes(int i, int kernel, int verbose) {
   bad_p += dmax > QBNN_TV_PFP_TOLERANCE;
   bad_p += res.prediction != qbnn_tv_pfp_prediction[i];
   bad_p += bad_positions(qbnn_tv_pfp_positions, 0);
+  bad_p += check_jk(&res, qbnn_tv_jk[i][2], "pfp", i, kernel, verbose);
   const char *pfp = bad_p ? "FAIL" : "ok";
 #else /* PFP needs every op from the first Bayesian one to be a dense layer: the runtime must refuse it */
   err = init(kernel);
@@ -231,6 +248,39 @@ int main(void) {
     return 1;
   }
   printf("insn_deterministic_pass=%lu\n", (unsigned long)(d1 - d0));
+
+  /* SPEC 7.1's jackknife on its own at S = QBNN_MODE_SAMPLES (part of each mode's count above): the group sums of
+     S MC samples' codes (MC, HYBRID) or of their probabilities (PFP), then the correction */
+  {
+    static int8_t codes[QBNN_MODE_SAMPLES][QBNN_MAX_CLASSES];
+    static float probs[QBNN_MODE_SAMPLES][QBNN_MAX_CLASSES];
+    uint32_t gc[QBNN_JK_GROUPS][QBNN_MAX_CLASSES];
+    float gs[QBNN_JK_GROUPS][QBNN_MAX_CLASSES], pm[QBNN_MAX_CLASSES];
+    const int nc = QBNN_TV_NUM_CLASSES;
+    memset(&res, 0, sizeof res);
+    memset(pm, 0, sizeof pm);
+    for (int s = 0; s < QBNN_MODE_SAMPLES; ++s) {
+      if (qbnn_forward(&g_rt, g_input, codes[s])) return 1;
+      uint32_t t = 0;
+      for (int c = 0; c < nc; ++c) t += (uint32_t)(codes[s][c] + 128);
+      for (int c = 0; c < nc; ++c) {
+        res.counts[c] += (uint32_t)(codes[s][c] + 128);
+        probs[s][c] = (float)(codes[s][c] + 128) / (float)t;
+        pm[c] = pm[c] + probs[s][c];
+      }
+    }
+    icount_start();
+    const uint64_t j0 = icount_now();
+    for (int s = 0; s < QBNN_MODE_SAMPLES; ++s) qbnn__jk_add_codes(gc, s, QBNN_MODE_SAMPLES, codes[s], nc);
+    qbnn__jk_finish_counts(gc, QBNN_MODE_SAMPLES, nc, &res);
+    const uint64_t j1 = icount_now();
+    for (int s = 0; s < QBNN_MODE_SAMPLES; ++s) qbnn__jk_add_probs(gs, s, QBNN_MODE_SAMPLES, probs[s], nc);
+    qbnn__jk_finish_probs(gs, pm, QBNN_MODE_SAMPLES, nc, &res);
+    const uint64_t j2 = icount_now();
+    printf("insn_jackknife_counts=%lu\n", (unsigned long)(j1 - j0));
+    printf("insn_jackknife_probs=%lu\n", (unsigned long)(j2 - j1));
+    printf("jackknife_stack_bytes=%lu\n", (unsigned long)sizeof gc);
+  }
   printf("mode_samples=%d\n", QBNN_MODE_SAMPLES);
   printf("modes_stack_bytes=%lu\n", (unsigned long)mode_stack);
   return 0;

@@ -173,6 +173,62 @@ static inline int8_t hybrid_unit(const qbnn_rt_layer *L, int64_t base, int32_t s
   return requantize(L, (int32_t)acc);
 }
 
+/* ---- SPEC 7.1: the jackknife correction of the predictive entropy ------------------------------------------
+   G = min(S, QBNN_JK_GROUPS) contiguous groups, group g = samples floor(g S / G) .. floor((g + 1) S / G) - 1 of
+   m_g samples; correction = sum_g w_g (H - H_-g) in g order, w_g = float(S - m_g) / float(S), H and H_-g the
+   float32 entropies (qlog) of the mean with and without group g. Float32 in the reference's order: bit-exact with
+   tflite_export/modes.py (jk_correction_counts / jk_correction_probs). */
+static int jk_groups(int num_samples) { return num_samples < QBNN_JK_GROUPS ? num_samples : QBNN_JK_GROUPS; }
+static int jk_group(int s, int num_samples, int groups) {
+  return (int)(((uint32_t)(s + 1) * (uint32_t)groups - 1u) / (uint32_t)num_samples);
+}
+static int jk_size(int g, int num_samples, int groups) {
+  return (int)(((uint32_t)(g + 1) * (uint32_t)num_samples) / (uint32_t)groups -
+               ((uint32_t)g * (uint32_t)num_samples) / (uint32_t)groups);
+}
+static float qlog(float p);
+static float entropy_counts(const uint32_t *counts, int nc) {
+  uint32_t total = 0;
+  for (int c = 0; c < nc; ++c) total += counts[c];
+  const float t = (float)total;
+  float h = 0.0f;
+  for (int c = 0; c < nc; ++c) {
+    if (counts[c]) {
+      const float p = (float)counts[c] / t;
+      h = h - p * qlog(p);
+    }
+  }
+  return h;
+}
+static void jk_set(qbnn_result_t *res, float corr) {
+  res->entropy_correction = corr;
+  res->predictive_entropy_corrected = res->predictive_entropy + corr;
+  res->mutual_information_corrected = res->mutual_information + corr;
+}
+
+void qbnn__jk_add_codes(uint32_t (*gc)[QBNN_MAX_CLASSES], int s, int num_samples, const int8_t *codes, int nc) {
+  const int ng = jk_groups(num_samples), g = jk_group(s, num_samples, ng);
+  if (g != (s == 0 ? -1 : jk_group(s - 1, num_samples, ng))) /* a group's first sample: start its sums */
+    for (int c = 0; c < nc; ++c) gc[g][c] = 0u;
+  for (int c = 0; c < nc; ++c) gc[g][c] += (uint32_t)((int32_t)codes[c] + 128);
+}
+
+void qbnn__jk_finish_counts(const uint32_t (*gc)[QBNN_MAX_CLASSES], int num_samples, int nc, qbnn_result_t *res) {
+  const int ng = jk_groups(num_samples);
+  float corr = 0.0f;
+  if (ng > 1) {
+    const float h = entropy_counts(res->counts, nc);
+    for (int g = 0; g < ng; ++g) {
+      uint32_t rest[QBNN_MAX_CLASSES];
+      const int size = jk_size(g, num_samples, ng);
+      const float w = (float)(num_samples - size) / (float)num_samples;
+      for (int c = 0; c < nc; ++c) rest[c] = res->counts[c] - gc[g][c];
+      corr = corr + w * (h - entropy_counts(rest, nc));
+    }
+  }
+  jk_set(res, corr);
+}
+
 /* `input`: the first Bayesian op's input (the deterministic prefix's output, computed once). */
 static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_result_t *res) {
   const qbnn_model_t *m = rt->model;
@@ -189,6 +245,7 @@ static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_sampl
     w.a1[r] += 128; /* the rounding term of (A1 + n + 128) >> 8 */
   }
   float entropy_sum[2] = {0.0f, 0.0f};
+  uint32_t jk[QBNN_JK_GROUPS][QBNN_MAX_CLASSES]; /* SPEC 7.1's group sums */
   qbnn_stream *s0 = &rt->streams[L->core.layer_index];
   for (int s = 0; s < num_samples; ++s) {
     int8_t q[QBNN_MAX_CLASSES];
@@ -208,8 +265,10 @@ static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_sampl
     qbnn__run_tail(rt, fb + 1, w.h, q);
     qbnn__accumulate(q, nc, res->counts);
     qbnn__add_entropy(entropy_sum, qbnn__sample_entropy(q, nc));
+    qbnn__jk_add_codes(jk, s, num_samples, q, nc);
   }
   qbnn__finish(res->counts, num_samples, nc, entropy_sum, res);
+  qbnn__jk_finish_counts(jk, num_samples, nc, res);
   return QBNN_OK;
 }
 
@@ -386,6 +445,27 @@ static float entropy_f32(const float *p, int n) {
   return h;
 }
 
+void qbnn__jk_add_probs(float (*gs)[QBNN_MAX_CLASSES], int s, int num_samples, const float *p, int nc) {
+  const int ng = jk_groups(num_samples), g = jk_group(s, num_samples, ng);
+  if (g != (s == 0 ? -1 : jk_group(s - 1, num_samples, ng))) /* a group's first sample: start its sums */
+    for (int c = 0; c < nc; ++c) gs[g][c] = 0.0f;
+  for (int c = 0; c < nc; ++c) gs[g][c] = gs[g][c] + p[c];
+}
+
+void qbnn__jk_finish_probs(const float (*gs)[QBNN_MAX_CLASSES], const float *prob_sum, int num_samples, int nc,
+                           qbnn_result_t *res) {
+  const int ng = jk_groups(num_samples);
+  float corr = 0.0f;
+  for (int g = 0; g < ng && ng > 1; ++g) { /* leave group g out: mean (pm - gs[g]) / (S - m_g) */
+    const int size = jk_size(g, num_samples, ng);
+    const float w = (float)(num_samples - size) / (float)num_samples, rest = (float)(num_samples - size);
+    float lo[QBNN_MAX_CLASSES];
+    for (int c = 0; c < nc; ++c) lo[c] = (prob_sum[c] - gs[g][c]) / rest;
+    corr = corr + w * (res->predictive_entropy - entropy_f32(lo, nc));
+  }
+  jk_set(res, corr);
+}
+
 static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples, qbnn_result_t *res) {
   const qbnn_model_t *m = rt->model;
   const int fb = rt->first_bayesian, nl = m->num_ops, nc = m->num_classes;
@@ -455,6 +535,7 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
   }
   /* K logit samples from the last layer's stream, float32 softmax, SPEC 7's split */
   float sd[QBNN_MAX_CLASSES], pm[QBNN_MAX_CLASSES], hsum = 0.0f;
+  float gs[QBNN_JK_GROUPS][QBNN_MAX_CLASSES]; /* SPEC 7.1's group sums */
   for (int c = 0; c < nc; ++c) {
     sd[c] = sqrtf(hv[c]);
     pm[c] = 0.0f;
@@ -476,6 +557,7 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
       p[c] = p[c] / tot;
       pm[c] = pm[c] + p[c];
     }
+    qbnn__jk_add_probs(gs, k, num_samples, p, nc);
     hsum = hsum + entropy_f32(p, nc);
   }
   const float kf = (float)num_samples;
@@ -486,6 +568,7 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
   res->predictive_entropy = entropy_f32(res->mean_prob, nc);
   res->expected_entropy = hsum / kf;
   res->mutual_information = res->predictive_entropy - res->expected_entropy;
+  qbnn__jk_finish_probs(gs, pm, num_samples, nc, res);
   PROFILE("logit_sampling");
   return QBNN_OK;
 }

@@ -286,12 +286,15 @@ int qbnn_predict(qbnn_runtime_t *rt, const int8_t *input, int mode, int num_samp
   /* float only (no soft-double code on single-precision FPUs); Neumaier-compensated so that the
      sum of S entropies keeps float32 accuracy for any S (SPEC 7: within 1e-5 nats) */
   float entropy_sum[2] = {0.0f, 0.0f};
+  uint32_t jk[QBNN_JK_GROUPS][QBNN_MAX_CLASSES]; /* SPEC 7.1's group sums (zeroed by qbnn__jk_add_codes) */
   for (int s = 0; s < num_samples; ++s) {
     int8_t q[QBNN_MAX_CLASSES];
     run_tail(rt, x, q, 0, &x_ready);
     qbnn__accumulate(q, nc, res->counts);
     qbnn__add_entropy(entropy_sum, qbnn__sample_entropy(q, nc));
+    qbnn__jk_add_codes(jk, s, num_samples, q, nc);
   }
   qbnn__finish(res->counts, num_samples, nc, entropy_sum, res);
+  qbnn__jk_finish_counts(jk, num_samples, nc, res);
   return QBNN_OK;
 }

@@ -41,6 +41,13 @@
 #ifndef QBNN_MAX_SAMPLES /* MC samples per qbnn_predict call: the count sums A[c] stay below 2^32 */
 #define QBNN_MAX_SAMPLES 65536
 #endif
+#ifndef QBNN_JK_GROUPS /* the jackknife correction (SPEC 7.1) leaves out min(S, QBNN_JK_GROUPS) groups of samples;
+                          qbnn_predict keeps their sums on the stack: 4 * QBNN_JK_GROUPS * QBNN_MAX_CLASSES bytes */
+#define QBNN_JK_GROUPS 32
+#endif
+#if QBNN_JK_GROUPS < 2
+#error "QBNN_JK_GROUPS must be at least 2 (the numpy reference, tflite_export/modes.py JK_GROUPS, uses 32)"
+#endif
 
 enum { QBNN_KERNEL_AUTO = 0, QBNN_KERNEL_REF = 1, QBNN_KERNEL_LUT = 2, QBNN_KERNEL_SIMD = 3 };
 /* Errors of qbnn_init / qbnn_predict / qbnn_forward (0 = QBNN_OK; the sampler core's codes are 1..8:
@@ -138,8 +145,11 @@ typedef struct {
 typedef struct {
   uint32_t counts[QBNN_MAX_CLASSES]; /* A[c] = sum_s (q_s[c] + 128) */
   float mean_prob[QBNN_MAX_CLASSES];
-  float predictive_entropy, expected_entropy, mutual_information; /* nats */
+  float predictive_entropy, expected_entropy, mutual_information; /* nats, plug-in (SPEC 7) */
   int prediction;
+  /* SPEC 7.1: the jackknife estimate of the plug-in predictive entropy's bias (-entropy_correction; the plug-in
+     MI is low by about MI / S), and the corrected predictive entropy and MI = plug-in + entropy_correction */
+  float entropy_correction, predictive_entropy_corrected, mutual_information_corrected;
 } qbnn_result_t;
 
 /* Bytes of scratch arena qbnn_init needs for `model` (0: the model is malformed; qbnn_init says why). */

@@ -36,6 +36,18 @@ static inline void qbnn__add_entropy(float *entropy_sum, float h) {
 void qbnn__finish(const uint32_t *counts, int num_samples, int num_classes, const float *entropy_sum,
                   qbnn_result_t *result);
 
+/* qbnn_modes.c, SPEC 7.1's jackknife: group sums of sample s's P_s[c] (MC, HYBRID) or float p_c (PFP); from the
+   group sums, the correction and the corrected values of a result whose plug-in values are set (for counts: and
+   whose counts are A[c]; for PFP: prob_sum the unnormalised sum of the S probability vectors). */
+void qbnn__jk_add_codes(uint32_t (*group_counts)[QBNN_MAX_CLASSES], int s, int num_samples, const int8_t *codes,
+                        int num_classes);
+void qbnn__jk_finish_counts(const uint32_t (*group_counts)[QBNN_MAX_CLASSES], int num_samples, int num_classes,
+                            qbnn_result_t *result);
+void qbnn__jk_add_probs(float (*group_sums)[QBNN_MAX_CLASSES], int s, int num_samples, const float *probs,
+                        int num_classes);
+void qbnn__jk_finish_probs(const float (*group_sums)[QBNN_MAX_CLASSES], const float *prob_sum, int num_samples,
+                           int num_classes, qbnn_result_t *result);
+
 /* qbnn_modes.c: checks a layer's moment table (NULL is valid: mode unavailable); the arena bytes of the HYBRID
    and PFP scratch of a checked model (0: the model cannot run that mode); HYBRID / PFP prediction. */
 int qbnn__check_moments(const qbnn_rt_layer *layer, int is_last);
