@@ -26,3 +26,5 @@ CONSOLE_FLAGS := -DQBNN_CONSOLE_$(shell echo $(CONSOLE_KIND) | tr a-z- A-Z_)=$(C
 CONSOLE_SPECS := --specs=nosys.specs
 QEMU_SERIAL := -serial stdio
 endif
+# the data memory's size as a C constant expression (16K -> (16*1024)), for checks that need room
+RAM_BYTES := ($(subst M,*1048576,$(subst K,*1024,$(RAM_LENGTH))))
