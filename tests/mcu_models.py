@@ -7,7 +7,8 @@ import os
 import numpy as np
 
 from tfqbnn.quantizers import LogQuantizer
-from tflite_export import reference, sampler, storage
+from tflite_export import reference, storage
+from tflite_export.intmath import sampler
 
 INPUT_SCALE = np.float32(1.0 / 255.0)
 

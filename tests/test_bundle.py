@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tflite_export import bundle, c_source, firmware_runner
+from tflite_export import artifacts, bundle, c_source, firmware_runner
 from tfqbnn.cli import bundle as bundle_cli
 
 from mcu_models import exported_jq4, synthetic_conv_model
@@ -135,7 +135,7 @@ def test_arduino_layout_compiles_for_cortex_m4_and_m0(export_dir, tmp_path):
 
 
 def test_bundle_refuses_folders_with_files_it_did_not_write(export_dir, tmp_path):
-    model = c_source.load_exported(export_dir)
+    model = artifacts.load_exported(export_dir)
     img, src = np.zeros((1, 784), np.uint8), ["zeros"]
     user = tmp_path / "project"
     user.mkdir()

@@ -170,7 +170,7 @@ def test_offset_table_is_the_derived_table():
     """clamp(mu + offsets[k << 8 | u]) equals the derived table's w_code for every valid I4_FUSED byte and stream
     byte (both are SPEC 3.3's formula), in 4 KB instead of 64 KB."""
     from tfqbnn.quantizers import LogQuantizer
-    from tflite_export import sampler
+    from tflite_export.intmath import sampler
 
     for sb, wb in ((4, 4), (3, 4), (4, 3)):
         sigma_q = sampler.sigma_q_table(LogQuantizer(sb, 2.0**-10, 1.0), wb)

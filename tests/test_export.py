@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from tflite_export import convert, softmax, storage, tflite_io
+from tflite_export import convert, storage, tflite_io
+from tflite_export.intmath import softmax
 from tflite_export.reference import uncertainty
 
 pytestmark = pytest.mark.slow

@@ -88,10 +88,10 @@ def test_extra_writer_files_are_hashed_and_user_files_left_alone(tmp_path):
     files = json.loads((out / "manifest.json").read_text())["files"]
     assert files["c/model_data.h"]["sha256"] == hashlib.sha256(b"/* generated */\n").hexdigest()
     assert "notes.txt" not in files and (out / "notes.txt").read_text() == "mine"
-    c_source.load_exported(out)
+    artifacts.load_exported(out)
     (out / "c" / "model_data.h").write_text("/* edited */\n")
     with pytest.raises(ValueError, match=r"c/model_data.h: SHA-256"):
-        c_source.load_exported(out)
+        artifacts.load_exported(out)
 
 
 def _flip_outcomes(export_dir, tmp_path, flips, seed, rehash=False):
@@ -110,7 +110,7 @@ def _flip_outcomes(export_dir, tmp_path, flips, seed, rehash=False):
             man["files"]["model.tflite"]["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
             (d / "manifest.json").write_text(json.dumps(man))
         try:
-            c_source.load_exported(d)
+            artifacts.load_exported(d)
             loaded += 1
         except ValueError as err:
             assert "\n" not in str(err), str(err)
@@ -159,12 +159,12 @@ def _tamper(export_dir, tmp_path, edit):
 def test_manifest_edits_are_caught_against_model_tflite(export_dir, tmp_path, edit, message):
     d = _tamper(export_dir, tmp_path, edit)
     with pytest.raises(ValueError, match=message) as err:
-        c_source.load_exported(d)
+        artifacts.load_exported(d)
     assert "\n" not in str(err.value) and "manifest.json" in str(err.value)
 
 
 def test_untouched_export_loads_and_matches_the_exporter(export_dir):
-    m = c_source.load_exported(export_dir)
+    m = artifacts.load_exported(export_dir)
     x = np.random.default_rng(0).integers(0, 256, size=(3, 32)).astype(np.uint8)
     assert m.predict_codes(x, num_samples=2).shape == (2, 3, 10)
 
@@ -276,7 +276,7 @@ def test_default_seed_must_equal_the_models_exactly(export_dir, conv_export_dir,
     d = _tamper(export_dir if which == "mlp" else conv_export_dir, tmp_path, lambda m: m.__setitem__("default_seed", seed))
     assert "kind" in json.loads((d / "manifest.json").read_text())["layers"][0] or which == "mlp"
     with pytest.raises(ValueError, match=rf"default_seed={seed}") as err:
-        c_source.load_exported(d)
+        artifacts.load_exported(d)
     assert "\n" not in str(err.value)
 
 
@@ -284,7 +284,7 @@ def test_default_seed_must_equal_the_models_exactly(export_dir, conv_export_dir,
 def test_unknown_manifest_versions_are_refused(export_dir, tmp_path, version):
     d = _tamper(export_dir, tmp_path, lambda m: m.__setitem__("version", version))
     with pytest.raises(ValueError, match=rf"manifest.json: version {version!r} .*supported"):
-        c_source.load_exported(d)
+        artifacts.load_exported(d)
 
 
 def test_each_file_is_listed_once(export_dir, tmp_path):
@@ -294,12 +294,12 @@ def test_each_file_is_listed_once(export_dir, tmp_path):
 
     d = _tamper(export_dir, tmp_path, alias)
     with pytest.raises(ValueError, match=r"file entry '\./model.tflite' names model.tflite again") as err:
-        c_source.load_exported(d)
+        artifacts.load_exported(d)
     assert "\n" not in str(err.value)
     d = _tamper(export_dir, tmp_path / "trailing-slash",
                 lambda m: m["files"].__setitem__("model.tflite/", m["files"]["model.tflite"]))
     with pytest.raises(ValueError, match=r"again"):
-        c_source.load_exported(d)
+        artifacts.load_exported(d)
 
 
 def test_c_sources_check_everything_before_writing_anything(export_dir, tmp_path):

@@ -12,8 +12,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from tflite_export import c_source, modes, reference, sampler
-from tflite_export.intmath import fixedpoint
+from tflite_export import c_source, modes, reference
+from tflite_export.intmath import sampler
 from tfqbnn.quantizers import LogQuantizer
 
 from mcu_models import synthetic_model

@@ -11,7 +11,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from tflite_export import c_source, fixedpoint, reference, sampler, softmax
+from tflite_export import artifacts, c_source, reference
+from tflite_export.intmath import fixedpoint, sampler, softmax
 from tfqbnn.quantizers import LogQuantizer
 
 from mcu_models import exported_jq4, synthetic_model
@@ -216,12 +217,12 @@ def test_generator_rejects_layouts_the_runtime_cannot_run():
 
 def test_load_exported_round_trips_the_integer_model(tmp_path_factory):
     export_dir = exported_jq4(tmp_path_factory.mktemp("mcu"))
-    m = c_source.load_exported(export_dir)
+    m = artifacts.load_exported(export_dir)
     x = np.random.default_rng(0).integers(0, 256, size=(4, 784)).astype(np.uint8)
     codes = m.predict_codes(x, num_samples=3, seed=5)
     assert isinstance(m, reference.IntegerModel) and codes.shape == (3, 4, 10)
     with pytest.raises(ValueError, match="manifest.json"):
-        c_source.load_exported(tmp_path_factory.mktemp("empty"))
+        artifacts.load_exported(tmp_path_factory.mktemp("empty"))
 
 
 def test_operands_below_the_zero_point_are_bit_exact_in_the_pair_kernels(tmp_path):

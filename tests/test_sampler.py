@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from tflite_export import sampler, storage
+from tflite_export import storage
+from tflite_export.intmath import sampler
 
 MICRO = Path(__file__).resolve().parents[1] / "tflite_export" / "micro"
 

@@ -1,7 +1,7 @@
 """tflite_export: integer deployment of tfqbnn JQ models (see SPEC.md in this package).
 
 * `intmath` -- pure-numpy integer arithmetic: `sampler` (SPEC section 3), `fixedpoint` / `softmax` (TFLite's
-  requantization and int8 softmax), `window` (padding rules); `tflite_export.sampler` etc. are the same modules
+  requantization and int8 softmax), `window` (padding rules)
 * `ir` -- the op-level IR (SPEC section 10): op protocol, one module per op, `ir.registry.OPS`
 * `storage` -- stored layouts (SPEC section 2)
 * `reference` -- the numpy integer engine (`IntegerModel`, a list of IR ops)

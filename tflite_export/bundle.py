@@ -20,7 +20,7 @@ import json
 import os
 import re
 
-from tflite_export import c_source, firmware_runner
+from tflite_export import artifacts, c_source, firmware_runner
 
 MICRO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "micro")
 FIRMWARE_DIR = firmware_runner.FIRMWARE_DIR
@@ -504,7 +504,7 @@ def write_bundle(export_dir, out_dir, layout="cmake", board=None, sample_table="
         raise ValueError(f"name {name!r} must be a C-like identifier")
     out_dir = os.fspath(out_dir)
     ours = _check_dest(out_dir)
-    model = export_dir if isinstance(export_dir, reference.IntegerModel) else c_source.load_exported(export_dir)
+    model = export_dir if isinstance(export_dir, reference.IntegerModel) else artifacts.load_exported(export_dir)
     if images is None:
         from tfqbnn.datasets.test_images import sample_test_images
 

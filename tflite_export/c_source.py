@@ -24,7 +24,8 @@ import re
 
 import numpy as np
 
-from tflite_export import modes, reference, safeio, sampler, softmax, storage
+from tflite_export import artifacts, modes, reference, safeio, storage
+from tflite_export.intmath import sampler, softmax
 from tflite_export.ir.activation import ACTIVATIONS  # the one list of activations
 
 TOLERANCE_NATS = 1e-5  # SPEC.md section 7: float32 C vs float64 reference
@@ -488,9 +489,6 @@ def write_sources(out_dir, files):
     return tuple(os.path.join(out, name) for name in files)
 
 
-# Moved to tflite_export.artifacts (verifies SHA-256 hashes and cross-checks manifest.json against model.tflite).
-from tflite_export.artifacts import load_exported  # noqa: E402,F401
-
 
 def export_writer(images, sources, num_samples=10, subdir="c"):
     """Hook for `tflite_export.export_all(..., extra_writers=[export_writer(images, sources)])`: writes the C
@@ -507,7 +505,7 @@ def export_writer(images, sources, num_samples=10, subdir="c"):
 def generate(export_dir, out_dir, images, sources, num_samples=10, seed=None, sample_table="derived"):
     """Model + test-vector C sources for an export directory (or an IntegerModel); returns the reference results.
     CLI with real test images: `python -m tfqbnn.cli.c_sources EXPORT_DIR --out GEN_DIR`."""
-    model = export_dir if isinstance(export_dir, reference.IntegerModel) else load_exported(export_dir)
+    model = export_dir if isinstance(export_dir, reference.IntegerModel) else artifacts.load_exported(export_dir)
     files, exp = test_vector_sources(model, images, sources, num_samples=num_samples, seed=seed)
     write_sources(out_dir, {**model_sources(model, sample_table), **files})  # all checked before any is written
     return exp

@@ -74,7 +74,7 @@ def manifest(imodel, weights):
         stored_total += entry["stored_bytes"]
         table_total += entry["table_bytes"]
         float_total += entry["float32_mu_sigma_bytes"]
-    from tflite_export.softmax import softmax_params
+    from tflite_export.intmath.softmax import softmax_params
 
     return {
         "format": artifacts.FORMAT, "version": MANIFEST_VERSION, "weights": weights,

@@ -95,9 +95,9 @@ def parse_results(stdout):
 
 def prepare(export_dir, gen_dir, images=None, sources=None, num_samples=10, seed=None, sample_table="derived"):
     """Write model_data + test_vectors for `export_dir` (or an IntegerModel) into gen_dir."""
-    from tflite_export import c_source
+    from tflite_export import artifacts, c_source
 
-    model = export_dir if not isinstance(export_dir, (str, os.PathLike)) else c_source.load_exported(export_dir)
+    model = export_dir if not isinstance(export_dir, (str, os.PathLike)) else artifacts.load_exported(export_dir)
     c_source.write_model_sources(model, gen_dir, sample_table=sample_table)
     if images is None:
         raise ValueError("pass test images (uint8 [N, H*W*C]), e.g. tfqbnn.datasets.test_images.sample_test_images()")

@@ -14,14 +14,6 @@
 
 #include "qbnn_simd.h"
 
-/* QBNN_MODES_PROFILE: the bench can time the phases of a mode (a hook it defines); empty otherwise */
-#ifdef QBNN_MODES_PROFILE
-void qbnn_modes_profile(const char *phase);
-#define PROFILE(phase) qbnn_modes_profile(phase)
-#else
-#define PROFILE(phase) ((void)0)
-#endif
-
 /* ---- scratch in the caller's arena (qbnn__modes_plan sizes it; qbnn_init cuts rt->hybrid / rt->pfp) -------- */
 
 /* HYBRID at a layer of R rows and C cols: nonzero-input list uint16[C], A1 and A2 int64[R], sdq int32[R],
@@ -478,15 +470,12 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
   pfp_geometry(rt, &w);
   float *hm = w.m[0], *hv = w.v[0];
   const int64_t *a1 = w.a1, *a2 = w.a2;
-  PROFILE("start");
   layer0_sums(L0, input, w.nz, w.a1, w.a2);
-  PROFILE("layer0_sums");
   for (uint32_t r = 0; r < L0->core.rows; ++r) {
     hm[r] = (float)a1[r] * cm;
     hv[r] = (float)a2[r] * cv;
   }
   if (nl > fb + 1) activation_moments(L0->moments->activation, hm, hv, L0->core.rows);
-  PROFILE("layer0_activation");
   /* later layers: mean field, Var[sum w h] = sum Var[w] E[h^2] + E[w]^2 Var[h] */
   for (int l = fb + 1; l < nl; ++l) {
     const qbnn_rt_layer *L = layer(m, l);
@@ -529,9 +518,7 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
     }
     hm = om;
     hv = ov;
-    PROFILE("layer_mean_field");
     if (l < nl - 1) activation_moments(L->moments->activation, hm, hv, rows);
-    PROFILE("layer_activation");
   }
   /* K logit samples from the last layer's stream, float32 softmax, SPEC 7's split */
   float sd[QBNN_MAX_CLASSES], pm[QBNN_MAX_CLASSES], hsum = 0.0f;
@@ -569,7 +556,6 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
   res->expected_entropy = hsum / kf;
   res->mutual_information = res->predictive_entropy - res->expected_entropy;
   qbnn__jk_finish_probs(gs, pm, num_samples, nc, res);
-  PROFILE("logit_sampling");
   return QBNN_OK;
 }
 
