@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from tfqbnn.cli import samples_arg
+
 
 def main(argv=None):
     from tflite_export import bundle, firmware_runner
@@ -18,13 +20,11 @@ def main(argv=None):
                    help="CMake board settings for this board only (default: every board of boards.mk)")
     p.add_argument("--sample-table", choices=["derived", "offset"], default="derived",
                    help="sampling table in flash: derived (64 KB per grid, fastest) or offset (4 KB per grid)")
-    p.add_argument("--samples", type=int, default=10, help="MC samples of the example's test images")
+    p.add_argument("--samples", type=samples_arg, default=10, help="MC samples of the example's test images (1..65536)")
     p.add_argument("--name", default="QbnnModel", help="library name (Arduino)")
     a = p.parse_args(argv)
     if not os.path.isdir(a.export_dir):
         p.error(f"export_dir {a.export_dir!r} is not a directory")
-    if a.samples < 1:
-        p.error(f"--samples must be >= 1; received {a.samples}")
     try:
         res = bundle.write_bundle(a.export_dir, a.out, layout=a.layout, board=a.board, sample_table=a.sample_table,
                                   num_samples=a.samples, name=a.name)
