@@ -25,7 +25,6 @@ ERR_OUTPUT = 10  # QBNN_ERR_OUTPUT of qbnn_options.h
 
 # filter format id of every op kind that can hold a Bayesian (sampled) filter
 FORMATS = {tflite_io.FILTER_FORMAT_IDS[cls.filter_format] for cls in OPS.values() if hasattr(cls, "filter_format")}
-FORMATS |= {tflite_io.FILTER_FC} if "QBNN_FULLY_CONNECTED" in OPS else set()
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +201,7 @@ def test_resolver_header_is_generated_from_the_registry():
 
 
 def test_every_builtin_an_export_uses_is_in_the_resolver(exported):
-    s = tflite_io._schema()
-    names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    names = tflite_io.builtin_names(tflite_io._schema())
     _, _, result = exported
     for path in (result["model"], result["model_split"]):
         model = tflite_io.read_tflite(path)

@@ -3,6 +3,7 @@ the QBNN_SAMPLE custom options, and a validating reader."""
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from pathlib import Path
@@ -175,7 +176,7 @@ class _Graph:
 
     def opcode(self, builtin, custom=None):
         if self.builtins is not None and builtin != self.s.BuiltinOperator.CUSTOM:
-            name = _builtin_name(self.s, builtin)
+            name = builtin_names(self.s).get(builtin, str(builtin))
             if name not in self.builtins:
                 raise ValueError(f"the graph emits builtin {name}, which none of its ops declares in "
                                  "tflite_builtins (the TFLM resolver of tflite_export.tflm_ops would lack it)")
@@ -204,9 +205,10 @@ class _Graph:
         self.ops.append(o)
 
 
-def _builtin_name(schema, code):
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    return names.get(code, str(code))
+@functools.lru_cache(maxsize=None)
+def builtin_names(schema):
+    """{BuiltinOperator code: its schema name} (built once per schema module)."""
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
 
 def build_tflite(imodel, split=False):
