@@ -254,7 +254,7 @@ int main(void) {
   {
     static int8_t codes[QBNN_MODE_SAMPLES][QBNN_MAX_CLASSES];
     static float probs[QBNN_MODE_SAMPLES][QBNN_MAX_CLASSES];
-    /* static: the bench's own copies, off a 16 KB part's stack (the modes hold theirs on the stack) */
+    /* static: the bench's own copies, off a 16 KB part's stack (the runtime holds its own in the arena) */
     static uint32_t gc[QBNN_JK_GROUPS][QBNN_MAX_CLASSES];
     static float gs[QBNN_JK_GROUPS][QBNN_MAX_CLASSES];
     float pm[QBNN_MAX_CLASSES];

@@ -1,6 +1,8 @@
 /* FULLY_CONNECTED: y[o] = requant(sum_i w[o, i] (x[i] - zp_in)) with weights [rows = out, cols = in].
    Bayesian weights are sampled as they are multiplied (fused; SPEC 3: one stream byte per weight in row-major
    order); constant weights (int8 / int4) and the mean pass go through one filter row of scratch. */
+#include "qbnn_op_fully_connected.h"
+
 #include "qbnn_ops.h"
 
 int qbnn_op_fully_connected_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
@@ -11,8 +13,9 @@ int qbnn_op_fully_connected_prepare(const qbnn_op *op, int kernel, int is_last, 
   const uint32_t dims[2] = {op->out.c, (uint32_t)cols};
   const int err = qbnn__check_weighted(L, QBNN_FILTER_OI, dims, kernel, is_last, needs);
   if (err != QBNN_OK) return err;
-  needs->x_elems = (cols + 3u) & ~(uint64_t)3u;
-  needs->filter_elems = cols;
+  needs->x_elems = QBNN_SCRATCH(QBNN_FULLY_CONNECTED_X_ELEMS, op, 0, 0, 0, 0);
+  needs->filter_elems = QBNN_SCRATCH(QBNN_FULLY_CONNECTED_FILTER_ELEMS, op, 0, 0, 0, 0);
+  needs->dense = L;
   return QBNN_OK;
 }
 
