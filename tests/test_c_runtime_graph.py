@@ -109,6 +109,49 @@ def test_the_runtime_holds_no_static_ram(tmp_path):
 
 
 @pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
+def test_the_runtime_files_form_no_cycle(tmp_path):
+    """Which runtime file calls which (by the symbols each object file defines and needs) is a graph without a
+    cycle: predict over modes over the passes over the plan over the kernels."""
+    srcs = [os.path.join(MICRO, f) for f in bundle.RUNTIME_SOURCES]
+    srcs += [os.path.join(MICRO, "ops", f) for f in sorted(os.listdir(os.path.join(MICRO, "ops"))) if f.endswith(".c")]
+    defined, needed = {}, {}
+    for src in srcs:
+        obj = tmp_path / (os.path.basename(src) + ".o")
+        subprocess.run(["cc", "-std=c99", "-O2", "-I", MICRO, "-c", src, "-o", str(obj)], check=True)
+        table = subprocess.run(["nm", str(obj)], capture_output=True, text=True, check=True).stdout
+        name = os.path.basename(src)
+        for kind, sym in re.findall(r"^\S*\s+([A-Za-z])\s+(\S+)$", table, re.M):
+            if kind == "U":
+                needed.setdefault(name, set()).add(sym)
+            elif kind.isupper():
+                defined[sym] = name
+    calls = {f: {defined[s] for s in syms if s in defined} - {f} for f, syms in needed.items()}
+    assert calls["qbnn_plan.c"] >= {"qbnn_op_fully_connected.c"} and "qbnn_modes.c" in calls["qbnn_predict.c"]
+    done, active = set(), []
+
+    def visit(f):
+        assert f not in active, " -> ".join(active + [f])
+        if f not in done:
+            active.append(f)
+            for g in sorted(calls.get(f, ())):
+                visit(g)
+            active.pop()
+            done.add(f)
+
+    for f in sorted(calls):
+        visit(f)
+
+
+def test_the_runtime_names_no_op_kind():
+    """Outside the kernels, no runtime file names an op kind: checks, scratch and the modes' eligibility come
+    from each kernel (its prepare and its header)."""
+    for f in bundle.RUNTIME_SOURCES:
+        code = re.sub(r"/\*.*?\*/", " ", open(os.path.join(MICRO, f)).read(), flags=re.S)
+        named = [k for k in c_source.C_KINDS if re.search(rf"\bQBNN_OP_{k}\b|\bQBNN_{k}_", code)]
+        assert not named, (f, named)
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
 def test_the_generator_arena_plan_matches_the_model(conv_gen):
     """The generated QBNN_ARENA_BYTES (a constant expression of the kernels' scratch macros) is what
     qbnn_arena_bytes computes (the firmware compares the two on every run): here, its pieces by hand for the
