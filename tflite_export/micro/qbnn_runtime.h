@@ -5,7 +5,8 @@
    stored whole ("fused" sampling; a convolution samples one output channel's filter at a time into scratch).
    The ops before the first Bayesian one (the deterministic prefix) run once per input; only the Bayesian tail
    is repeated for each Monte-Carlo sample. No malloc, no static buffers: the caller passes a scratch arena of
-   qbnn_arena_bytes(model) bytes (as TFLM's tensor arena), so several models or threads can coexist.
+   qbnn_arena_bytes(model) bytes (as TFLM's tensor arena; the generated model_data.h's QBNN_ARENA_BYTES is the same
+   number at compile time, qbnn_plan.h), so several models or threads can coexist.
 
    Kernels of the Bayesian FULLY_CONNECTED (all bit-exact with each other and with tflite_export.reference):
      QBNN_KERNEL_REF   per weight through the sampler core (qbnn_sampler.c), no table;
