@@ -139,9 +139,9 @@ class CEmitter:
 
     def rt_layer(self, i, rows, cols, *, in_zero_point, out_zero_point, multipliers, shifts, act_range, activation,
                  lut=None, bias=None, bayesian=None, constant=None, moments=None):
-        """Fields of op i's qbnn_rt_layer (a dict for `struct`). bayesian: dict(weight_bits, sigma_bits, layout, index, packed,
-        sigma_q) (I4_FUSED only: the table kernels); constant: (int8 codes, bits); moments: None, or the Bayesian
-        dense op whose moment table to write (SPEC 11; PFP's scales from `modes`)."""
+        """Fields of op i's qbnn_rt_layer (a dict for `struct`). bayesian: dict(weight_bits, sigma_bits, layout,
+        index, packed, sigma_q) (I4_FUSED only: the table kernels); constant: (int8 codes, bits); moments: None, or
+        the Bayesian dense op whose moment table to write (SPEC 11; PFP's scales from `modes`)."""
         if activation not in ACTIVATIONS:
             raise ValueError(f"op {i}: activation {activation!r} is not one of {ACTIVATIONS}")
         f = {}
@@ -218,13 +218,13 @@ def _c_initialiser(fields):
 
 
 def _geometry(shape):
+    """Per-example NHWC (h, w, c) of a shape (a vector: 1 x 1 x n)."""
     shape = tuple(int(v) for v in shape)
     return (1, 1, shape[0]) if len(shape) == 1 else shape
 
 
 def _dims(shape):
-    shape = tuple(int(v) for v in shape)
-    h, w, c = (1, 1, shape[0]) if len(shape) == 1 else shape
+    h, w, c = _geometry(shape)
     for v in (h, w, c):
         if not 0 < v < 65536:
             raise ValueError(f"tensor shape {shape} does not fit the C runtime's uint16 dims")
@@ -248,22 +248,19 @@ def _arena_plan(model, em, geometry):
     decided here is which op the plan's pieces come from: the first Bayesian op (its operands are x_first), the
     prefix output before it, and where HYBRID / PFP apply (each op's `c_modes`)."""
     ops, first = model.layers, model.prefix_length
-    x_op, filt, act = [], [], []
+    x_first, x_op, filt, act = "0", [], [], []
     for i, (kind, ins, outs) in enumerate(geometry):
-        f = em.fields.get(i, {})
-        args = ", ".join(str(v) for v in (*ins, *outs, *(int(f.get(k, 0)) for k in
-                                                         ("filter_h", "filter_w", "stride_h", "stride_w"))))
+        window = (em.fields.get(i, {}).get(k, 0) for k in ("filter_h", "filter_w", "stride_h", "stride_w"))
+        args = ", ".join(str(int(v)) for v in (*ins, *outs, *window))  # the scratch macros' signature (qbnn_plan.h)
         if i == first:
             x_first = f"QBNN_{kind}_X_ELEMS({args})"
         else:
             x_op.append(f"QBNN_{kind}_X_ELEMS({args})")
         filt.append(f"QBNN_{kind}_FILTER_ELEMS({args})")
         act.append(f"QBNN_ELEMS({', '.join(map(str, outs))})")
-    if first >= len(ops):
-        x_first = "0"
-    lines = []
+    lines, names = [], {}
     for name, exprs in (("QBNN__X_OP", x_op), ("QBNN__FILTER", filt), ("QBNN__ACT", act)):
-        folded, _ = _fold_max(name, exprs)
+        folded, names[name] = _fold_max(name, exprs)
         lines += folded
     prefix = f"QBNN_ELEMS({', '.join(map(str, geometry[first - 1][2]))})" if first > 0 else "0"
     hybrid = pfp = "0"
@@ -274,12 +271,11 @@ def _arena_plan(model, em, geometry):
         if all(m is not None for m in tail):  # PFP: every op from the first Bayesian one a dense layer
             for name, exprs in (("QBNN__ROWS", [str(int(m[0])) for m in tail]),
                                 ("QBNN__COLS", [str(int(m[1])) for m in tail[1:]])):
-                folded, _ = _fold_max(name, exprs)
+                folded, names[name] = _fold_max(name, exprs)
                 lines += folded
-            pfp = (f"QBNN_PFP_BYTES({rows0}, {cols0}, QBNN__ROWS{len(tail) - 1}, "
-                   f"QBNN__COLS{max(len(tail) - 2, 0)})")
-    lines.append(f"  QBNN__ARENA = QBNN_PLAN_BYTES({prefix}, QBNN__ACT{len(act) - 1}, {x_first}, "
-                 f"QBNN__X_OP{max(len(x_op) - 1, 0)}, QBNN__FILTER{len(filt) - 1}, {hybrid}, {pfp})")
+            pfp = f"QBNN_PFP_BYTES({rows0}, {cols0}, {names['QBNN__ROWS']}, {names['QBNN__COLS']})"
+    lines.append(f"  QBNN__ARENA = QBNN_PLAN_BYTES({prefix}, {names['QBNN__ACT']}, {x_first}, "
+                 f"{names['QBNN__X_OP']}, {names['QBNN__FILTER']}, {hybrid}, {pfp})")
     return ["/* the arena plan of qbnn_plan.h from the kernel scratch macros, maxima over the ops as enumerators */",
             "enum {", *lines, "};",
             "#define QBNN_ARENA_BYTES ((uint32_t)QBNN__ARENA) /* equals qbnn_arena_bytes of qbnn_model */"]
