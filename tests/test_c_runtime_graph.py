@@ -142,6 +142,22 @@ def test_the_runtime_files_form_no_cycle(tmp_path):
         visit(f)
 
 
+def test_every_kernel_header_sizes_its_scratch():
+    """Each kind's header (included through qbnn_op_list.h) defines the two scratch macros the generated arena plan
+    and the kernel's prepare both use, and its prepare uses them."""
+    headers = "".join(open(os.path.join(MICRO, "ops", f)).read()
+                      for f in os.listdir(os.path.join(MICRO, "ops")) if f.endswith(".h"))
+    kernels = "".join(open(os.path.join(MICRO, "ops", f)).read()
+                      for f in os.listdir(os.path.join(MICRO, "ops")) if f.endswith(".c"))
+    listed = re.findall(r'^#include "ops/(qbnn_op_\w+\.h)"$', open(os.path.join(MICRO, "qbnn_op_list.h")).read(), re.M)
+    assert sorted(listed) == sorted(f for f in os.listdir(os.path.join(MICRO, "ops")) if f.endswith(".h"))
+    for kind in c_source.C_KINDS:
+        for what in ("X_ELEMS", "FILTER_ELEMS"):
+            assert re.search(rf"^#define QBNN_{kind}_{what}\(ih, iw, ic, oh, ow, oc, fh, fw, sh, sw\)", headers,
+                             re.M), (kind, what)
+        assert f"QBNN_SCRATCH(QBNN_{kind}_X_ELEMS" in kernels and f"QBNN_SCRATCH(QBNN_{kind}_FILTER_ELEMS" in kernels
+
+
 def test_the_runtime_names_no_op_kind():
     """Outside the kernels, no runtime file names an op kind: checks, scratch and the modes' eligibility come
     from each kernel (its prepare and its header)."""

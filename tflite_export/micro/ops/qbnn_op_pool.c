@@ -5,25 +5,27 @@
 
 #include "qbnn_ops.h"
 
-static int prepare(const qbnn_op *op, qbnn_op_needs *needs) {
+static int prepare(const qbnn_op *op) {
   const qbnn_pool_params *P = (const qbnn_pool_params *)op->params;
   if (!P) return QBNN_ERR_NULL;
   if (op->in.c != op->out.c) return QBNN_RT_ERR_CHAIN;
   if (!qbnn__in_int8(P->act_min) || !qbnn__in_int8(P->act_max) || P->act_min > P->act_max) return QBNN_RT_ERR_RANGE;
-  needs->x_elems = QBNN_SCRATCH(QBNN_MAX_POOL_2D_X_ELEMS, op, 0, 0, 0, 0); /* none, as AVERAGE_POOL_2D */
-  needs->filter_elems = QBNN_SCRATCH(QBNN_MAX_POOL_2D_FILTER_ELEMS, op, 0, 0, 0, 0);
   return qbnn__check_window(op->in, op->out, P->filter_h, P->filter_w, P->stride_h, P->stride_w, P->pad_top,
                             P->pad_left);
 }
 
 int qbnn_op_max_pool2d_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
   (void)kernel, (void)is_last;
-  return prepare(op, needs);
+  needs->x_elems = QBNN_SCRATCH(QBNN_MAX_POOL_2D_X_ELEMS, op, 0, 0, 0, 0);
+  needs->filter_elems = QBNN_SCRATCH(QBNN_MAX_POOL_2D_FILTER_ELEMS, op, 0, 0, 0, 0);
+  return prepare(op);
 }
 
 int qbnn_op_average_pool2d_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
   (void)kernel, (void)is_last;
-  return prepare(op, needs);
+  needs->x_elems = QBNN_SCRATCH(QBNN_AVERAGE_POOL_2D_X_ELEMS, op, 0, 0, 0, 0);
+  needs->filter_elems = QBNN_SCRATCH(QBNN_AVERAGE_POOL_2D_FILTER_ELEMS, op, 0, 0, 0, 0);
+  return prepare(op);
 }
 
 static void pool(const qbnn_op *op, const int8_t *in, int8_t *out, int average) {
