@@ -128,6 +128,63 @@ QBNN_ALWAYS_INLINE int32_t row_simd(const int8_t *lut, const uint8_t *p, const i
   return acc;
 }
 
+#if QBNN_HAVE_MVE
+/* Helium: 16 weights per iteration, 25 instructions. The xorshift recurrence is serial (SPEC 3.1 fixes the byte
+   order), so its 4 words per block run in scalar registers (3 EORs with shifted operands each) and move into one
+   vector (2 VMOVs: 16 stream bytes u). With the 16 packed bytes b (one VLDRB), VSLI.16 / VSRI.16 form the 8 table
+   indices b << 8 | u of the even and the odd weights, two gathers (VLDRB.S16 with 16-bit offsets) read the codes
+   and two VMLADAVA.S16 multiply them with the inputs (mve_operands' even / odd order) into the sum. */
+static int32_t row_mve(const int8_t *lut, const uint8_t *p, const int16_t *xi, uint32_t blocks, uint32_t *state) {
+  register int32_t acc __asm("r4") = 0; /* VMLADAVA's accumulator: an even register */
+  uint32_t st = *state, a, b, c;
+  if (blocks == 0) return 0;
+  __asm volatile(
+      "dls     lr, %[n]\n"
+      "1:\n\t"
+      "eor     %[a], %[st], %[st], lsl #13\n\t"
+      "eor     %[a], %[a], %[a], lsr #17\n\t"
+      "eor     %[a], %[a], %[a], lsl #5\n\t"
+      "eor     %[b], %[a], %[a], lsl #13\n\t"
+      "eor     %[b], %[b], %[b], lsr #17\n\t"
+      "eor     %[b], %[b], %[b], lsl #5\n\t"
+      "eor     %[c], %[b], %[b], lsl #13\n\t"
+      "eor     %[c], %[c], %[c], lsr #17\n\t"
+      "eor     %[c], %[c], %[c], lsl #5\n\t"
+      "eor     %[st], %[c], %[c], lsl #13\n\t"
+      "eor     %[st], %[st], %[st], lsr #17\n\t"
+      "eor     %[st], %[st], %[st], lsl #5\n\t"
+      "vmov    q0[2], q0[0], %[a], %[c]\n\t"
+      "vmov    q0[3], q0[1], %[b], %[st]\n\t"
+      "vldrb.u8 q1, [%[pw]], #16\n\t"
+      "vmov    q2, q1\n\t"
+      "vsri.16 q2, q0, #8\n\t"
+      "vsli.16 q0, q1, #8\n\t"
+      "vldrb.s16 q1, [%[lut], q0]\n\t"
+      "vldrb.s16 q3, [%[lut], q2]\n\t"
+      "vldrh.u16 q0, [%[xw]], #16\n\t"
+      "vldrh.u16 q2, [%[xw]], #16\n\t"
+      "vmladava.s16 %[acc], q1, q0\n\t"
+      "vmladava.s16 %[acc], q3, q2\n\t"
+      "le      lr, 1b\n\t"
+      : [acc] "+&r"(acc), [st] "+&r"(st), [pw] "+&r"(p), [xw] "+&r"(xi), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c)
+      : [lut] "r"(lut), [n] "r"(blocks)
+      : "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "lr", "memory");
+  *state = st;
+  return acc;
+}
+
+/* inputs minus zero point as int16 for row_mve: per block of 16 the even then the odd columns; the columns past
+   the last whole block (a multiple of 4) in row_simd's order */
+static void mve_operands(const int8_t *x, uint32_t n, int32_t zp, int16_t *out) {
+  static const uint8_t order16[16] = {0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15}, order4[4] = {0, 2, 1, 3};
+  uint32_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    for (uint32_t j = 0; j < 16; ++j) out[c + j] = (int16_t)(x[c + order16[j]] - zp);
+  for (; c < n; c += 4)
+    for (uint32_t j = 0; j < 4; ++j) out[c + j] = (int16_t)(x[c + order4[j]] - zp);
+}
+#endif
+
 /* inputs minus zero point as int16, each group of n (4 or 8) permuted by perm, so that the SMLAD pairs meet the
    weights a word of codes splits into with UXTB16 (bytes 0, 2 and 1, 3): interleave4 for one weight per byte
    (row_simd's random bytes, row_mean_simd's mu nibbles, int8 codes), interleave8 for int4 codes two per byte
@@ -392,10 +449,20 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
       /* locals: the int8 stores to y may alias anything, so fields would be reloaded every row */
       int16_t *const xi = ctx->x;
       const int8_t *const lut = L->wlut;
+      uint32_t st = s->state;
+#if QBNN_HAVE_MVE
+      if (!ctx->x_ready) mve_operands(x, cols, L->in_zero_point, xi);
+      ctx->x_ready = 1;
+      const uint32_t whole = cols & ~15u; /* columns of whole 16-weight blocks; the rest through row_simd */
+      for (uint32_t r = 0; r < rows; ++r, p += cols) {
+        const int32_t acc = row_mve(lut, p, xi, whole / 16, &st);
+        y[r] = requant(L, &r0, acc + row_simd(lut, p + whole, xi + whole, (int)(cols - whole), &st), r, plain);
+      }
+#else
       if (!ctx->x_ready) interleave_offset(x, cols, L->in_zero_point, interleave4, 4, xi);
       ctx->x_ready = 1;
-      uint32_t st = s->state;
       for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, &r0, row_simd(lut, p, xi, (int)cols, &st), r, plain);
+#endif
       s->state = st;
     } else if (!QBNN_HAVE_DSP && L->core.weight_bits <= 4 && ((uintptr_t)p & 3u) == 0) { /* two weights per MULS */
       uint32_t *const xw = (uint32_t *)(void *)ctx->x;
