@@ -256,124 +256,135 @@ static int32_t row_mean_pairs(const uint8_t *p, const uint32_t *xw, uint32_t col
    table indices of codes (0, 2) and (1, 3) formed two at a time (packed byte in bits 8-15, random byte in bits 0-7
    of each halfword), |L| <= 8 * 7 * 255 and |H| <= 16 * 7 * 255 per chunk of 4 words. */
 #if defined(__ARM_ARCH_6M__) && defined(__GNUC__)
+#define QBNN_V6M_ROWS 1
 /* One word of 4 codes on ARMv6-M (33 instructions): xorshift32 (r3); ie = st ^ ((st ^ pk << 8) & M) and
    io = s8 ^ ((s8 ^ pk) & M) with M = 0xFF00FF00 (r4), s8 = st >> 8: the table indices of codes 0, 2 and 1, 3;
-   per pair two LDRSB from the table (r0), the pair word, its X word (LDM r2!) and one MULS into T (r8; T_OP mov
-   starts a chunk). r1: the packed codes; r5-r7 scratch. */
-#define QBNN__V6M_WORD(T_OP) \
-  "ldm   r1!, {r5}\n\t"      \
-  "lsls  r6, r3, #13\n\t"    \
-  "eors  r3, r6\n\t"         \
-  "lsrs  r6, r3, #17\n\t"    \
-  "eors  r3, r6\n\t"         \
-  "lsls  r6, r3, #5\n\t"     \
-  "eors  r3, r6\n\t"         \
-  "lsls  r7, r5, #8\n\t"     \
-  "eors  r7, r3\n\t"         \
-  "ands  r7, r4\n\t"         \
-  "eors  r7, r3\n\t"         \
-  "lsrs  r6, r3, #8\n\t"     \
-  "eors  r5, r6\n\t"         \
-  "ands  r5, r4\n\t"         \
-  "eors  r5, r6\n\t"         \
-  "uxth  r6, r7\n\t"         \
-  "ldrsb r6, [r0, r6]\n\t"   \
-  "lsrs  r7, r7, #16\n\t"    \
-  "ldrsb r7, [r0, r7]\n\t"   \
-  "lsls  r7, r7, #16\n\t"    \
-  "adds  r7, r6\n\t"         \
-  "ldm   r2!, {r6}\n\t"      \
-  "muls  r7, r6\n\t"         \
-  T_OP " r8, r7\n\t"         \
-  "uxth  r6, r5\n\t"         \
-  "ldrsb r6, [r0, r6]\n\t"   \
-  "lsrs  r5, r5, #16\n\t"    \
-  "ldrsb r5, [r0, r5]\n\t"   \
-  "lsls  r5, r5, #16\n\t"    \
-  "adds  r5, r6\n\t"         \
-  "ldm   r2!, {r6}\n\t"      \
-  "muls  r5, r6\n\t"         \
+   per pair two LDRSB from the table (r0), the pair word, its X word (LDM r2!) and one MULS added into T (r8).
+   r1: the packed codes; r5-r7 scratch. */
+#define QBNN__V6M_WORD     \
+  "ldm   r1!, {r5}\n\t"    \
+  "lsls  r6, r3, #13\n\t"  \
+  "eors  r3, r6\n\t"       \
+  "lsrs  r6, r3, #17\n\t"  \
+  "eors  r3, r6\n\t"       \
+  "lsls  r6, r3, #5\n\t"   \
+  "eors  r3, r6\n\t"       \
+  "lsls  r7, r5, #8\n\t"   \
+  "eors  r7, r3\n\t"       \
+  "ands  r7, r4\n\t"       \
+  "eors  r7, r3\n\t"       \
+  "lsrs  r6, r3, #8\n\t"   \
+  "eors  r5, r6\n\t"       \
+  "ands  r5, r4\n\t"       \
+  "eors  r5, r6\n\t"       \
+  "uxth  r6, r7\n\t"       \
+  "ldrsb r6, [r0, r6]\n\t" \
+  "lsrs  r7, r7, #16\n\t"  \
+  "ldrsb r7, [r0, r7]\n\t" \
+  "lsls  r7, r7, #16\n\t"  \
+  "adds  r7, r6\n\t"       \
+  "ldm   r2!, {r6}\n\t"    \
+  "muls  r7, r6\n\t"       \
+  "add   r8, r7\n\t"       \
+  "uxth  r6, r5\n\t"       \
+  "ldrsb r6, [r0, r6]\n\t" \
+  "lsrs  r5, r5, #16\n\t"  \
+  "ldrsb r5, [r0, r5]\n\t" \
+  "lsls  r5, r5, #16\n\t"  \
+  "adds  r5, r6\n\t"       \
+  "ldm   r2!, {r6}\n\t"    \
+  "muls  r5, r6\n\t"       \
   "add   r8, r5\n\t"
 
-/* The sum of the pairs' products over io[1] words of codes: groups of 4 words (16 weights, one chunk each, T
-   flushed into the sum after each), then the 0-3 words left as one chunk; io[0] is the stream state in and out.
-   A naked function: the loop needs every low register. */
+/* A chunk's end: T = 2^15 + L + H 2^16 exactly (T starts at 2^15, kept in r11), so H = T >> 16 (arithmetic)
+   while |L|, |H| < 2^15; H goes into the row's sum (r9), T restarts. */
+#define QBNN__V6M_FLUSH   \
+  "mov   r7, r8\n\t"      \
+  "asrs  r7, r7, #16\n\t" \
+  "add   r9, r7\n\t"      \
+  "mov   r8, r11\n\t"
+
+typedef struct {
+  uint32_t state;     /* stream state, in and out */
+  uint32_t words;     /* words of codes per row (cols / 4, at least 1) */
+  const uint32_t *xw; /* the X words of a row (pair_operands) */
+  int32_t *out;       /* the rows' sums, advanced */
+  uint32_t rows;      /* rows to run (at least 1), counted down */
+} v6m_rows;
+
+/* The sums of `rows` consecutive rows from pw on: per row, groups of 4 words (16 weights, one chunk each), then
+   the 0-3 words left as one chunk. A naked function: the loop needs every low register, and one call runs many
+   rows (the per-row cost is a few loads and stores of *a). */
 #define QBNN__UNUSED __attribute__((unused))
-__attribute__((naked, noinline)) static int32_t row_groups_v6m(QBNN__UNUSED const int8_t *lut,
-                                                               QBNN__UNUSED const uint32_t *pw,
-                                                               QBNN__UNUSED const uint32_t *xw,
-                                                               QBNN__UNUSED uint32_t *io) {
+__attribute__((naked, noinline)) static void rows_v6m(QBNN__UNUSED const int8_t *lut, QBNN__UNUSED const uint32_t *pw,
+                                                      QBNN__UNUSED v6m_rows *a) {
   __asm volatile(
       ".syntax unified\n\t"
-      "push  {r4-r7, lr}\n\t"
+      "push  {r2, r4-r7, lr}\n\t"
       "mov   r4, r8\n\t"
       "mov   r5, r9\n\t"
       "mov   r6, r10\n\t"
       "mov   r7, r11\n\t"
-      "push  {r4-r7}\n\t"
-      "mov   r11, r3\n\t"        /* io */
-      "ldr   r4, [r3, #4]\n\t"
-      "lsls  r4, r4, #2\n\t"
-      "adds  r5, r1, r4\n\t"
-      "mov   r12, r5\n\t"        /* end of the packed codes */
-      "lsrs  r4, r4, #4\n\t"
-      "lsls  r4, r4, #4\n\t"
-      "adds  r4, r1, r4\n\t"
-      "mov   r10, r4\n\t"        /* end of the whole groups */
-      "ldr   r3, [r3]\n\t"        /* stream state */
-      "movs  r4, #0\n\t"
-      "mov   r9, r4\n\t"         /* sum */
+      "push  {r4-r7}\n\t"         /* a at [sp, #16] */
+      "ldr   r3, [r2, #0]\n\t"    /* stream state */
+      "movs  r4, #128\n\t"
+      "lsls  r4, r4, #8\n\t"
+      "mov   r11, r4\n\t"         /* 2^15 */
       "movs  r4, #255\n\t"
       "lsls  r4, r4, #8\n\t"
       "lsls  r5, r4, #16\n\t"
-      "orrs  r4, r5\n\t"          /* M = 0xFF00FF00 */
+      "orrs  r4, r5\n"            /* M = 0xFF00FF00 */
+      "0:\n\t"                    /* a row; r2 = a */
+      "ldr   r6, [r2, #4]\n\t"
+      "lsls  r6, r6, #2\n\t"
+      "adds  r5, r1, r6\n\t"
+      "mov   r12, r5\n\t"         /* end of the row's codes */
+      "lsrs  r6, r6, #4\n\t"
+      "lsls  r6, r6, #4\n\t"
+      "adds  r5, r1, r6\n\t"
+      "mov   r10, r5\n\t"         /* end of its whole groups */
+      "ldr   r2, [r2, #8]\n\t"    /* X words */
+      "movs  r5, #0\n\t"
+      "mov   r9, r5\n\t"          /* sum */
+      "mov   r8, r11\n\t"         /* T */
       "cmp   r1, r10\n\t"
       "bne   1f\n\t"
       "b     2f\n"
-      "1:\n\t" QBNN__V6M_WORD("mov  ") QBNN__V6M_WORD("add  ") QBNN__V6M_WORD("add  ") QBNN__V6M_WORD("add  ")
-      "mov   r7, r8\n\t"         /* T = L + H 2^16: H = (T - (int16)T) >> 16 */
-      "sxth  r6, r7\n\t"
-      "subs  r7, r7, r6\n\t"
-      "asrs  r7, r7, #16\n\t"
-      "add   r9, r7\n\t"
+      "1:\n\t" QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_FLUSH
       "cmp   r1, r10\n\t"
       "beq   2f\n\t"
       "b     1b\n"                /* the body is beyond BNE's reach */
       "2:\n\t"
       "cmp   r1, r12\n\t"
-      "beq   4f\n\t"
-      "movs  r7, #0\n\t"
-      "mov   r8, r7\n"
-      "3:\n\t" QBNN__V6M_WORD("add  ")
+      "beq   4f\n"
+      "3:\n\t" QBNN__V6M_WORD
       "cmp   r1, r12\n\t"
-      "bne   3b\n\t"
-      "mov   r7, r8\n\t"
-      "sxth  r6, r7\n\t"
-      "subs  r7, r7, r6\n\t"
-      "asrs  r7, r7, #16\n\t"
-      "add   r9, r7\n"
+      "bne   3b\n\t" QBNN__V6M_FLUSH
       "4:\n\t"
-      "mov   r4, r11\n\t"
-      "str   r3, [r4]\n\t"
-      "mov   r0, r9\n\t"
+      "ldr   r2, [sp, #16]\n\t"
+      "ldr   r6, [r2, #12]\n\t"
+      "mov   r5, r9\n\t"
+      "stm   r6!, {r5}\n\t"
+      "str   r6, [r2, #12]\n\t"
+      "ldr   r6, [r2, #16]\n\t"
+      "subs  r6, #1\n\t"
+      "str   r6, [r2, #16]\n\t"
+      "beq   5f\n\t"
+      "b     0b\n"
+      "5:\n\t"
+      "str   r3, [r2, #0]\n\t"
       "pop   {r4-r7}\n\t"
       "mov   r8, r4\n\t"
       "mov   r9, r5\n\t"
       "mov   r10, r6\n\t"
       "mov   r11, r7\n\t"
-      "pop   {r4-r7, pc}\n\t");
+      "pop   {r2, r4-r7, pc}\n\t");
 }
-#endif
-
+#else
+#define QBNN_V6M_ROWS 0
 static int32_t row_lut_pairs(const int8_t *lut, const uint8_t *p, const uint32_t *xw, uint32_t cols,
                              uint32_t *state) {
   const uint32_t *pw = (const uint32_t *)(const void *)p;
-#if defined(__ARM_ARCH_6M__) && defined(__GNUC__)
-  uint32_t io[2] = {*state, cols / 4};
-  const int32_t acc = row_groups_v6m(lut, pw, xw, io);
-  *state = io[0];
-  return acc;
-#else
   const uint32_t *const pend = pw + cols / 4;
   uint32_t st = *state;
   int32_t acc = 0;
@@ -391,8 +402,8 @@ static int32_t row_lut_pairs(const int8_t *lut, const uint8_t *p, const uint32_t
   }
   *state = st;
   return acc;
-#endif
 }
+#endif
 
 /* Constant weights straight from their stored codes. int8: SXTB16 splits a word of 4 codes into the signed
    halfword pairs (0, 2) and (1, 3), x in interleave4 order. int4 (two per byte, low nibble first, so nibble j of
@@ -545,9 +556,22 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
       const int8_t *const lut = L->wlut;
       if (!ctx->x_ready) pair_operands(x, cols, L->in_zero_point, xw);
       ctx->x_ready = 1;
+#if QBNN_V6M_ROWS
+      int32_t acc[16]; /* rows per call */
+      v6m_rows a = {s->state, cols / 4, xw, acc, 0};
+      for (uint32_t r = 0, n; r < rows; r += n, p += n * cols) {
+        n = rows - r < 16u ? rows - r : 16u;
+        a.out = acc;
+        a.rows = n;
+        rows_v6m(lut, (const uint32_t *)(const void *)p, &a);
+        for (uint32_t i = 0; i < n; ++i) y[r + i] = requant(L, &r0, acc[i], r + i, plain);
+      }
+      s->state = a.state;
+#else
       uint32_t st = s->state;
       for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, &r0, row_lut_pairs(lut, p, xw, cols, &st), r, plain);
       s->state = st;
+#endif
     } else {
       for (uint32_t r = 0; r < rows; ++r, p += cols)
         y[r] = requant(L, &r0, row_lut_words(L->wlut, p, x, (int)cols, L->in_zero_point, &s->state), r, plain);
