@@ -312,8 +312,8 @@ typedef struct {
   uint32_t rows;      /* rows to run (at least 1), counted down */
 } v6m_rows;
 
-/* The sums of `rows` consecutive rows from pw on: per row, groups of 4 words (16 weights, one chunk each), then
-   the 0-3 words left as one chunk. A naked function: the loop needs every low register, and one call runs many
+/* The sums of `rows` consecutive rows from pw on: per row, groups of 4 words (16 weights, one chunk each; two
+   per loop iteration), then the 0-3 words left as one chunk. A naked function: the loop needs every low register, and one call runs many
    rows (the per-row cost is a few loads and stores of *a). */
 #define QBNN__UNUSED __attribute__((unused))
 __attribute__((naked, noinline)) static void rows_v6m(QBNN__UNUSED const int8_t *lut, QBNN__UNUSED const uint32_t *pw,
@@ -347,10 +347,15 @@ __attribute__((naked, noinline)) static void rows_v6m(QBNN__UNUSED const int8_t 
       "movs  r5, #0\n\t"
       "mov   r9, r5\n\t"          /* sum */
       "mov   r8, r11\n\t"         /* T */
+      "lsrs  r6, r6, #5\n\t"      /* carry: an odd number of groups, entered at the second */
+      "bcc   6f\n\t"
+      "b     7f\n"
+      "6:\n\t"
       "cmp   r1, r10\n\t"
       "bne   1f\n\t"
       "b     2f\n"
       "1:\n\t" QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_FLUSH
+      "7:\n\t" QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_FLUSH
       "cmp   r1, r10\n\t"
       "beq   2f\n\t"
       "b     1b\n"                /* the body is beyond BNE's reach */
