@@ -257,8 +257,9 @@ static int32_t row_mean_pairs(const uint8_t *p, const uint32_t *xw, uint32_t col
    of each halfword), |L| <= 8 * 7 * 255 and |H| <= 16 * 7 * 255 per chunk of 4 words. */
 #if defined(__ARM_ARCH_6M__) && defined(__GNUC__)
 #define QBNN_V6M_ROWS 1
-/* One word of 4 codes on ARMv6-M (33 instructions): xorshift32 (r3); ie = st ^ ((st ^ pk << 8) & M) and
-   io = s8 ^ ((s8 ^ pk) & M) with M = 0xFF00FF00 (r4), s8 = st >> 8: the table indices of codes 0, 2 and 1, 3;
+/* One word of 4 codes on ARMv6-M (32 instructions): xorshift32 (r3); with s8 = st >> 8, A = pk ^ s8 and
+   M = 0xFF00FF00 (r4), io = s8 ^ (A & M) and ie = st ^ ((A << 8) & M) (= st ^ ((st ^ pk << 8) & M): A << 8 is
+   pk << 8 ^ st but for st's low byte, which M clears): the table indices of codes 1, 3 and 0, 2;
    per pair two LDRSB from the table (r0), the pair word, its X word (LDM r2!) and one MULS added into T (r8).
    r1: the packed codes; r5-r7 scratch. */
 #define QBNN__V6M_WORD     \
@@ -269,12 +270,11 @@ static int32_t row_mean_pairs(const uint8_t *p, const uint32_t *xw, uint32_t col
   "eors  r3, r6\n\t"       \
   "lsls  r6, r3, #5\n\t"   \
   "eors  r3, r6\n\t"       \
-  "lsls  r7, r5, #8\n\t"   \
-  "eors  r7, r3\n\t"       \
-  "ands  r7, r4\n\t"       \
-  "eors  r7, r3\n\t"       \
   "lsrs  r6, r3, #8\n\t"   \
   "eors  r5, r6\n\t"       \
+  "lsls  r7, r5, #8\n\t"   \
+  "ands  r7, r4\n\t"       \
+  "eors  r7, r3\n\t"       \
   "ands  r5, r4\n\t"       \
   "eors  r5, r6\n\t"       \
   "uxth  r6, r7\n\t"       \
