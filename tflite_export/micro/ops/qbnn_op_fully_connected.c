@@ -304,6 +304,9 @@ static int32_t row_mean_pairs(const uint8_t *p, const uint32_t *xw, uint32_t col
   "add   r9, r7\n\t"      \
   "mov   r8, r11\n\t"
 
+/* a group of 4 words, one chunk */
+#define QBNN__V6M_CHUNK QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_FLUSH
+
 typedef struct {
   uint32_t state;     /* stream state, in and out */
   uint32_t words;     /* words of codes per row (cols / 4, at least 1) */
@@ -312,8 +315,8 @@ typedef struct {
   uint32_t rows;      /* rows to run (at least 1), counted down */
 } v6m_rows;
 
-/* The sums of `rows` consecutive rows from pw on: per row, groups of 4 words (16 weights, one chunk each; two
-   per loop iteration), then the 0-3 words left as one chunk. A naked function: the loop needs every low register, and one call runs many
+/* The sums of `rows` consecutive rows from pw on: per row, groups of 4 words (16 weights, one chunk each; four
+   per loop iteration, the first g % 4 of g groups entered part-way), then the 0-3 words left as one chunk. A naked function: the loop needs every low register, and one call runs many
    rows (the per-row cost is a few loads and stores of *a). */
 #define QBNN__UNUSED __attribute__((unused))
 __attribute__((naked, noinline)) static void rows_v6m(QBNN__UNUSED const int8_t *lut, QBNN__UNUSED const uint32_t *pw,
@@ -347,15 +350,25 @@ __attribute__((naked, noinline)) static void rows_v6m(QBNN__UNUSED const int8_t 
       "movs  r5, #0\n\t"
       "mov   r9, r5\n\t"          /* sum */
       "mov   r8, r11\n\t"         /* T */
-      "lsrs  r6, r6, #5\n\t"      /* carry: an odd number of groups, entered at the second */
+      "lsrs  r6, r6, #5\n\t"      /* groups g >> 1, carry: g & 1 */
       "bcc   6f\n\t"
-      "b     7f\n"
+      "lsrs  r6, r6, #1\n\t"      /* carry: g & 2 */
+      "bcc   5f\n\t"
+      "b     11f\n"               /* g % 4 == 3: enter at the second chunk */
+      "5:\n\t"
+      "b     13f\n"               /* 1: at the fourth */
       "6:\n\t"
-      "cmp   r1, r10\n\t"
+      "lsrs  r6, r6, #1\n\t"
+      "bcc   8f\n\t"
+      "b     12f\n"               /* 2: at the third */
+      "8:\n\t"
+      "cmp   r1, r10\n\t"         /* 0: whole iterations, if any */
       "bne   1f\n\t"
       "b     2f\n"
-      "1:\n\t" QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_FLUSH
-      "7:\n\t" QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_FLUSH
+      "1:\n\t" QBNN__V6M_CHUNK
+      "11:\n\t" QBNN__V6M_CHUNK
+      "12:\n\t" QBNN__V6M_CHUNK
+      "13:\n\t" QBNN__V6M_CHUNK
       "cmp   r1, r10\n\t"
       "beq   2f\n\t"
       "b     1b\n"                /* the body is beyond BNE's reach */
