@@ -308,16 +308,18 @@ static int32_t row_mean_pairs(const uint8_t *p, const uint32_t *xw, uint32_t col
 #define QBNN__V6M_CHUNK QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_FLUSH
 
 typedef struct {
-  uint32_t state;     /* stream state, in and out */
-  uint32_t words;     /* words of codes per row (cols / 4, at least 1) */
-  const uint32_t *xw; /* the X words of a row (pair_operands) */
-  int32_t *out;       /* the rows' sums, advanced */
-  uint32_t rows;      /* rows to run (at least 1), counted down */
+  const uint32_t *xw;   /* the X words of a row (pair_operands) */
+  uint32_t row_bytes;   /* bytes of codes per row (cols, a multiple of 4) */
+  uint32_t group_bytes; /* bytes of a row's whole groups of 4 words */
+  int32_t *out;         /* the rows' sums, advanced */
+  const uint8_t *end;   /* the end of the last row's codes */
+  uint32_t state;       /* stream state, in and out */
 } v6m_rows;
 
-/* The sums of `rows` consecutive rows from pw on: per row, groups of 4 words (16 weights, one chunk each; four
-   per loop iteration, the first g % 4 of g groups entered part-way), then the 0-3 words left as one chunk. A naked function: the loop needs every low register, and one call runs many
-   rows (the per-row cost is a few loads and stores of *a). */
+/* The sums of the rows from pw to a->end: per row, groups of 4 words (16 weights, one chunk each; four per loop
+   iteration, the first g % 4 of g groups entered part-way, at an address chosen once per call and kept in lr),
+   then the 0-3 words left as one chunk. A naked function: the loop needs every low register, and one call runs
+   many rows. */
 #define QBNN__UNUSED __attribute__((unused))
 __attribute__((naked, noinline)) static void rows_v6m(QBNN__UNUSED const int8_t *lut, QBNN__UNUSED const uint32_t *pw,
                                                       QBNN__UNUSED v6m_rows *a) {
@@ -329,40 +331,47 @@ __attribute__((naked, noinline)) static void rows_v6m(QBNN__UNUSED const int8_t 
       "mov   r6, r10\n\t"
       "mov   r7, r11\n\t"
       "push  {r4-r7}\n\t"         /* a at [sp, #16] */
-      "ldr   r3, [r2, #0]\n\t"    /* stream state */
+      "ldr   r3, [r2, #20]\n\t"   /* stream state */
       "movs  r4, #128\n\t"
       "lsls  r4, r4, #8\n\t"
       "mov   r11, r4\n\t"         /* 2^15 */
+      "mov   r8, r4\n\t"          /* T */
       "movs  r4, #255\n\t"
       "lsls  r4, r4, #8\n\t"
       "lsls  r5, r4, #16\n\t"
-      "orrs  r4, r5\n"            /* M = 0xFF00FF00 */
-      "0:\n\t"                    /* a row; r2 = a */
-      "ldr   r6, [r2, #4]\n\t"
-      "lsls  r6, r6, #2\n\t"
-      "adds  r5, r1, r6\n\t"
+      "orrs  r4, r5\n\t"          /* M = 0xFF00FF00 */
+      "ldr   r6, [r2, #8]\n\t"    /* the entry for g groups per row (g * 16 bytes) */
+      "lsrs  r6, r6, #5\n\t"      /* carry: g & 1 */
+      "bcc   31f\n\t"
+      "lsrs  r6, r6, #1\n\t"      /* carry: g & 2 */
+      "bcc   32f\n\t"
+      "ldr   r5, =11f\n\t"        /* g % 4 == 3: at the second chunk */
+      "b     35f\n"
+      "32:\n\t"
+      "ldr   r5, =13f\n\t"        /* 1: at the fourth */
+      "b     35f\n"
+      "31:\n\t"
+      "lsrs  r6, r6, #1\n\t"
+      "bcc   33f\n\t"
+      "ldr   r5, =12f\n\t"        /* 2: at the third */
+      "b     35f\n"
+      "33:\n\t"
+      "ldr   r5, =8f\n"           /* 0: whole iterations, if any */
+      "35:\n\t"
+      "mov   lr, r5\n\t"
+      "b     0f\n\t"
+      ".ltorg\n"
+      "0:\n\t"                    /* a row; r2 = a, T = 2^15 */
+      "ldm   r2, {r2, r5, r6}\n\t" /* X words, row bytes, group bytes */
+      "adds  r5, r1\n\t"
       "mov   r12, r5\n\t"         /* end of the row's codes */
-      "lsrs  r6, r6, #4\n\t"
-      "lsls  r6, r6, #4\n\t"
-      "adds  r5, r1, r6\n\t"
-      "mov   r10, r5\n\t"         /* end of its whole groups */
-      "ldr   r2, [r2, #8]\n\t"    /* X words */
+      "adds  r6, r1\n\t"
+      "mov   r10, r6\n\t"         /* end of its whole groups */
       "movs  r5, #0\n\t"
       "mov   r9, r5\n\t"          /* sum */
-      "mov   r8, r11\n\t"         /* T */
-      "lsrs  r6, r6, #5\n\t"      /* groups g >> 1, carry: g & 1 */
-      "bcc   6f\n\t"
-      "lsrs  r6, r6, #1\n\t"      /* carry: g & 2 */
-      "bcc   5f\n\t"
-      "b     11f\n"               /* g % 4 == 3: enter at the second chunk */
-      "5:\n\t"
-      "b     13f\n"               /* 1: at the fourth */
-      "6:\n\t"
-      "lsrs  r6, r6, #1\n\t"
-      "bcc   8f\n\t"
-      "b     12f\n"               /* 2: at the third */
+      "mov   pc, lr\n"
       "8:\n\t"
-      "cmp   r1, r10\n\t"         /* 0: whole iterations, if any */
+      "cmp   r1, r10\n\t"
       "bne   1f\n\t"
       "b     2f\n"
       "1:\n\t" QBNN__V6M_CHUNK
@@ -384,13 +393,12 @@ __attribute__((naked, noinline)) static void rows_v6m(QBNN__UNUSED const int8_t 
       "mov   r5, r9\n\t"
       "stm   r6!, {r5}\n\t"
       "str   r6, [r2, #12]\n\t"
-      "ldr   r6, [r2, #16]\n\t"
-      "subs  r6, #1\n\t"
-      "str   r6, [r2, #16]\n\t"
+      "ldr   r5, [r2, #16]\n\t"
+      "cmp   r1, r5\n\t"
       "beq   5f\n\t"
       "b     0b\n"
       "5:\n\t"
-      "str   r3, [r2, #0]\n\t"
+      "str   r3, [r2, #20]\n\t"
       "pop   {r4-r7}\n\t"
       "mov   r8, r4\n\t"
       "mov   r9, r5\n\t"
@@ -576,11 +584,11 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
       ctx->x_ready = 1;
 #if QBNN_V6M_ROWS
       int32_t acc[16]; /* rows per call */
-      v6m_rows a = {s->state, cols / 4, xw, acc, 0};
+      v6m_rows a = {xw, cols, cols & ~15u, acc, p, s->state};
       for (uint32_t r = 0, n; r < rows; r += n, p += n * cols) {
         n = rows - r < 16u ? rows - r : 16u;
         a.out = acc;
-        a.rows = n;
+        a.end = p + n * cols;
         rows_v6m(lut, (const uint32_t *)(const void *)p, &a);
         for (uint32_t i = 0; i < n; ++i) y[r + i] = requant(L, &r0, acc[i], r + i, plain);
       }
