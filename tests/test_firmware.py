@@ -191,7 +191,7 @@ def test_bench_m4f_meets_the_paper_mlp_targets(gen_dir, tmp_path):
 
 def test_bench_m0_two_weights_per_multiply(gen_dir, tmp_path):
     """Cortex-M0 (ARMv6-M: no SMLAD, no 32 x 32 -> 64 multiply): the MC pass two weights per MULS in an assembly
-    loop of 32 instructions per 4 weights (8.98 insn/weight/sample measured at S = 10, the modes' per-sample work
+    loop of 32 instructions per 4 weights (8.97 insn/weight/sample measured at S = 10, the modes' per-sample work
     included; 16.83 with the C LUT loop), the mean pass from the stored nibbles (5.03 insn/weight, 54.7 through the
     filter row); RAM within the part's 16 KB."""
     r = _make("BOARD=microbit", f"GEN_DIR={gen_dir}", f"BUILD={tmp_path}", "SAMPLES=10", "bench")
