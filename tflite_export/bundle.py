@@ -29,8 +29,8 @@ LAYOUTS = ("cmake", "arduino")
 # the runtime, top to bottom (qbnn_runtime_internal.h): predict, modes, passes, plan, weighted-op helpers, math
 RUNTIME_SOURCES = ("qbnn_predict.c", "qbnn_modes.c", "qbnn_runtime.c", "qbnn_plan.c", "qbnn_weighted.c",
                    "qbnn_fixedpoint.c", "qbnn_sampler.c")
-RUNTIME_HEADERS = ("qbnn_runtime.h", "qbnn_runtime_internal.h", "qbnn_plan.h", "qbnn_weighted.h", "qbnn_sampler.h",
-                   "qbnn_modes.h", "qbnn_ops.h", "qbnn_fixedpoint.h", "qbnn_simd.h", "qbnn_op_list.h")
+RUNTIME_HEADERS = ("qbnn_runtime.h", "qbnn_runtime_internal.h", "qbnn_plan.h", "qbnn_nlogn.h", "qbnn_weighted.h",
+                   "qbnn_sampler.h", "qbnn_modes.h", "qbnn_ops.h", "qbnn_fixedpoint.h", "qbnn_simd.h", "qbnn_op_list.h")
 PORT_FILES = ("startup.c", "semihost.c", "semihost.h", "console.c", "console.h", "icount.c", "icount.h", "link.ld")
 EXAMPLE = "qbnn_predict"
 
