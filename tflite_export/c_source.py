@@ -195,8 +195,11 @@ class CEmitter:
 
 
 def _dims(shape):
+    """qbnn_dims {h, w, c} of a per-example shape: [C] -> 1x1xC, [W, C] (a 1-D signal) -> 1xWxC, [H, W, C]."""
     shape = tuple(int(v) for v in shape)
-    h, w, c = (1, 1, shape[0]) if len(shape) == 1 else shape
+    if not 1 <= len(shape) <= 3:
+        raise ValueError(f"tensor shape {shape} has rank {len(shape)}; the C runtime holds ranks 1 to 3")
+    h, w, c = (1,) * (3 - len(shape)) + shape
     for v in (h, w, c):
         if not 0 < v < 65536:
             raise ValueError(f"tensor shape {shape} does not fit the C runtime's uint16 dims")

@@ -1,13 +1,17 @@
 """Keras front end: a `keras.Sequential` of supported layers -> the IR ops of an `IntegerModel`.
 
-`converters()` maps each supported Keras layer class to the function that emits its op(s) -- one line per layer
-kind. A converter gets the layer and a `_Context` (the per-example shape so far, the next Bayesian stream id, the
+`converters()` maps each supported Keras layer class to its `Registration`: the function that emits its op(s), a
+small Keras example the tests run, whether it holds weights, the stock Keras class it replaces -- one entry per
+layer kind. A converter gets the layer and a `_Context` (the per-example shape so far, the next Bayesian stream id, the
 stored weight mode) and returns a list of IR ops; every refusal is a one-line ValueError naming the layer.
 
 Keras and tfqbnn are imported lazily (inside the functions), so `import tflite_export` stays TensorFlow-free.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -213,36 +217,77 @@ def softmax(layer, ctx):
     return [Softmax(name=layer.name)]
 
 
-def converters():
-    """{Keras layer class: converter}: the one table a new layer kind is added to. Exact classes: a subclass
-    (e.g. a plain keras Conv2D under QuantizedConv2D) is not silently treated as its parent."""
+@dataclass(frozen=True)
+class Registration:
+    """How one Keras layer class becomes IR ops.
+
+    * `convert(layer, ctx)` -- the converter: a list of IR ops (refusals: one-line ValueErrors naming the layer)
+    * `example()` -- (Keras layers, per-example input shape): a small instance of the layer for the registry-driven
+      tests (the layers are fresh on every call)
+    * `weighted` -- the layer holds weights (a model needs one before its Softmax; the last one has no activation)
+    * `replaces` -- the stock Keras class name this layer is used instead of (a refused stock layer names it)
+    """
+
+    convert: Callable
+    example: Callable
+    weighted: bool = False
+    replaces: str | None = None
+
+
+def _keras():
     import keras
 
+    return keras
+
+
+def _tl():
     from tfqbnn import layers as tl
 
+    return tl
+
+
+_JQ = dict(quantization="jq4", seed=3, init_sigma=0.08)
+
+
+def converters():
+    """{Keras layer class: Registration}: the one table a new layer kind is added to. Exact classes: a subclass
+    (e.g. a plain keras Conv2D under QuantizedConv2D) is not silently treated as its parent."""
+    keras, tl = _keras(), _tl()
+    L = keras.layers
     return {
-        tl.DenseVariational: dense_variational,
-        tl.Conv2DVariational: conv2d_variational,
-        tl.DepthwiseConv2DVariational: depthwise_conv2d_variational,
-        tl.QuantizedDense: quantized_dense,
-        tl.QuantizedConv2D: quantized_conv2d,
-        tl.QuantizedDepthwiseConv2D: quantized_depthwise_conv2d,
-        keras.layers.MaxPooling2D: _pool(MaxPool2D),
-        keras.layers.AveragePooling2D: _pool(AveragePool2D),
-        keras.layers.Reshape: reshape,
-        keras.layers.Flatten: flatten,
-        keras.layers.Softmax: softmax,
+        tl.DenseVariational: Registration(
+            dense_variational, lambda: ([tl.DenseVariational(6, **_JQ)], (20,)), True, "Dense"),
+        tl.Conv2DVariational: Registration(
+            conv2d_variational, lambda: ([tl.Conv2DVariational(3, 3, padding="same", activation="relu", **_JQ)],
+                                         (8, 8, 2)), True, "Conv2D"),
+        tl.DepthwiseConv2DVariational: Registration(
+            depthwise_conv2d_variational,
+            lambda: ([tl.DepthwiseConv2DVariational(2, strides=2, activation="softplus", **_JQ)], (6, 6, 3)), True,
+            "DepthwiseConv2D"),
+        tl.QuantizedDense: Registration(
+            quantized_dense, lambda: ([tl.QuantizedDense(12, use_bias=False, kernel_bits=8, activation="relu")], (20,)),
+            True, "Dense"),
+        tl.QuantizedConv2D: Registration(
+            quantized_conv2d, lambda: ([tl.QuantizedConv2D(4, 2, use_bias=False, kernel_bits=4, per_channel=False,
+                                                           activation="softplus")], (6, 6, 3)), True, "Conv2D"),
+        tl.QuantizedDepthwiseConv2D: Registration(
+            quantized_depthwise_conv2d,
+            lambda: ([tl.QuantizedDepthwiseConv2D(3, depth_multiplier=2, use_bias=False, kernel_bits=4,
+                                                  activation="softplus")], (8, 8, 3)), True, "DepthwiseConv2D"),
+        L.MaxPooling2D: Registration(_pool(MaxPool2D), lambda: ([L.MaxPooling2D(2, padding="same")], (7, 7, 3))),
+        L.AveragePooling2D: Registration(_pool(AveragePool2D),
+                                         lambda: ([L.AveragePooling2D(2, strides=1, padding="same")], (6, 6, 3))),
+        L.Reshape: Registration(reshape, lambda: ([L.Reshape((4, 4, 2))], (32,))),
+        L.Flatten: Registration(flatten, lambda: ([L.Flatten()], (3, 3, 2))),
+        L.Softmax: Registration(softmax, lambda: ([], (10,))),  # the model's own last layer
     }
 
 
-_HINTS = {"Dense": "QuantizedDense (QAT) or DenseVariational", "Conv2D": "QuantizedConv2D (QAT) or Conv2DVariational",
-          "DepthwiseConv2D": "QuantizedDepthwiseConv2D (QAT) or DepthwiseConv2DVariational"}
-
-
-def _weighted_kinds(table):
-    weighted = (dense_variational, conv2d_variational, depthwise_conv2d_variational, quantized_dense,
-                quantized_conv2d, quantized_depthwise_conv2d)
-    return tuple(cls for cls, fn in table.items() if fn in weighted)
+def _hint(table, name):
+    """'(use A or B)' for a refused stock Keras class that registered layers replace, else the supported list."""
+    use = [cls.__name__ for cls, reg in table.items() if reg.replaces == name]
+    return f" (use {' or '.join(sorted(use, reverse=True))})" if use else \
+        f"; supported: {sorted(c.__name__ for c in table)}"
 
 
 def integer_ops(model, weights="int4"):
@@ -261,13 +306,12 @@ def integer_ops(model, weights="int4"):
         if isinstance(layer, keras.Model):
             raise ValueError(f"layer {layer.name!r}: nested models are not supported; export a flat Sequential")
         if type(layer) not in table:
-            hint = _HINTS.get(type(layer).__name__)
             raise ValueError(f"layer {layer.name!r}: {type(layer).__name__} is not supported"
-                             + (f" (use {hint})" if hint else f"; supported: {sorted(c.__name__ for c in table)}"))
+                             + _hint(table, type(layer).__name__))
     for layer in layers[:-1]:
         if isinstance(layer, keras.layers.Softmax):
             raise ValueError(f"layer {layer.name!r}: Softmax is supported only as the model's last layer")
-    weighted = [layer for layer in layers if isinstance(layer, _weighted_kinds(table))]
+    weighted = [layer for layer in layers if table[type(layer)].weighted]
     if not weighted:
         raise ValueError("the model has no weighted layer (DenseVariational, ...) before its Softmax")
     shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
@@ -276,5 +320,5 @@ def integer_ops(model, weights="int4"):
     ctx = _Context(weights, shape, weighted[-1])
     ops = []
     for layer in layers:
-        ops += table[type(layer)](layer, ctx)
+        ops += table[type(layer)].convert(layer, ctx)
     return ops, tuple(int(v) for v in shape)

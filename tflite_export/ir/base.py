@@ -15,9 +15,15 @@ What an op provides (defaults here; an op overrides what applies):
 * `manifest_entry()` -- its manifest.json dict (with "kind")
 * `lower_tflite(graph, x)` -- its TFLite operators
 * `emit_c(em, i, in_shape)` / `c_needs(in_shape)` -- its C parameters (micro/ops kernel) and scratch
+* `example()` -- [Example(op, per-example input shape, input quant)]: small instances the registry-driven tests
+  run through numpy, TFLM and the C runtime (every option the op's kernels branch on, Bayesian or constant)
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
 
 
 class Op:
@@ -60,6 +66,11 @@ class Op:
         """(int16 operand elements, int16 filter elements) of the C kernel's scratch: its prepare's needs."""
         return 0, 0
 
+    @classmethod
+    def example(cls):
+        """[Example]: instances covering the op's options, for the registry-driven tests."""
+        raise NotImplementedError(f"op {cls.kind}: example() is not implemented")
+
     def c_modes(self, in_shape):
         """(rows, cols) when the C runtime's HYBRID / PFP modes can start at this op (qbnn_modes.c's hybrid_op_ok:
         a Bayesian dense layer, one scale, no bias, with its moment table), else None."""
@@ -68,3 +79,13 @@ class Op:
 
 def quant_entry(scale, zero_point):
     return {"scale": None if scale is None else float(scale), "zero_point": None if zero_point is None else int(zero_point)}
+
+
+@dataclass
+class Example:
+    """One test instance of an op: the op (output quantization uncalibrated), its per-example input shape and the
+    (scale, zero point) of its int8 input."""
+
+    op: Op
+    in_shape: tuple
+    in_quant: tuple = (np.float32(0.05), -5)
