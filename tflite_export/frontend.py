@@ -21,6 +21,7 @@ from tflite_export.ir import activation as act
 from tflite_export.ir.conv2d import Conv2D
 from tflite_export.ir.depthwise_conv2d import DepthwiseConv2D
 from tflite_export.ir.fully_connected import FullyConnected, IntegerLayer
+from tflite_export.ir.global_average_pool2d import GlobalAveragePool2D
 from tflite_export.ir.pool import AveragePool2D, MaxPool2D
 from tflite_export.ir.reshape import Reshape
 from tflite_export.ir.softmax import Softmax
@@ -189,6 +190,18 @@ def _pool(cls):
     return convert
 
 
+def global_average_pooling2d(layer, ctx):
+    where = ctx.where(layer)
+    if getattr(layer, "data_format", "channels_last") not in (None, "channels_last") or layer.keepdims:
+        raise ValueError(f"{where}: data_format={layer.data_format!r}, keepdims={layer.keepdims} is not supported "
+                         "(channels_last, keepdims=False only)")
+    if len(ctx.shape) != 3:
+        raise ValueError(f"{where}: needs an (H, W, C) input; the tensor here has shape {ctx.shape}")
+    op = GlobalAveragePool2D(name=layer.name)
+    ctx.shape = op.output_shape(ctx.shape)
+    return [op]
+
+
 def reshape(layer, ctx):
     op = Reshape(name=layer.name, shape=tuple(int(v) for v in layer.target_shape))
     try:
@@ -277,6 +290,8 @@ def converters():
         L.MaxPooling2D: Registration(_pool(MaxPool2D), lambda: ([L.MaxPooling2D(2, padding="same")], (7, 7, 3))),
         L.AveragePooling2D: Registration(_pool(AveragePool2D),
                                          lambda: ([L.AveragePooling2D(2, strides=1, padding="same")], (6, 6, 3))),
+        L.GlobalAveragePooling2D: Registration(global_average_pooling2d,
+                                               lambda: ([L.GlobalAveragePooling2D()], (6, 5, 4))),
         L.Reshape: Registration(reshape, lambda: ([L.Reshape((4, 4, 2))], (32,))),
         L.Flatten: Registration(flatten, lambda: ([L.Flatten()], (3, 3, 2))),
         L.Softmax: Registration(softmax, lambda: ([], (10,))),  # the model's own last layer
