@@ -1,6 +1,8 @@
-"""Issue 12: the Keras front end (`tflite_export.frontend`), the op-level manifest and its load-side cross-checks,
-and the TFLite lowering of every converter, on small untrained models (no data files): every supported layer
-kind in one model, run in pip TFLM (split model) bit-exactly with the numpy reference; refusals name the layer."""
+"""The Keras front end (`tflite_export.frontend`), the op-level manifest and its load-side cross-checks, and the
+TFLite lowering of every converter, on small untrained models (no data files): every registration of
+`frontend.converters()` from its own example (exported, run in pip TFLM and the C runtime bit-exactly with the
+numpy reference, float-checked, every manifest field tamper-checked) and one network chaining the layer kinds;
+refusals name the layer."""
 
 import json
 import shutil
@@ -86,6 +88,25 @@ def test_every_registration_exports_and_runs_in_tflm_bit_exactly(cls, tmp_path_f
     assert not np.array_equal(ref[0], ref[1])  # the samples differ: the comparison is not of constants
     back = artifacts.load_exported(out)
     np.testing.assert_array_equal(back.predict_codes(x, num_samples=2), imodel.predict_codes(x, num_samples=2))
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler")
+@pytest.mark.parametrize("cls", REGISTERED, ids=[c.__name__ for c in REGISTERED])
+def test_every_registration_is_bit_exact_in_the_c_runtime(cls, tmp_path_factory, tmp_path):
+    """The same export, generated to C (tfqbnn-c-sources' path) and run on the host under ASan / UBSan: MC counts,
+    entropies, stream positions and the mean-code pass of every C kernel equal the numpy reference."""
+    from tflite_export import c_source, firmware_runner
+
+    out, model, _, _ = _registration(cls, tmp_path_factory)
+    shape = tuple(model.inputs[0].shape[1:])
+    images = np.random.default_rng(2).integers(0, 256, size=(3, int(np.prod(shape)))).astype(np.uint8)
+    c_source.generate(out, tmp_path / "gen", images, ["r0", "r1", "r2"], num_samples=4)
+    r = subprocess.run(["make", "-s", "-C", firmware_runner.FIRMWARE_DIR, f"GEN_DIR={tmp_path / 'gen'}",
+                        f"HOST_BUILD={tmp_path / 'build'}", "host-test"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
+    for kernel in ("ref", "lut", "simd"):
+        assert f"ok image 1 (r1) kernel={kernel}" in r.stdout
 
 
 def _leaves(value, path=()):
