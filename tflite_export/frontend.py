@@ -61,7 +61,7 @@ def _check_common(layer, ctx, *, conv=False):
     if conv:
         if getattr(layer, "data_format", "channels_last") not in (None, "channels_last"):
             raise ValueError(f"{where}: data_format={layer.data_format!r} is not supported (channels_last only)")
-        if tuple(getattr(layer, "dilation_rate", (1, 1))) != (1, 1):
+        if set(tuple(getattr(layer, "dilation_rate", (1,)))) != {1}:
             raise ValueError(f"{where}: dilation_rate={tuple(layer.dilation_rate)} is not supported (only 1)")
         if getattr(layer, "groups", 1) != 1:
             raise ValueError(f"{where}: groups={layer.groups} is not supported (only 1)")
@@ -153,6 +153,20 @@ def _conv(layer, ctx, weights_of, cls, to_filter, channel_axis):
 
 def conv2d_variational(layer, ctx):
     return _conv(layer, ctx, _bayesian, Conv2D, _hwio_to_ohwi, 0)
+
+
+def conv1d_variational(layer, ctx):
+    """A (steps, channels) signal as a [1, steps, channels] image: RESHAPE, CONV_2D with a 1 x K filter, RESHAPE."""
+    if len(ctx.shape) != 2:
+        raise ValueError(f"{ctx.where(layer)}: needs a (steps, channels) input; the tensor here has shape {ctx.shape}")
+    steps, channels = ctx.shape
+    ctx.shape = (1, steps, channels)
+    activation = _check_common(layer, ctx, conv=True)
+    w = _bayesian(layer, ctx, lambda k: np.transpose(k, (2, 0, 1))[:, None], 0)  # (K, I, O) -> OHWI (O, 1, K, I)
+    op = Conv2D(name=layer.name, weights=w, activation=activation, strides=(1, int(layer.strides[0])),
+                padding=str(layer.padding).lower())
+    ctx.shape = op.output_shape(ctx.shape)[1:]
+    return [Reshape(f"{layer.name}_image", (1, steps, channels)), op, Reshape(f"{layer.name}_steps", ctx.shape)]
 
 
 def depthwise_conv2d_variational(layer, ctx):
@@ -273,6 +287,9 @@ def converters():
         tl.Conv2DVariational: Registration(
             conv2d_variational, lambda: ([tl.Conv2DVariational(3, 3, padding="same", activation="relu", **_JQ)],
                                          (8, 8, 2)), True, "Conv2D"),
+        tl.Conv1DVariational: Registration(
+            conv1d_variational, lambda: ([tl.Conv1DVariational(4, 3, strides=2, padding="same", activation="relu",
+                                                               **_JQ)], (13, 2)), True, "Conv1D"),
         tl.DepthwiseConv2DVariational: Registration(
             depthwise_conv2d_variational,
             lambda: ([tl.DepthwiseConv2DVariational(2, strides=2, activation="softplus", **_JQ)], (6, 6, 3)), True,
