@@ -3,7 +3,6 @@ across the three implementations: the numpy integer kernels, the op's TFLite low
 (its reference kernels), and the C runtime's kernel (micro/ops, host build under ASan / UBSan). An op added to the
 registry is tested here with no test edited."""
 
-import os
 import shutil
 import subprocess
 
