@@ -17,9 +17,10 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from tflite_export import reference, safeio, storage, tflite_io
+import qbnn_safeio as safeio
+from qbnn_safeio import sha256_file
+from tflite_export import reference, storage, tflite_io
 from tflite_export.intmath import softmax
-from tflite_export.safeio import sha256_file
 
 MANIFEST_VERSION = 2  # 2: "files" (SHA-256 of every written file) and per-tensor "sha256" of the stored codes
 MANIFEST = "manifest.json"

@@ -24,7 +24,8 @@ import re
 
 import numpy as np
 
-from tflite_export import artifacts, modes, reference, safeio, storage
+import qbnn_safeio as safeio
+from tflite_export import artifacts, modes, reference, storage
 from tflite_export.intmath import sampler, softmax
 from tflite_export.ir.activation import ACTIVATIONS  # the one list of activations
 
