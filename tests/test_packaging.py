@@ -15,7 +15,18 @@ import pytest
 import tflite_export
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("qbnn_safeio", "tfqbnn", "tflite_export")  # setup.cfg's [options.packages.find] include
+
+
+def packages():
+    """The top-level packages setup.cfg ships ([options.packages.find] include, sub-package patterns aside)."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    return tuple(p for p in cfg["options.packages.find"]["include"].split() if "." not in p)
+
+
+PACKAGES = packages()
 _JUNK = shutil.ignore_patterns("__pycache__", "build", "*.egg-info", "*.o", "*.elf", "*.pyc", ".*")
 
 

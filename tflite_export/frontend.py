@@ -261,25 +261,16 @@ class Registration:
     replaces: str | None = None
 
 
-def _keras():
-    import keras
-
-    return keras
-
-
-def _tl():
-    from tfqbnn import layers as tl
-
-    return tl
-
-
-_JQ = dict(quantization="jq4", seed=3, init_sigma=0.08)
+_JQ = dict(quantization="jq4", seed=3, init_sigma=0.08)  # the Bayesian examples: sigma wide enough that samples move
 
 
 def converters():
     """{Keras layer class: Registration}: the one table a new layer kind is added to. Exact classes: a subclass
     (e.g. a plain keras Conv2D under QuantizedConv2D) is not silently treated as its parent."""
-    keras, tl = _keras(), _tl()
+    import keras
+
+    from tfqbnn import layers as tl
+
     L = keras.layers
     return {
         tl.DenseVariational: Registration(
