@@ -92,7 +92,7 @@ def test_every_registration_exports_and_runs_in_tflm_bit_exactly(cls, tmp_path_f
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler")
 @pytest.mark.parametrize("cls", REGISTERED, ids=[c.__name__ for c in REGISTERED])
-def test_every_registration_is_bit_exact_in_the_c_runtime(cls, tmp_path_factory, tmp_path):
+def test_every_registration_is_bit_exact_in_the_c_runtime(cls, tmp_path_factory):
     """The same export, generated to C (tfqbnn-c-sources' path) and run on the host under ASan / UBSan: MC counts,
     entropies, stream positions and the mean-code pass of every C kernel equal the numpy reference."""
     from tflite_export import c_source, firmware_runner
@@ -100,9 +100,12 @@ def test_every_registration_is_bit_exact_in_the_c_runtime(cls, tmp_path_factory,
     out, model, _, _ = _registration(cls, tmp_path_factory)
     shape = tuple(model.inputs[0].shape[1:])
     images = np.random.default_rng(2).integers(0, 256, size=(3, int(np.prod(shape)))).astype(np.uint8)
-    c_source.generate(out, tmp_path / "gen", images, ["r0", "r1", "r2"], num_samples=4)
-    r = subprocess.run(["make", "-s", "-C", firmware_runner.FIRMWARE_DIR, f"GEN_DIR={tmp_path / 'gen'}",
-                        f"HOST_BUILD={tmp_path / 'build'}", "host-test"], capture_output=True, text=True, timeout=600)
+    if "c" not in _EXPORTS:  # one GEN_DIR and host build for all: the runtime's objects are compiled once
+        _EXPORTS["c"] = tmp_path_factory.mktemp("gen"), tmp_path_factory.mktemp("host")
+    gen, build = _EXPORTS["c"]
+    c_source.generate(out, gen, images, ["r0", "r1", "r2"], num_samples=4)
+    r = subprocess.run(["make", "-s", "-C", firmware_runner.FIRMWARE_DIR, f"GEN_DIR={gen}", f"HOST_BUILD={build}",
+                        "host-test"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
     for kernel in ("ref", "lut", "simd"):

@@ -88,20 +88,27 @@ def _head_model(ex, seed=0):
     return convert.calibrate(model, x, num_samples=3)
 
 
+@pytest.fixture(scope="module")
+def c_build(tmp_path_factory):
+    """One GEN_DIR and one host build folder for the module: the runtime's objects are compiled once, each test
+    rewrites the generated model and make rebuilds what depends on it."""
+    return tmp_path_factory.mktemp("gen"), tmp_path_factory.mktemp("host")
+
+
 @pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
 @pytest.mark.parametrize("kind,i", C_EXAMPLES, ids=[f"{k}-{i}" for k, i in C_EXAMPLES])
-def test_example_is_bit_exact_in_the_c_runtime(kind, i, tmp_path):
+def test_example_is_bit_exact_in_the_c_runtime(kind, i, c_build):
     """The example op followed by a Bayesian head, generated to C: MC counts, entropies, stream positions and the
     mean-code pass of every C kernel (REF / LUT / SIMD) equal the numpy reference (the op's output reaches the
     head's 10 logits, so one wrong output code changes them)."""
     model = _head_model(_example(kind, i))
-    gen = tmp_path / "gen"
+    gen, build = c_build
     c_source.write_model_sources(model, gen)
     images = np.random.default_rng(1).integers(0, 256, size=(3, model.input_dim)).astype(np.uint8)
     exp = c_source.write_test_vectors(model, images, ["r0", "r1", "r2"], gen, num_samples=4)
     assert len({tuple(e["mean_codes"]) for e in exp}) > 1  # the images are told apart through the op
     r = subprocess.run(["make", "-s", "-C", firmware_runner.FIRMWARE_DIR, f"GEN_DIR={gen}",
-                        f"HOST_BUILD={tmp_path / 'build'}", "host-test"], capture_output=True, text=True, timeout=600)
+                        f"HOST_BUILD={build}", "host-test"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
     for kernel in ("ref", "lut", "simd"):
