@@ -6,10 +6,17 @@ its quantized mean, run once) and their ratios.
 
   python scripts/bench_mcu.py out/demo/export --boards all --samples 10     (then a summary table per board)
   python scripts/bench_mcu.py EXPORT_LENET_HEAD EXPORT_LENET_ALL --boards an386 --sample-tables derived offset
+  python scripts/bench_mcu.py --kernels-only --boards an386 an547   (the dense kernel bench alone, no export)
+
+--kernels (or --kernels-only) also runs the firmware's kernel bench (`make kbench`, no model needed) per board: the
+constant-weight FULLY_CONNECTED op of a deterministic prefix (LeNet-5's 400 -> 120, int8 and int4 codes) on its
+own, checked against the reference kernel, as exact instruction counts and insn/MAC; boards with less than 128 KB
+of RAM are skipped (its filter is in RAM).
 """
 
 import argparse
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,6 +37,39 @@ def ratios(kv):
     return out
 
 
+def _ram_bytes(board):
+    size = firmware_runner.BOARD_TABLE[board]["RAM"].split()[1]
+    return int(size[:-1]) * {"K": 1024, "M": 1024 * 1024}[size[-1]] if size[-1] in "KM" else int(size, 0)
+
+
+def kernel_bench(board):
+    """The kernel bench's key=value lines on `board` as a dict (raises RuntimeError when it fails or mismatches)."""
+    r = subprocess.run(["make", "-s", "-C", firmware_runner.FIRMWARE_DIR, f"BOARD={board}", "kbench"],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0 or "KBENCH PASSED" not in r.stdout:
+        raise RuntimeError(f"kbench on {board} failed (exit {r.returncode}):\n{r.stdout}{r.stderr}")
+    return firmware_runner.parse_bench(r.stdout)
+
+
+def kernel_rows(boards):
+    """Runs the kernel bench on each board with room for it; prints its lines and a table of insn/MAC."""
+    rows = {}
+    for board in boards:
+        if _ram_bytes(board) < 128 * 1024:
+            print(f"# kbench {board}: skipped ({firmware_runner.BOARD_TABLE[board]['RAM'].split()[1]} of RAM)")
+            continue
+        kv = kernel_bench(board)
+        print(f"# kbench {board} ({firmware_runner.BOARDS[board]})")
+        for k, v in kv.items():
+            print(f"{k}={v}")
+        rows[board] = {bits: int(kv[f"fc_int{bits}_insn"]) / int(kv[f"fc_int{bits}_macs"]) for bits in (8, 4)}
+    print("# summary: constant-weight FULLY_CONNECTED 400 -> 120 (whole op), instructions per MAC")
+    print(f"{'board':<14} {'core':<28} {'int8 insn/MAC':>13} {'int4 insn/MAC':>13}")
+    for board, r in rows.items():
+        print(f"{board:<14} {firmware_runner.BOARDS[board]:<28} {r[8]:>13.3f} {r[4]:>13.3f}")
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("export_dirs", nargs="*", default=[DEFAULT_EXPORT],
@@ -40,7 +80,13 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=10, help="MC samples measured (per-sample counts are averages)")
     p.add_argument("--sample-tables", nargs="+", default=["derived"], choices=["derived", "offset"],
                    help="sampling table in flash: derived (64 KB per grid) and/or offset (4 KB per grid)")
+    p.add_argument("--kernels", action="store_true", help="also run the dense kernel bench (make kbench) per board")
+    p.add_argument("--kernels-only", action="store_true", help="only the dense kernel bench (no export needed)")
     a = p.parse_args(argv)
+    boards = list(firmware_runner.BOARDS) if "all" in a.boards else a.boards
+    if a.kernels_only:
+        kernel_rows(boards)
+        return
     for d in a.export_dirs:
         if not os.path.isdir(d):
             p.error(f"export_dir {d!r} is not a directory (run `make demo` or pass an export directory)")
@@ -48,7 +94,6 @@ def main(argv=None):
         p.error(f"--samples must be >= 1; received {a.samples}")
     from tfqbnn.datasets.test_images import sample_test_images
 
-    boards = list(firmware_runner.BOARDS) if "all" in a.boards else a.boards
     image = sample_test_images(per_set=1)[0][0]  # an MNIST test digit (the hybrid's cost depends on its pixels)
     for d in a.export_dirs:
         for table in a.sample_tables:
@@ -61,6 +106,8 @@ def main(argv=None):
                 summary[board] = firmware_runner.bench_summary(kv)
             print(f"# summary: {d} sample_table={table} S={a.samples}")
             print(firmware_runner.format_summary(summary))
+    if a.kernels:
+        kernel_rows(boards)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def test_cmake_bundle_runs_bit_exact_with_the_cmake_convention(board, cmake_bund
 def test_bundle_holds_only_the_ops_its_model_uses(cmake_bundle, tmp_path):
     src, res = cmake_bundle
     assert res["ops"] == ["FULLY_CONNECTED"]
-    assert sorted(p.name for p in (src / "src").glob("qbnn_op_*.c")) == ["qbnn_op_fully_connected.c"]
+    assert sorted(p.name for p in (src / "src" / "ops").glob("qbnn_op_*.c")) == ["qbnn_op_fully_connected.c"]
     used = (src / "src" / "qbnn_ops_used.h").read_text()
     registry = bundle.op_registry()
     assert len(re.findall(r"^QBNN_OP(_ABSENT)?\(", used, re.M)) == len(registry)
@@ -88,7 +88,7 @@ def test_bundle_holds_only_the_ops_its_model_uses(cmake_bundle, tmp_path):
         "int main(void) { qbnn_runtime_t rt;\n"
         "  int err = qbnn_init(&rt, &qbnn_model, arena, sizeof arena, 1, QBNN_KERNEL_AUTO);\n"
         '  printf("%d\\n", err); return err == QBNN_RT_ERR_OP ? 0 : 1; }\n')
-    rt_src = [str(p) for p in (src / "src").glob("*.c") if p.name not in ("model_data.c", "qbnn.c")]
+    rt_src = [str(p) for p in (src / "src").rglob("*.c") if p.name not in ("model_data.c", "qbnn.c")]
     exe = tmp_path / "check"
     _run(["cc", "-std=c99", "-O1", "-DQBNN_OP_SUBSET=1", f"-I{tmp_path}", f"-I{src / 'src'}", str(tmp_path / "check.c"),
           str(tmp_path / "model_data.c"), *rt_src, "-lm", "-o", str(exe)])
@@ -98,7 +98,7 @@ def test_bundle_holds_only_the_ops_its_model_uses(cmake_bundle, tmp_path):
                                       sources=["zeros"], num_samples=2)
     assert set(conv_bundle["ops"]) == {"CONV_2D", "MAX_POOL_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "RESHAPE",
                                        "FULLY_CONNECTED"}
-    assert len(list((tmp_path / "conv" / "src").glob("qbnn_op_*.c"))) == 5
+    assert len(list((tmp_path / "conv" / "src" / "ops").glob("qbnn_op_*.c"))) == 5
 
 
 def test_arduino_layout_compiles_for_cortex_m4_and_m0(export_dir, tmp_path):
@@ -123,7 +123,7 @@ def test_arduino_layout_compiles_for_cortex_m4_and_m0(export_dir, tmp_path):
     for cpu in (["-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"], ["-mcpu=cortex-m0", "-mfloat-abi=soft"]):
         objs = tmp_path / cpu[0].split("=")[1]
         objs.mkdir()
-        for c in [*(out / "src").glob("*.c"), ex / "test_vectors.c"]:
+        for c in [*(out / "src").rglob("*.c"), ex / "test_vectors.c"]:  # Arduino compiles src/ recursively
             _run(["arm-none-eabi-gcc", *cpu, "-mthumb", "-std=c99", "-Os", "-Wall", "-Werror", f"-I{out / 'src'}",
                   "-c", str(c), "-o", str(objs / (c.stem + ".o"))])
         _run(["arm-none-eabi-g++", *cpu, "-mthumb", "-Os", "-Wall", "-Werror", "-x", "c++", "-include", "Arduino.h",

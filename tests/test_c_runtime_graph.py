@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tflite_export import c_source, firmware_runner, modes
+from tflite_export import bundle, c_source, firmware_runner, modes
 from tflite_export.ir import registry
 from tflite_export.ir.base import Op
 
@@ -95,9 +95,9 @@ def test_the_registry_is_one_list_per_side():
 
 @pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
 def test_the_runtime_holds_no_static_ram(tmp_path):
-    """The runtime core, the HYBRID / PFP modes, the weighted-op helpers and every op kernel define no .bss / .data
+    """The runtime's files, the HYBRID / PFP modes, the weighted-op helpers and every op kernel define no .bss / .data
     symbols: all scratch is the caller's arena, so two models or two threads can run side by side."""
-    srcs = [os.path.join(MICRO, f) for f in ("qbnn_runtime.c", "qbnn_modes.c", "qbnn_weighted.c")]
+    srcs = [os.path.join(MICRO, f) for f in bundle.RUNTIME_SOURCES]
     srcs += [os.path.join(MICRO, "ops", f) for f in os.listdir(os.path.join(MICRO, "ops")) if f.endswith(".c")]
     for src in srcs:
         obj = tmp_path / (os.path.basename(src) + ".o")
@@ -110,12 +110,73 @@ def test_the_runtime_holds_no_static_ram(tmp_path):
         assert not ram, (src, ram)
 
 
+@pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
+def test_the_runtime_files_form_no_cycle(tmp_path):
+    """Which runtime file calls which (by the symbols each object file defines and needs) is a graph without a
+    cycle: predict over modes over the passes over the plan over the kernels."""
+    srcs = [os.path.join(MICRO, f) for f in bundle.RUNTIME_SOURCES]
+    srcs += [os.path.join(MICRO, "ops", f) for f in sorted(os.listdir(os.path.join(MICRO, "ops"))) if f.endswith(".c")]
+    defined, needed = {}, {}
+    for src in srcs:
+        obj = tmp_path / (os.path.basename(src) + ".o")
+        subprocess.run(["cc", "-std=c99", "-O2", "-I", MICRO, "-c", src, "-o", str(obj)], check=True)
+        table = subprocess.run(["nm", str(obj)], capture_output=True, text=True, check=True).stdout
+        name = os.path.basename(src)
+        for kind, sym in re.findall(r"^\S*\s+([A-Za-z])\s+(\S+)$", table, re.M):
+            if kind == "U":
+                needed.setdefault(name, set()).add(sym)
+            elif kind.isupper():
+                defined[sym] = name
+    calls = {f: {defined[s] for s in syms if s in defined} - {f} for f, syms in needed.items()}
+    assert calls["qbnn_plan.c"] >= {"qbnn_op_fully_connected.c"} and "qbnn_modes.c" in calls["qbnn_predict.c"]
+    done, active = set(), []
+
+    def visit(f):
+        assert f not in active, " -> ".join(active + [f])
+        if f not in done:
+            active.append(f)
+            for g in sorted(calls.get(f, ())):
+                visit(g)
+            active.pop()
+            done.add(f)
+
+    for f in sorted(calls):
+        visit(f)
+
+
+def test_every_kernel_header_sizes_its_scratch():
+    """Each kind's header (included through qbnn_op_list.h) defines the two scratch macros the generated arena plan
+    and the kernel's prepare both use, and its prepare uses them."""
+    headers = "".join(open(os.path.join(MICRO, "ops", f)).read()
+                      for f in os.listdir(os.path.join(MICRO, "ops")) if f.endswith(".h"))
+    kernels = "".join(open(os.path.join(MICRO, "ops", f)).read()
+                      for f in os.listdir(os.path.join(MICRO, "ops")) if f.endswith(".c"))
+    listed = re.findall(r'^#include "ops/(qbnn_op_\w+\.h)"$', open(os.path.join(MICRO, "qbnn_op_list.h")).read(), re.M)
+    assert sorted(listed) == sorted(f for f in os.listdir(os.path.join(MICRO, "ops")) if f.endswith(".h"))
+    for kind in c_source.C_KINDS:
+        for what in ("X_ELEMS", "FILTER_ELEMS"):
+            assert re.search(rf"^#define QBNN_{kind}_{what}\(ih, iw, ic, oh, ow, oc, fh, fw, sh, sw\)", headers,
+                             re.M), (kind, what)
+        assert f"QBNN_SCRATCH(QBNN_{kind}_X_ELEMS" in kernels and f"QBNN_SCRATCH(QBNN_{kind}_FILTER_ELEMS" in kernels
+
+
+def test_the_runtime_names_no_op_kind():
+    """Outside the kernels, no runtime file names an op kind: checks, scratch and the modes' eligibility come
+    from each kernel (its prepare and its header)."""
+    for f in bundle.RUNTIME_SOURCES:
+        code = re.sub(r"/\*.*?\*/", " ", open(os.path.join(MICRO, f)).read(), flags=re.S)
+        named = [k for k in c_source.C_KINDS if re.search(rf"\bQBNN_OP_{k}\b|\bQBNN_{k}_", code)]
+        assert not named, (f, named)
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
 def test_the_generator_arena_plan_matches_the_model(conv_gen):
-    """c_source.arena_bytes is what qbnn_arena_bytes computes (the firmware compares the two on every run): here,
-    its pieces by hand for the synthetic network."""
+    """The generated QBNN_ARENA_BYTES (a constant expression of the kernels' scratch macros) is what
+    qbnn_arena_bytes computes (the firmware compares the two on every run): here, its pieces by hand for the
+    synthetic network."""
     bayesian, model, gen, _ = conv_gen
-    text = open(os.path.join(gen, "model_data.h")).read()
-    arena = int(re.search(r"#define QBNN_ARENA_BYTES (\d+)u", text).group(1))
+    arena = c_source.arena_bytes(gen)
+    jackknife = 4 * 32 * 10  # SPEC 7.1's group sums, uint32[QBNN_JK_GROUPS][QBNN_MAX_CLASSES], after the prefix
     r8 = lambda n: (n + 7) // 8 * 8  # noqa: E731
     # int16 operands are zero-padded to the windows' extent (qbnn__pad16); a conv's filter scratch holds its codes
     # and its table of SMLAD pairs (4 int16 each, rows rounded up to even).
@@ -129,13 +190,13 @@ def test_the_generator_arena_plan_matches_the_model(conv_gen):
     # scratch (the list, A1 / A2, means and variances of two layers of <= 24 rows, E[h^2] of dense3's 24 inputs)
     # overlaps everything after the prefix output; here it is smaller than the MC pieces.
     if bayesian == "all":
-        expected = 2 * r8(28 * 28 * 6) + 0 + r8(2 * 1028) + r8(2 * 1016) + r8(2 * 324)
+        expected = jackknife + 2 * r8(28 * 28 * 6) + 0 + r8(2 * 1028) + r8(2 * 1016) + r8(2 * 324)
     else:
         hybrid = r8(2 * 40) + 2 * r8(8 * 24) + r8(4 * 24) + r8(24)
         pfp = r8(2 * 40) + 2 * r8(8 * 24) + 4 * r8(4 * 24) + r8(4 * 24)
         mc = 2 * r8(28 * 28 * 3) + r8(2 * 1028) + r8(2 * 162) + max(r8(2 * 40), hybrid)
         assert pfp < mc
-        expected = r8(40) + max(mc, pfp)
+        expected = r8(40) + jackknife + max(mc, pfp)
     assert arena == expected
 
 

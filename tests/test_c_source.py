@@ -15,7 +15,7 @@ from mcu_models import synthetic_model
 EVIL = "x */ int evil; /*\n#include <stdlib.h>\nint evil2 = 1; //"
 C_WORDS = {"const", "static", "int8_t", "uint8_t", "int32_t", "uint32_t", "int", "char", "unsigned", "extern",
            "qbnn_rt_layer", "qbnn_model_t", "QBNN_ALIGNED", "include", "define", "ifndef", "endif", "if", "else",
-           "defined", "__GNUC__", "__attribute__", "aligned", "f", "float", "stdint", "h", "uint16_t",
+           "defined", "__GNUC__", "__attribute__", "aligned", "f", "float", "stdint", "h", "uint16_t", "enum",
            # designated-initialiser fields of qbnn_runtime.h's structs
            "format_version", "num_ops", "num_classes", "ops", "softmax_multiplier", "softmax_left_shift",
            "softmax_diff_min", "default_seed", "kind", "in", "out", "params", "core", "rows", "cols", "weight_bits",

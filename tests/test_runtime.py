@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tflite_export import artifacts, c_source, reference
+from tflite_export import artifacts, bundle, c_source, reference
 from tflite_export.intmath import fixedpoint, sampler, softmax
 from tfqbnn.quantizers import LogQuantizer
 
@@ -145,8 +145,7 @@ def test_size_products_near_2_16_2_31_2_32_are_refused_or_run_clean_under_asan_u
     int4) with tensor elements, filter sizes and padded operands near 2^16, 2^31 and 2^32: each model is refused
     by qbnn_init with QBNN_RT_ERR_LIMITS, or runs on arrays of exactly its declared sizes without a sanitizer
     report."""
-    srcs = [os.path.join(MICRO, f) for f in ("qbnn_runtime.c", "qbnn_weighted.c", "qbnn_modes.c", "qbnn_fixedpoint.c",
-                                             "qbnn_sampler.c")]
+    srcs = [os.path.join(MICRO, f) for f in bundle.RUNTIME_SOURCES]
     srcs += sorted(os.path.join(MICRO, "ops", f) for f in os.listdir(os.path.join(MICRO, "ops")) if f.endswith(".c"))
     exe = tmp_path / "size_sweep"
     subprocess.run(["cc", "-std=c99", opt, "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined",

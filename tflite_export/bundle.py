@@ -26,9 +26,11 @@ MICRO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "micro")
 FIRMWARE_DIR = firmware_runner.FIRMWARE_DIR
 BUNDLE_LIST = ".qbnn-bundle.json"  # the files a bundle wrote (relative paths): the only ones it may replace
 LAYOUTS = ("cmake", "arduino")
-RUNTIME_SOURCES = ("qbnn_runtime.c", "qbnn_weighted.c", "qbnn_modes.c", "qbnn_fixedpoint.c", "qbnn_sampler.c")
-RUNTIME_HEADERS = ("qbnn_runtime.h", "qbnn_runtime_internal.h", "qbnn_sampler.h", "qbnn_modes.h", "qbnn_ops.h",
-                   "qbnn_fixedpoint.h", "qbnn_simd.h", "qbnn_op_list.h")
+# the runtime, top to bottom (qbnn_runtime_internal.h): predict, modes, passes, plan, weighted-op helpers, math
+RUNTIME_SOURCES = ("qbnn_predict.c", "qbnn_modes.c", "qbnn_runtime.c", "qbnn_plan.c", "qbnn_weighted.c",
+                   "qbnn_fixedpoint.c", "qbnn_sampler.c")
+RUNTIME_HEADERS = ("qbnn_runtime.h", "qbnn_runtime_internal.h", "qbnn_plan.h", "qbnn_weighted.h", "qbnn_sampler.h",
+                   "qbnn_modes.h", "qbnn_ops.h", "qbnn_fixedpoint.h", "qbnn_simd.h", "qbnn_op_list.h")
 PORT_FILES = ("startup.c", "semihost.c", "semihost.h", "console.c", "console.h", "icount.c", "icount.h", "link.ld")
 EXAMPLE = "qbnn_predict"
 
@@ -519,7 +521,11 @@ def write_bundle(export_dir, out_dir, layout="cmake", board=None, sample_table="
         gen = {n: _read(os.path.join(tmp, n)) for n in ("model_data.c", "model_data.h", "test_vectors.c",
                                                           "test_vectors.h")}
     runtime = {n: _read(os.path.join(MICRO_DIR, n)) for n in RUNTIME_SOURCES + RUNTIME_HEADERS}
-    runtime.update({n: _read(os.path.join(MICRO_DIR, "ops", n)) for n in op_files})
+    # the used kernels, and every kernel's header (qbnn_op_list.h includes them all: parameter structs, scratch
+    # sizes), in ops/ as in micro/
+    runtime.update({f"ops/{n}": _read(os.path.join(MICRO_DIR, "ops", n)) for n in op_files})
+    runtime.update({f"ops/{n}": _read(os.path.join(MICRO_DIR, "ops", n))
+                    for n in sorted(os.listdir(os.path.join(MICRO_DIR, "ops"))) if n.endswith(".h")})
     runtime["qbnn_ops_used.h"] = ops_used_header(kinds)
     runtime["model_data.c"], runtime["model_data.h"] = gen["model_data.c"], gen["model_data.h"]
     runtime["qbnn.c"] = BUNDLE_C
@@ -536,7 +542,7 @@ def write_bundle(export_dir, out_dir, layout="cmake", board=None, sample_table="
         files["example/test_vectors.c"], files["example/test_vectors.h"] = gen["test_vectors.c"], gen["test_vectors.h"]
         files["cmake/boards.cmake"] = _boards_cmake([board] if board else list(firmware_runner.BOARD_TABLE))
         files["cmake/arm-none-eabi.cmake"] = TOOLCHAIN
-        csrc = [n for n in RUNTIME_SOURCES] + op_files
+        csrc = [n for n in RUNTIME_SOURCES] + [f"ops/{n}" for n in op_files]
         files["CMakeLists.txt"] = _cmakelists(csrc)
     else:
         from tfqbnn import __version__

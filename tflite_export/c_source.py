@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import tempfile
 
 import numpy as np
 
@@ -90,8 +92,8 @@ FORMAT_VERSION = 3  # QBNN_FORMAT_VERSION in micro/qbnn_runtime.h (3: moment tab
 
 class CEmitter:
     """What an IR op's `emit_c(em, i, in_shape)` writes into: C arrays (named by the generator, numbers through
-    `int()`), shared derived sampling tables and moment tables (one per distinct (weight bits, SIGMA_Q)), and
-    `rt_layer`, the designated initialiser of a weighted op's `qbnn_rt_layer`."""
+    `int()`), shared derived sampling tables and moment tables (one per distinct (weight bits, SIGMA_Q)),
+    `rt_layer`, the fields of a weighted op's `qbnn_rt_layer`, and `struct`, an op's parameter struct."""
 
     def __init__(self, sample_table="derived"):
         if sample_table not in SAMPLE_TABLES:
@@ -102,6 +104,7 @@ class CEmitter:
         self.table_bytes = 0
         self.param_bytes = 0
         self.bayesian_weights = 0
+        self.fields = {}  # op index -> its parameter struct's fields
 
     def array(self, ctype, name, values, per_line=24, align=True, count=True):
         if not _C_IDENTIFIER.match(name):
@@ -137,9 +140,9 @@ class CEmitter:
 
     def rt_layer(self, i, rows, cols, *, in_zero_point, out_zero_point, multipliers, shifts, act_range, activation,
                  lut=None, bias=None, bayesian=None, constant=None, moments=None):
-        """Initialiser of op i's qbnn_rt_layer. bayesian: dict(weight_bits, sigma_bits, layout, index, packed,
-        sigma_q) (I4_FUSED only: the table kernels); constant: (int8 codes, bits); moments: None, or the Bayesian
-        dense op whose moment table to write (SPEC 11; PFP's scales from `modes`)."""
+        """Fields of op i's qbnn_rt_layer (a dict for `struct`). bayesian: dict(weight_bits, sigma_bits, layout,
+        index, packed, sigma_q) (I4_FUSED only: the table kernels); constant: (int8 codes, bits); moments: None, or
+        the Bayesian dense op whose moment table to write (SPEC 11; PFP's scales from `modes`)."""
         if activation not in ACTIVATIONS:
             raise ValueError(f"op {i}: activation {activation!r} is not one of {ACTIVATIONS}")
         f = {}
@@ -148,9 +151,9 @@ class CEmitter:
             packed = self.array("uint8_t", f"qbnn_op{i}_packed", bayesian["packed"])
             sq = self.array("int32_t", f"qbnn_op{i}_sigma_q", bayesian["sigma_q"], align=False)
             table = self.sample_table(bayesian["sigma_q"], bayesian["weight_bits"])
-            f["core"] = (f"{{.rows = {int(rows)}u, .cols = {int(cols)}u, "
-                         f".weight_bits = {int(bayesian['weight_bits'])}, .sigma_bits = {int(bayesian['sigma_bits'])}, .layout = {int(bayesian['layout'])}, "
-                         f".layer_index = {int(bayesian['index'])}, .mu = {packed}, .sigma = 0, .sigma_q = {sq}}}")
+            f["core"] = {"rows": f"{int(rows)}u", "cols": f"{int(cols)}u", "weight_bits": bayesian["weight_bits"],
+                         "sigma_bits": bayesian["sigma_bits"], "layout": bayesian["layout"],
+                         "layer_index": bayesian["index"], "mu": packed, "sigma": 0, "sigma_q": sq}
             f["wlut" if self.sample_table_kind == "derived" else "offsets"] = table
             self.bayesian_weights += int(rows) * int(cols)
             if moments is not None:  # PFP's real units: float32 bits as hex literals
@@ -164,12 +167,12 @@ class CEmitter:
         else:
             codes, bits = constant
             stored = storage._pack_nibbles(codes) if int(bits) == 4 else np.asarray(codes, np.int8).reshape(-1)
-            f["core"] = f"{{.rows = {int(rows)}u, .cols = {int(cols)}u}}"
+            f["core"] = {"rows": f"{int(rows)}u", "cols": f"{int(cols)}u"}
             f["filter"] = self.array("int8_t", f"qbnn_op{i}_filter", stored.astype(np.int8))
-            f["filter_bits"] = str(int(bits))
+            f["filter_bits"] = bits
         mult, shift = np.asarray(multipliers, np.int64).reshape(-1), np.asarray(shifts, np.int64).reshape(-1)
         if np.all(mult == mult[0]) and np.all(shift == shift[0]):
-            f["multiplier"], f["shift"] = str(int(mult[0])), str(int(shift[0]))
+            f["multiplier"], f["shift"] = mult[0], shift[0]
         else:
             f["multipliers"] = self.array("int32_t", f"qbnn_op{i}_multipliers", mult, align=False)
             f["shifts"] = self.array("int32_t", f"qbnn_op{i}_shifts", shift, align=False)
@@ -177,9 +180,9 @@ class CEmitter:
             f["bias"] = self.array("int32_t", f"qbnn_op{i}_bias", np.asarray(bias, np.int64), align=False)
         if lut is not None:
             f["act_lut"] = self.array("int8_t", f"qbnn_op{i}_softplus", lut, per_line=32, align=False)
-        f["in_zero_point"], f["out_zero_point"] = str(int(in_zero_point)), str(int(out_zero_point))
-        f["act_min"], f["act_max"] = str(int(act_range[0])), str(int(act_range[1]))
-        return "{" + ", ".join(f".{k} = {v}" for k, v in f.items()) + "}"
+        f["in_zero_point"], f["out_zero_point"] = in_zero_point, out_zero_point
+        f["act_min"], f["act_max"] = act_range
+        return f
 
     @staticmethod
     def require_fused(what, layout):
@@ -189,55 +192,109 @@ class CEmitter:
                 f"{what}: layout {storage.LAYOUT_NAMES.get(layout, layout)} is not supported by the C runtime's table "
                 "kernels (export with --weights int4 and sigma_bits <= 4 for I4_FUSED)")
 
-    def params(self, ctype, i, initialiser):
-        """A `static const <ctype> qbnn_op<i>_params = <initialiser>;`; returns its address expression."""
-        self.body.append(f"static const {ctype} qbnn_op{i}_params = {initialiser};")
+    def struct(self, ctype, i, fields):
+        """`static const <ctype> qbnn_op<i>_params` with designated initialisers from `fields` ({field: value}; a
+        value is an int, a dict (a nested struct) or an expression the generator made); returns its address
+        expression. ctype is the kernel's parameter struct (micro/ops/qbnn_op_<name>.h)."""
+        if not _C_IDENTIFIER.match(ctype):
+            raise ValueError(f"C type {ctype!r} is not an identifier")
+        self.fields[i] = fields
+        self.body.append(f"static const {ctype} qbnn_op{i}_params = {_c_initialiser(fields)};")
         return f"&qbnn_op{i}_params"
 
 
-def _dims(shape):
-    """qbnn_dims {h, w, c} of a per-example shape: [C] -> 1x1xC, [W, C] (a 1-D signal) -> 1xWxC, [H, W, C]."""
+def _c_initialiser(fields):
+    """{.k = v, ...} of a struct's fields: ints through `int()`, nested dicts as nested initialisers, strings as the
+    generator wrote them (identifiers and numbers it made)."""
+    def value(v):
+        if isinstance(v, dict):
+            return _c_initialiser(v)
+        if isinstance(v, str):
+            return v
+        return str(int(v))
+    for k in fields:
+        if not _C_IDENTIFIER.match(k):
+            raise ValueError(f"C field name {k!r} is not an identifier")
+    return "{" + ", ".join(f".{k} = {value(v)}" for k, v in fields.items()) + "}"
+
+
+def _geometry(shape):
+    """Per-example NHWC (h, w, c) of a shape: [C] -> 1 x 1 x C, [W, C] (a 1-D signal) -> 1 x W x C, [H, W, C]."""
     shape = tuple(int(v) for v in shape)
     if not 1 <= len(shape) <= 3:
         raise ValueError(f"tensor shape {shape} has rank {len(shape)}; the C runtime holds ranks 1 to 3")
-    h, w, c = (1,) * (3 - len(shape)) + shape
+    return (1,) * (3 - len(shape)) + shape
+
+
+def _dims(shape):
+    h, w, c = _geometry(shape)
     for v in (h, w, c):
         if not 0 < v < 65536:
             raise ValueError(f"tensor shape {shape} does not fit the C runtime's uint16 dims")
     return f"{{{h}, {w}, {c}}}"
 
 
-def arena_bytes(model):
-    """qbnn_arena_bytes(model) of the C runtime (qbnn_runtime.c's plan), computed here for the firmware's static
-    arena; the firmware checks the two agree."""
-    r8 = lambda n: (int(n) + 7) // 8 * 8  # noqa: E731
-    shapes, shape = [], tuple(model.input_shape)
-    for op in model.layers:
-        out = op.output_shape(shape)
-        shapes.append((shape, out))
-        shape = out
-    first = model.prefix_length
-    act = max(int(np.prod(o)) for _, o in shapes)
-    x_first = x_op = filt = 0
-    for i, (op, (ins, outs)) in enumerate(zip(model.layers, shapes)):
-        x, f = op.c_needs(ins)
+def _fold_max(name, exprs):
+    """Enumerators name0.. folding max over `exprs` (C expressions): each names the previous, so the expression
+    stays linear in the number of ops (nested macros would repeat their arguments); name<n-1> is the max, 0 for
+    none."""
+    exprs = list(exprs) or ["0"]
+    out = [f"  {name}0 = {exprs[0]},"]
+    out += [f"  {name}{k} = QBNN_MAX({name}{k - 1}, {e})," for k, e in enumerate(exprs[1:], 1)]
+    return out, f"{name}{len(exprs) - 1}"
+
+
+def _arena_plan(model, em, geometry):
+    """model_data.h's QBNN_ARENA_BYTES: qbnn_plan.h's QBNN_PLAN_BYTES of this model as a C constant expression of
+    its kernels' scratch macros (micro/ops/qbnn_op_<name>.h) on each op's geometry, so the formulas exist once, in
+    C (qbnn_arena_bytes evaluates the same macros; the firmware and the tests check the two agree). What is
+    decided here is which op the plan's pieces come from: the first Bayesian op (its operands are x_first), the
+    prefix output before it, and where HYBRID / PFP apply (each op's `c_modes`)."""
+    ops, first = model.layers, model.prefix_length
+    x_first, x_op, filt, act = "0", [], [], []
+    for i, (kind, ins, outs) in enumerate(geometry):
+        window = (em.fields.get(i, {}).get(k, 0) for k in ("filter_h", "filter_w", "stride_h", "stride_w"))
+        args = ", ".join(str(int(v)) for v in (*ins, *outs, *window))  # the scratch macros' signature (qbnn_plan.h)
         if i == first:
-            x_first, x = x, 0
-        x_op, filt = max(x_op, x), max(filt, f)
-    prefix = int(np.prod(shapes[first - 1][1])) if first > 0 else 0
-    # HYBRID's scratch overlaps x_first, PFP's everything after the prefix output (qbnn_modes.c: hybrid_cut,
-    # pfp_cut)
-    hybrid = pfp = 0
-    tail = [op.c_modes(ins) for op, (ins, _) in zip(model.layers[first:], shapes[first:])]
+            x_first = f"QBNN_{kind}_X_ELEMS({args})"
+        else:
+            x_op.append(f"QBNN_{kind}_X_ELEMS({args})")
+        filt.append(f"QBNN_{kind}_FILTER_ELEMS({args})")
+        act.append(f"QBNN_ELEMS({', '.join(map(str, outs))})")
+    lines, names = [], {}
+    for name, exprs in (("QBNN__X_OP", x_op), ("QBNN__FILTER", filt), ("QBNN__ACT", act)):
+        folded, names[name] = _fold_max(name, exprs)
+        lines += folded
+    prefix = f"QBNN_ELEMS({', '.join(map(str, geometry[first - 1][2]))})" if first > 0 else "0"
+    hybrid = pfp = "0"
+    tail = [op.c_modes(g[1]) for op, g in zip(ops[first:], geometry[first:])]
     if tail and tail[0] is not None:
-        rows, cols = tail[0]
-        hybrid = r8(2 * cols) + 2 * r8(8 * rows) + r8(4 * rows) + r8(rows)
-        if all(m is not None for m in tail):  # PFP: every op from the first Bayesian one a Bayesian dense layer
-            max_rows = max(m[0] for m in tail)
-            max_cols = max((m[1] for m in tail[1:]), default=0)
-            pfp = r8(2 * cols) + 2 * r8(8 * rows) + 4 * r8(4 * max_rows) + r8(4 * max_cols)
-    mc = r8(prefix) + 2 * r8(act) + r8(2 * x_op) + r8(2 * filt) + max(r8(2 * x_first), hybrid)
-    return max(mc, r8(prefix) + pfp)
+        rows0, cols0 = (int(v) for v in tail[0])
+        hybrid = f"QBNN_HYBRID_BYTES({rows0}, {cols0})"
+        if all(m is not None for m in tail):  # PFP: every op from the first Bayesian one a dense layer
+            for name, exprs in (("QBNN__ROWS", [str(int(m[0])) for m in tail]),
+                                ("QBNN__COLS", [str(int(m[1])) for m in tail[1:]])):
+                folded, names[name] = _fold_max(name, exprs)
+                lines += folded
+            pfp = f"QBNN_PFP_BYTES({rows0}, {cols0}, {names['QBNN__ROWS']}, {names['QBNN__COLS']})"
+    lines.append(f"  QBNN__ARENA = QBNN_PLAN_BYTES({prefix}, {names['QBNN__ACT']}, {x_first}, "
+                 f"{names['QBNN__X_OP']}, {names['QBNN__FILTER']}, {hybrid}, {pfp})")
+    return ["/* the arena plan of qbnn_plan.h from the kernel scratch macros, maxima over the ops as enumerators */",
+            "enum {", *lines, "};",
+            "#define QBNN_ARENA_BYTES ((uint32_t)QBNN__ARENA) /* equals qbnn_arena_bytes of qbnn_model */"]
+
+
+def arena_bytes(gen_dir, cc="cc"):
+    """QBNN_ARENA_BYTES of the model_data.h in `gen_dir`, from the C compiler `cc` (the plan's formulas are C
+    macros, micro/qbnn_plan.h: evaluated by compiling a probe against the headers)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        probe, exe = os.path.join(tmp, "probe.c"), os.path.join(tmp, "probe")
+        with open(probe, "w") as f:
+            f.write('#include <stdio.h>\n#include "model_data.h"\n'
+                    'int main(void) { printf("%lu\\n", (unsigned long)QBNN_ARENA_BYTES); return 0; }\n')
+        subprocess.run([cc, "-std=c99", "-I", MICRO_DIR, "-I", os.fspath(gen_dir), probe, "-o", exe], check=True,
+                       capture_output=True)
+        return int(subprocess.run([exe], check=True, capture_output=True, text=True).stdout)
 
 
 def param_bytes(model):
@@ -248,7 +305,8 @@ def param_bytes(model):
     return em.param_bytes
 
 
-def _emit_ops(model, em):
+def _emit_ops(model, em, geometry=None):
+    """The op list's entries; `geometry` (a list) receives (kind, in dims, out dims) per op."""
     entries, shape = [], tuple(model.input_shape)
     em.quants = model.quants()  # (scale, zero point) of every op's input
     for i, op in enumerate(model.layers):
@@ -259,6 +317,8 @@ def _emit_ops(model, em):
         params = op.emit_c(em, i, shape)
         entries.append(f"    {{.kind = QBNN_OP_{kind}, .in = {_dims(shape)}, .out = {_dims(out)}, "
                        f".params = {params}}},")
+        if geometry is not None:
+            geometry.append((kind, _geometry(shape), _geometry(out)))
         shape = out
     return entries
 
@@ -274,7 +334,8 @@ def write_model_sources(model, out_dir, sample_table="derived"):
 def model_sources(model, sample_table="derived"):
     """{"model_data.c": text, "model_data.h": text} of `write_model_sources`, written nowhere."""
     em = CEmitter(sample_table)
-    entries = _emit_ops(model, em)
+    geometry = []
+    entries = _emit_ops(model, em, geometry)
     sm_mult, sm_shift, sm_diff_min = softmax.softmax_params(model.quants()[-1][0])
     body = [f"{BANNER} from an exported tfqbnn model. Do not edit. */",
             '#include "model_data.h"', "", *em.body, "",
@@ -295,7 +356,7 @@ def model_sources(model, sample_table="derived"):
          f"#define QBNN_PARAM_BYTES {em.param_bytes}u",
          f"#define QBNN_SAMPLE_TABLE_KIND \"{em.sample_table_kind}\"",
          f"#define QBNN_SAMPLE_TABLE_BYTES {em.table_bytes}u",
-         f"#define QBNN_ARENA_BYTES {arena_bytes(model)}u",
+         "", *_arena_plan(model, em, geometry),
          "", "extern const qbnn_model_t qbnn_model;", "", "#endif", ""]
     return {"model_data.c": "\n".join(body), "model_data.h": "\n".join(h)}
 

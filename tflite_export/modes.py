@@ -78,7 +78,7 @@ def layer_code_moments(layer):
 
 
 def _moments_dense(op):
-    """A Bayesian dense layer the modes can take moments of: one scale, no bias (qbnn_modes.c: hybrid_op_ok)."""
+    """A Bayesian dense layer the modes can take moments of: one scale, no bias (qbnn_plan.c: moments_ok)."""
     return isinstance(op, IntegerLayer) or (op.kind == "FULLY_CONNECTED" and op.bayesian and op.bias is None
                                             and np.asarray(op.weights.scales).size == 1)
 

@@ -14,7 +14,9 @@ What an op provides (defaults here; an op overrides what applies):
 * `stored_tensors()` -- [(name, array)] the exporter writes (codes, packed)
 * `manifest_entry()` -- its manifest.json dict (with "kind")
 * `lower_tflite(graph, x)` -- its TFLite operators
-* `emit_c(em, i, in_shape)` / `c_needs(in_shape)` -- its C parameters (micro/ops kernel) and scratch
+* `emit_c(em, i, in_shape)` -- its C parameters (the struct its micro/ops kernel declares; the kernel's header
+  also sizes its scratch, which the generated arena plan takes from there)
+* `c_modes(in_shape)` -- whether the C runtime's HYBRID / PFP modes can use it
 * `example()` -- [Example(op, per-example input shape, input quant)]: small instances the registry-driven tests
   run through numpy, TFLM and the C runtime (every option the op's kernels branch on, Bayesian or constant)
 """
@@ -62,17 +64,13 @@ class Op:
         """Writes the op's C parameters into `em` (`c_source.CEmitter`); returns the `qbnn_op.params` expression."""
         raise NotImplementedError(f"op {self.kind}: C emission is not implemented yet")
 
-    def c_needs(self, in_shape):
-        """(int16 operand elements, int16 filter elements) of the C kernel's scratch: its prepare's needs."""
-        return 0, 0
-
     @classmethod
     def example(cls):
         """[Example]: instances covering the op's options, for the registry-driven tests."""
         raise NotImplementedError(f"op {cls.kind}: example() is not implemented")
 
     def c_modes(self, in_shape):
-        """(rows, cols) when the C runtime's HYBRID / PFP modes can start at this op (qbnn_modes.c's hybrid_op_ok:
+        """(rows, cols) when the C runtime's HYBRID / PFP modes can start at this op (qbnn_plan.c's moments_ok:
         a Bayesian dense layer, one scale, no bias, with its moment table), else None."""
         return None
 

@@ -17,13 +17,6 @@ from tflite_export.ir.base import Example
 from tflite_export.ir.weighted import WeightedOp
 
 
-def padded_elems(op, in_shape, fh, fw):
-    """Elements of the C kernels' zero-padded int16 operand image (qbnn__padded_elems): the rows and columns the
-    windows cover, (out - 1) * stride + filter, times the input channels."""
-    oh, ow, _ = op.output_shape(in_shape)
-    return ((oh - 1) * op.strides[0] + fh) * ((ow - 1) * op.strides[1] + fw) * int(in_shape[-1])
-
-
 @dataclass(eq=False)
 class Conv2D(WeightedOp):
     strides: tuple = (1, 1)
@@ -62,11 +55,6 @@ class Conv2D(WeightedOp):
         o = self.weights.shape[0]
         return self.c_conv(em, i, o, int(np.prod(self.weights.shape[1:])), in_shape)
 
-    def c_needs(self, in_shape):
-        # qbnn_op_conv2d_prepare: the zero-padded operand image (+1 slack); one filter's codes and its table of
-        # SMLAD pairs (rows rounded up to even; 8 bytes a pair)
-        _, fh, fw, c = self.weights.shape
-        return (padded_elems(self, in_shape, fh, fw) + 1 + 3) // 4 * 4, fh * fw * c + 4 * fh * ((fw * c + 1) // 2)
     tflite_needs_bias = True  # LiteRT CONV_2D: "Tensor at index 2 was optional but was expected"
 
     def tflite_options(self, schema, in_shape):

@@ -12,7 +12,6 @@ import numpy as np
 
 from tflite_export.intmath import window
 from tflite_export.ir import activation as act
-from tflite_export.ir.conv2d import padded_elems
 from tflite_export.ir.base import Example
 from tflite_export.ir.weighted import WeightedOp
 
@@ -58,11 +57,6 @@ class DepthwiseConv2D(WeightedOp):
     filter_format = "1HWO"
     def emit_c(self, em, i, in_shape):
         return self.c_conv(em, i, 1, int(np.prod(self.weights.shape)), in_shape)
-
-    def c_needs(self, in_shape):
-        # qbnn_op_depthwise_conv2d_prepare: the zero-padded operand image and the whole filter
-        _, fh, fw, _ = self.weights.shape
-        return (padded_elems(self, in_shape, fh, fw) + 3) // 4 * 4, int(np.prod(self.weights.shape))
 
     tflite_needs_bias = True  # pip TFLM segfaults in Prepare on a DEPTHWISE_CONV_2D without bias: zeros are written
 

@@ -45,11 +45,7 @@ class FullyConnected(WeightedOp):
 
     def emit_c(self, em, i, in_shape):
         o, n = self.weights.shape
-        return em.params("qbnn_rt_layer", i, self.c_layer(em, i, o, n, moments=self.bayesian))
-
-    def c_needs(self, in_shape):
-        n = int(self.weights.shape[1])
-        return (n + 3) // 4 * 4, n
+        return em.struct("qbnn_rt_layer", i, self.c_layer(em, i, o, n, moments=self.bayesian))
 
     def c_modes(self, in_shape):
         mult, shift = self.multipliers()  # one value each: rt_layer writes a scalar multiplier (no array)
@@ -126,11 +122,7 @@ class IntegerLayer(act.Activated, Op):
                             lut=self.lut, moments=self,
                             bayesian=dict(weight_bits=self.weight_bits, sigma_bits=self.sigma_bits, layout=self.layout,
                                           index=self.index, packed=packed, sigma_q=self.sigma_q))
-        return em.params("qbnn_rt_layer", i, layer)
-
-    def c_needs(self, in_shape):
-        n = int(self.shape[1])
-        return (n + 3) // 4 * 4, n
+        return em.struct("qbnn_rt_layer", i, layer)
 
     def c_modes(self, in_shape):
         return tuple(int(d) for d in self.shape)

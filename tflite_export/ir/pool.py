@@ -58,9 +58,8 @@ class _Pool2D(Op):
         (fh, fw), (sh, sw), (h, w) = self.pool_size, self.strides, in_shape[:2]
         pads = (window.pad_before(self.padding, h, fh, sh), window.pad_before(self.padding, w, fw, sw))
         lo, hi = act.act_range(self.activation, em.quants[i][1])
-        return em.params("qbnn_pool_params", i, f"{{.filter_h = {int(fh)}, .filter_w = {int(fw)}, .stride_h = {int(sh)}, "
-                         f".stride_w = {int(sw)}, .pad_top = {int(pads[0])}, .pad_left = {int(pads[1])}, "
-                         f".act_min = {int(lo)}, .act_max = {int(hi)}}}")
+        return em.struct("qbnn_pool_params", i, {"filter_h": fh, "filter_w": fw, "stride_h": sh, "stride_w": sw,
+                                                 "pad_top": pads[0], "pad_left": pads[1], "act_min": lo, "act_max": hi})
 
     def lower_tflite(self, graph, x):
         s = graph.s

@@ -138,7 +138,7 @@ class WeightedOp(act.Activated, Op):
         return entry
 
     def c_layer(self, em, i, rows, cols, moments=False):
-        """The op's `qbnn_rt_layer` initialiser (weights flattened to [rows, cols] in the stream's order); with
+        """The op's `qbnn_rt_layer` fields (weights flattened to [rows, cols] in the stream's order); with
         `moments`, its moment table too (SPEC 11)."""
         w = self.weights
         mult, shift = self.multipliers()
@@ -154,7 +154,7 @@ class WeightedOp(act.Activated, Op):
         return em.rt_layer(i, rows, cols, constant=(w.codes, w.bits), **common)
 
     def c_conv(self, em, i, rows, cols, in_shape):
-        """CONV_2D / DEPTHWISE_CONV_2D: a `qbnn_conv_params` initialiser (TFLite's padding offsets)."""
+        """CONV_2D / DEPTHWISE_CONV_2D: its `qbnn_conv_params` (TFLite's padding offsets); returns its address."""
         from tflite_export.intmath import window
 
         if tuple(self.dilation) != (1, 1):
@@ -162,9 +162,9 @@ class WeightedOp(act.Activated, Op):
         fh, fw = self.weights.shape[1:3]
         (sh, sw), (h, w) = self.strides, in_shape[:2]
         pads = (window.pad_before(self.padding, h, fh, sh), window.pad_before(self.padding, w, fw, sw))
-        return em.params("qbnn_conv_params", i, f"{{.w = {self.c_layer(em, i, rows, cols)}, .filter_h = {int(fh)}, "
-                         f".filter_w = {int(fw)}, .stride_h = {int(sh)}, .stride_w = {int(sw)}, "
-                         f".pad_top = {int(pads[0])}, .pad_left = {int(pads[1])}}}")
+        return em.struct("qbnn_conv_params", i, {"w": self.c_layer(em, i, rows, cols), "filter_h": fh, "filter_w": fw,
+                                                 "stride_h": sh, "stride_w": sw, "pad_top": pads[0],
+                                                 "pad_left": pads[1]})
 
     tflite_needs_bias = False  # True: write a zero int32 bias when the op has none (SPEC 6: TFLM / LiteRT need one)
 

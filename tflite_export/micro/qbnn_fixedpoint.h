@@ -14,7 +14,18 @@ int32_t qbnn_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int
    (arithmetic shift): for ab < 0 truncation adds 2^31 - 1 before the floor shift. Without the saturating case
    a == b == INT32_MIN (callers whose b >= 0 skip it). */
 static inline int32_t qbnn__srdhm_nosat(int32_t a, int32_t b) {
+#if defined(__ARM_ARCH_6M__)
+  /* ARMv6-M has no 32 x 32 -> 64 multiply (the int64 product is a library call): from the 16-bit halves,
+     ab = hi 2^32 + (m1 + m2) 2^16 + lo, and (ab + 2^30) >> 31 = 2 hi + (m1 >> 15) + (m2 >> 15) +
+     ((m1 mod 2^15) + (m2 mod 2^15) + (lo >> 16) + 2^14) >> 15, every partial product within 32 bits */
+  const uint32_t al = (uint32_t)a & 0xFFFFu, bl = (uint32_t)b & 0xFFFFu;
+  const int32_t ah = a >> 16, bh = b >> 16;
+  const int32_t m1 = ah * (int32_t)bl, m2 = (int32_t)al * bh;
+  const uint32_t r = ((uint32_t)m1 & 0x7FFFu) + ((uint32_t)m2 & 0x7FFFu) + ((al * bl) >> 16) + 0x4000u;
+  return (int32_t)(2u * (uint32_t)(ah * bh) + (uint32_t)(m1 >> 15) + (uint32_t)(m2 >> 15) + (r >> 15));
+#else
   return (int32_t)(((int64_t)a * (int64_t)b + (1 << 30)) >> 31);
+#endif
 }
 
 static inline int32_t qbnn__srdhm(int32_t a, int32_t b) {

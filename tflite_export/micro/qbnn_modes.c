@@ -14,7 +14,8 @@
 
 #include "qbnn_simd.h"
 
-/* ---- scratch in the caller's arena (qbnn__modes_plan sizes it; qbnn_init cuts rt->hybrid / rt->pfp) -------- */
+/* ---- scratch in the caller's arena (qbnn_plan.h sizes it: QBNN_HYBRID_BYTES, QBNN_PFP_BYTES, pieces in the
+   order cut here; qbnn_init places rt->hybrid / rt->pfp, non-NULL only for a model that can run the mode) ---- */
 
 /* HYBRID at a layer of R rows and C cols: nonzero-input list uint16[C], A1 and A2 int64[R], sdq int32[R],
    the sampled layer's output int8[R]. */
@@ -25,21 +26,20 @@ typedef struct {
   int8_t *h;
 } hybrid_scratch;
 
-/* The next 8-byte aligned piece of `bytes` at offset *o of base (NULL base: only the offsets, for the plan). */
+/* The next 8-byte aligned piece of `bytes` at offset *o of base. */
 static void *take(uint8_t *base, uint32_t *o, uint32_t bytes) {
-  void *p = base ? (void *)(base + *o) : 0;
+  void *p = base + *o;
   *o += qbnn__round8(bytes);
   return p;
 }
 
-static uint32_t hybrid_cut(uint8_t *base, uint32_t rows, uint32_t cols, hybrid_scratch *s) {
+static void hybrid_cut(uint8_t *base, uint32_t rows, uint32_t cols, hybrid_scratch *s) {
   uint32_t o = 0;
   s->nz = (uint16_t *)take(base, &o, 2 * cols);
   s->a1 = (int64_t *)take(base, &o, 8 * rows);
   s->a2 = (int64_t *)take(base, &o, 8 * rows);
   s->sdq = (int32_t *)take(base, &o, 4 * rows);
   s->h = (int8_t *)take(base, &o, rows);
-  return o;
 }
 
 /* PFP: layer 0's nonzero inputs and A1 / A2, then means and variances of two layers (ping-pong, the widest
@@ -50,8 +50,8 @@ typedef struct {
   float *m[2], *v[2], *e2in;
 } pfp_scratch;
 
-static uint32_t pfp_cut(uint8_t *base, uint32_t rows0, uint32_t cols0, uint32_t max_rows, uint32_t max_cols,
-                        pfp_scratch *s) {
+static void pfp_cut(uint8_t *base, uint32_t rows0, uint32_t cols0, uint32_t max_rows, uint32_t max_cols,
+                    pfp_scratch *s) {
   uint32_t o = 0;
   s->nz = (uint16_t *)take(base, &o, 2 * cols0);
   s->a1 = (int64_t *)take(base, &o, 8 * rows0);
@@ -61,13 +61,11 @@ static uint32_t pfp_cut(uint8_t *base, uint32_t rows0, uint32_t cols0, uint32_t 
     s->v[k] = (float *)take(base, &o, 4 * max_rows);
   }
   s->e2in = (float *)take(base, &o, 4 * max_cols);
-  return o;
 }
 
-/* the modes' models are dense Bayesian MLPs: op l is layer l (qbnn__predict_mode checks) */
+/* from the first Bayesian op on, the modes' ops are dense layers whose parameters are a qbnn_rt_layer (qbnn_init
+   places rt->hybrid / rt->pfp only then) */
 static const qbnn_rt_layer *layer(const qbnn_model_t *m, int l) { return (const qbnn_rt_layer *)m->ops[l].params; }
-
-static int max_code(const qbnn_rt_layer *L) { return (1 << (L->core.weight_bits - 1)) - 1; }
 
 /* PFP's widest layer (rows) and widest input after its first layer (cols), over ops first..num_ops-1 */
 static void pfp_widths(const qbnn_model_t *m, int first, uint32_t *max_rows, uint32_t *max_cols) {
@@ -84,26 +82,6 @@ static void pfp_geometry(qbnn_runtime_t *rt, pfp_scratch *w) {
   pfp_widths(rt->model, rt->first_bayesian, &max_rows, &max_cols);
   const qbnn_rt_layer *L0 = layer(rt->model, rt->first_bayesian);
   pfp_cut(rt->pfp, L0->core.rows, L0->core.cols, max_rows, max_cols, w);
-}
-
-int qbnn__check_moments(const qbnn_rt_layer *L, int is_last) {
-  const qbnn_layer_moments *mo = L->moments;
-  if (!mo) return QBNN_OK;
-  if (!mo->table) return QBNN_ERR_NULL;
-  if (L->core.layout != QBNN_LAYOUT_I4_FUSED) return QBNN_RT_ERR_MODE; /* the table is indexed by the stored byte */
-  if (mo->activation > QBNN_ACT_SOFTPLUS) return QBNN_RT_ERR_RANGE;
-  if ((mo->activation == QBNN_ACT_SOFTPLUS) != (L->act_lut != 0)) return QBNN_RT_ERR_RANGE;
-  if (is_last && mo->activation != QBNN_ACT_LINEAR) return QBNN_RT_ERR_RANGE; /* logits are linear */
-  /* finite and positive (NaN fails both comparisons); bounded so that products with the int64 sums stay finite */
-  if (!(mo->in_scale > 0.0f && mo->in_scale < 1e6f) || !(mo->w_scale > 0.0f && mo->w_scale < 1e6f))
-    return QBNN_RT_ERR_RANGE;
-  /* |E| <= M and Var <= M^2: bounds that keep every sum below in int64 / float range */
-  const int32_t m = max_code(L);
-  for (int b = 0; b < 256; ++b) {
-    const int32_t s1 = mo->table[2 * b], v = mo->table[2 * b + 1];
-    if (s1 < -256 * m || s1 > 256 * m || v < 0 || v > 65536 * m * m) return QBNN_RT_ERR_RANGE;
-  }
-  return QBNN_OK;
 }
 
 static int8_t requantize(const qbnn_rt_layer *L, int32_t acc) { return qbnn__requantize(L, acc, 0); }
@@ -237,7 +215,7 @@ static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_sampl
     w.a1[r] += 128; /* the rounding term of (A1 + n + 128) >> 8 */
   }
   float entropy_sum[2] = {0.0f, 0.0f};
-  uint32_t jk[QBNN_JK_GROUPS][QBNN_MAX_CLASSES]; /* SPEC 7.1's group sums */
+  uint32_t(*jk)[QBNN_MAX_CLASSES] = (uint32_t(*)[QBNN_MAX_CLASSES])rt->jk; /* SPEC 7.1's group sums */
   qbnn_stream *s0 = &rt->streams[L->core.layer_index];
   for (int s = 0; s < num_samples; ++s) {
     int8_t q[QBNN_MAX_CLASSES];
@@ -260,7 +238,7 @@ static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_sampl
     qbnn__jk_add_codes(jk, s, num_samples, q, nc);
   }
   qbnn__finish(res->counts, num_samples, nc, entropy_sum, res);
-  qbnn__jk_finish_counts(jk, num_samples, nc, res);
+  qbnn__jk_finish_counts((const uint32_t(*)[QBNN_MAX_CLASSES])jk, num_samples, nc, res);
   return QBNN_OK;
 }
 
@@ -522,7 +500,7 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
   }
   /* K logit samples from the last layer's stream, float32 softmax, SPEC 7's split */
   float sd[QBNN_MAX_CLASSES], pm[QBNN_MAX_CLASSES], hsum = 0.0f;
-  float gs[QBNN_JK_GROUPS][QBNN_MAX_CLASSES]; /* SPEC 7.1's group sums */
+  float(*gs)[QBNN_MAX_CLASSES] = (float(*)[QBNN_MAX_CLASSES])rt->jk; /* SPEC 7.1's group sums */
   for (int c = 0; c < nc; ++c) {
     sd[c] = sqrtf(hv[c]);
     pm[c] = 0.0f;
@@ -555,31 +533,8 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
   res->predictive_entropy = entropy_f32(res->mean_prob, nc);
   res->expected_entropy = hsum / kf;
   res->mutual_information = res->predictive_entropy - res->expected_entropy;
-  qbnn__jk_finish_probs(gs, pm, num_samples, nc, res);
+  qbnn__jk_finish_probs((const float(*)[QBNN_MAX_CLASSES])gs, pm, num_samples, nc, res);
   return QBNN_OK;
-}
-
-/* The op HYBRID starts at: a Bayesian dense layer (I4_FUSED, one scale, no bias) with its moment table. */
-static int hybrid_op_ok(const qbnn_model_t *m, int l) {
-  if (m->ops[l].kind != QBNN_OP_FULLY_CONNECTED) return 0;
-  const qbnn_rt_layer *L = layer(m, l);
-  /* the nonzero-input list holds uint16 column indices */
-  return L->core.mu && !L->bias && !L->multipliers && L->core.layout == QBNN_LAYOUT_I4_FUSED && L->moments &&
-         L->core.cols <= 65536u;
-}
-
-void qbnn__modes_plan(const qbnn_model_t *m, int first_bayesian, uint32_t *hybrid_bytes, uint32_t *pfp_bytes) {
-  *hybrid_bytes = *pfp_bytes = 0;
-  if (first_bayesian >= m->num_ops || !hybrid_op_ok(m, first_bayesian)) return;
-  const qbnn_rt_layer *L = layer(m, first_bayesian);
-  hybrid_scratch h;
-  *hybrid_bytes = hybrid_cut(0, L->core.rows, L->core.cols, &h); /* offsets only */
-  for (int l = first_bayesian; l < m->num_ops; ++l) /* PFP: every op from here a dense layer with its moments */
-    if (!hybrid_op_ok(m, l)) return;
-  uint32_t max_rows, max_cols;
-  pfp_widths(m, first_bayesian, &max_rows, &max_cols);
-  pfp_scratch p;
-  *pfp_bytes = pfp_cut(0, L->core.rows, L->core.cols, max_rows, max_cols, &p);
 }
 
 int qbnn__predict_mode(qbnn_runtime_t *rt, const int8_t *input, int mode, int num_samples, qbnn_result_t *res) {

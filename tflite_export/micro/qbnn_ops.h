@@ -1,6 +1,6 @@
 /* The kernel interface of the op table (private to the runtime): every kind in qbnn_op_list.h has
-     qbnn_op_<name>_prepare  -- all checks of the op's parameters and shapes, once in qbnn_init (TFLM's Prepare);
-                                fills the scratch the op needs;
+     qbnn_op_<name>_prepare  -- all checks of the op's parameters (NULL included) and shapes, once in qbnn_init
+                                (TFLM's Prepare); fills the scratch the op needs from its header's macros;
      qbnn_op_<name>_eval     -- the lean per-pass kernel (TFLM's Eval): int8 NHWC in -> int8 NHWC out.
    Shared pieces of the weighted ops (checks, filter rows, requantisation, SMLAD dot products) are here and in
    qbnn_weighted.c. */
@@ -25,7 +25,14 @@ typedef struct { /* 64-bit counts: qbnn_init bounds them by QBNN_MAX_ARENA befor
   uint64_t x_elems;      /* int16 operands of the op's input (0: none); a multiple of 4 */
   uint64_t filter_elems; /* int16 filter scratch (0: none) */
   int32_t stream;        /* the PRNG stream id of sampled (Bayesian) weights; -1: the op samples nothing */
+  const qbnn_rt_layer *dense; /* the op is y = requant(W x) over its whole input with these parameters: a layer
+                                 the HYBRID / PFP modes can take moments of (qbnn_plan.c checks the rest); or NULL */
 } qbnn_op_needs;
+
+/* A kernel's scratch macro (QBNN_<KIND>_X_ELEMS / _FILTER_ELEMS of its header) on op's dims and window (filter and
+   stride sizes; 0 for an op without one). */
+#define QBNN_SCRATCH(M, op, fh, fw, sh, sw) \
+  M((op)->in.h, (op)->in.w, (op)->in.c, (op)->out.h, (op)->out.w, (op)->out.c, fh, fw, sh, sw)
 
 typedef struct {
   qbnn_runtime_t *rt;
@@ -39,6 +46,13 @@ typedef struct {
   void qbnn_op_##name##_eval(const qbnn_op *op, const int8_t *in, int8_t *out, qbnn_op_ctx *ctx);
 #include "qbnn_op_list.h"
 #undef QBNN_OP
+
+/* The op table (qbnn_plan.c): kind -> kernel, one entry per line of qbnn_op_list.h. */
+typedef struct {
+  int (*prepare)(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs);
+  void (*eval)(const qbnn_op *op, const int8_t *in, int8_t *out, qbnn_op_ctx *ctx);
+} qbnn_op_kernel;
+extern const qbnn_op_kernel qbnn__kernels[QBNN_OP_COUNT];
 
 /* h * w * c: exact in 64 bits (prepare / qbnn_init); the 32-bit count for kernels, once qbnn_init has bounded it
    by QBNN_MAX_TENSOR */
@@ -54,6 +68,9 @@ static inline int qbnn__in_int8(int32_t v) { return v >= -128 && v <= 127; }
    activation range, requantisation constants, bias bound (|bias| + max |acc| < 2^31). Sets needs->stream. */
 int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t format, const uint32_t *dims, int kernel, int is_last,
                          qbnn_op_needs *needs);
+
+/* Checks a layer's moment table (NULL is valid: HYBRID / PFP unavailable). */
+int qbnn__check_moments(const qbnn_rt_layer *L, int is_last);
 
 /* Row `row` of the filter as int16 codes into f[0..cols): sampled from `s` (Bayesian, consuming cols stream
    bytes, through the derived table unless kernel == REF), the mu codes (mean), or the constant codes. */
@@ -184,14 +201,9 @@ static inline void qbnn__offset16(const int8_t *x, uint32_t n, int32_t zp, int16
 int qbnn__check_window(qbnn_dims in, qbnn_dims out, uint32_t fh, uint32_t fw, uint32_t sh, uint32_t sw,
                        uint32_t pad_top, uint32_t pad_left);
 
-/* The int16 operand image a convolution reads: the (OH-1) sh + FH rows by (OW-1) sw + FW pixels its windows
-   cover, from (-pad_top, -pad_left), holding x - zp inside the input and 0 outside (padding contributes
-   nothing, so every window is whole and the kernels need no bounds), then `slack` zero elements. */
-static inline uint64_t qbnn__padded_elems(const qbnn_op *op, const qbnn_conv_params *P, uint32_t slack) {
-  const uint64_t hp = (uint64_t)(op->out.h - 1) * P->stride_h + P->filter_h;
-  const uint64_t wp = (uint64_t)(op->out.w - 1) * P->stride_w + P->filter_w;
-  return hp * wp * op->in.c + slack; /* < 2^49 */
-}
+/* The int16 operand image a convolution reads (QBNN_PADDED_ELEMS): its windows' rows and pixels from
+   (-pad_top, -pad_left), holding x - zp inside the input and 0 outside (padding contributes nothing, so every
+   window is whole and the kernels need no bounds), then `slack` zero elements. */
 void qbnn__pad16(const qbnn_op *op, const qbnn_conv_params *P, const int8_t *in, uint32_t slack, int16_t *x);
 
 #endif

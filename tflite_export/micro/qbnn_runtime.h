@@ -5,7 +5,8 @@
    stored whole ("fused" sampling; a convolution samples one output channel's filter at a time into scratch).
    The ops before the first Bayesian one (the deterministic prefix) run once per input; only the Bayesian tail
    is repeated for each Monte-Carlo sample. No malloc, no static buffers: the caller passes a scratch arena of
-   qbnn_arena_bytes(model) bytes (as TFLM's tensor arena), so several models or threads can coexist.
+   qbnn_arena_bytes(model) bytes (as TFLM's tensor arena; the generated model_data.h's QBNN_ARENA_BYTES is the same
+   number at compile time, qbnn_plan.h), so several models or threads can coexist.
 
    Kernels of the Bayesian FULLY_CONNECTED (all bit-exact with each other and with tflite_export.reference):
      QBNN_KERNEL_REF   per weight through the sampler core (qbnn_sampler.c), no table;
@@ -42,7 +43,7 @@
 #define QBNN_MAX_SAMPLES 65536
 #endif
 #ifndef QBNN_JK_GROUPS /* the jackknife correction (SPEC 7.1) leaves out min(S, QBNN_JK_GROUPS) groups of samples;
-                          qbnn_predict keeps their sums on the stack: 4 * QBNN_JK_GROUPS * QBNN_MAX_CLASSES bytes */
+                          their sums are in the arena: 4 * QBNN_JK_GROUPS * QBNN_MAX_CLASSES bytes */
 #define QBNN_JK_GROUPS 32
 #endif
 #if QBNN_JK_GROUPS < 2
@@ -73,40 +74,9 @@ enum { QBNN_OP_NONE = 0,
 #include "qbnn_op_list.h"
        QBNN_OP_COUNT };
 #undef QBNN_OP
-
-struct qbnn_layer_moments; /* exact code moments + activation kind for HYBRID / PFP: qbnn_modes.h */
-
-/* A weighted op (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D): weight source, requantisation, activation.
-   The filter is [core.rows = dims[0], core.cols = prod(dims[1:])] of its TFLite shape ([O, I], OHWI, 1HWO). */
-typedef struct {
-  qbnn_layer core;         /* Bayesian: shapes, bits, layout, stored mu/sigma, SIGMA_Q (the sampler core's view);
-                              constant weights: rows / cols only, core.mu == NULL */
-  const int8_t *wlut;      /* Bayesian: derived table [256*256] (I4_FUSED byte << 8 | u) -> w_code (64 KB), or NULL */
-  const int8_t *offsets;   /* Bayesian, instead of wlut: offset table [2^sb * 256] (sigma code << 8 | u) ->
-                              (SIGMA_Q[k] EPS_Q[u] + 2^(s-1)) >> s, w_code = clamp(mu + offset, -M, M) (4 KB,
-                              slower); with neither table only QBNN_KERNEL_REF runs */
-  const int8_t *filter;    /* constant weights: int8 codes, or int4 two per byte (low nibble first) */
-  int32_t filter_bits;     /* 8 or 4 (constant weights) */
-  int32_t in_zero_point, out_zero_point;
-  int32_t multiplier, shift; /* per-tensor requantisation (QuantizeMultiplier), used when multipliers == NULL */
-  const int32_t *multipliers, *shifts; /* per output channel, or NULL */
-  const int32_t *bias;     /* int32 per output channel, or NULL */
-  int32_t act_min, act_max;
-  const int8_t *act_lut;   /* SoftPlus LUT[q + 128] or NULL */
-  const struct qbnn_layer_moments *moments; /* NULL: HYBRID / PFP unavailable (checked by qbnn_init) */
-} qbnn_rt_layer;
-
-/* CONV_2D (filter OHWI) and DEPTHWISE_CONV_2D (filter 1HWO, depth multiplier out_c / in_c). */
-typedef struct {
-  qbnn_rt_layer w;
-  uint16_t filter_h, filter_w, stride_h, stride_w, pad_top, pad_left;
-} qbnn_conv_params;
-
-/* MAX_POOL_2D / AVERAGE_POOL_2D (TFLite reference_integer_ops pooling). */
-typedef struct {
-  uint16_t filter_h, filter_w, stride_h, stride_w, pad_top, pad_left;
-  int32_t act_min, act_max;
-} qbnn_pool_params;
+/* the kernels' parameter structs and scratch sizes (micro/ops/qbnn_op_<name>.h), the arena plan (qbnn_plan.h) */
+#include "qbnn_op_list.h"
+#include "qbnn_plan.h"
 
 typedef struct {
   uint16_t h, w, c; /* per-example NHWC (a vector: 1 x 1 x n) */
@@ -115,8 +85,7 @@ typedef struct {
 typedef struct {
   uint8_t kind;         /* QBNN_OP_* */
   qbnn_dims in, out;
-  const void *params;   /* FULLY_CONNECTED: qbnn_rt_layer; convs: qbnn_conv_params; pools: qbnn_pool_params;
-                           RESHAPE: NULL */
+  const void *params;   /* the kernel's parameter struct (micro/ops/qbnn_op_<name>.h), or NULL */
 } qbnn_op;
 
 typedef struct {
@@ -135,6 +104,7 @@ typedef struct {
   /* the caller's arena, cut by qbnn_init (8-byte aligned pieces) */
   int8_t *act[2];    /* ping-pong activations */
   int8_t *prefix;    /* the deterministic prefix's output, kept across samples */
+  void *jk;          /* SPEC 7.1's jackknife group sums of one prediction (QBNN_JK_BYTES) */
   int16_t *x_first;  /* int16 operands of the first Bayesian op (input - zero point), built once per input */
   int16_t *x_op;     /* int16 operands of any other weighted op */
   int16_t *filter;   /* one output channel's filter (sampled or unpacked) */

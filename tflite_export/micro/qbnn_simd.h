@@ -1,8 +1,15 @@
 /* SIMD primitives shared by the C kernels (micro/ops, qbnn_modes.c): the real instructions on DSP
-   targets (Cortex-M4/M7/M33), their C emulation elsewhere so the SIMD paths run in host tests. */
+   targets (Cortex-M4/M7/M33/M55), their C emulation elsewhere so the SIMD paths run in host tests.
+   QBNN_HAVE_MVE: Helium (M-profile vector extension, integer: Cortex-M55/M85), used by hand-written loops. */
 #ifndef QBNN_SIMD_H_
 #define QBNN_SIMD_H_
 #include <stdint.h>
+
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && defined(__GNUC__)
+#define QBNN_HAVE_MVE 1
+#else
+#define QBNN_HAVE_MVE 0
+#endif
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #define QBNN_HAVE_DSP 1
@@ -17,6 +24,17 @@ static inline uint32_t uxtb16_ror8(uint32_t x) {
   return r;
 }
 /* per halfword: a.h + zero_extend(byte 0 / byte 2 of b) (ror #8: bytes 1 / 3) */
+/* per halfword: sign_extend(byte 0 / byte 2) (ror #8: bytes 1 / 3) */
+static inline uint32_t sxtb16(uint32_t x) {
+  uint32_t r;
+  __asm("sxtb16 %0, %1" : "=r"(r) : "r"(x));
+  return r;
+}
+static inline uint32_t sxtb16_ror8(uint32_t x) {
+  uint32_t r;
+  __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
+}
 static inline uint32_t uxtab16(uint32_t a, uint32_t b) {
   uint32_t r;
   __asm("uxtab16 %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
@@ -52,6 +70,10 @@ static inline uint32_t min_s8x4(uint32_t a, uint32_t b) {
 #define QBNN_HAVE_DSP 0
 static inline uint32_t uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
 static inline uint32_t uxtb16_ror8(uint32_t x) { return (x >> 8) & 0x00FF00FFu; }
+static inline uint32_t sxtb16(uint32_t x) {
+  return (uint32_t)(uint16_t)(int16_t)(int8_t)(x & 0xFFu) | ((uint32_t)(uint16_t)(int16_t)(int8_t)(x >> 16) << 16);
+}
+static inline uint32_t sxtb16_ror8(uint32_t x) { return sxtb16(x >> 8); }
 static inline uint32_t uxtab16(uint32_t a, uint32_t b) {
   return (((a & 0xFFFFu) + (b & 0xFFu)) & 0xFFFFu) | (((a >> 16) + ((b >> 16) & 0xFFu)) << 16);
 }

@@ -2,7 +2,6 @@
    (sampled, mean or constant). See qbnn_ops.h. */
 #include "qbnn_modes.h"
 #include "qbnn_ops.h"
-#include "qbnn_runtime_internal.h"
 
 int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t format, const uint32_t *dims, int kernel, int is_last,
                          qbnn_op_needs *needs) {
@@ -56,6 +55,26 @@ int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t format, const uint32_t
   if (L->bias)
     for (uint32_t o = 0; o < rows; ++o)
       if (L->bias[o] <= -(1 << 30) || L->bias[o] >= (1 << 30)) return QBNN_RT_ERR_RANGE;
+  return QBNN_OK;
+}
+
+int qbnn__check_moments(const qbnn_rt_layer *L, int is_last) {
+  const qbnn_layer_moments *mo = L->moments;
+  if (!mo) return QBNN_OK;
+  if (!mo->table) return QBNN_ERR_NULL;
+  if (L->core.layout != QBNN_LAYOUT_I4_FUSED) return QBNN_RT_ERR_MODE; /* the table is indexed by the stored byte */
+  if (mo->activation > QBNN_ACT_SOFTPLUS) return QBNN_RT_ERR_RANGE;
+  if ((mo->activation == QBNN_ACT_SOFTPLUS) != (L->act_lut != 0)) return QBNN_RT_ERR_RANGE;
+  if (is_last && mo->activation != QBNN_ACT_LINEAR) return QBNN_RT_ERR_RANGE; /* logits are linear */
+  /* finite and positive (NaN fails both comparisons); bounded so that products with the int64 sums stay finite */
+  if (!(mo->in_scale > 0.0f && mo->in_scale < 1e6f) || !(mo->w_scale > 0.0f && mo->w_scale < 1e6f))
+    return QBNN_RT_ERR_RANGE;
+  /* |E| <= M and Var <= M^2: bounds that keep every sum below in int64 / float range */
+  const int32_t m = (1 << (L->core.weight_bits - 1)) - 1;
+  for (int b = 0; b < 256; ++b) {
+    const int32_t s1 = mo->table[2 * b], v = mo->table[2 * b + 1];
+    if (s1 < -256 * m || s1 > 256 * m || v < 0 || v > 65536 * m * m) return QBNN_RT_ERR_RANGE;
+  }
   return QBNN_OK;
 }
 

@@ -7,13 +7,11 @@
    meets is the next one in the image, or slack), so the kernel is one flat loop of SMLADs over the table, each
    entry (one LDRD) serving 4 output positions. Scratch: the padded operands, and one channel's filter (codes
    and table), so RAM is bounded by the largest filter, not the layer. */
+#include "qbnn_op_conv2d.h"
+
 #include "qbnn_ops.h"
 
-/* SMLAD pairs of one filter: FH rows of FW * C codes, each rounded up to even; exact in 64 bits (prepare), and in
-   32 bits for the kernel (below 2^30 once prepared) */
-static uint64_t filter_pairs64(const qbnn_op *op, const qbnn_conv_params *P) {
-  return (uint64_t)P->filter_h * (((uint64_t)P->filter_w * op->in.c + 1u) / 2u);
-}
+/* SMLAD pairs of one filter (QBNN_CONV_2D_PAIRS) in 32 bits for the kernel (below 2^30 once prepared) */
 static uint32_t filter_pairs(const qbnn_op *op, const qbnn_conv_params *P) {
   return (uint32_t)P->filter_h * (((uint32_t)P->filter_w * op->in.c + 1u) / 2u);
 }
@@ -21,19 +19,20 @@ static uint32_t filter_pairs(const qbnn_op *op, const qbnn_conv_params *P) {
 int qbnn_op_conv2d_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
   const qbnn_conv_params *P = (const qbnn_conv_params *)op->params;
   if (!P) return QBNN_ERR_NULL;
-  const uint64_t k = (uint64_t)P->filter_h * P->filter_w * op->in.c;
   int err = qbnn__check_window(op->in, op->out, P->filter_h, P->filter_w, P->stride_h, P->stride_w, P->pad_top,
                                P->pad_left);
   if (err != QBNN_OK) return err;
   /* the padded operands, and with them the filter (no larger) and its table, within the arena bound */
-  if (!qbnn__fits_arena16(qbnn__padded_elems(op, P, 1) + 3u) || !qbnn__fits_arena16(4u * filter_pairs64(op, P) + k))
-    return QBNN_RT_ERR_LIMITS;
+  const uint64_t x_elems = QBNN_SCRATCH(QBNN_CONV_2D_X_ELEMS, op, P->filter_h, P->filter_w, P->stride_h, P->stride_w);
+  const uint64_t filter_elems =
+      QBNN_SCRATCH(QBNN_CONV_2D_FILTER_ELEMS, op, P->filter_h, P->filter_w, P->stride_h, P->stride_w);
+  if (!qbnn__fits_arena16(x_elems) || !qbnn__fits_arena16(filter_elems)) return QBNN_RT_ERR_LIMITS;
   const uint32_t dims[4] = {op->out.c, P->filter_h, P->filter_w, op->in.c};
   err = qbnn__check_weighted(&P->w, QBNN_FILTER_OHWI, dims, kernel, is_last, needs);
   if (err != QBNN_OK) return err;
   if (P->w.moments) return QBNN_RT_ERR_MODE; /* HYBRID / PFP are defined for dense layers only */
-  needs->x_elems = (qbnn__padded_elems(op, P, 1) + 3u) & ~(uint64_t)3u; /* slack: the odd row's last pair */
-  needs->filter_elems = 4u * filter_pairs64(op, P) + k; /* the table (8 bytes a pair), then the codes */
+  needs->x_elems = x_elems;
+  needs->filter_elems = filter_elems;
   return QBNN_OK;
 }
 

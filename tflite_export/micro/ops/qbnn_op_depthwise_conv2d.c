@@ -2,17 +2,22 @@
    O = C * depth_multiplier, no dilation. A 1HWO filter's stream bytes (SPEC 3, row-major) interleave the output
    channels, so the whole filter (H * W * O codes, the op's only row) is sampled into scratch once per pass. The
    input's int16 operands are zero-padded (qbnn__pad16): every window is whole, no bounds per tap. */
+#include "qbnn_op_depthwise_conv2d.h"
+
 #include "qbnn_ops.h"
 
 int qbnn_op_depthwise_conv2d_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
   const qbnn_conv_params *P = (const qbnn_conv_params *)op->params;
   if (!P) return QBNN_ERR_NULL;
   if (op->in.c == 0 || op->out.c % op->in.c != 0) return QBNN_RT_ERR_CHAIN;
-  const uint64_t k = (uint64_t)P->filter_h * P->filter_w * op->out.c;
   int err = qbnn__check_window(op->in, op->out, P->filter_h, P->filter_w, P->stride_h, P->stride_w, P->pad_top,
                                P->pad_left);
   if (err != QBNN_OK) return err;
-  if (!qbnn__fits_arena16(qbnn__padded_elems(op, P, 0) + 3u) || !qbnn__fits_arena16(k)) return QBNN_RT_ERR_LIMITS;
+  const uint64_t x_elems =
+      QBNN_SCRATCH(QBNN_DEPTHWISE_CONV_2D_X_ELEMS, op, P->filter_h, P->filter_w, P->stride_h, P->stride_w);
+  const uint64_t filter_elems =
+      QBNN_SCRATCH(QBNN_DEPTHWISE_CONV_2D_FILTER_ELEMS, op, P->filter_h, P->filter_w, P->stride_h, P->stride_w);
+  if (!qbnn__fits_arena16(x_elems) || !qbnn__fits_arena16(filter_elems)) return QBNN_RT_ERR_LIMITS;
   /* the filter is the op's one row of H*W*O codes; requantisation constants are per output channel */
   if (P->w.moments) return QBNN_RT_ERR_MODE;
   const uint32_t dims[4] = {1, P->filter_h, P->filter_w, op->out.c};
@@ -23,8 +28,8 @@ int qbnn_op_depthwise_conv2d_prepare(const qbnn_op *op, int kernel, int is_last,
       return QBNN_RT_ERR_RANGE;
     if (P->w.bias && (P->w.bias[o] <= -(1 << 30) || P->w.bias[o] >= (1 << 30))) return QBNN_RT_ERR_RANGE;
   }
-  needs->x_elems = (qbnn__padded_elems(op, P, 0) + 3u) & ~(uint64_t)3u;
-  needs->filter_elems = k;
+  needs->x_elems = x_elems;
+  needs->filter_elems = filter_elems;
   return QBNN_OK;
 }
 

@@ -1,6 +1,8 @@
 /* FULLY_CONNECTED: y[o] = requant(sum_i w[o, i] (x[i] - zp_in)) with weights [rows = out, cols = in].
    Bayesian weights are sampled as they are multiplied (fused; SPEC 3: one stream byte per weight in row-major
    order); constant weights (int8 / int4) and the mean pass go through one filter row of scratch. */
+#include "qbnn_op_fully_connected.h"
+
 #include "qbnn_ops.h"
 
 int qbnn_op_fully_connected_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
@@ -11,8 +13,9 @@ int qbnn_op_fully_connected_prepare(const qbnn_op *op, int kernel, int is_last, 
   const uint32_t dims[2] = {op->out.c, (uint32_t)cols};
   const int err = qbnn__check_weighted(L, QBNN_FILTER_OI, dims, kernel, is_last, needs);
   if (err != QBNN_OK) return err;
-  needs->x_elems = (cols + 3u) & ~(uint64_t)3u;
-  needs->filter_elems = cols;
+  needs->x_elems = QBNN_SCRATCH(QBNN_FULLY_CONNECTED_X_ELEMS, op, 0, 0, 0, 0);
+  needs->filter_elems = QBNN_SCRATCH(QBNN_FULLY_CONNECTED_FILTER_ELEMS, op, 0, 0, 0, 0);
+  needs->dense = L;
   return QBNN_OK;
 }
 
@@ -128,11 +131,67 @@ QBNN_ALWAYS_INLINE int32_t row_simd(const int8_t *lut, const uint8_t *p, const i
   return acc;
 }
 
+#if QBNN_HAVE_MVE
+/* Helium: 16 weights per iteration, 25 instructions. The xorshift recurrence is serial (SPEC 3.1 fixes the byte
+   order), so its 4 words per block run in scalar registers (3 EORs with shifted operands each) and move into one
+   vector (2 VMOVs: 16 stream bytes u). With the 16 packed bytes b (one VLDRB), VSLI.16 / VSRI.16 form the 8 table
+   indices b << 8 | u of the even and the odd weights, two gathers (VLDRB.S16 with 16-bit offsets) read the codes
+   and two VMLADAVA.S16 multiply them with the inputs (mve_operands' even / odd order) into the sum. */
+static int32_t row_mve(const int8_t *lut, const uint8_t *p, const int16_t *xi, uint32_t blocks, uint32_t *state) {
+  register int32_t acc __asm("r4") = 0; /* VMLADAVA's accumulator: an even register */
+  uint32_t st = *state, a, b, c;
+  if (blocks == 0) return 0;
+  __asm volatile(
+      "dls     lr, %[n]\n"
+      "1:\n\t"
+      "eor     %[a], %[st], %[st], lsl #13\n\t"
+      "eor     %[a], %[a], %[a], lsr #17\n\t"
+      "eor     %[a], %[a], %[a], lsl #5\n\t"
+      "eor     %[b], %[a], %[a], lsl #13\n\t"
+      "eor     %[b], %[b], %[b], lsr #17\n\t"
+      "eor     %[b], %[b], %[b], lsl #5\n\t"
+      "eor     %[c], %[b], %[b], lsl #13\n\t"
+      "eor     %[c], %[c], %[c], lsr #17\n\t"
+      "eor     %[c], %[c], %[c], lsl #5\n\t"
+      "eor     %[st], %[c], %[c], lsl #13\n\t"
+      "eor     %[st], %[st], %[st], lsr #17\n\t"
+      "eor     %[st], %[st], %[st], lsl #5\n\t"
+      "vmov    q0[2], q0[0], %[a], %[c]\n\t"
+      "vmov    q0[3], q0[1], %[b], %[st]\n\t"
+      "vldrb.u8 q1, [%[pw]], #16\n\t"
+      "vmov    q2, q1\n\t"
+      "vsri.16 q2, q0, #8\n\t"
+      "vsli.16 q0, q1, #8\n\t"
+      "vldrb.s16 q1, [%[lut], q0]\n\t"
+      "vldrb.s16 q3, [%[lut], q2]\n\t"
+      "vldrh.u16 q0, [%[xw]], #16\n\t"
+      "vldrh.u16 q2, [%[xw]], #16\n\t"
+      "vmladava.s16 %[acc], q1, q0\n\t"
+      "vmladava.s16 %[acc], q3, q2\n\t"
+      "le      lr, 1b\n\t"
+      : [acc] "+&r"(acc), [st] "+&r"(st), [pw] "+&r"(p), [xw] "+&r"(xi), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c)
+      : [lut] "r"(lut), [n] "r"(blocks)
+      : "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "lr", "memory");
+  *state = st;
+  return acc;
+}
+
+/* inputs minus zero point as int16 for row_mve: per block of 16 the even then the odd columns; the columns past
+   the last whole block (a multiple of 4) in row_simd's order */
+static void mve_operands(const int8_t *x, uint32_t n, int32_t zp, int16_t *out) {
+  static const uint8_t order16[16] = {0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15}, order4[4] = {0, 2, 1, 3};
+  uint32_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    for (uint32_t j = 0; j < 16; ++j) out[c + j] = (int16_t)(x[c + order16[j]] - zp);
+  for (; c < n; c += 4)
+    for (uint32_t j = 0; j < 4; ++j) out[c + j] = (int16_t)(x[c + order4[j]] - zp);
+}
+#endif
+
 /* inputs minus zero point as int16, each group of n (4 or 8) permuted by perm, so that the SMLAD pairs meet the
-   weights a word of codes splits into with UXTB16 (bytes 0, 2 and 1, 3): interleave4 for one weight per byte
-   (row_simd's random bytes, row_mean_simd's mu nibbles, int8 codes), interleave8 for int4 codes two per byte
-   (low nibbles 0, 2, 4, 6, then high nibbles 1, 3, 5, 7) */
-static const uint8_t interleave4[4] = {0, 2, 1, 3}, interleave8[8] = {0, 4, 2, 6, 1, 5, 3, 7};
+   weights a word of codes splits into with UXTB16 / SXTB16 (bytes 0, 2 and 1, 3): interleave4 for one weight per
+   byte (row_simd's random bytes, row_mean_simd's mu nibbles, int8 codes); int4 codes: const4_order below */
+static const uint8_t interleave4[4] = {0, 2, 1, 3};
 
 static int32_t interleave_offset(const int8_t *x, uint32_t n, int32_t zp, const uint8_t *perm, uint32_t group,
                                  int16_t *out) {
@@ -200,124 +259,161 @@ static int32_t row_mean_pairs(const uint8_t *p, const uint32_t *xw, uint32_t col
    table indices of codes (0, 2) and (1, 3) formed two at a time (packed byte in bits 8-15, random byte in bits 0-7
    of each halfword), |L| <= 8 * 7 * 255 and |H| <= 16 * 7 * 255 per chunk of 4 words. */
 #if defined(__ARM_ARCH_6M__) && defined(__GNUC__)
-/* One word of 4 codes on ARMv6-M (33 instructions): xorshift32 (r3); ie = st ^ ((st ^ pk << 8) & M) and
-   io = s8 ^ ((s8 ^ pk) & M) with M = 0xFF00FF00 (r4), s8 = st >> 8: the table indices of codes 0, 2 and 1, 3;
-   per pair two LDRSB from the table (r0), the pair word, its X word (LDM r2!) and one MULS into T (r8; T_OP mov
-   starts a chunk). r1: the packed codes; r5-r7 scratch. */
-#define QBNN__V6M_WORD(T_OP) \
-  "ldm   r1!, {r5}\n\t"      \
-  "lsls  r6, r3, #13\n\t"    \
-  "eors  r3, r6\n\t"         \
-  "lsrs  r6, r3, #17\n\t"    \
-  "eors  r3, r6\n\t"         \
-  "lsls  r6, r3, #5\n\t"     \
-  "eors  r3, r6\n\t"         \
-  "lsls  r7, r5, #8\n\t"     \
-  "eors  r7, r3\n\t"         \
-  "ands  r7, r4\n\t"         \
-  "eors  r7, r3\n\t"         \
-  "lsrs  r6, r3, #8\n\t"     \
-  "eors  r5, r6\n\t"         \
-  "ands  r5, r4\n\t"         \
-  "eors  r5, r6\n\t"         \
-  "uxth  r6, r7\n\t"         \
-  "ldrsb r6, [r0, r6]\n\t"   \
-  "lsrs  r7, r7, #16\n\t"    \
-  "ldrsb r7, [r0, r7]\n\t"   \
-  "lsls  r7, r7, #16\n\t"    \
-  "adds  r7, r6\n\t"         \
-  "ldm   r2!, {r6}\n\t"      \
-  "muls  r7, r6\n\t"         \
-  T_OP " r8, r7\n\t"         \
-  "uxth  r6, r5\n\t"         \
-  "ldrsb r6, [r0, r6]\n\t"   \
-  "lsrs  r5, r5, #16\n\t"    \
-  "ldrsb r5, [r0, r5]\n\t"   \
-  "lsls  r5, r5, #16\n\t"    \
-  "adds  r5, r6\n\t"         \
-  "ldm   r2!, {r6}\n\t"      \
-  "muls  r5, r6\n\t"         \
+#define QBNN_V6M_ROWS 1
+/* One word of 4 codes on ARMv6-M (32 instructions): xorshift32 (r3); with s8 = st >> 8, A = pk ^ s8 and
+   M = 0xFF00FF00 (r4), io = s8 ^ (A & M) and ie = st ^ ((A << 8) & M) (= st ^ ((st ^ pk << 8) & M): A << 8 is
+   pk << 8 ^ st but for st's low byte, which M clears): the table indices of codes 1, 3 and 0, 2;
+   per pair two LDRSB from the table (r0), the pair word, its X word (LDM r2!) and one MULS added into T (r8).
+   r1: the packed codes; r5-r7 scratch. */
+#define QBNN__V6M_WORD     \
+  "ldm   r1!, {r5}\n\t"    \
+  "lsls  r6, r3, #13\n\t"  \
+  "eors  r3, r6\n\t"       \
+  "lsrs  r6, r3, #17\n\t"  \
+  "eors  r3, r6\n\t"       \
+  "lsls  r6, r3, #5\n\t"   \
+  "eors  r3, r6\n\t"       \
+  "lsrs  r6, r3, #8\n\t"   \
+  "eors  r5, r6\n\t"       \
+  "lsls  r7, r5, #8\n\t"   \
+  "ands  r7, r4\n\t"       \
+  "eors  r7, r3\n\t"       \
+  "ands  r5, r4\n\t"       \
+  "eors  r5, r6\n\t"       \
+  "uxth  r6, r7\n\t"       \
+  "ldrsb r6, [r0, r6]\n\t" \
+  "lsrs  r7, r7, #16\n\t"  \
+  "ldrsb r7, [r0, r7]\n\t" \
+  "lsls  r7, r7, #16\n\t"  \
+  "adds  r7, r6\n\t"       \
+  "ldm   r2!, {r6}\n\t"    \
+  "muls  r7, r6\n\t"       \
+  "add   r8, r7\n\t"       \
+  "uxth  r6, r5\n\t"       \
+  "ldrsb r6, [r0, r6]\n\t" \
+  "lsrs  r5, r5, #16\n\t"  \
+  "ldrsb r5, [r0, r5]\n\t" \
+  "lsls  r5, r5, #16\n\t"  \
+  "adds  r5, r6\n\t"       \
+  "ldm   r2!, {r6}\n\t"    \
+  "muls  r5, r6\n\t"       \
   "add   r8, r5\n\t"
 
-/* The sum of the pairs' products over io[1] words of codes: groups of 4 words (16 weights, one chunk each, T
-   flushed into the sum after each), then the 0-3 words left as one chunk; io[0] is the stream state in and out.
-   A naked function: the loop needs every low register. */
+/* A chunk's end: T = 2^15 + L + H 2^16 exactly (T starts at 2^15, kept in r11), so H = T >> 16 (arithmetic)
+   while |L|, |H| < 2^15; H goes into the row's sum (r9), T restarts. */
+#define QBNN__V6M_FLUSH   \
+  "mov   r7, r8\n\t"      \
+  "asrs  r7, r7, #16\n\t" \
+  "add   r9, r7\n\t"      \
+  "mov   r8, r11\n\t"
+
+/* a group of 4 words, one chunk */
+#define QBNN__V6M_CHUNK QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_WORD QBNN__V6M_FLUSH
+
+typedef struct {
+  const uint32_t *xw;   /* the X words of a row (pair_operands) */
+  uint32_t row_bytes;   /* bytes of codes per row (cols, a multiple of 4) */
+  uint32_t group_bytes; /* bytes of a row's whole groups of 4 words */
+  int32_t *out;         /* the rows' sums, advanced */
+  const uint8_t *end;   /* the end of the last row's codes */
+  uint32_t state;       /* stream state, in and out */
+} v6m_rows;
+
+/* The sums of the rows from pw to a->end: per row, groups of 4 words (16 weights, one chunk each; four per loop
+   iteration, the first g % 4 of g groups entered part-way, at an address chosen once per call and kept in lr),
+   then the 0-3 words left as one chunk. A naked function: the loop needs every low register, and one call runs
+   many rows. */
 #define QBNN__UNUSED __attribute__((unused))
-__attribute__((naked, noinline)) static int32_t row_groups_v6m(QBNN__UNUSED const int8_t *lut,
-                                                               QBNN__UNUSED const uint32_t *pw,
-                                                               QBNN__UNUSED const uint32_t *xw,
-                                                               QBNN__UNUSED uint32_t *io) {
+__attribute__((naked, noinline)) static void rows_v6m(QBNN__UNUSED const int8_t *lut, QBNN__UNUSED const uint32_t *pw,
+                                                      QBNN__UNUSED v6m_rows *a) {
   __asm volatile(
       ".syntax unified\n\t"
-      "push  {r4-r7, lr}\n\t"
+      "push  {r2, r4-r7, lr}\n\t"
       "mov   r4, r8\n\t"
       "mov   r5, r9\n\t"
       "mov   r6, r10\n\t"
       "mov   r7, r11\n\t"
-      "push  {r4-r7}\n\t"
-      "mov   r11, r3\n\t"        /* io */
-      "ldr   r4, [r3, #4]\n\t"
-      "lsls  r4, r4, #2\n\t"
-      "adds  r5, r1, r4\n\t"
-      "mov   r12, r5\n\t"        /* end of the packed codes */
-      "lsrs  r4, r4, #4\n\t"
-      "lsls  r4, r4, #4\n\t"
-      "adds  r4, r1, r4\n\t"
-      "mov   r10, r4\n\t"        /* end of the whole groups */
-      "ldr   r3, [r3]\n\t"        /* stream state */
-      "movs  r4, #0\n\t"
-      "mov   r9, r4\n\t"         /* sum */
+      "push  {r4-r7}\n\t"         /* a at [sp, #16] */
+      "ldr   r3, [r2, #20]\n\t"   /* stream state */
+      "movs  r4, #128\n\t"
+      "lsls  r4, r4, #8\n\t"
+      "mov   r11, r4\n\t"         /* 2^15 */
+      "mov   r8, r4\n\t"          /* T */
       "movs  r4, #255\n\t"
       "lsls  r4, r4, #8\n\t"
       "lsls  r5, r4, #16\n\t"
       "orrs  r4, r5\n\t"          /* M = 0xFF00FF00 */
+      "ldr   r6, [r2, #8]\n\t"    /* the entry for g groups per row (g * 16 bytes) */
+      "lsrs  r6, r6, #5\n\t"      /* carry: g & 1 */
+      "bcc   31f\n\t"
+      "lsrs  r6, r6, #1\n\t"      /* carry: g & 2 */
+      "bcc   32f\n\t"
+      "ldr   r5, =11f\n\t"        /* g % 4 == 3: at the second chunk */
+      "b     35f\n"
+      "32:\n\t"
+      "ldr   r5, =13f\n\t"        /* 1: at the fourth */
+      "b     35f\n"
+      "31:\n\t"
+      "lsrs  r6, r6, #1\n\t"
+      "bcc   33f\n\t"
+      "ldr   r5, =12f\n\t"        /* 2: at the third */
+      "b     35f\n"
+      "33:\n\t"
+      "ldr   r5, =8f\n"           /* 0: whole iterations, if any */
+      "35:\n\t"
+      "mov   lr, r5\n\t"
+      "b     0f\n\t"
+      ".ltorg\n"
+      "0:\n\t"                    /* a row; r2 = a, T = 2^15 */
+      "ldm   r2, {r2, r5, r6}\n\t" /* X words, row bytes, group bytes */
+      "adds  r5, r1\n\t"
+      "mov   r12, r5\n\t"         /* end of the row's codes */
+      "adds  r6, r1\n\t"
+      "mov   r10, r6\n\t"         /* end of its whole groups */
+      "movs  r5, #0\n\t"
+      "mov   r9, r5\n\t"          /* sum */
+      "mov   pc, lr\n"
+      "8:\n\t"
       "cmp   r1, r10\n\t"
       "bne   1f\n\t"
       "b     2f\n"
-      "1:\n\t" QBNN__V6M_WORD("mov  ") QBNN__V6M_WORD("add  ") QBNN__V6M_WORD("add  ") QBNN__V6M_WORD("add  ")
-      "mov   r7, r8\n\t"         /* T = L + H 2^16: H = (T - (int16)T) >> 16 */
-      "sxth  r6, r7\n\t"
-      "subs  r7, r7, r6\n\t"
-      "asrs  r7, r7, #16\n\t"
-      "add   r9, r7\n\t"
+      "1:\n\t" QBNN__V6M_CHUNK
+      "11:\n\t" QBNN__V6M_CHUNK
+      "12:\n\t" QBNN__V6M_CHUNK
+      "13:\n\t" QBNN__V6M_CHUNK
       "cmp   r1, r10\n\t"
       "beq   2f\n\t"
       "b     1b\n"                /* the body is beyond BNE's reach */
       "2:\n\t"
       "cmp   r1, r12\n\t"
-      "beq   4f\n\t"
-      "movs  r7, #0\n\t"
-      "mov   r8, r7\n"
-      "3:\n\t" QBNN__V6M_WORD("add  ")
+      "beq   4f\n"
+      "3:\n\t" QBNN__V6M_WORD
       "cmp   r1, r12\n\t"
-      "bne   3b\n\t"
-      "mov   r7, r8\n\t"
-      "sxth  r6, r7\n\t"
-      "subs  r7, r7, r6\n\t"
-      "asrs  r7, r7, #16\n\t"
-      "add   r9, r7\n"
+      "bne   3b\n\t" QBNN__V6M_FLUSH
       "4:\n\t"
-      "mov   r4, r11\n\t"
-      "str   r3, [r4]\n\t"
-      "mov   r0, r9\n\t"
+      "ldr   r2, [sp, #16]\n\t"
+      "ldr   r6, [r2, #12]\n\t"
+      "mov   r5, r9\n\t"
+      "stm   r6!, {r5}\n\t"
+      "str   r6, [r2, #12]\n\t"
+      "ldr   r5, [r2, #16]\n\t"
+      "cmp   r1, r5\n\t"
+      "beq   5f\n\t"
+      "b     0b\n"
+      "5:\n\t"
+      "str   r3, [r2, #20]\n\t"
       "pop   {r4-r7}\n\t"
       "mov   r8, r4\n\t"
       "mov   r9, r5\n\t"
       "mov   r10, r6\n\t"
       "mov   r11, r7\n\t"
-      "pop   {r4-r7, pc}\n\t");
+      "pop   {r2, r4-r7, pc}\n\t");
 }
-#endif
-
+#else
+#define QBNN_V6M_ROWS 0
 static int32_t row_lut_pairs(const int8_t *lut, const uint8_t *p, const uint32_t *xw, uint32_t cols,
                              uint32_t *state) {
   const uint32_t *pw = (const uint32_t *)(const void *)p;
-#if defined(__ARM_ARCH_6M__) && defined(__GNUC__)
-  uint32_t io[2] = {*state, cols / 4};
-  const int32_t acc = row_groups_v6m(lut, pw, xw, io);
-  *state = io[0];
-  return acc;
-#else
   const uint32_t *const pend = pw + cols / 4;
   uint32_t st = *state;
   int32_t acc = 0;
@@ -335,34 +431,111 @@ static int32_t row_lut_pairs(const int8_t *lut, const uint8_t *p, const uint32_t
   }
   *state = st;
   return acc;
-#endif
 }
+#endif
 
-/* Constant weights straight from their stored codes, the same way: int8 codes ^ 0x80 = w + 128, int4 nibbles
-   ^ 8 = w + 8, as unsigned halfword pairs (x interleaved by interleave4 / interleave8), then acc -= bias sum x
-   (|sum (w + bias) x| <= 2 * 128 * 255 * cols < 2^31 by the accumulator bound of qbnn__check_weighted). */
+/* Constant weights straight from their stored codes. int8: SXTB16 splits a word of 4 codes into the signed
+   halfword pairs (0, 2) and (1, 3), x in interleave4 order. int4 (two per byte, low nibble first, so nibble j of
+   a word is column j): codes ^ 8 = w + 8 as unsigned nibbles, (word >> 4j) & 0x000F000F is the pair of columns
+   (j, j + 4) (x in const4_order), then acc -= 8 sum x (|sum (w + 8) x| <= 16 * 255 * cols < 2^31 by the
+   accumulator bound of qbnn__check_weighted). On DSP targets 4-aligned rows of whole 16-column blocks run
+   hand-scheduled loops: 24 instructions per 16 int8 weights, 25 per 16 int4 weights. */
+static const uint8_t const4_order[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+
 static int32_t row_const_simd(const int8_t *w, const int16_t *xi, uint32_t cols, int bits, int32_t sum_x) {
   const uint32_t *xw = (const uint32_t *)(const void *)xi;
   int32_t acc = 0;
+  uint32_t c = 0;
+#if QBNN_HAVE_DSP
+  const uint32_t whole = ((uintptr_t)w & 3u) == 0 ? cols & ~15u : 0u;
+  if (whole) {
+    const int8_t *const wend = w + (bits == 8 ? whole : whole / 2);
+    uint32_t w0, w1, x0, x1, t;
+    if (bits == 8) {
+      __asm volatile(
+          "1:\n\t"
+          "ldrd    %[w0], %[w1], [%[wp]], #8\n\t"
+          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
+          "sxtb16  %[t], %[w0]\n\t"
+          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
+          "sxtb16  %[t], %[w0], ror #8\n\t"
+          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
+          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
+          "sxtb16  %[t], %[w1]\n\t"
+          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
+          "sxtb16  %[t], %[w1], ror #8\n\t"
+          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
+          "ldrd    %[w0], %[w1], [%[wp]], #8\n\t"
+          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
+          "sxtb16  %[t], %[w0]\n\t"
+          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
+          "sxtb16  %[t], %[w0], ror #8\n\t"
+          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
+          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
+          "sxtb16  %[t], %[w1]\n\t"
+          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
+          "sxtb16  %[t], %[w1], ror #8\n\t"
+          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
+          "cmp     %[wp], %[wend]\n\t"
+          "bne     1b\n\t"
+          : [acc] "+&r"(acc), [wp] "+&r"(w), [xw] "+&r"(xw), [w0] "=&r"(w0), [w1] "=&r"(w1), [x0] "=&r"(x0),
+            [x1] "=&r"(x1), [t] "=&r"(t)
+          : [wend] "r"(wend)
+          : "cc", "memory");
+    } else {
+      const uint32_t m = 0x000F000Fu;
+      __asm volatile(
+          "1:\n\t"
+          "ldrd    %[w0], %[w1], [%[wp]], #8\n\t"
+          "eor     %[w0], %[w0], #0x88888888\n\t"
+          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
+          "and     %[t], %[m], %[w0]\n\t"
+          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
+          "and     %[t], %[m], %[w0], lsr #4\n\t"
+          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
+          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
+          "and     %[t], %[m], %[w0], lsr #8\n\t"
+          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
+          "and     %[t], %[m], %[w0], lsr #12\n\t"
+          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
+          "eor     %[w1], %[w1], #0x88888888\n\t"
+          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
+          "and     %[t], %[m], %[w1]\n\t"
+          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
+          "and     %[t], %[m], %[w1], lsr #4\n\t"
+          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
+          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
+          "and     %[t], %[m], %[w1], lsr #8\n\t"
+          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
+          "and     %[t], %[m], %[w1], lsr #12\n\t"
+          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
+          "cmp     %[wp], %[wend]\n\t"
+          "bne     1b\n\t"
+          : [acc] "+&r"(acc), [wp] "+&r"(w), [xw] "+&r"(xw), [w0] "=&r"(w0), [w1] "=&r"(w1), [x0] "=&r"(x0),
+            [x1] "=&r"(x1), [t] "=&r"(t)
+          : [wend] "r"(wend), [m] "r"(m)
+          : "cc", "memory");
+    }
+    c = whole;
+  }
+#endif
   if (bits == 8) {
-    for (uint32_t c = 0; c < cols; c += 4, w += 4, xw += 2) {
+    for (; c < cols; c += 4, w += 4, xw += 2) {
       uint32_t t;
       memcpy(&t, w, 4);
-      t ^= 0x80808080u;
-      acc = smlad(uxtb16(t), xw[0], acc);
-      acc = smlad(uxtb16_ror8(t), xw[1], acc);
+      acc = smlad(sxtb16(t), xw[0], acc);
+      acc = smlad(sxtb16_ror8(t), xw[1], acc);
     }
-    return acc - 128 * sum_x;
+    return acc;
   }
-  for (uint32_t c = 0; c < cols; c += 8, w += 4, xw += 4) {
+  for (; c < cols; c += 8, w += 4, xw += 4) {
     uint32_t t;
     memcpy(&t, w, 4);
     t ^= 0x88888888u; /* every nibble + 8 */
-    const uint32_t lo = t & 0x0F0F0F0Fu, hi = (t >> 4) & 0x0F0F0F0Fu;
-    acc = smlad(uxtb16(lo), xw[0], acc);
-    acc = smlad(uxtb16_ror8(lo), xw[1], acc);
-    acc = smlad(uxtb16(hi), xw[2], acc);
-    acc = smlad(uxtb16_ror8(hi), xw[3], acc);
+    acc = smlad(t & 0x000F000Fu, xw[0], acc);
+    acc = smlad((t >> 4) & 0x000F000Fu, xw[1], acc);
+    acc = smlad((t >> 8) & 0x000F000Fu, xw[2], acc);
+    acc = smlad((t >> 12) & 0x000F000Fu, xw[3], acc);
   }
   return acc - 8 * sum_x;
 }
@@ -392,19 +565,42 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
       /* locals: the int8 stores to y may alias anything, so fields would be reloaded every row */
       int16_t *const xi = ctx->x;
       const int8_t *const lut = L->wlut;
+      uint32_t st = s->state;
+#if QBNN_HAVE_MVE
+      if (!ctx->x_ready) mve_operands(x, cols, L->in_zero_point, xi);
+      ctx->x_ready = 1;
+      const uint32_t whole = cols & ~15u; /* columns of whole 16-weight blocks; the rest through row_simd */
+      for (uint32_t r = 0; r < rows; ++r, p += cols) {
+        const int32_t acc = row_mve(lut, p, xi, whole / 16, &st);
+        y[r] = requant(L, &r0, acc + row_simd(lut, p + whole, xi + whole, (int)(cols - whole), &st), r, plain);
+      }
+#else
       if (!ctx->x_ready) interleave_offset(x, cols, L->in_zero_point, interleave4, 4, xi);
       ctx->x_ready = 1;
-      uint32_t st = s->state;
       for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, &r0, row_simd(lut, p, xi, (int)cols, &st), r, plain);
+#endif
       s->state = st;
     } else if (!QBNN_HAVE_DSP && L->core.weight_bits <= 4 && ((uintptr_t)p & 3u) == 0) { /* two weights per MULS */
       uint32_t *const xw = (uint32_t *)(void *)ctx->x;
       const int8_t *const lut = L->wlut;
       if (!ctx->x_ready) pair_operands(x, cols, L->in_zero_point, xw);
       ctx->x_ready = 1;
+#if QBNN_V6M_ROWS
+      int32_t acc[16]; /* rows per call */
+      v6m_rows a = {xw, cols, cols & ~15u, acc, p, s->state};
+      for (uint32_t r = 0, n; r < rows; r += n, p += n * cols) {
+        n = rows - r < 16u ? rows - r : 16u;
+        a.out = acc;
+        a.end = p + n * cols;
+        rows_v6m(lut, (const uint32_t *)(const void *)p, &a);
+        for (uint32_t i = 0; i < n; ++i) y[r + i] = requant(L, &r0, acc[i], r + i, plain);
+      }
+      s->state = a.state;
+#else
       uint32_t st = s->state;
       for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, &r0, row_lut_pairs(lut, p, xw, cols, &st), r, plain);
       s->state = st;
+#endif
     } else {
       for (uint32_t r = 0; r < rows; ++r, p += cols)
         y[r] = requant(L, &r0, row_lut_words(L->wlut, p, x, (int)cols, L->in_zero_point, &s->state), r, plain);
@@ -449,7 +645,7 @@ void qbnn_op_fully_connected_eval(const qbnn_op *op, const int8_t *x, int8_t *y,
   const uint32_t per_word = L->filter_bits == 4 ? 8u : 4u; /* constant codes in a 32-bit word */
   if (!p && simd && cols % per_word == 0) { /* constant weights straight from their codes */
     const int32_t sum_x =
-        interleave_offset(x, cols, L->in_zero_point, per_word == 8 ? interleave8 : interleave4, per_word, ctx->x);
+        interleave_offset(x, cols, L->in_zero_point, per_word == 8 ? const4_order : interleave4, per_word, ctx->x);
     const int8_t *w = L->filter;
     for (uint32_t r = 0; r < rows; ++r, w += cols * (uint32_t)L->filter_bits / 8)
       y[r] = qbnn__requantize(L, row_const_simd(w, ctx->x, cols, L->filter_bits, sum_x), r);

@@ -1,26 +1,31 @@
 /* MAX_POOL_2D and AVERAGE_POOL_2D (TFLite reference_integer_ops pooling, int8; output quantization = input's):
    over the in-image taps only; average rounds half away from zero ((s +- count/2) / count, C division);
    then the fused activation clamp. Max pooling with 4+ channels takes 4 at a time (SSUB8 + SEL on DSP targets). */
+#include "qbnn_op_pool.h"
+
 #include "qbnn_ops.h"
 
-static int prepare(const qbnn_op *op, qbnn_op_needs *needs) {
+static int prepare(const qbnn_op *op) {
   const qbnn_pool_params *P = (const qbnn_pool_params *)op->params;
   if (!P) return QBNN_ERR_NULL;
   if (op->in.c != op->out.c) return QBNN_RT_ERR_CHAIN;
   if (!qbnn__in_int8(P->act_min) || !qbnn__in_int8(P->act_max) || P->act_min > P->act_max) return QBNN_RT_ERR_RANGE;
-  needs->x_elems = needs->filter_elems = 0;
   return qbnn__check_window(op->in, op->out, P->filter_h, P->filter_w, P->stride_h, P->stride_w, P->pad_top,
                             P->pad_left);
 }
 
 int qbnn_op_max_pool2d_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
   (void)kernel, (void)is_last;
-  return prepare(op, needs);
+  needs->x_elems = QBNN_SCRATCH(QBNN_MAX_POOL_2D_X_ELEMS, op, 0, 0, 0, 0);
+  needs->filter_elems = QBNN_SCRATCH(QBNN_MAX_POOL_2D_FILTER_ELEMS, op, 0, 0, 0, 0);
+  return prepare(op);
 }
 
 int qbnn_op_average_pool2d_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
   (void)kernel, (void)is_last;
-  return prepare(op, needs);
+  needs->x_elems = QBNN_SCRATCH(QBNN_AVERAGE_POOL_2D_X_ELEMS, op, 0, 0, 0, 0);
+  needs->filter_elems = QBNN_SCRATCH(QBNN_AVERAGE_POOL_2D_FILTER_ELEMS, op, 0, 0, 0, 0);
+  return prepare(op);
 }
 
 static void pool(const qbnn_op *op, const int8_t *in, int8_t *out, int average) {
