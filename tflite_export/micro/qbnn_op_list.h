@@ -11,6 +11,7 @@
 #include "ops/qbnn_op_depthwise_conv2d.h"
 #include "ops/qbnn_op_pool.h"
 #include "ops/qbnn_op_reshape.h"
+#include "ops/qbnn_op_global_average_pool2d.h"
 #else
 QBNN_OP(FULLY_CONNECTED, fully_connected)
 QBNN_OP(CONV_2D, conv2d)
