@@ -58,7 +58,8 @@ def test_example_is_bit_exact_with_tflm(kind, i):
     tflm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
     ex = _example(kind, i)
     op, q, ws, want = _calibrated(ex)
-    data = tflite_io.build_graph([op], ex.in_shape, op_input_quant(ex), split=True)
+    in_quant = np.float32(ex.in_quant[0]), int(ex.in_quant[1])
+    data = tflite_io.build_graph([op], ex.in_shape, in_quant, split=True)
     interp = tflm.Interpreter.from_bytes(data, arena_size=1 << 20)
     got = []
     for k in range(len(q)):
@@ -69,10 +70,6 @@ def test_example_is_bit_exact_with_tflm(kind, i):
         got.append(interp.get_output(0)[0])
     np.testing.assert_array_equal(np.stack(got), want)
     assert np.unique(want).size > 8, np.unique(want)  # not a saturated or constant output
-
-
-def op_input_quant(ex):
-    return np.float32(ex.in_quant[0]), int(ex.in_quant[1])
 
 
 def _head_model(ex, seed=0):
