@@ -1,5 +1,8 @@
-"""One small untrained Keras model with every layer kind the front end converts (Bayesian and QAT convolutions,
-depthwise, dense; pools; reshape / flatten), and its export: shared by the front-end, TFLM-op and manifest tests."""
+"""Small untrained Keras models of the front end's layer kinds and their exports, shared by the front-end, TFLM-op and
+manifest tests: `every_kind`, one network chaining the layer kinds of the paper's models (Bayesian and QAT
+convolutions, depthwise, dense; pools; reshape / flatten), and `registration_model`, one model per registration
+of `frontend.converters()` built from the registration's own example (so a new layer kind is tested with no
+test edited)."""
 
 import keras
 import numpy as np
@@ -9,7 +12,7 @@ from tfqbnn import layers as tl
 
 
 def every_kind(bayesian_convs=True):
-    """Every registered Keras layer kind: Bayesian / QAT conv, depthwise, dense; pools; reshape / flatten."""
+    """Bayesian / QAT conv, depthwise, dense; pools; reshape / flatten, chained as in a LeNet."""
     conv = dict(quantization="jq4", seed=3, init_sigma=0.08)
     return keras.Sequential([
         keras.Input((64,)),
@@ -34,10 +37,38 @@ def export_every_kind(out):
     """(out, model, export result) of `every_kind()` with non-trivial QAT kernels, exported int4 into `out`."""
     model = every_kind()
     model(np.zeros((1, 64), np.float32))  # build
-    for layer in model.layers:  # non-trivial QAT kernels (also negative / per-channel spread)
-        if hasattr(layer, "kernel_bits"):
-            k = layer.kernel.numpy()
-            layer.kernel.assign(np.random.default_rng(len(layer.name)).normal(0, 0.4, k.shape).astype(np.float32))
+    randomize_qat_kernels(model)
     x = np.random.default_rng(0).random((48, 64)).astype(np.float32)
     result = convert.export_all(model, out, weights="int4", seed=11, calibration_x=x)
     return out, model, result
+
+
+def registration_model(cls, classes=5):
+    """Keras model of one `frontend.converters()` registration: keras.Input(its example's shape) -> its example
+    layers [-> Flatten] -> DenseVariational(classes) -> Softmax; returns (model, names of the example layers)."""
+    from tflite_export import frontend
+
+    layers, shape = frontend.converters()[cls].example()
+    model = keras.Sequential([keras.Input(shape), *layers])
+    if len(model.output_shape if layers else (None, *shape)) > 2:
+        model.add(keras.layers.Flatten(name="to_head"))
+    model.add(tl.DenseVariational(classes, quantization="jq4", seed=5, init_sigma=0.08, name="head"))
+    model.add(keras.layers.Softmax(name="probs"))
+    return model, [layer.name for layer in layers]
+
+
+def randomize_qat_kernels(model):
+    """Non-trivial QAT kernels (also negative / per-channel spread) in place of the initializer's."""
+    for layer in model.layers:
+        if hasattr(layer, "kernel_bits"):
+            k = layer.kernel.numpy()
+            layer.kernel.assign(np.random.default_rng(len(layer.name)).normal(0, 0.4, k.shape).astype(np.float32))
+
+
+def export_registration(cls, out):
+    """(out, model, example layer names, export result) of `registration_model(cls)`, exported int4 into `out`."""
+    model, names = registration_model(cls)
+    randomize_qat_kernels(model)
+    shape = tuple(model.inputs[0].shape[1:])
+    x = np.random.default_rng(0).random((32, *shape)).astype(np.float32)
+    return out, model, names, convert.export_all(model, out, weights="int4", seed=11, calibration_x=x)

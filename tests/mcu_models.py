@@ -87,7 +87,7 @@ def exported_jq4(tmp_root):
 
 
 def synthetic_conv_model(seed=0, bayesian_conv=True, input_shape=(28, 28, 1)):
-    """An IR network with every op kind of the C runtime (LeNet-like, no training): conv (Bayesian OHWI or int8
+    """A LeNet-like IR network (no training) of the C runtime's conv, pool, reshape and dense kinds: conv (Bayesian OHWI or int8
     per-channel with bias; SAME, stride 1) -> max pool -> depthwise conv (int4, dm 2, VALID, stride 2) -> average
     pool (SAME) -> conv (int4 per-tensor) -> flatten -> dense (int8 per-channel, ReLU) -> Bayesian dense ->
     Bayesian dense (10 logits); calibrated on random images. "head" (bayesian_conv=False): the deterministic

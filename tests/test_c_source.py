@@ -96,3 +96,12 @@ def test_tflite_array_name_must_be_an_identifier(tmp_path):
     f.write_bytes(b"\x00" * 8)
     with pytest.raises(ValueError, match="C identifier"):
         c_source.write_tflite_array(f, tmp_path, name="g_model[]; int evil")
+
+
+def test_c_dims_of_every_per_example_rank():
+    """[C] -> 1x1xC, a 1-D signal's [W, C] -> 1xWxC, [H, W, C] as is; other ranks are refused by name."""
+    assert c_source._dims((5,)) == "{1, 1, 5}"
+    assert c_source._dims((12, 4)) == "{1, 12, 4}"
+    assert c_source._dims((2, 3, 4)) == "{2, 3, 4}"
+    with pytest.raises(ValueError, match="rank 4"):
+        c_source._dims((1, 2, 3, 4))

@@ -74,7 +74,9 @@ def test_wheel_installs_working_console_scripts(tmp_path):
     src.mkdir()
     for name in ("setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src)
-    for pkg in ("tfqbnn", "tflite_export"):
+    from test_packaging import packages
+
+    for pkg in packages():
         shutil.copytree(ROOT / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__", "build"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
                     "-w", str(tmp_path / "dist"), str(src)], check=True, capture_output=True, timeout=300)

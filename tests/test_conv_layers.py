@@ -426,6 +426,19 @@ def test_wrong_input_rank_and_nested_init_errors():
                                        keras.Sequential([keras.Input((6, 6, 1)), keras.layers.DepthwiseConv2D(3)]))
 
 
+def test_init_from_deterministic_pairs_each_variational_layer_with_its_keras_class():
+    det = keras.Sequential([keras.Input((9, 2)), keras.layers.Conv1D(3, 3, use_bias=False),
+                            keras.layers.Flatten(), keras.layers.Dense(4, use_bias=False)])
+    bnn = keras.Sequential([keras.Input((9, 2)), Conv1DVariational(3, 3), keras.layers.Flatten(),
+                            DenseVariational(4)])
+    models.init_from_deterministic(bnn, det, init_sigma=0.02)
+    for b, d in ((bnn.layers[0], det.layers[0]), (bnn.layers[2], det.layers[2])):
+        np.testing.assert_array_equal(b.mu.numpy(), np.clip(d.kernel.numpy(), -b.mu_limit, b.mu_limit))
+    with pytest.raises(ValueError, match="cannot be initialised from"):
+        models.init_from_deterministic(keras.Sequential([keras.Input((9, 2)), Conv1DVariational(3, 3)]),
+                                       keras.Sequential([keras.Input((9, 2)), keras.layers.Dense(3)]))
+
+
 def test_lenet_sweep_rows_and_stored_bytes():
     from tfqbnn import sweep
 

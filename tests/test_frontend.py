@@ -1,6 +1,8 @@
-"""Issue 12: the Keras front end (`tflite_export.frontend`), the op-level manifest and its load-side cross-checks,
-and the TFLite lowering of every converter, on small untrained models (no data files): every supported layer
-kind in one model, run in pip TFLM (split model) bit-exactly with the numpy reference; refusals name the layer."""
+"""The Keras front end (`tflite_export.frontend`), the op-level manifest and its load-side cross-checks, and the
+TFLite lowering of every converter, on small untrained models (no data files): every registration of
+`frontend.converters()` from its own example (exported, run in pip TFLM and the C runtime bit-exactly with the
+numpy reference, float-checked, every manifest field tamper-checked) and one network chaining the layer kinds;
+refusals name the layer."""
 
 import json
 import shutil
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 
 from tflite_export import artifacts, convert, frontend, tflite_io
-from every_kind import every_kind, export_every_kind
+from every_kind import export_every_kind, export_registration
 from tfqbnn import layers as tl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,9 +43,147 @@ def test_every_kind_maps_to_its_op(export_dir):
     assert ops["avg"].strides == (1, 1) and ops["avg"].padding == "same"
 
 
-def test_every_registered_keras_kind_is_in_the_tested_model():
-    """A layer kind added to `frontend.converters()` must join `every_kind` (and so the TFLM test below)."""
-    assert set(frontend.converters()) == {type(layer) for layer in every_kind().layers}
+REGISTERED = list(frontend.converters())
+_EXPORTS = {}
+
+
+def _registration(cls, tmp_path_factory):
+    """export_registration(cls) once per session."""
+    if cls not in _EXPORTS:
+        _EXPORTS[cls] = export_registration(cls, tmp_path_factory.mktemp(f"reg_{cls.__name__}"))
+    return _EXPORTS[cls]
+
+
+def _tflm_split_matches(result, x, samples=3, seed=2):
+    """pip TFLM runs model_split.tflite (sampled filters fed as inputs) bit-exactly with the numpy reference."""
+    tflm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
+    imodel = result["integer_model"]
+    interp = tflm.Interpreter.from_bytes(result["model_split"].read_bytes(), arena_size=1 << 20)
+    ref = imodel.predict_codes(x, num_samples=samples, streams=imodel.streams(seed))
+    streams = imodel.streams(seed)
+    q = imodel.quantize_input(x)
+    for s in range(samples):
+        w = [wi for wi, op in zip(imodel.sample_weights(streams), imodel.layers) if op.bayesian]
+        got = []
+        for n in range(len(x)):
+            interp.set_input(q[n:n + 1], 0)
+            for i, wi in enumerate(w):
+                interp.set_input(wi, i + 1)
+            interp.invoke()
+            got.append(interp.get_output(0)[0])
+        np.testing.assert_array_equal(np.stack(got), ref[s])
+    return ref
+
+
+@pytest.mark.parametrize("cls", REGISTERED, ids=[c.__name__ for c in REGISTERED])
+def test_every_registration_exports_and_runs_in_tflm_bit_exactly(cls, tmp_path_factory):
+    """Each registered layer kind, from its registration's example, exports (manifest, model.tflite, split model),
+    runs in pip TFLM bit-exactly with the numpy reference and loads back to the same integer model."""
+    out, model, names, result = _registration(cls, tmp_path_factory)
+    imodel = result["integer_model"]
+    assert {op.name for op in imodel.layers} >= set(names)  # every example layer became an op
+    shape = tuple(model.inputs[0].shape[1:])
+    x = np.random.default_rng(1).integers(0, 256, size=(12, *shape)).astype(np.uint8)
+    ref = _tflm_split_matches(result, x)
+    assert not np.array_equal(ref[0], ref[1])  # the samples differ: the comparison is not of constants
+    back = artifacts.load_exported(out)
+    np.testing.assert_array_equal(back.predict_codes(x, num_samples=2), imodel.predict_codes(x, num_samples=2))
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no host C compiler")
+@pytest.mark.parametrize("cls", REGISTERED, ids=[c.__name__ for c in REGISTERED])
+def test_every_registration_is_bit_exact_in_the_c_runtime(cls, tmp_path_factory):
+    """The same export, generated to C (tfqbnn-c-sources' path) and run on the host under ASan / UBSan: MC counts,
+    entropies, stream positions and the mean-code pass of every C kernel equal the numpy reference."""
+    from tflite_export import c_source, firmware_runner
+
+    out, model, _, _ = _registration(cls, tmp_path_factory)
+    shape = tuple(model.inputs[0].shape[1:])
+    images = np.random.default_rng(2).integers(0, 256, size=(3, int(np.prod(shape)))).astype(np.uint8)
+    if "c" not in _EXPORTS:  # one GEN_DIR and host build for all: the runtime's objects are compiled once
+        _EXPORTS["c"] = tmp_path_factory.mktemp("gen"), tmp_path_factory.mktemp("host")
+    gen, build = _EXPORTS["c"]
+    c_source.generate(out, gen, images, ["r0", "r1", "r2"], num_samples=4)
+    r = subprocess.run(["make", "-s", "-C", firmware_runner.FIRMWARE_DIR, f"GEN_DIR={gen}", f"HOST_BUILD={build}",
+                        "host-test"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
+    for kernel in ("ref", "lut", "simd"):
+        assert f"ok image 1 (r1) kernel={kernel}" in r.stdout
+
+
+def _leaves(value, path=()):
+    """Paths to the editable leaves of a manifest entry (the first item of each list)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(value, list):
+        if value:
+            yield from _leaves(value[0], (*path, 0))
+    elif value is not None:
+        yield path
+
+
+def _edited(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value * 1.5 + 0.125
+    return value + "x"
+
+
+@pytest.mark.parametrize("cls", REGISTERED, ids=[c.__name__ for c in REGISTERED])
+def test_every_manifest_field_of_every_registration_is_checked(cls, tmp_path_factory, tmp_path):
+    """Any single edit of any field of the manifest entries of a registration's ops (names aside) makes
+    load_exported refuse the export in one line: the manifest is cross-checked against model.tflite field by field."""
+    out, _, names, _ = _registration(cls, tmp_path_factory)
+    man = json.loads((out / "manifest.json").read_text())
+    edits = 0
+    for li, entry in enumerate(man["layers"]):
+        if entry["name"] not in names:
+            continue
+        for path in _leaves(entry):
+            if path[-1] == "name" or path[0] == "sigma_range":  # the Keras quantizer's range: descriptive
+                continue
+            d = tmp_path / f"e{edits}"
+            shutil.copytree(out, d)
+            bad = json.loads(json.dumps(man))
+            node = bad["layers"][li]
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = _edited(node[path[-1]])
+            (d / "manifest.json").write_text(json.dumps(bad))
+            with pytest.raises(ValueError) as err:
+                artifacts.load_exported(d)
+            assert "\n" not in str(err.value) and "manifest.json" in str(err.value), (path, str(err.value))
+            shutil.rmtree(d)
+            edits += 1
+    assert edits >= (1 if names else 0)
+
+
+@pytest.mark.parametrize("cls", [c for c in REGISTERED if not frontend.converters()[c].weighted],
+                         ids=lambda c: c.__name__)
+def test_deterministic_registrations_match_their_float_keras_layers(cls, tmp_path_factory):
+    """A weightless layer kind's integer ops give Keras' float outputs (of the dequantized int8 input) within one
+    rounding (half an output code): an independent float reference for each such registration."""
+    _, model, names, result = _registration(cls, tmp_path_factory)
+    if not names:
+        pytest.skip(f"{cls.__name__} is the model's own last layer (checked in every export)")
+    imodel = result["integer_model"]
+    shape = tuple(model.inputs[0].shape[1:])
+    x = np.random.default_rng(3).integers(0, 256, size=(16, *shape)).astype(np.uint8)
+    q = imodel.quantize_input(x)
+    quant = imodel.quants()[0]
+    real = (q.astype(np.float64) - quant[1]) * np.float64(np.float32(quant[0]))
+    want = keras.Sequential(model.layers[:len(names)])(real.astype(np.float32)).numpy().astype(np.float64)
+    k = [i for i, op in enumerate(imodel.layers) if op.name == names[-1]][-1] + 1
+    got = imodel._run(q, [None] * k, 0, k)
+    out_quant = imodel.quants()[k]
+    err = np.abs(got.astype(np.float64) - (want / np.float64(np.float32(out_quant[0])) + out_quant[1]))
+    assert got.shape == want.shape and err.max() <= 0.5 + 1e-3, err.max()
+    assert np.unique(got).size > 8
 
 
 def test_qat_codes_reproduce_the_keras_fake_quantized_kernels(export_dir):
@@ -65,24 +205,9 @@ def test_qat_codes_reproduce_the_keras_fake_quantized_kernels(export_dir):
 
 
 def test_tflm_runs_the_split_model_of_every_kind_bit_exactly(export_dir):
-    tflm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
     _, _, result = export_dir
-    imodel = result["integer_model"]
     x = np.random.default_rng(1).integers(0, 256, size=(25, 64)).astype(np.uint8)
-    interp = tflm.Interpreter.from_bytes(result["model_split"].read_bytes(), arena_size=1 << 20)
-    ref = imodel.predict_codes(x, num_samples=3, streams=imodel.streams(2))
-    streams = imodel.streams(2)
-    q = imodel.quantize_input(x)
-    for s in range(3):
-        w = [wi for wi, op in zip(imodel.sample_weights(streams), imodel.layers) if op.bayesian]
-        got = []
-        for n in range(len(x)):
-            interp.set_input(q[n:n + 1], 0)
-            for i, wi in enumerate(w):
-                interp.set_input(wi, i + 1)
-            interp.invoke()
-            got.append(interp.get_output(0)[0])
-        np.testing.assert_array_equal(np.stack(got), ref[s])
+    ref = _tflm_split_matches(result, x)
     assert not np.array_equal(ref[0], ref[1])
 
 

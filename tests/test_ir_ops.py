@@ -1,14 +1,14 @@
 """Every registered IR op's numpy integer forward against a float reference (dequantized inputs and weights,
 float64 TensorFlow / numpy kernels), within the rounding bound of TFLite's requantization (half an output code),
 plus the IR's structural promises: N-D Bayesian filters are sampled by the SPEC 3 stream in row-major filter
-order, the deterministic prefix is computed once, and the registry lists every op."""
+order and the deterministic prefix is computed once. (Every registered op against TFLM and the C runtime:
+test_registry_ops; every Keras layer kind against its float Keras layer: test_frontend.)"""
 
 import numpy as np
 import pytest
 
 from tflite_export import convert, reference, storage
 from tflite_export.intmath import sampler, window
-from tflite_export.ir import OPS
 from tflite_export.ir.conv2d import Conv2D
 from tflite_export.ir.depthwise_conv2d import DepthwiseConv2D
 from tflite_export.ir.fully_connected import FullyConnected, IntegerLayer
@@ -26,7 +26,6 @@ def requant_bound(op):
     the right shift r): at most half a code plus half a unit of the intermediate, 2^-(r+1) codes."""
     right = np.maximum(-op.multipliers()[1], 0)
     return BOUND + 0.5 * 2.0 ** -float(right.min())
-TESTED = set()
 
 
 def tf():
@@ -55,7 +54,6 @@ def _check(op, q_in, quant, w_codes, real_fn, bias_real=0.0):
     err = np.abs(got.astype(np.float64) - np.clip(want, lo_q, hi_q))
     assert err.max() <= requant_bound(op), (op.kind, err.max(), requant_bound(op))
     assert np.unique(got).size > 20  # a real range of codes, not a saturated output
-    TESTED.add(op.kind)
     return got
 
 
@@ -209,7 +207,6 @@ def test_pooling_vs_float(cls, padding, pool, strides):
     want = real / np.float64(quant[0]) + quant[1]
     assert got.shape == (2, *op.output_shape((9, 7, 3)))
     assert np.abs(got - want).max() <= (1e-4 if cls is MaxPool2D else BOUND)  # TF pools in float32: max is exact up to that
-    TESTED.add(op.kind)
 
 
 def test_relu_pool_clamps_at_the_zero_point():
@@ -223,7 +220,6 @@ def test_reshape_is_row_major_flatten():
     op = Reshape("flatten")
     np.testing.assert_array_equal(op.run(q, (1.0, 0)), q.reshape(2, -1))
     assert op.output_shape((3, 4, 5)) == (60,)
-    TESTED.add(op.kind)
 
 
 def test_softmax_op_is_the_v1_softmax():
@@ -234,7 +230,6 @@ def test_softmax_op_is_the_v1_softmax():
     real = np.exp(_deq(q, (np.float32(0.1), 3)))
     real /= real.sum(-1, keepdims=True)
     assert np.abs((Softmax().run(q, (np.float32(0.1), 3)).astype(float) + 128) / 256 - real).max() < 2 / 256
-    TESTED.add("SOFTMAX")
 
 
 def _lenet_like(rng, bayesian_conv):
@@ -293,13 +288,6 @@ def test_constructors_reject_bad_input_with_the_value():
         DepthwiseConv2D("d", w)
     with pytest.raises(ValueError, match="3 channels"):
         Conv2D("c", w).output_shape((5, 5, 3))
-
-
-def test_every_registered_op_has_a_float_reference_test():
-    """Runs last in this file: the kinds the tests above checked against a float reference cover the registry
-    (QBNN_FULLY_CONNECTED, the v1 layer, is checked bit-exact against TFLM in test_export)."""
-    assert all(cls.kind == kind for kind, cls in OPS.items())
-    assert set(OPS) - {"QBNN_FULLY_CONNECTED"} <= TESTED, sorted(set(OPS) - TESTED)
 
 
 def test_qbnn_sample_options_v2_carry_the_nd_filter_shape():

@@ -15,6 +15,18 @@ import pytest
 import tflite_export
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def packages():
+    """The top-level packages setup.cfg ships ([options.packages.find] include, sub-package patterns aside)."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    return tuple(p for p in cfg["options.packages.find"]["include"].split() if "." not in p)
+
+
+PACKAGES = packages()
 _JUNK = shutil.ignore_patterns("__pycache__", "build", "*.egg-info", "*.o", "*.elf", "*.pyc", ".*")
 
 
@@ -22,7 +34,7 @@ def _source_copy(dst):
     for name in ("setup.cfg", "pyproject.toml", "README.md", "MANIFEST.in", "LICENSE"):
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, dst / name)
-    for pkg in ("tfqbnn", "tflite_export"):
+    for pkg in PACKAGES:
         shutil.copytree(ROOT / pkg, dst / pkg, ignore=_JUNK)
     return dst
 
@@ -56,7 +68,7 @@ def test_wheel_ships_firmware_micro_and_spec(wheel):
     assert {"tflite_export/firmware/Makefile", "tflite_export/firmware/link.ld", "tflite_export/firmware/main.c",
             "tflite_export/micro/qbnn_runtime.c", "tflite_export/micro/qbnn_sample_op.cc"} <= needed
     assert not needed - names, sorted(needed - names)
-    py = {f"{p.relative_to(ROOT).as_posix()}" for pkg in ("tfqbnn", "tflite_export")
+    py = {f"{p.relative_to(ROOT).as_posix()}" for pkg in PACKAGES
           for p in (ROOT / pkg).rglob("*.py") if "__pycache__" not in p.parts}
     assert not py - names, sorted(py - names)
     assert not [n for n in names if "/build/" in n or n.endswith((".o", ".elf"))]

@@ -17,9 +17,10 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from tflite_export import reference, safeio, storage, tflite_io
+import qbnn_safeio as safeio
+from qbnn_safeio import sha256_file
+from tflite_export import reference, storage, tflite_io
 from tflite_export.intmath import softmax
-from tflite_export.safeio import sha256_file
 
 MANIFEST_VERSION = 2  # 2: "files" (SHA-256 of every written file) and per-tensor "sha256" of the stored codes
 MANIFEST = "manifest.json"
@@ -137,6 +138,11 @@ def _check_layer(info, stored, graph, man_path):
         raise ArtifactError(f"{where}: multiplier/shift do not follow from its scales")
     if list(layer.act_range) != [info.get("activation_min"), info.get("activation_max")]:
         raise ArtifactError(f"{where}: activation_min/max differ from its activation and zero point")
+    want = layer.manifest_entry()  # the derived fields (layout name, byte counts, ...): exactly the writer's
+    for key in list(info) + [k for k in want if k not in info]:
+        if info.get(key) != want.get(key):
+            raise ArtifactError(f"{where}: {key} does not follow from the rest of its entry and model.tflite "
+                                f"(expected {str(want.get(key))[:60]})")
     if layer.activation == "softplus":
         lut, _ = reference.softplus_lut(layer.output_scale, layer.output_zero_point, layer.lut_scale,
                                         layer.lut_zero_point)
@@ -258,6 +264,7 @@ def _check_ops(man, data, man_path, tfl_path):
             or not _same(inp.get("scale"), reference.INPUT_SCALE) or inp.get("zero_point") != reference.INPUT_ZERO_POINT):
         raise ArtifactError(f"{man_path}: input {inp!r} is not [1, ...] int8 at scale 1/255, zero point -128")
     shape = tuple(int(v) for v in inp["shape"][1:])
+    quant = (reference.INPUT_SCALE, reference.INPUT_ZERO_POINT)
     ops = []
     for entry in man["layers"]:
         where = f"{man_path}: layer {entry.get('name')!r}"
@@ -276,6 +283,13 @@ def _check_ops(man, data, man_path, tfl_path):
             if entry.get(key) != want.get(key):
                 raise ArtifactError(f"{where}: {key} does not follow from the rest of its entry and model.tflite's "
                                     f"codes (expected {str(want.get(key))[:60]})")
+        # an op's own input quantization (its requantization uses it) is the output quantization of the op before
+        # it: model.tflite holds the latter only
+        if hasattr(op, "input_zero_point") and (not _same(op.input_scale, quant[0])
+                                                or op.input_zero_point != quant[1]):
+            raise ArtifactError(f"{where}: its input quantization ({op.input_scale}, {op.input_zero_point}) is not "
+                                f"the output of the op before it ({float(quant[0])}, {quant[1]})")
+        quant = op.output_quant(quant)
         shape = op.output_shape(shape)
         ops.append(op)
     imodel = reference.IntegerModel(ops, default_seed=int(man["default_seed"]), input_shape=inp["shape"][1:])

@@ -26,7 +26,8 @@ import tempfile
 
 import numpy as np
 
-from tflite_export import artifacts, modes, reference, safeio, storage
+import qbnn_safeio as safeio
+from tflite_export import artifacts, modes, reference, storage
 from tflite_export.intmath import sampler, softmax
 from tflite_export.ir.activation import ACTIVATIONS  # the one list of activations
 
@@ -218,9 +219,11 @@ def _c_initialiser(fields):
 
 
 def _geometry(shape):
-    """Per-example NHWC (h, w, c) of a shape (a vector: 1 x 1 x n)."""
+    """Per-example NHWC (h, w, c) of a shape: [C] -> 1 x 1 x C, [W, C] (a 1-D signal) -> 1 x W x C, [H, W, C]."""
     shape = tuple(int(v) for v in shape)
-    return (1, 1, shape[0]) if len(shape) == 1 else shape
+    if not 1 <= len(shape) <= 3:
+        raise ValueError(f"tensor shape {shape} has rank {len(shape)}; the C runtime holds ranks 1 to 3")
+    return (1,) * (3 - len(shape)) + shape
 
 
 def _dims(shape):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tflite_export import artifacts, safeio
+import qbnn_safeio as safeio
+from tflite_export import artifacts
 from tflite_export.ir.activation import TIE_MARGIN, tie_free_softplus_lut  # noqa: F401
 from tflite_export.ir.weighted import range_to_affine as _range_to_affine  # noqa: F401
 from tflite_export.reference import INPUT_SCALE, INPUT_ZERO_POINT, IntegerModel

@@ -1,13 +1,17 @@
 """Keras front end: a `keras.Sequential` of supported layers -> the IR ops of an `IntegerModel`.
 
-`converters()` maps each supported Keras layer class to the function that emits its op(s) -- one line per layer
-kind. A converter gets the layer and a `_Context` (the per-example shape so far, the next Bayesian stream id, the
+`converters()` maps each supported Keras layer class to its `Registration`: the function that emits its op(s), a
+small Keras example the tests run, whether it holds weights, the stock Keras class it replaces -- one entry per
+layer kind. A converter gets the layer and a `_Context` (the per-example shape so far, the next Bayesian stream id, the
 stored weight mode) and returns a list of IR ops; every refusal is a one-line ValueError naming the layer.
 
 Keras and tfqbnn are imported lazily (inside the functions), so `import tflite_export` stays TensorFlow-free.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -17,6 +21,7 @@ from tflite_export.ir import activation as act
 from tflite_export.ir.conv2d import Conv2D
 from tflite_export.ir.depthwise_conv2d import DepthwiseConv2D
 from tflite_export.ir.fully_connected import FullyConnected, IntegerLayer
+from tflite_export.ir.global_average_pool2d import GlobalAveragePool2D
 from tflite_export.ir.pool import AveragePool2D, MaxPool2D
 from tflite_export.ir.reshape import Reshape
 from tflite_export.ir.softmax import Softmax
@@ -56,7 +61,7 @@ def _check_common(layer, ctx, *, conv=False):
     if conv:
         if getattr(layer, "data_format", "channels_last") not in (None, "channels_last"):
             raise ValueError(f"{where}: data_format={layer.data_format!r} is not supported (channels_last only)")
-        if tuple(getattr(layer, "dilation_rate", (1, 1))) != (1, 1):
+        if set(tuple(getattr(layer, "dilation_rate", (1,)))) != {1}:
             raise ValueError(f"{where}: dilation_rate={tuple(layer.dilation_rate)} is not supported (only 1)")
         if getattr(layer, "groups", 1) != 1:
             raise ValueError(f"{where}: groups={layer.groups} is not supported (only 1)")
@@ -150,6 +155,20 @@ def conv2d_variational(layer, ctx):
     return _conv(layer, ctx, _bayesian, Conv2D, _hwio_to_ohwi, 0)
 
 
+def conv1d_variational(layer, ctx):
+    """A (steps, channels) signal as a [1, steps, channels] image: RESHAPE, CONV_2D with a 1 x K filter, RESHAPE."""
+    if len(ctx.shape) != 2:
+        raise ValueError(f"{ctx.where(layer)}: needs a (steps, channels) input; the tensor here has shape {ctx.shape}")
+    steps, channels = ctx.shape
+    ctx.shape = (1, steps, channels)
+    activation = _check_common(layer, ctx, conv=True)
+    w = _bayesian(layer, ctx, lambda k: np.transpose(k, (2, 0, 1))[:, None], 0)  # (K, I, O) -> OHWI (O, 1, K, I)
+    op = Conv2D(name=layer.name, weights=w, activation=activation, strides=(1, int(layer.strides[0])),
+                padding=str(layer.padding).lower())
+    ctx.shape = op.output_shape(ctx.shape)[1:]
+    return [Reshape(f"{layer.name}_image", (1, steps, channels)), op, Reshape(f"{layer.name}_steps", ctx.shape)]
+
+
 def depthwise_conv2d_variational(layer, ctx):
     return _conv(layer, ctx, _bayesian, DepthwiseConv2D, _hwcm_to_1hwo, 3)
 
@@ -185,6 +204,18 @@ def _pool(cls):
     return convert
 
 
+def global_average_pooling2d(layer, ctx):
+    where = ctx.where(layer)
+    if getattr(layer, "data_format", "channels_last") not in (None, "channels_last") or layer.keepdims:
+        raise ValueError(f"{where}: data_format={layer.data_format!r}, keepdims={layer.keepdims} is not supported "
+                         "(channels_last, keepdims=False only)")
+    if len(ctx.shape) != 3:
+        raise ValueError(f"{where}: needs an (H, W, C) input; the tensor here has shape {ctx.shape}")
+    op = GlobalAveragePool2D(name=layer.name)
+    ctx.shape = op.output_shape(ctx.shape)
+    return [op]
+
+
 def reshape(layer, ctx):
     op = Reshape(name=layer.name, shape=tuple(int(v) for v in layer.target_shape))
     try:
@@ -213,36 +244,73 @@ def softmax(layer, ctx):
     return [Softmax(name=layer.name)]
 
 
+@dataclass(frozen=True)
+class Registration:
+    """How one Keras layer class becomes IR ops.
+
+    * `convert(layer, ctx)` -- the converter: a list of IR ops (refusals: one-line ValueErrors naming the layer)
+    * `example()` -- (Keras layers, per-example input shape): a small instance of the layer for the registry-driven
+      tests (the layers are fresh on every call)
+    * `weighted` -- the layer holds weights (a model needs one before its Softmax; the last one has no activation)
+    * `replaces` -- the stock Keras class name this layer is used instead of (a refused stock layer names it)
+    """
+
+    convert: Callable
+    example: Callable
+    weighted: bool = False
+    replaces: str | None = None
+
+
+_JQ = dict(quantization="jq4", seed=3, init_sigma=0.08)  # the Bayesian examples: sigma wide enough that samples move
+
+
 def converters():
-    """{Keras layer class: converter}: the one table a new layer kind is added to. Exact classes: a subclass
+    """{Keras layer class: Registration}: the one table a new layer kind is added to. Exact classes: a subclass
     (e.g. a plain keras Conv2D under QuantizedConv2D) is not silently treated as its parent."""
     import keras
 
     from tfqbnn import layers as tl
 
+    L = keras.layers
     return {
-        tl.DenseVariational: dense_variational,
-        tl.Conv2DVariational: conv2d_variational,
-        tl.DepthwiseConv2DVariational: depthwise_conv2d_variational,
-        tl.QuantizedDense: quantized_dense,
-        tl.QuantizedConv2D: quantized_conv2d,
-        tl.QuantizedDepthwiseConv2D: quantized_depthwise_conv2d,
-        keras.layers.MaxPooling2D: _pool(MaxPool2D),
-        keras.layers.AveragePooling2D: _pool(AveragePool2D),
-        keras.layers.Reshape: reshape,
-        keras.layers.Flatten: flatten,
-        keras.layers.Softmax: softmax,
+        tl.DenseVariational: Registration(
+            dense_variational, lambda: ([tl.DenseVariational(6, **_JQ)], (20,)), True, "Dense"),
+        tl.Conv2DVariational: Registration(
+            conv2d_variational, lambda: ([tl.Conv2DVariational(3, 3, padding="same", activation="relu", **_JQ)],
+                                         (8, 8, 2)), True, "Conv2D"),
+        tl.Conv1DVariational: Registration(
+            conv1d_variational, lambda: ([tl.Conv1DVariational(4, 3, strides=2, padding="same", activation="relu",
+                                                               **_JQ)], (13, 2)), True, "Conv1D"),
+        tl.DepthwiseConv2DVariational: Registration(
+            depthwise_conv2d_variational,
+            lambda: ([tl.DepthwiseConv2DVariational(2, strides=2, activation="softplus", **_JQ)], (6, 6, 3)), True,
+            "DepthwiseConv2D"),
+        tl.QuantizedDense: Registration(
+            quantized_dense, lambda: ([tl.QuantizedDense(12, use_bias=False, kernel_bits=8, activation="relu")], (20,)),
+            True, "Dense"),
+        tl.QuantizedConv2D: Registration(
+            quantized_conv2d, lambda: ([tl.QuantizedConv2D(4, 2, use_bias=False, kernel_bits=4, per_channel=False,
+                                                           activation="softplus")], (6, 6, 3)), True, "Conv2D"),
+        tl.QuantizedDepthwiseConv2D: Registration(
+            quantized_depthwise_conv2d,
+            lambda: ([tl.QuantizedDepthwiseConv2D(3, depth_multiplier=2, use_bias=False, kernel_bits=4,
+                                                  activation="softplus")], (8, 8, 3)), True, "DepthwiseConv2D"),
+        L.MaxPooling2D: Registration(_pool(MaxPool2D), lambda: ([L.MaxPooling2D(2, padding="same")], (7, 7, 3))),
+        L.AveragePooling2D: Registration(_pool(AveragePool2D),
+                                         lambda: ([L.AveragePooling2D(2, strides=1, padding="same")], (6, 6, 3))),
+        L.GlobalAveragePooling2D: Registration(global_average_pooling2d,
+                                               lambda: ([L.GlobalAveragePooling2D()], (6, 5, 4))),
+        L.Reshape: Registration(reshape, lambda: ([L.Reshape((4, 4, 2))], (32,))),
+        L.Flatten: Registration(flatten, lambda: ([L.Flatten()], (3, 3, 2))),
+        L.Softmax: Registration(softmax, lambda: ([], (10,))),  # the model's own last layer
     }
 
 
-_HINTS = {"Dense": "QuantizedDense (QAT) or DenseVariational", "Conv2D": "QuantizedConv2D (QAT) or Conv2DVariational",
-          "DepthwiseConv2D": "QuantizedDepthwiseConv2D (QAT) or DepthwiseConv2DVariational"}
-
-
-def _weighted_kinds(table):
-    weighted = (dense_variational, conv2d_variational, depthwise_conv2d_variational, quantized_dense,
-                quantized_conv2d, quantized_depthwise_conv2d)
-    return tuple(cls for cls, fn in table.items() if fn in weighted)
+def _hint(table, name):
+    """'(use A or B)' for a refused stock Keras class that registered layers replace, else the supported list."""
+    use = [cls.__name__ for cls, reg in table.items() if reg.replaces == name]
+    return f" (use {' or '.join(sorted(use, reverse=True))})" if use else \
+        f"; supported: {sorted(c.__name__ for c in table)}"
 
 
 def integer_ops(model, weights="int4"):
@@ -261,13 +329,12 @@ def integer_ops(model, weights="int4"):
         if isinstance(layer, keras.Model):
             raise ValueError(f"layer {layer.name!r}: nested models are not supported; export a flat Sequential")
         if type(layer) not in table:
-            hint = _HINTS.get(type(layer).__name__)
             raise ValueError(f"layer {layer.name!r}: {type(layer).__name__} is not supported"
-                             + (f" (use {hint})" if hint else f"; supported: {sorted(c.__name__ for c in table)}"))
+                             + _hint(table, type(layer).__name__))
     for layer in layers[:-1]:
         if isinstance(layer, keras.layers.Softmax):
             raise ValueError(f"layer {layer.name!r}: Softmax is supported only as the model's last layer")
-    weighted = [layer for layer in layers if isinstance(layer, _weighted_kinds(table))]
+    weighted = [layer for layer in layers if table[type(layer)].weighted]
     if not weighted:
         raise ValueError("the model has no weighted layer (DenseVariational, ...) before its Softmax")
     shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
@@ -276,5 +343,5 @@ def integer_ops(model, weights="int4"):
     ctx = _Context(weights, shape, weighted[-1])
     ops = []
     for layer in layers:
-        ops += table[type(layer)](layer, ctx)
+        ops += table[type(layer)].convert(layer, ctx)
     return ops, tuple(int(v) for v in shape)

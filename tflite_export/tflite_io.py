@@ -214,11 +214,18 @@ def builtin_names(schema):
 def build_tflite(imodel, split=False):
     """Serialized model.tflite (split=False, QBNN_SAMPLE ops) or model_split.tflite (filters as inputs): the
     input tensor, then each IR op's `lower_tflite` (SPEC.md section 6)."""
+    return build_graph(imodel.ops, imodel.input_shape, imodel.quants()[0], split, imodel.default_seed)
+
+
+def build_graph(ops, input_shape, input_quant, split=False, default_seed=0):
+    """Serialized .tflite of IR ops run in order on one int8 input (per-example `input_shape`, (scale, zero
+    point) `input_quant`); its output is the last op's. `build_tflite` is this for a whole model; the
+    registry-driven tests build one op's graph with it."""
     s = _schema()
-    g = _Graph(s, split, imodel.default_seed, {b for op in imodel.ops for b in type(op).tflite_builtins})
-    x = g.int8("input", [1, *imodel.input_shape], imodel.quants()[0])
+    g = _Graph(s, split, default_seed, {b for op in ops for b in type(op).tflite_builtins})
+    x = g.int8("input", [1, *input_shape], input_quant)
     g.inputs.append(x)
-    for op in imodel.ops:
+    for op in ops:
         x = op.lower_tflite(g, x)
     sub = s.SubGraphT()
     sub.tensors, sub.operators, sub.name = g.tensors, g.ops, "main"

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from tfqbnn.config import QuantizationConfig
-from tfqbnn.layers import (ClipWeights, Conv2DVariational, DenseVariational, DepthwiseConv2DVariational,
+from tfqbnn.layers import (ClipWeights, Conv2DVariational, DenseVariational,
                            QuantizedConv2D, QuantizedDense, QuantizedDepthwiseConv2D, VariationalLayer)
 from tfqbnn.priors import softplus_inverse
 
@@ -214,10 +214,9 @@ def deterministic_model(arch, **kwargs):
     return deterministic_mlp(**kwargs) if arch == "mlp" else deterministic_lenet5(**kwargs)
 
 
-# variational class -> the Keras layer class its mu is initialised from
-_PAIRS = ((DepthwiseConv2DVariational, keras.layers.DepthwiseConv2D), (Conv2DVariational, keras.layers.Conv2D),
-          (DenseVariational, keras.layers.Dense))
-_WEIGHTED = (keras.layers.DepthwiseConv2D, keras.layers.Conv2D, keras.layers.Dense)
+# Keras' weighted layer kinds (a variational layer names its own twin: `keras_class`)
+_WEIGHTED = (keras.layers.DepthwiseConv2D, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
+             keras.layers.Dense)
 
 
 def _source_kind(layer):
@@ -226,7 +225,7 @@ def _source_kind(layer):
 
 def _target_kind(layer):
     if isinstance(layer, VariationalLayer):
-        return next((k for v, k in _PAIRS if isinstance(layer, v)), None)
+        return getattr(type(layer), "keras_class", None)
     return _source_kind(layer)
 
 
@@ -243,8 +242,9 @@ def _check_not_nested(model, fn):
 def init_from_deterministic(bnn, det, init_sigma=None):
     """Copy a pretrained deterministic model into a (partially) Bayesian one of the same structure.
 
-    Weighted layers are paired in order: ``Dense -> DenseVariational``,
-    ``Conv2D -> Conv2DVariational``, ``DepthwiseConv2D -> DepthwiseConv2DVariational``
+    Weighted layers are paired in order, each variational layer with its `keras_class` (``Dense ->
+    DenseVariational``, ``Conv1D / Conv2D / Conv3D -> Conv1DVariational / ...``, ``DepthwiseConv2D ->
+    DepthwiseConv2DVariational``)
     (a deterministic layer of ``bnn``, e.g. `QuantizedConv2D`, takes the kernel as is).
     For a variational layer ``mu`` <- the kernel (clipped to the layer's ``mu_limit``),
     ``sigma`` <- ``init_sigma`` (default: each layer's own ``init_sigma``).

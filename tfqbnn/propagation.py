@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tflite_export.safeio import check_num_samples
+from qbnn_safeio import check_num_samples
 from tfqbnn import moments
 from tfqbnn.layers import DenseVariational, sample_groups
 from tfqbnn.uncertainty import (

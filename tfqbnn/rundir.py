@@ -27,7 +27,7 @@ import os
 import time
 from pathlib import Path
 
-from tflite_export.safeio import (  # noqa: F401
+from qbnn_safeio import (  # noqa: F401
     atomic_path, is_temp_name, make_dir, open_temp, sha256_file, write_bytes, write_text)
 
 MANIFEST = "run.json"

@@ -206,13 +206,14 @@ def _connect(opts):
 
 
 def _runtime_env():
-    """The job's environment: this copy's packages (tfqbnn and the tflite_export it imports; a checkout or an
-    installed copy) uploaded to every worker."""
+    """The job's environment: this copy's packages (tfqbnn, the qbnn_safeio guards it imports and the tflite_export
+    its cells may call; a checkout or an installed copy) uploaded to every worker."""
+    import qbnn_safeio
     import tflite_export
     import tfqbnn
 
     env = {k: os.environ[k] for k in ("TF_CPP_MIN_LOG_LEVEL", "RAY_USAGE_STATS_ENABLED") if k in os.environ}
-    return {"py_modules": [tfqbnn, tflite_export], "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", **env}}
+    return {"py_modules": [qbnn_safeio, tfqbnn, tflite_export], "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", **env}}
 
 
 def _slots(opts):

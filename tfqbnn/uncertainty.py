@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tflite_export.safeio import check_num_samples, check_seed
+from qbnn_safeio import check_num_samples, check_seed
 from tfqbnn.layers import VariationalLayer, sample_groups
 
 _EPS = 1e-12

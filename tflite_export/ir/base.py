@@ -17,9 +17,15 @@ What an op provides (defaults here; an op overrides what applies):
 * `emit_c(em, i, in_shape)` -- its C parameters (the struct its micro/ops kernel declares; the kernel's header
   also sizes its scratch, which the generated arena plan takes from there)
 * `c_modes(in_shape)` -- whether the C runtime's HYBRID / PFP modes can use it
+* `example()` -- [Example(op, per-example input shape, input quant)]: small instances the registry-driven tests
+  run through numpy, TFLM and the C runtime (every option the op's kernels branch on, Bayesian or constant)
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
 
 
 class Op:
@@ -58,6 +64,11 @@ class Op:
         """Writes the op's C parameters into `em` (`c_source.CEmitter`); returns the `qbnn_op.params` expression."""
         raise NotImplementedError(f"op {self.kind}: C emission is not implemented yet")
 
+    @classmethod
+    def example(cls):
+        """[Example]: instances covering the op's options, for the registry-driven tests."""
+        raise NotImplementedError(f"op {cls.kind}: example() is not implemented")
+
     def c_modes(self, in_shape):
         """(rows, cols) when the C runtime's HYBRID / PFP modes can start at this op (qbnn_plan.c's moments_ok:
         a Bayesian dense layer, one scale, no bias, with its moment table), else None."""
@@ -66,3 +77,13 @@ class Op:
 
 def quant_entry(scale, zero_point):
     return {"scale": None if scale is None else float(scale), "zero_point": None if zero_point is None else int(zero_point)}
+
+
+@dataclass
+class Example:
+    """One test instance of an op: the op (output quantization uncalibrated), its per-example input shape and the
+    (scale, zero point) of its int8 input."""
+
+    op: Op
+    in_shape: tuple
+    in_quant: tuple = (np.float32(0.05), -5)

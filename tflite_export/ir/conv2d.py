@@ -13,6 +13,7 @@ import numpy as np
 
 from tflite_export.intmath import window
 from tflite_export.ir import activation as act
+from tflite_export.ir.base import Example
 from tflite_export.ir.weighted import WeightedOp
 
 
@@ -67,3 +68,14 @@ class Conv2D(WeightedOp):
     def manifest_entry(self):
         return {**super().manifest_entry(), "strides": list(self.strides), "padding": self.padding,
                 "dilation": list(self.dilation)}
+
+    @classmethod
+    def example(cls):
+        from tflite_export.ir.weights import BayesianWeights, ConstantWeights
+
+        bias = np.random.default_rng(1).integers(-300, 300, size=5)
+        return [Example(cls("conv", ConstantWeights.example((5, 3, 3, 3), 8), "relu", bias, strides=(2, 1),
+                            padding="same"), (9, 7, 3)),
+                Example(cls("conv4", ConstantWeights.example((4, 2, 3, 3), 4, False), "softplus", padding="valid"),
+                        (6, 7, 3)),
+                Example(cls("bconv", BayesianWeights.example((4, 3, 3, 2)), padding="same"), (6, 6, 2), (0.02, 3))]

@@ -12,6 +12,7 @@ import numpy as np
 
 from tflite_export.intmath import window
 from tflite_export.ir import activation as act
+from tflite_export.ir.base import Example
 from tflite_export.ir.weighted import WeightedOp
 
 
@@ -71,3 +72,14 @@ class DepthwiseConv2D(WeightedOp):
     def manifest_entry(self):
         return {**super().manifest_entry(), "strides": list(self.strides), "padding": self.padding,
                 "dilation": list(self.dilation)}
+
+    @classmethod
+    def example(cls):
+        from tflite_export.ir.weights import BayesianWeights, ConstantWeights
+
+        bias = np.random.default_rng(2).integers(-300, 300, size=8)
+        return [Example(cls("dw", ConstantWeights.example((1, 3, 3, 8), 4, True, 3), "relu", bias, strides=(2, 2),
+                            padding="same"), (8, 9, 4)),
+                Example(cls("dw8", ConstantWeights.example((1, 2, 3, 3), 8, False, 3), "softplus"), (5, 6, 3)),
+                Example(cls("bdw", BayesianWeights.example((1, 3, 3, 6), channel_axis=3), padding="valid"),
+                        (7, 8, 3), (0.02, 3))]

@@ -16,7 +16,7 @@ import numpy as np
 from tflite_export import storage
 from tflite_export.intmath import fixedpoint, sampler
 from tflite_export.ir import activation as act
-from tflite_export.ir.base import Op
+from tflite_export.ir.base import Example, Op
 from tflite_export.ir.weighted import WeightedOp, range_to_affine
 
 
@@ -60,6 +60,15 @@ class FullyConnected(WeightedOp):
         o = schema.FullyConnectedOptionsT()
         o.fusedActivationFunction = act.fused_tflite(self.activation, schema)
         return schema.BuiltinOperator.FULLY_CONNECTED, schema.BuiltinOptions.FullyConnectedOptions, o
+
+    @classmethod
+    def example(cls):
+        from tflite_export.ir.weights import BayesianWeights, ConstantWeights
+
+        bias = np.random.default_rng(3).integers(-500, 500, size=12)
+        return [Example(cls("fc", ConstantWeights.example((12, 40), 8), "relu", bias), (40,)),
+                Example(cls("fc4", ConstantWeights.example((10, 30), 4, False), "softplus"), (30,), (0.02, -128)),
+                Example(cls("bfc", BayesianWeights.example((9, 20))), (20,))]
 
     def multipliers(self):
         if np.asarray(self.weights.scales).size > 1:
@@ -117,6 +126,17 @@ class IntegerLayer(act.Activated, Op):
 
     def c_modes(self, in_shape):
         return tuple(int(d) for d in self.shape)
+
+    @classmethod
+    def example(cls):
+        from tflite_export.ir.weights import BayesianWeights
+
+        out = []
+        for name, (rows, cols), activation in (("l", (8, 30), "softplus"), ("l_relu", (6, 20), "relu")):
+            w = BayesianWeights.example((rows, cols), seed=rows)
+            out.append(Example(cls(name, 0, w.mu_codes, w.sigma_codes, 4, 4, w.layout, w.sigma_q, w.sigma_range,
+                                   activation, np.float32(0.05), -5), (cols,)))
+        return out
 
     @property
     def shape(self):

@@ -11,7 +11,7 @@ import numpy as np
 
 from tflite_export.intmath import window
 from tflite_export.ir import activation as act
-from tflite_export.ir.base import Op
+from tflite_export.ir.base import Example, Op
 
 
 @dataclass(eq=False)
@@ -47,6 +47,12 @@ class _Pool2D(Op):
     def from_manifest(cls, entry, arrays=None):
         return cls(name=str(entry["name"]), pool_size=tuple(entry["pool_size"]), strides=tuple(entry["strides"]),
                    padding=str(entry["padding"]), activation=str(entry["activation"]))
+
+    @classmethod
+    def example(cls):  # 3 and 5 channels: the C max pool's 4-channel words and its per-channel tail
+        return [Example(cls("pool", (3, 3), (2, 2), "same"), (9, 7, 5)),
+                Example(cls("pool_valid", (2, 2), (2, 2), "valid", "relu"), (8, 6, 3)),
+                Example(cls("pool_s1", (3, 2), (2, 1), "same"), (7, 5, 4))]
 
     def emit_c(self, em, i, in_shape):
         (fh, fw), (sh, sw), (h, w) = self.pool_size, self.strides, in_shape[:2]

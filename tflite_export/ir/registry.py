@@ -5,6 +5,7 @@ from __future__ import annotations
 from tflite_export.ir.conv2d import Conv2D
 from tflite_export.ir.depthwise_conv2d import DepthwiseConv2D
 from tflite_export.ir.fully_connected import FullyConnected, IntegerLayer
+from tflite_export.ir.global_average_pool2d import GlobalAveragePool2D
 from tflite_export.ir.pool import AveragePool2D, MaxPool2D
 from tflite_export.ir.reshape import Reshape
 from tflite_export.ir.softmax import Softmax
@@ -18,6 +19,7 @@ OPS = {cls.kind: cls for cls in (
     AveragePool2D,
     Reshape,
     Softmax,
+    GlobalAveragePool2D,
 )}
 
 

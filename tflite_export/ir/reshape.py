@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tflite_export.ir.base import Op
+from tflite_export.ir.base import Example, Op
 
 
 @dataclass(eq=False)
@@ -29,6 +29,10 @@ class Reshape(Op):
 
     def manifest_entry(self):
         return {"kind": self.kind, "name": self.name, "shape": list(self.shape)}
+
+    @classmethod
+    def example(cls):  # a flatten and a 2-D per-example shape (a 1-D conv's (steps, channels))
+        return [Example(cls("flatten"), (3, 4, 5)), Example(cls("steps", (12, -1)), (3, 4, 5))]
 
     @classmethod
     def from_manifest(cls, entry, arrays=None):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tflite_export.intmath.softmax import softmax_int8, softmax_params
-from tflite_export.ir.base import Op
+from tflite_export.ir.base import Example, Op
 
 SOFTMAX_SCALE = np.float32(1.0 / 256.0)
 SOFTMAX_ZERO_POINT = -128
@@ -27,6 +27,10 @@ class Softmax(Op):
 
     def run(self, q, in_quant, w=None, rounding="double"):
         return softmax_int8(q, in_quant[0], self.beta)
+
+    @classmethod
+    def example(cls):
+        return [Example(cls("softmax"), (10,), (np.float32(0.1), 3))]
 
     def params(self, in_quant):
         return dict(zip(("input_multiplier", "input_left_shift", "diff_min"), softmax_params(in_quant[0], self.beta)))

@@ -63,6 +63,15 @@ class BayesianWeights:
     def mean_codes(self):
         return self.mu_codes.astype(np.int8)
 
+    @classmethod
+    def example(cls, shape, index=0, channel_axis=0, seed=0):
+        """Tiny random JQ-4 weights (I4_FUSED, 16 log-spaced sigma levels in [2^-10, 1]) for tests and op examples."""
+        rng = np.random.default_rng(seed)
+        levels = np.exp(np.linspace(np.log(2.0**-10), 0.0, 16))
+        sigma_q = np.round(levels * 7 * 2**sampler.SIGMA_FRAC_BITS).astype(np.int32)
+        return cls(rng.integers(-7, 8, size=shape), rng.integers(0, 16, size=shape), 4, 4, storage.LAYOUT_I4_FUSED,
+                   sigma_q, index, channel_axis=channel_axis)
+
     def stored_tensors(self):
         flat = (self.shape[0], -1)
         return storage.pack(self.mu_codes.reshape(flat), self.sigma_codes.reshape(flat), self.layout, self.sigma_bits)
@@ -114,6 +123,12 @@ class ConstantWeights:
 
     def sample(self, stream=None):
         return self.codes
+
+    @classmethod
+    def example(cls, shape, bits=8, per_channel=True, channel_axis=0, seed=0):
+        """Random constant weights quantized to `bits` (per channel along `channel_axis` or per tensor)."""
+        w = np.random.default_rng(seed).normal(0, 0.4, size=shape)
+        return cls.quantize(w, bits, per_channel, channel_axis)
 
     def mean_codes(self):
         return self.codes

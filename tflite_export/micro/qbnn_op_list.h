@@ -11,6 +11,7 @@
 #include "ops/qbnn_op_depthwise_conv2d.h"
 #include "ops/qbnn_op_pool.h"
 #include "ops/qbnn_op_reshape.h"
+#include "ops/qbnn_op_global_average_pool2d.h"
 #else
 QBNN_OP(FULLY_CONNECTED, fully_connected)
 QBNN_OP(CONV_2D, conv2d)
@@ -18,4 +19,5 @@ QBNN_OP(DEPTHWISE_CONV_2D, depthwise_conv2d)
 QBNN_OP(MAX_POOL_2D, max_pool2d)
 QBNN_OP(AVERAGE_POOL_2D, average_pool2d)
 QBNN_OP(RESHAPE, reshape)
+QBNN_OP(GLOBAL_AVERAGE_POOL_2D, global_average_pool2d)
 #endif

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tflite_export.safeio import sha256_file
+from qbnn_safeio import sha256_file
 from tfqbnn.cli import samples_arg
 
 EVAL_FILES = ("metrics.json", "per_image.npz", "scatter.png", "samples_curve.md")

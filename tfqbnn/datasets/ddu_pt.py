@@ -25,7 +25,7 @@ import numpy as np
 
 from tfqbnn.datasets import files
 from tfqbnn.datasets.errors import DatasetFileError
-from tflite_export.safeio import bounded_repr
+from qbnn_safeio import bounded_repr
 
 # The released DDU files (BlackHC/ddu_dirty_mnist, data-v1.0.0 == data-v0.6.0) and their MD5s.
 DDU_FILES = {

@@ -15,7 +15,7 @@ from keras import ops
 
 from tfqbnn import noise, priors
 from tfqbnn.config import QuantizationConfig
-from tflite_export.safeio import check_seed
+from qbnn_safeio import check_seed
 
 # Number of independent weight samples drawn per call (Monte-Carlo vectorisation).
 # `predict_mc` tiles its batch S times and sets this to S: every variational

@@ -158,6 +158,8 @@ class Conv1DVariational(_ConvVariational):
         3D tensor ``(batch, new_steps, filters)``.
     """
 
+    keras_class = keras.layers.Conv1D  # its deterministic twin (models.init_from_deterministic)
+
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
                  groups=1, activation=None, use_bias=False, **kwargs):
         super().__init__(1, filters, kernel_size, strides, padding, data_format, dilation_rate, groups, activation,
@@ -190,6 +192,8 @@ class Conv2DVariational(_ConvVariational):
         4D tensor ``(batch, new_height, new_width, filters)``.
     """
 
+    keras_class = keras.layers.Conv2D  # its deterministic twin (models.init_from_deterministic)
+
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
                  groups=1, activation=None, use_bias=False, **kwargs):
         super().__init__(2, filters, kernel_size, strides, padding, data_format, dilation_rate, groups, activation,
@@ -207,6 +211,8 @@ class Conv3DVariational(_ConvVariational):
     Output shape:
         5D tensor ``(batch, new_depth, new_height, new_width, filters)``.
     """
+
+    keras_class = keras.layers.Conv3D  # its deterministic twin (models.init_from_deterministic)
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
                  groups=1, activation=None, use_bias=False, **kwargs):
@@ -232,6 +238,8 @@ class DepthwiseConv2DVariational(_ConvBase):
     Output shape:
         4D tensor ``(batch, new_height, new_width, channels * depth_multiplier)``.
     """
+
+    keras_class = keras.layers.DepthwiseConv2D  # its deterministic twin (models.init_from_deterministic)
 
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1, data_format=None,
                  dilation_rate=1, activation=None, use_bias=False, **kwargs):

@@ -29,6 +29,8 @@ class DenseVariational(VariationalLayer):
         2D tensor ``(batch_size, units)``.
     """
 
+    keras_class = keras.layers.Dense  # its deterministic twin (models.init_from_deterministic)
+
     def __init__(self, units, activation=None, use_bias=False, **kwargs):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"`units` must be a positive integer; received units={units!r}")

@@ -1,5 +1,5 @@
-"""Guards shared by every tool that writes files or reads untrusted data (standard library only, so that
-`tflite_export` stays importable without TensorFlow):
+"""Guards shared by every tool of tfqbnn and tflite_export that writes files or reads untrusted data: the bottom
+package both import (standard library only: it imports neither, nor TensorFlow).
 
 * `atomic_path` / `write_bytes`: a file replaced atomically through a temp file created exclusively
   (``O_CREAT | O_EXCL | O_NOFOLLOW``) under a random name in the target folder: a planted link is never
@@ -104,17 +104,9 @@ def bounded_repr(obj, limit=80):
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
-def _runtime_max_samples():
-    """QBNN_MAX_SAMPLES of the C runtime (micro/qbnn_runtime.h): the one source of the bound."""
-    header = os.path.join(os.path.dirname(os.path.abspath(__file__)), "micro", "qbnn_runtime.h")
-    with open(header) as f:
-        m = re.search(r"#define\s+QBNN_MAX_SAMPLES\s+(\d+)", f.read())
-    if m is None:
-        raise RuntimeError(f"{header}: no QBNN_MAX_SAMPLES")
-    return int(m.group(1))
-
-
-MAX_SAMPLES = _runtime_max_samples()
+# QBNN_MAX_SAMPLES of the C runtime (tflite_export/micro/qbnn_runtime.h; a test keeps the two equal): the count
+# sums A[c] stay below 2^32
+MAX_SAMPLES = 65536
 
 
 def check_num_samples(value, name="num_samples"):
