@@ -228,3 +228,15 @@ def test_jit_compiled_training_step_matches_the_default_one():
         weights.append([np.asarray(v) for v in model.weights])
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_kernel_and_bias_initializers_are_used_and_serialized():
+    layer = DenseVariational(3, use_bias=True, kernel_initializer=keras.initializers.Constant(0.25),
+                             bias_initializer="ones")
+    layer.build((None, 4))
+    assert np.all(layer.mu.numpy() == 0.25) and np.all(layer.bias.numpy() == 1.0)
+    clone = DenseVariational.from_config(layer.get_config())
+    clone.build((None, 4))
+    assert np.all(clone.mu.numpy() == 0.25) and np.all(clone.bias.numpy() == 1.0)
+    with pytest.raises(ValueError, match="kernel_initializer='nope'"):
+        DenseVariational(3, kernel_initializer="nope")

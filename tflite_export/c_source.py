@@ -252,7 +252,10 @@ def _arena_plan(model, em, geometry):
     prefix output before it, and where HYBRID / PFP apply (each op's `c_modes`)."""
     ops, first = model.layers, model.prefix_length
     x_first, x_op, filt, act = "0", [], [], []
-    for i, (kind, ins, outs) in enumerate(geometry):
+    for i, (op, (kind, ins, outs)) in enumerate(zip(ops, geometry)):
+        act.append(f"QBNN_ELEMS({', '.join(map(str, outs))})")
+        if not op.c_scratch:  # no kernel header: the kernel's prepare asks for none
+            continue
         window = (em.fields.get(i, {}).get(k, 0) for k in ("filter_h", "filter_w", "stride_h", "stride_w"))
         args = ", ".join(str(int(v)) for v in (*ins, *outs, *window))  # the scratch macros' signature (qbnn_plan.h)
         if i == first:
@@ -260,7 +263,6 @@ def _arena_plan(model, em, geometry):
         else:
             x_op.append(f"QBNN_{kind}_X_ELEMS({args})")
         filt.append(f"QBNN_{kind}_FILTER_ELEMS({args})")
-        act.append(f"QBNN_ELEMS({', '.join(map(str, outs))})")
     lines, names = [], {}
     for name, exprs in (("QBNN__X_OP", x_op), ("QBNN__FILTER", filt), ("QBNN__ACT", act)):
         folded, names[name] = _fold_max(name, exprs)

@@ -16,6 +16,9 @@ What an op provides (defaults here; an op overrides what applies):
 * `lower_tflite(graph, x)` -- its TFLite operators
 * `emit_c(em, i, in_shape)` -- its C parameters (the struct its micro/ops kernel declares; the kernel's header
   also sizes its scratch, which the generated arena plan takes from there)
+* `c_scratch` -- True when its C kernel needs arena scratch: the kernel's header micro/ops/qbnn_op_<name>.h then
+  defines QBNN_<KIND>_X_ELEMS / QBNN_<KIND>_FILTER_ELEMS, the generated arena plan's terms (a kernel with neither
+  parameters nor scratch has no header)
 * `c_modes(in_shape)` -- whether the C runtime's HYBRID / PFP modes can use it
 * `example()` -- [Example(op, per-example input shape, input quant)]: small instances the registry-driven tests
   run through numpy, TFLM and the C runtime (every option the op's kernels branch on, Bayesian or constant)
@@ -35,6 +38,7 @@ class Op:
     tflite_builtins = ()
     bayesian = False
     has_weights = False
+    c_scratch = False
 
     def sample(self, stream):
         return None

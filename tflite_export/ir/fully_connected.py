@@ -87,6 +87,8 @@ class FullyConnected(WeightedOp):
 class IntegerLayer(act.Activated, Op):
     """One Bayesian FULLY_CONNECTED layer of SPEC v1 (weights [R, C] = [out, in]), activation fused."""
 
+    c_scratch = True
+
     name: str
     index: int
     mu_codes: np.ndarray  # int16 [R, C]

@@ -16,6 +16,7 @@ from tflite_export.ir.base import Example, Op
 
 @dataclass(eq=False)
 class _Pool2D(Op):
+    c_scratch = True  # sized by micro/ops/qbnn_op_pool.h (with its parameter struct)
     name: str
     pool_size: tuple = (2, 2)
     strides: tuple = (2, 2)

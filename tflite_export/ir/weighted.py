@@ -30,6 +30,7 @@ def range_to_affine(rmin, rmax):
 
 @dataclass(eq=False)
 class WeightedOp(act.Activated, Op):
+    c_scratch = True  # int16 operands and filter (its kernel header's macros)
     name: str
     weights: object  # BayesianWeights | ConstantWeights
     activation: str = "linear"

@@ -1,17 +1,15 @@
 /* The op registry: one line per op kind, QBNN_OP(KIND, name). KIND is the TFLite builtin name (the enum
    QBNN_OP_<KIND> in qbnn_runtime.h); `name` is the kernel in micro/ops/qbnn_op_<name>.c, which defines
-   qbnn_op_<name>_prepare and qbnn_op_<name>_eval (qbnn_ops.h). Each kernel file has a header
-   micro/ops/qbnn_op_<file>.h declaring its parameter struct and its scratch sizes (QBNN_<KIND>_X_ELEMS,
-   QBNN_<KIND>_FILTER_ELEMS: qbnn_plan.h), included here when this file is included without QBNN_OP defined.
-   Adding an op: one kernel file and its header, one line in each part here, and its IR module's emit_c
-   (tflite_export/ir). The enum values are written into model_data.c: append only. */
+   qbnn_op_<name>_prepare and qbnn_op_<name>_eval (qbnn_ops.h). A kernel with parameters or scratch has a
+   header micro/ops/qbnn_op_<file>.h declaring its parameter struct and its scratch sizes (QBNN_<KIND>_X_ELEMS,
+   QBNN_<KIND>_FILTER_ELEMS: qbnn_plan.h), included here when this file is included without QBNN_OP defined; a
+   kernel with neither has none (its IR op's c_scratch is False). Adding an op: one kernel file (and its header
+   if it has parameters or scratch), one line here, and its IR module (tflite_export/ir). The enum values are written into model_data.c: append only. */
 #ifndef QBNN_OP
 #include "ops/qbnn_op_fully_connected.h"
 #include "ops/qbnn_op_conv2d.h"
 #include "ops/qbnn_op_depthwise_conv2d.h"
 #include "ops/qbnn_op_pool.h"
-#include "ops/qbnn_op_reshape.h"
-#include "ops/qbnn_op_global_average_pool2d.h"
 #else
 QBNN_OP(FULLY_CONNECTED, fully_connected)
 QBNN_OP(CONV_2D, conv2d)

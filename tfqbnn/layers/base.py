@@ -111,6 +111,9 @@ class VariationalLayer(keras.layers.Layer):
         sample_at_inference: if False, inference uses the (quantized) mean weights
             instead of sampling; training always samples.
         seed: int or None, seed of the layer's random generator.
+        kernel_initializer: initializer of the posterior means ``mu`` (name, config or
+            `keras.initializers.Initializer`); None: Glorot uniform seeded by ``seed``.
+        bias_initializer: initializer of the bias (with ``use_bias=True``).
     """
 
     def __init__(
@@ -126,6 +129,8 @@ class VariationalLayer(keras.layers.Layer):
         mu_limit=1.0,
         sample_at_inference=True,
         seed=None,
+        kernel_initializer=None,
+        bias_initializer="zeros",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -140,6 +145,14 @@ class VariationalLayer(keras.layers.Layer):
         if seed is not None:
             check_seed(seed)
         self.activation = keras.activations.get(activation)
+        for name, v in (("kernel_initializer", kernel_initializer), ("bias_initializer", bias_initializer)):
+            try:
+                keras.initializers.get(v)
+            except (ValueError, TypeError):
+                raise ValueError(f"`{name}` must be a Keras initializer (name, config or instance); "
+                                 f"received {name}={v!r}") from None
+        self.kernel_initializer = None if kernel_initializer is None else keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
         self.use_bias = bool(use_bias)
         self.quantization = QuantizationConfig.get(quantization)
         self.prior_std = float(prior_std)
@@ -194,7 +207,7 @@ class VariationalLayer(keras.layers.Layer):
         self.mu = self.add_weight(
             name="mu",
             shape=shape,
-            initializer=keras.initializers.GlorotUniform(seed=self.seed),
+            initializer=self.kernel_initializer or keras.initializers.GlorotUniform(seed=self.seed),
             constraint=ClipWeights(self.mu_limit),
             autocast=False,  # sampled and KL in float32 under mixed precision; w is cast after
         )
@@ -202,7 +215,7 @@ class VariationalLayer(keras.layers.Layer):
         self.rho = self.add_weight(name="rho", shape=shape, initializer=keras.initializers.Constant(rho0),
                                    autocast=False)
         channels = int(self.output_channels(input_shape))
-        self.bias = self.add_weight(name="bias", shape=(channels,), initializer="zeros") if self.use_bias else None
+        self.bias = self.add_weight(name="bias", shape=(channels,), initializer=self.bias_initializer) if self.use_bias else None
         self.kl_weight = self.add_weight(
             name="kl_weight", shape=(), initializer=keras.initializers.Constant(self._pending_kl_weight),
             trainable=False, autocast=False,
@@ -312,6 +325,9 @@ class VariationalLayer(keras.layers.Layer):
                 "mu_limit": self.mu_limit,
                 "sample_at_inference": self.sample_at_inference,
                 "seed": self.seed,
+                "kernel_initializer": (None if self.kernel_initializer is None
+                                       else keras.initializers.serialize(self.kernel_initializer)),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }
         )
         return config

@@ -1,13 +1,10 @@
 /* GLOBAL_AVERAGE_POOL_2D: each channel's average over the whole H x W image, rounded half away from zero with C's
    truncating division (AVERAGE_POOL_2D's rule, count = H * W); output quantization = input's; no parameters. */
-#include "qbnn_op_global_average_pool2d.h"
-
 #include "qbnn_ops.h"
 
 int qbnn_op_global_average_pool2d_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
   (void)kernel, (void)is_last;
-  needs->x_elems = QBNN_SCRATCH(QBNN_GLOBAL_AVERAGE_POOL_2D_X_ELEMS, op, 0, 0, 0, 0);
-  needs->filter_elems = QBNN_SCRATCH(QBNN_GLOBAL_AVERAGE_POOL_2D_FILTER_ELEMS, op, 0, 0, 0, 0);
+  needs->x_elems = needs->filter_elems = 0; /* no scratch: no kernel header (its IR op's c_scratch is False) */
   /* H * W * 127 must fit the int32 sums: qbnn_init bounds every tensor by QBNN_MAX_TENSOR */
   if (op->out.h != 1 || op->out.w != 1 || op->out.c != op->in.c) return QBNN_RT_ERR_CHAIN;
   return (uint64_t)op->in.h * op->in.w <= (uint64_t)INT32_MAX / 128u ? QBNN_OK : QBNN_RT_ERR_LIMITS;

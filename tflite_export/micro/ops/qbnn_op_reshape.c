@@ -1,12 +1,9 @@
 /* RESHAPE / flatten: NHWC is row-major, so a flatten keeps the bytes; only the element counts must agree. */
-#include "qbnn_op_reshape.h"
-
 #include "qbnn_ops.h"
 
 int qbnn_op_reshape_prepare(const qbnn_op *op, int kernel, int is_last, qbnn_op_needs *needs) {
   (void)kernel, (void)is_last;
-  needs->x_elems = QBNN_SCRATCH(QBNN_RESHAPE_X_ELEMS, op, 0, 0, 0, 0);
-  needs->filter_elems = QBNN_SCRATCH(QBNN_RESHAPE_FILTER_ELEMS, op, 0, 0, 0, 0);
+  needs->x_elems = needs->filter_elems = 0; /* no scratch: no kernel header (its IR op's c_scratch is False) */
   return qbnn__elems64(op->in) == qbnn__elems64(op->out) ? QBNN_OK : QBNN_RT_ERR_CHAIN;
 }
 
