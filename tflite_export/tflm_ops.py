@@ -9,10 +9,10 @@ registry cannot be missing from them.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from tflite_export import generated
 from tflite_export.ir.registry import OPS
 
 HEADER = Path(__file__).resolve().parent / "micro" / "qbnn_tflm_ops.h"
@@ -67,19 +67,8 @@ def header_text():
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tflite_export.tflm_ops", description=__doc__.split("\n\n")[0])
-    p.add_argument("--check", action="store_true", help="exit 1 if micro/qbnn_tflm_ops.h is not current")
-    args = p.parse_args(argv)
-    text = header_text()
-    if args.check:
-        current = HEADER.read_text() if HEADER.exists() else ""
-        if current != text:
-            print(f"{HEADER.name} is out of date: run python -m tflite_export.tflm_ops", file=sys.stderr)
-            return 1
-        return 0
-    HEADER.write_text(text)
-    print(f"wrote {HEADER.name} ({len(builtins())} builtins + QBNN_SAMPLE)")
-    return 0
+    return generated.main(HEADER, header_text(), "python -m tflite_export.tflm_ops", __doc__.split("\n\n")[0], argv,
+                          f" ({len(builtins())} builtins + QBNN_SAMPLE)")
 
 
 if __name__ == "__main__":

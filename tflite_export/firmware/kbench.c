@@ -37,19 +37,10 @@ static int run(int bits) {
       if (g_filter[i] == -128) g_filter[i] = -127; /* symmetric int8 codes */
   for (uint32_t r = 0; r < ROWS; ++r) g_bias[r] = (int32_t)(next() % 2001u) - 1000;
   for (uint32_t c = 0; c < COLS; ++c) g_x[c] = (int8_t)next();
-  qbnn_rt_layer L;
-  memset(&L, 0, sizeof L);
-  L.core.rows = ROWS;
-  L.core.cols = COLS;
-  L.filter = g_filter;
-  L.filter_bits = bits;
-  L.in_zero_point = -3;
-  L.out_zero_point = 5;
-  L.multiplier = 1288490189; /* about 0.6 * 2^31 */
-  L.shift = bits == 8 ? -9 : -6;
-  L.bias = g_bias;
-  L.act_min = 0; /* ReLU */
-  L.act_max = 127;
+  /* ReLU; multiplier about 0.6 * 2^31 */
+  const qbnn_rt_layer L = {.core = {.rows = ROWS, .cols = COLS}, .filter = g_filter, .filter_bits = bits,
+                           .in_zero_point = -3, .out_zero_point = 5, .multiplier = 1288490189,
+                           .shift = bits == 8 ? -9 : -6, .bias = g_bias, .act_min = 0, .act_max = 127};
   qbnn_op op;
   memset(&op, 0, sizeof op);
   op.kind = QBNN_OP_FULLY_CONNECTED;

@@ -9,11 +9,12 @@ it current and checks the C entropies against SPEC 7's float64 formula.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from tflite_export import generated
 
 FRAC_BITS = 20  # 255 ln 255 * 2^20 < 2^31: every entry fits int32
 HEADER = Path(__file__).resolve().parents[1] / "micro" / "qbnn_nlogn.h"
@@ -38,18 +39,8 @@ def header_text():
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tflite_export.intmath.entropy", description=__doc__.split("\n\n")[0])
-    p.add_argument("--check", action="store_true", help="exit 1 if micro/qbnn_nlogn.h is not current")
-    args = p.parse_args(argv)
-    text = header_text()
-    if args.check:
-        if (HEADER.read_text() if HEADER.exists() else "") != text:
-            print(f"{HEADER.name} is out of date: run python -m tflite_export.intmath.entropy", file=sys.stderr)
-            return 1
-        return 0
-    HEADER.write_text(text)
-    print(f"wrote {HEADER.name}")
-    return 0
+    return generated.main(HEADER, header_text(), "python -m tflite_export.intmath.entropy",
+                          __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

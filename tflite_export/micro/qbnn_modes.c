@@ -170,6 +170,20 @@ static float entropy_counts(const uint32_t *counts, int nc) {
   }
   return h;
 }
+void qbnn__add_sample(qbnn_runtime_t *rt, int s, int num_samples, const int8_t *codes, float *entropy_sum,
+                      qbnn_result_t *res) {
+  const int nc = rt->model->num_classes;
+  qbnn__accumulate(codes, nc, res->counts);
+  qbnn__add_entropy(entropy_sum, qbnn__sample_entropy(codes, nc));
+  qbnn__jk_add_codes((uint32_t(*)[QBNN_MAX_CLASSES])rt->jk, s, num_samples, codes, nc);
+}
+
+void qbnn__finish_samples(qbnn_runtime_t *rt, int num_samples, const float *entropy_sum, qbnn_result_t *res) {
+  const int nc = rt->model->num_classes;
+  qbnn__finish(res->counts, num_samples, nc, entropy_sum, res);
+  qbnn__jk_finish_counts((const uint32_t(*)[QBNN_MAX_CLASSES])rt->jk, num_samples, nc, res);
+}
+
 static void jk_set(qbnn_result_t *res, float corr) {
   res->entropy_correction = corr;
   res->predictive_entropy_corrected = res->predictive_entropy + corr;
@@ -205,7 +219,6 @@ static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_sampl
   const int fb = rt->first_bayesian;
   const qbnn_rt_layer *L = layer(m, fb);
   const uint32_t rows = L->core.rows;
-  const int nc = m->num_classes;
   hybrid_scratch w;
   hybrid_cut(rt->hybrid, rows, L->core.cols, &w);
   layer0_sums(L, input, w.nz, w.a1, w.a2);
@@ -215,7 +228,6 @@ static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_sampl
     w.a1[r] += 128; /* the rounding term of (A1 + n + 128) >> 8 */
   }
   float entropy_sum[2] = {0.0f, 0.0f};
-  uint32_t(*jk)[QBNN_MAX_CLASSES] = (uint32_t(*)[QBNN_MAX_CLASSES])rt->jk; /* SPEC 7.1's group sums */
   qbnn_stream *s0 = &rt->streams[L->core.layer_index];
   for (int s = 0; s < num_samples; ++s) {
     int8_t q[QBNN_MAX_CLASSES];
@@ -233,12 +245,9 @@ static int predict_hybrid(qbnn_runtime_t *rt, const int8_t *input, int num_sampl
       for (uint32_t r = 0; r < rows; ++r) w.h[r] = hybrid_unit(L, w.a1[r], w.sdq[r], qbnn_stream_byte(s0));
     }
     qbnn__run_tail(rt, fb + 1, w.h, q);
-    qbnn__accumulate(q, nc, res->counts);
-    qbnn__add_entropy(entropy_sum, qbnn__sample_entropy(q, nc));
-    qbnn__jk_add_codes(jk, s, num_samples, q, nc);
+    qbnn__add_sample(rt, s, num_samples, q, entropy_sum, res);
   }
-  qbnn__finish(res->counts, num_samples, nc, entropy_sum, res);
-  qbnn__jk_finish_counts((const uint32_t(*)[QBNN_MAX_CLASSES])jk, num_samples, nc, res);
+  qbnn__finish_samples(rt, num_samples, entropy_sum, res);
   return QBNN_OK;
 }
 

@@ -12,23 +12,17 @@ int qbnn_predict(qbnn_runtime_t *rt, const int8_t *input, int mode, int num_samp
   if (mode != QBNN_MODE_MC && mode != QBNN_MODE_HYBRID && mode != QBNN_MODE_PFP) return QBNN_RT_ERR_MODE;
   if (num_samples < 1 || num_samples > QBNN_MAX_SAMPLES) return QBNN_RT_ERR_SAMPLES;
   if (mode != QBNN_MODE_MC) return qbnn__predict_mode(rt, input, mode, num_samples, res);
-  const int nc = m->num_classes;
   memset(res, 0, sizeof *res);
   const int8_t *x = qbnn__run_prefix(rt, input); /* deterministic: once per input */
   int x_ready = 0;
   /* float only (no soft-double code on single-precision FPUs); Neumaier-compensated so that the
      sum of S entropies keeps float32 accuracy for any S (SPEC 7: within 1e-5 nats) */
   float entropy_sum[2] = {0.0f, 0.0f};
-  /* SPEC 7.1's group sums, in the arena (zeroed by qbnn__jk_add_codes) */
-  uint32_t(*jk)[QBNN_MAX_CLASSES] = (uint32_t(*)[QBNN_MAX_CLASSES])rt->jk;
-  for (int s = 0; s < num_samples; ++s) {
+  for (int s = 0; s < num_samples; ++s) { /* the group sums of SPEC 7.1 go to the arena (rt->jk) */
     int8_t q[QBNN_MAX_CLASSES];
     qbnn__run_sample(rt, x, q, &x_ready);
-    qbnn__accumulate(q, nc, res->counts);
-    qbnn__add_entropy(entropy_sum, qbnn__sample_entropy(q, nc));
-    qbnn__jk_add_codes(jk, s, num_samples, q, nc);
+    qbnn__add_sample(rt, s, num_samples, q, entropy_sum, res);
   }
-  qbnn__finish(res->counts, num_samples, nc, entropy_sum, res);
-  qbnn__jk_finish_counts((const uint32_t(*)[QBNN_MAX_CLASSES])jk, num_samples, nc, res);
+  qbnn__finish_samples(rt, num_samples, entropy_sum, res);
   return QBNN_OK;
 }

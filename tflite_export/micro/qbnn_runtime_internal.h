@@ -53,6 +53,11 @@ void qbnn__jk_add_codes(uint32_t (*group_counts)[QBNN_MAX_CLASSES], int s, int n
                         int num_classes);
 void qbnn__jk_finish_counts(const uint32_t (*group_counts)[QBNN_MAX_CLASSES], int num_samples, int num_classes,
                             qbnn_result_t *result);
+/* One sampled pass's softmax codes (sample s of num_samples; MC and HYBRID) into the result's counts A[c], the
+   entropy sum and the group sums in rt->jk; then the result (plug-in values and correction) from them. */
+void qbnn__add_sample(qbnn_runtime_t *rt, int s, int num_samples, const int8_t *codes, float *entropy_sum,
+                      qbnn_result_t *result);
+void qbnn__finish_samples(qbnn_runtime_t *rt, int num_samples, const float *entropy_sum, qbnn_result_t *result);
 void qbnn__jk_add_probs(float (*group_sums)[QBNN_MAX_CLASSES], int s, int num_samples, const float *probs,
                         int num_classes);
 void qbnn__jk_finish_probs(const float (*group_sums)[QBNN_MAX_CLASSES], const float *prob_sum, int num_samples,

@@ -13,28 +13,19 @@
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #define QBNN_HAVE_DSP 1
-static inline uint32_t uxtb16(uint32_t x) {
-  uint32_t r;
-  __asm("uxtb16 %0, %1" : "=r"(r) : "r"(x));
-  return r;
-}
-static inline uint32_t uxtb16_ror8(uint32_t x) {
-  uint32_t r;
-  __asm("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-  return r;
-}
+/* one-operand byte-pair extensions: per halfword, zero- (uxtb16) or sign-extended (sxtb16) byte 0 / byte 2
+   (ror #8: bytes 1 / 3) */
+#define QBNN__EXTEND16(name, insn)                      \
+  static inline uint32_t name(uint32_t x) {            \
+    uint32_t r;                                         \
+    __asm(insn : "=r"(r) : "r"(x));                     \
+    return r;                                           \
+  }
+QBNN__EXTEND16(uxtb16, "uxtb16 %0, %1")
+QBNN__EXTEND16(uxtb16_ror8, "uxtb16 %0, %1, ror #8")
+QBNN__EXTEND16(sxtb16, "sxtb16 %0, %1")
+QBNN__EXTEND16(sxtb16_ror8, "sxtb16 %0, %1, ror #8")
 /* per halfword: a.h + zero_extend(byte 0 / byte 2 of b) (ror #8: bytes 1 / 3) */
-/* per halfword: sign_extend(byte 0 / byte 2) (ror #8: bytes 1 / 3) */
-static inline uint32_t sxtb16(uint32_t x) {
-  uint32_t r;
-  __asm("sxtb16 %0, %1" : "=r"(r) : "r"(x));
-  return r;
-}
-static inline uint32_t sxtb16_ror8(uint32_t x) {
-  uint32_t r;
-  __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-  return r;
-}
 static inline uint32_t uxtab16(uint32_t a, uint32_t b) {
   uint32_t r;
   __asm("uxtab16 %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));

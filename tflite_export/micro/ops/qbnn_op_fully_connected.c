@@ -442,6 +442,25 @@ static int32_t row_lut_pairs(const int8_t *lut, const uint8_t *p, const uint32_t
    hand-scheduled loops: 24 instructions per 16 int8 weights, 25 per 16 int4 weights. */
 static const uint8_t const4_order[8] = {0, 4, 1, 5, 2, 6, 3, 7};
 
+#if QBNN_HAVE_DSP
+/* One weight word W of the hand-scheduled loops against the next int16 operand words x0, x1 (two per ldrd):
+   int8, sign-extended byte pairs; int4 (biased by eor 0x88888888: w + 8), masked nibble pairs. */
+#define QBNN__I8_WORD(W)                            \
+  "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"          \
+  "sxtb16  %[t], %[" W "]\n\t"                     \
+  "smlad   %[acc], %[t], %[x0], %[acc]\n\t"        \
+  "sxtb16  %[t], %[" W "], ror #8\n\t"             \
+  "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
+#define QBNN__I4_HALF(W, LO, HI)                    \
+  "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"          \
+  "and     %[t], %[m], %[" W "]" LO "\n\t"         \
+  "smlad   %[acc], %[t], %[x0], %[acc]\n\t"        \
+  "and     %[t], %[m], %[" W "], lsr #" HI "\n\t"  \
+  "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
+#define QBNN__I4_WORD(W) \
+  "eor     %[" W "], %[" W "], #0x88888888\n\t" QBNN__I4_HALF(W, "", "4") QBNN__I4_HALF(W, ", lsr #8", "12")
+#endif
+
 static int32_t row_const_simd(const int8_t *w, const int16_t *xi, uint32_t cols, int bits, int32_t sum_x) {
   const uint32_t *xw = (const uint32_t *)(const void *)xi;
   int32_t acc = 0;
@@ -454,28 +473,8 @@ static int32_t row_const_simd(const int8_t *w, const int16_t *xi, uint32_t cols,
     if (bits == 8) {
       __asm volatile(
           "1:\n\t"
-          "ldrd    %[w0], %[w1], [%[wp]], #8\n\t"
-          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
-          "sxtb16  %[t], %[w0]\n\t"
-          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
-          "sxtb16  %[t], %[w0], ror #8\n\t"
-          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
-          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
-          "sxtb16  %[t], %[w1]\n\t"
-          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
-          "sxtb16  %[t], %[w1], ror #8\n\t"
-          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
-          "ldrd    %[w0], %[w1], [%[wp]], #8\n\t"
-          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
-          "sxtb16  %[t], %[w0]\n\t"
-          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
-          "sxtb16  %[t], %[w0], ror #8\n\t"
-          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
-          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
-          "sxtb16  %[t], %[w1]\n\t"
-          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
-          "sxtb16  %[t], %[w1], ror #8\n\t"
-          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
+          "ldrd    %[w0], %[w1], [%[wp]], #8\n\t" QBNN__I8_WORD("w0") QBNN__I8_WORD("w1")
+          "ldrd    %[w0], %[w1], [%[wp]], #8\n\t" QBNN__I8_WORD("w0") QBNN__I8_WORD("w1")
           "cmp     %[wp], %[wend]\n\t"
           "bne     1b\n\t"
           : [acc] "+&r"(acc), [wp] "+&r"(w), [xw] "+&r"(xw), [w0] "=&r"(w0), [w1] "=&r"(w1), [x0] "=&r"(x0),
@@ -486,29 +485,7 @@ static int32_t row_const_simd(const int8_t *w, const int16_t *xi, uint32_t cols,
       const uint32_t m = 0x000F000Fu;
       __asm volatile(
           "1:\n\t"
-          "ldrd    %[w0], %[w1], [%[wp]], #8\n\t"
-          "eor     %[w0], %[w0], #0x88888888\n\t"
-          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
-          "and     %[t], %[m], %[w0]\n\t"
-          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
-          "and     %[t], %[m], %[w0], lsr #4\n\t"
-          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
-          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
-          "and     %[t], %[m], %[w0], lsr #8\n\t"
-          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
-          "and     %[t], %[m], %[w0], lsr #12\n\t"
-          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
-          "eor     %[w1], %[w1], #0x88888888\n\t"
-          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
-          "and     %[t], %[m], %[w1]\n\t"
-          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
-          "and     %[t], %[m], %[w1], lsr #4\n\t"
-          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
-          "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
-          "and     %[t], %[m], %[w1], lsr #8\n\t"
-          "smlad   %[acc], %[t], %[x0], %[acc]\n\t"
-          "and     %[t], %[m], %[w1], lsr #12\n\t"
-          "smlad   %[acc], %[t], %[x1], %[acc]\n\t"
+          "ldrd    %[w0], %[w1], [%[wp]], #8\n\t" QBNN__I4_WORD("w0") QBNN__I4_WORD("w1")
           "cmp     %[wp], %[wend]\n\t"
           "bne     1b\n\t"
           : [acc] "+&r"(acc), [wp] "+&r"(w), [xw] "+&r"(xw), [w0] "=&r"(w0), [w1] "=&r"(w1), [x0] "=&r"(x0),
