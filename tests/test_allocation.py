@@ -92,3 +92,16 @@ def test_fine_tune_trains_the_chosen_configuration(small):
     tuned = allocation.fine_tune(model, a, xt, yt, epochs=1, lr=1e-3, batch_size=100)
     assert [l.quantization for l in allocation.variational_layers(tuned)] == a.configs
     assert any(not np.array_equal(w0, w1) for w0, w1 in zip(model.get_weights(), tuned.get_weights()))
+
+
+def test_pareto_bytes_and_seed_summary(tmp_path):
+    from tfqbnn import pareto
+
+    assert [pareto.uniform_bytes(q) for q in ("fp32", "jq8", "jq4", "jq3", "jq2")] == [
+        715200, 178800, 89400, 67050, 44700]
+    base = {"kind": "mixed", "budget_bytes": 50000, "stored_bytes": 48000, "bits": {"bayes_0": [3, 1]}, "nll": 0.1,
+            "ece": 0.01, "auroc_aleatoric": 0.8, "auroc_epistemic": 0.9}
+    points = [{**base, "point": "mixed-50000", "seed": s, "accuracy": a} for s, a in ((0, 0.97), (1, 0.98))]
+    row, = pareto.write_tables(points, tmp_path)
+    assert row["accuracy"] == pytest.approx(0.975) and row["accuracy_sd"] == pytest.approx(0.00707, abs=1e-5)
+    assert row["seeds"] == 2 and "| mixed-50000 | 2 | 48,000 | 3/1 | 97.50 ± 0.71 |" in (tmp_path / "table.md").read_text()
