@@ -22,8 +22,8 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=30, help="MC samples of the test evaluations")
     p.add_argument("--sens-samples", type=int, default=10, help="MC samples of each sensitivity evaluation")
     p.add_argument("--ood-images", type=int, default=5000, help="held-out Fashion-MNIST train images (MI term)")
-    p.add_argument("--fine-tune-epochs", type=int, default=1)
-    p.add_argument("--fine-tune-lr", type=float, default=1e-4)
+    p.add_argument("--fine-tune-epochs", type=int, default=2)
+    p.add_argument("--fine-tune-lr", type=float, default=3e-4)
     p.add_argument("--plot-only", action="store_true")
     args = p.parse_args(argv)
 

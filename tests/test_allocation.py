@@ -58,8 +58,9 @@ def test_allocation_fits_the_budget_and_keeps_the_weights(small):
     # the largest budget takes the choice of least cost per layer
     a = tfqbnn.allocate_bits(model, xv, yv, 10**6, x_ood=ood, choices=choices, sensitivity=sens)
     table, _ = sens
-    for name, bits in zip(a.layers, a.bits):
-        assert table[name][bits]["cost"] == min(r["cost"] for r in table[name].values())
+    for name, bits, rng in zip(a.layers, a.bits, a.sigma_ranges):
+        key, = [k for k, r in table[name].items() if k[:2] == bits and r["sigma_range"] == list(rng)]
+        assert table[name][key]["cost"] == min(r["cost"] for r in table[name].values())
     clone = allocation.with_quantization(model, dict(zip(a.layers, a.configs)))
     assert [l.quantization for l in allocation.variational_layers(clone)] == a.configs
     for w0, w1 in zip(model.get_weights(), clone.get_weights()):
@@ -70,8 +71,19 @@ def test_sensitivity_grows_when_bits_drop(small):
     model, xv, yv, ood, _, _ = small
     table, ref = allocation.layer_sensitivity(model, xv, yv, ood, [(2, 1), (7, 1)], num_samples=8)
     # the first layer holds most weights: 2-bit mu costs it more validation NLL than 7-bit mu
-    assert table["bayes_0"][(2, 1)]["nll"] > table["bayes_0"][(7, 1)]["nll"]
+    assert table["bayes_0"][(2, 1, "full")]["nll"] > table["bayes_0"][(7, 1, "full")]["nll"]
+    assert {k[2] for k in table["bayes_0"]} <= {"full", "fit999", "fit90"}
     assert set(ref) == {"nll", "accuracy", "auroc_mi"}
+
+
+def test_fitted_sigma_ranges_start_where_sampling_starts():
+    sigma = np.exp(np.random.default_rng(0).normal(np.log(0.05), 1.0, 5000))
+    c = allocation.sigma_range_candidates(sigma, 3, 1)
+    assert c["full"] == (2.0**-10, 1.0)
+    lo, hi = c["fit999"]
+    assert lo == pytest.approx(0.5 / (3 * 2.886)) and hi == pytest.approx(np.quantile(sigma, 0.999))
+    assert c["fit90"][1] == pytest.approx(np.quantile(sigma, 0.9))
+    assert set(allocation.sigma_range_candidates(sigma, 3, 4)) == {"full"}  # wide grids keep the full range
 
 
 def test_bad_arguments_are_refused(small):

@@ -26,9 +26,34 @@ from tfqbnn.config import QuantizationConfig
 PACKED_CHOICES = tuple((mb, sb) for mb in range(2, 8) for sb in range(1, 9 - mb))
 
 
-def jq_config(mu_bits, sigma_bits):
-    """The JQ config of an exportable layer: samples on the mu grid, sigma on the log grid."""
-    return QuantizationConfig("jq", mu_bits=int(mu_bits), sigma_bits=int(sigma_bits), sample_bits=int(mu_bits))
+FULL_SIGMA_RANGE = (2.0**-10, 1.0)
+EPS_MAX = 2.886  # largest |eps| of the integer sampler's table (SPEC 3.2)
+
+
+def jq_config(mu_bits, sigma_bits, sigma_range=FULL_SIGMA_RANGE):
+    """The JQ config of an exportable layer: samples on the mu grid, sigma on the log grid over `sigma_range`."""
+    return QuantizationConfig("jq", mu_bits=int(mu_bits), sigma_bits=int(sigma_bits), sample_bits=int(mu_bits),
+                              sigma_range=tuple(float(v) for v in sigma_range))
+
+
+def sigma_range_candidates(sigma, mu_bits, sigma_bits, fit_bits=3):
+    """{name: (min, max)} of the log sigma grids tried for a layer: the full default range, and for
+    ``sigma_bits <= fit_bits`` two ranges fitted to the layer's sigma: from the largest sigma that never moves a
+    sampled code (sigma * M * max|eps| < 1/2) up to its 99.9th / 90th percentile. A 1- or 2-bit grid over the
+    full range puts every moving sigma on a level far from it; the fitted grids spend the levels where sigma acts.
+    """
+    out = {"full": FULL_SIGMA_RANGE}
+    if sigma_bits > fit_bits:
+        return out
+    m = 2 ** (int(mu_bits) - 1) - 1
+    frozen = 0.5 / (m * EPS_MAX)
+    s = np.asarray(sigma, np.float64).reshape(-1)
+    for name, q in (("fit999", 0.999), ("fit90", 0.9)):
+        hi = min(float(np.quantile(s, q)), FULL_SIGMA_RANGE[1])
+        lo = max(min(frozen, hi / 2), FULL_SIGMA_RANGE[0])
+        if hi > lo:
+            out[name] = (lo, hi)
+    return out
 
 
 def variational_layers(model):
@@ -92,6 +117,7 @@ class Allocation:
 
     layers: list  # layer names
     bits: list  # [(mu_bits, sigma_bits)]
+    sigma_ranges: list  # [(min, max)] of each layer's log sigma grid
     stored_bytes: int
     budget_bytes: int
     predicted_cost: float
@@ -101,34 +127,40 @@ class Allocation:
 
     @property
     def configs(self):
-        return [jq_config(*b) for b in self.bits]
+        return [jq_config(*b, r) for b, r in zip(self.bits, self.sigma_ranges)]
 
     def as_dict(self):
-        return {"layers": self.layers, "bits": [list(b) for b in self.bits], "stored_bytes": self.stored_bytes,
+        return {"layers": self.layers, "bits": [list(b) for b in self.bits],
+                "sigma_ranges": [list(r) for r in self.sigma_ranges], "stored_bytes": self.stored_bytes,
                 "budget_bytes": self.budget_bytes, "predicted_cost": self.predicted_cost,
                 "configs": {n: c.get_config() for n, c in zip(self.layers, self.configs)},
                 "sensitivity": self.sensitivity, "reference": self.reference, "seconds": self.seconds}
 
 
 def layer_sensitivity(model, x_val, y_val, x_ood=None, choices=PACKED_CHOICES, num_samples=10, seed=0,
-                      mi_weight=1.0, progress=None):
-    """{layer: {(mb, sb): metrics + "cost"}} and the reference metrics: one layer re-quantized at a time."""
+                      mi_weight=1.0, progress=None, fit_bits=3):
+    """{layer: {(mb, sb, range name): metrics + "cost", "bytes", "sigma_range"}} and the reference metrics: one
+    layer re-quantized at a time (`sigma_range_candidates` per (mb, sb); ``fit_bits=0`` tries the full range only)."""
     choices = _check_choices(choices)
     ref = evaluate_val(model, x_val, y_val, x_ood, num_samples, seed)
     table = {}
     for layer in variational_layers(model):
         rows = {}
-        for mb, sb in choices:
-            m = evaluate_val(with_quantization(model, {layer.name: jq_config(mb, sb)}), x_val, y_val, x_ood,
+        sigma = np.asarray(layer.sigma)
+        for (mb, sb), rname, srange in [(c, n, r) for c in choices
+                                         for n, r in sigma_range_candidates(sigma, *c, fit_bits).items()]:
+            m = evaluate_val(with_quantization(model, {layer.name: jq_config(mb, sb, srange)}), x_val, y_val, x_ood,
                              num_samples, seed)
             # signed: a change within the MC noise may be negative; clipping it at 0 would make every such
             # choice free and send the program to the fewest bytes
             cost = m["nll"] - ref["nll"]
             if "auroc_mi" in m:
                 cost += mi_weight * (ref["auroc_mi"] - m["auroc_mi"])
-            rows[(mb, sb)] = {**m, "cost": cost, "bytes": stored_bytes(np.prod(layer.mu.shape), mb, sb)}
+            key = (mb, sb, rname)
+            rows[key] = {**m, "cost": cost, "bytes": stored_bytes(np.prod(layer.mu.shape), mb, sb),
+                         "sigma_range": list(srange)}
             if progress:
-                progress(layer.name, (mb, sb), rows[(mb, sb)])
+                progress(layer.name, key, rows[key])
         table[layer.name] = rows
     return table, ref
 
@@ -158,7 +190,7 @@ def solve(costs, sizes, budget_bytes):
 
 
 def allocate_bits(model, x_val, y_val, budget_bytes, x_ood=None, choices=PACKED_CHOICES, num_samples=10, seed=0,
-                  mi_weight=1.0, sensitivity=None, progress=None):
+                  mi_weight=1.0, sensitivity=None, progress=None, fit_bits=3):
     """Per-layer (mu bits, sigma bits) of `model`'s variational layers under `budget_bytes` stored bytes.
 
     Args:
@@ -171,6 +203,7 @@ def allocate_bits(model, x_val, y_val, budget_bytes, x_ood=None, choices=PACKED_
         num_samples: MC samples per evaluation (the same seed for every evaluation).
         mi_weight: weight of the MI AUROC drop against the NLL rise.
         sensitivity: a `layer_sensitivity` result to reuse (e.g. across budgets).
+        fit_bits: sigma widths up to which fitted sigma ranges are tried too (`sigma_range_candidates`).
 
     Returns:
         An `Allocation`.
@@ -185,7 +218,8 @@ def allocate_bits(model, x_val, y_val, budget_bytes, x_ood=None, choices=PACKED_
         raise ValueError(f"allocate_bits: {model.name!r} has no variational layer")
     t = time.perf_counter()
     if sensitivity is None:
-        sensitivity = layer_sensitivity(model, x_val, y_val, x_ood, choices, num_samples, seed, mi_weight, progress)
+        sensitivity = layer_sensitivity(model, x_val, y_val, x_ood, choices, num_samples, seed, mi_weight, progress,
+                                        fit_bits)
     table, ref = sensitivity
     t_sens = time.perf_counter() - t
     t = time.perf_counter()
@@ -196,9 +230,11 @@ def allocate_bits(model, x_val, y_val, budget_bytes, x_ood=None, choices=PACKED_
         smallest = sum(min(s.values()) for s in sizes)
         raise ValueError(f"allocate_bits: no choice fits budget_bytes={budget_bytes} (the smallest takes {smallest})")
     picks, cost, nbytes = found
-    return Allocation(layers=[l.name for l in layers], bits=picks, stored_bytes=int(nbytes),
+    return Allocation(layers=[l.name for l in layers], bits=[tuple(c[:2]) for c in picks],
+                      sigma_ranges=[tuple(table[l.name][c]["sigma_range"]) for l, c in zip(layers, picks)],
+                      stored_bytes=int(nbytes),
                       budget_bytes=int(budget_bytes), predicted_cost=float(cost),
-                      sensitivity={n: {f"{c[0]},{c[1]}": r for c, r in rows.items()} for n, rows in table.items()},
+                      sensitivity={n: {",".join(map(str, c)): r for c, r in rows.items()} for n, rows in table.items()},
                       reference=ref, seconds={"sensitivity": round(t_sens, 2),
                                               "solve": round(time.perf_counter() - t, 4)})
 

@@ -98,7 +98,7 @@ def run_seed(out, seed, budgets, data, profile, ood_val, num_samples=30, sens_sa
     table, ref = sens
     rundir.write_json(sens_path, {"seconds": sens_seconds, "reference": ref, "num_samples": sens_samples,
                                   "val_images": int(len(data.x_val)), "ood_images": int(len(ood_val)),
-                                  "layers": {n: {f"{c[0]},{c[1]}": r for c, r in rows.items()}
+                                  "layers": {n: {",".join(map(str, c)): r for c, r in rows.items()}
                                              for n, rows in table.items()}})
     log(f"sensitivity s{seed}: {sens_seconds:.0f} s")
     for budget in todo:
@@ -106,6 +106,7 @@ def run_seed(out, seed, budgets, data, profile, ood_val, num_samples=30, sens_sa
         a = allocation.allocate_bits(base, data.x_val, data.y_val, budget, sensitivity=sens)
         solve_seconds = time.perf_counter() - t
         bits = {n: list(b) for n, b in zip(a.layers, a.bits)}
+        ranges = {n: [float(f"{v:.4g}") for v in r] for n, r in zip(a.layers, a.sigma_ranges)}
         variants = [(f"mixed-{budget}", 0)] + ([(f"mixed-{budget}-ft", fine_tune_epochs)] if fine_tune_epochs else [])
         for name, epochs in variants:
             if (name, seed) in have:
@@ -117,7 +118,8 @@ def run_seed(out, seed, budgets, data, profile, ood_val, num_samples=30, sens_sa
             m, _ = evaluation.evaluate_model(model, test, num_samples=num_samples, seed=seed)
             row = _row(name, "mixed" if not epochs else "mixed+ft", seed, m, a.stored_bytes, budget, bits,
                        round(time.perf_counter() - t, 1))
-            row.update(search_seconds=round(sens_seconds + solve_seconds, 1), fine_tune_seconds=round(tune_seconds, 1),
+            row.update(sigma_ranges=ranges, search_seconds=round(sens_seconds + solve_seconds, 1),
+                       fine_tune_seconds=round(tune_seconds, 1),
                        fine_tune_epochs=epochs, predicted_cost=a.predicted_cost)
             add(row)
             if epochs:
