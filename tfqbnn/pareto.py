@@ -56,8 +56,47 @@ def _row(point, kind, seed, metrics, stored, budget=None, bits=None, seconds=Non
             "bits": bits, **{k: metrics[k] for k in COLUMNS if k in metrics}, "seconds": seconds}
 
 
+def train_mixed(configs, data, profile, seed, pretrained, run_path):
+    """The Bayesian stage of `training.train_bnn` (same epochs, schedule and callbacks) for per-layer `configs`,
+    initialised from the seed's pretrained deterministic model: the mixed twin of a uniform point."""
+    import types
+
+    from tfqbnn import callbacks, models, training
+
+    keras_seed(seed)
+    x, _ = training._train_slice(data, profile, seed)
+    bnn = models.mlp(quantization=configs, num_examples=len(x), prior_std=profile.prior_std,
+                     init_sigma=profile.init_sigma, rho_scale=profile.rho_scale, seed=seed)
+    models.init_from_deterministic(bnn, pretrained)
+    run_path = Path(run_path)
+    run_path.mkdir(parents=True, exist_ok=True)
+    rd = types.SimpleNamespace(path=run_path, scratch=run_path / "scratch")
+    training._fit(bnn, data, profile, seed, profile.bnn_epochs, profile.bnn_lr, rd,
+                  extra_callbacks=[callbacks.KLAnnealing("linear", warmup=profile.kl_warmup)], verbose=0,
+                  schedule=profile.bnn_lr_schedule, augment_shift=profile.bnn_augment_shift)
+    return bnn
+
+
+def keras_seed(seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def _load_sensitivity(path, num_samples):
+    """A saved `layer_sensitivity` result (keys "mb,sb,range") if it was measured with `num_samples`."""
+    if not Path(path).is_file():
+        return None
+    d = json.loads(Path(path).read_text())
+    if d.get("num_samples") != num_samples or "fit_bits" not in d:
+        return None
+    table = {n: {(int(k.split(",")[0]), int(k.split(",")[1]), k.split(",")[2]): r for k, r in rows.items()}
+             for n, rows in d["layers"].items()}
+    return (table, d["reference"]), d["seconds"]
+
+
 def run_seed(out, seed, budgets, data, profile, ood_val, num_samples=30, sens_samples=10, fine_tune_epochs=1,
-             fine_tune_lr=1e-4, uniform=UNIFORM, log=print):
+             fine_tune_lr=1e-4, uniform=UNIFORM, retrain=True, log=print):
     """All points of one seed (skipping those in ``out/points.json``); returns the rows."""
     from tfqbnn import evaluation, training
     from tfqbnn.sweep import _eval_subset
@@ -87,16 +126,20 @@ def run_seed(out, seed, budgets, data, profile, ood_val, num_samples=30, sens_sa
         m, _ = evaluation.evaluate_model(model, test, num_samples=num_samples, seed=seed)
         add(_row(q, "uniform", seed, m, uniform_bytes(q), seconds=round(time.perf_counter() - t, 1)))
     todo = [b for b in budgets if (f"mixed-{b}", seed) not in have or
-            (fine_tune_epochs and (f"mixed-{b}-ft", seed) not in have)]
+            (fine_tune_epochs and (f"mixed-{b}-ft", seed) not in have) or (retrain and (f"mixed-{b}-qat", seed) not in have)]
     if not todo:
         return [p for p in points if p["seed"] == seed]
     base = train(BASE)
     sens_path = out / f"sensitivity-s{seed}.json"
-    t = time.perf_counter()
-    sens = allocation.layer_sensitivity(base, data.x_val, data.y_val, ood_val, num_samples=sens_samples, seed=seed)
-    sens_seconds = time.perf_counter() - t
+    cached = _load_sensitivity(sens_path, sens_samples)
+    if cached is not None:
+        sens, sens_seconds = cached
+    else:
+        t = time.perf_counter()
+        sens = allocation.layer_sensitivity(base, data.x_val, data.y_val, ood_val, num_samples=sens_samples, seed=seed)
+        sens_seconds = time.perf_counter() - t
     table, ref = sens
-    rundir.write_json(sens_path, {"seconds": sens_seconds, "reference": ref, "num_samples": sens_samples,
+    rundir.write_json(sens_path, {"seconds": sens_seconds, "reference": ref, "num_samples": sens_samples, "fit_bits": 3,
                                   "val_images": int(len(data.x_val)), "ood_images": int(len(ood_val)),
                                   "layers": {n: {",".join(map(str, c)): r for c, r in rows.items()}
                                              for n, rows in table.items()}})
@@ -108,22 +151,31 @@ def run_seed(out, seed, budgets, data, profile, ood_val, num_samples=30, sens_sa
         bits = {n: list(b) for n, b in zip(a.layers, a.bits)}
         ranges = {n: [float(f"{v:.4g}") for v in r] for n, r in zip(a.layers, a.sigma_ranges)}
         variants = [(f"mixed-{budget}", 0)] + ([(f"mixed-{budget}-ft", fine_tune_epochs)] if fine_tune_epochs else [])
+        variants += [(f"mixed-{budget}-qat", "qat")] if retrain else []
         for name, epochs in variants:
             if (name, seed) in have:
                 continue
             t = time.perf_counter()
-            model = allocation.fine_tune(base, a, data.x_train, data.y_train, epochs=epochs, lr=fine_tune_lr,
-                                         seed=seed)
+            if epochs == "qat":
+                pretrained = training.pretrain(
+                    data, training.pretrain_dir(None, None, None, out / "_pretrain",
+                                                training.RunConfig(BASE, profile, seed), data),
+                    config=training.RunConfig(BASE, profile, seed), verbose=0)
+                model = train_mixed(a.configs, data, profile, seed, pretrained, out / "runs" / f"{name}-s{seed}")
+            else:
+                model = allocation.fine_tune(base, a, data.x_train, data.y_train, epochs=epochs, lr=fine_tune_lr,
+                                             seed=seed)
             tune_seconds = time.perf_counter() - t
             m, _ = evaluation.evaluate_model(model, test, num_samples=num_samples, seed=seed)
-            row = _row(name, "mixed" if not epochs else "mixed+ft", seed, m, a.stored_bytes, budget, bits,
-                       round(time.perf_counter() - t, 1))
+            kind = "mixed" if not epochs else ("mixed+qat" if epochs == "qat" else "mixed+ft")
+            row = _row(name, kind, seed, m, a.stored_bytes, budget, bits, round(time.perf_counter() - t, 1))
             row.update(sigma_ranges=ranges, search_seconds=round(sens_seconds + solve_seconds, 1),
                        fine_tune_seconds=round(tune_seconds, 1),
                        fine_tune_epochs=epochs, predicted_cost=a.predicted_cost)
             add(row)
             if epochs:
                 model.save(out / "runs" / f"{name}-s{seed}.keras")
+            del model
     return [p for p in points if p["seed"] == seed]
 
 
@@ -187,12 +239,14 @@ def plot(rows, path):
             for r in uni:
                 ax.annotate(r["point"], (r["stored_bytes"], r[key]), fontsize=7, xytext=(3, -9),
                             textcoords="offset points")
-        for kind, marker in (("mixed", "s"), ("mixed+ft", "D")):
+        for kind, marker in (("mixed", "s"), ("mixed+ft", "D"), ("mixed+qat", "^")):
             pts = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["stored_bytes"])
             if pts:
                 ax.errorbar([r["stored_bytes"] for r in pts], [r[key] for r in pts], [r[key + "_sd"] for r in pts],
                             marker=marker, linestyle="--", capsize=3,
-                            label="per-layer bits" + (" + fine-tune" if kind == "mixed+ft" else ""))
+                            label={"mixed": "per-layer bits (JQ-8 weights re-quantized)",
+                                   "mixed+ft": "per-layer bits + fine-tune",
+                                   "mixed+qat": "per-layer bits, Bayesian stage retrained"}[kind])
         if fp32:
             ax.axhline(fp32[key], color="k", lw=0.8, label="FP32 (715,200 B)")
             tol = 0.001 if key == "accuracy" else 0.005
