@@ -181,3 +181,26 @@ def test_integer_sampling_matches_keras_quantized_sampling(trained_mixed, packed
         assert abs(a.mean(0) - k.mean(0)).mean() < 0.05 + 2 * se.mean(), i
         assert abs(a.std(0) - k.std(0)).mean() < 0.05 + 2 * se.mean() / np.sqrt(2), i
         assert a.std(0).mean() > 0.01  # the sampler is live in every layer
+
+
+def test_tflm_runs_the_packed_export_split_model_bit_exactly(packed_export):
+    """model_split.tflite takes the sampled filters as inputs, so pip TFLM runs a PACKED export as it is."""
+    tflm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
+    from tfqbnn.datasets import load_mnist
+
+    imodel = packed_export["integer_model"]
+    x = load_mnist("test")[0][:40]
+    interp = tflm.Interpreter.from_bytes(packed_export["model_split"].read_bytes(), arena_size=1 << 20)
+    q = imodel.quantize_input(x)
+    streams = imodel.streams(5)
+    ref = imodel.predict_codes(x, num_samples=2, streams=imodel.streams(5))
+    for s in range(2):
+        w = imodel.sample_weights(streams)
+        got = []
+        for n in range(len(x)):
+            interp.set_input(q[n:n + 1], 0)
+            for i, wl in enumerate(w):
+                interp.set_input(wl, i + 1)
+            interp.invoke()
+            got.append(interp.get_output(0)[0])
+        np.testing.assert_array_equal(np.stack(got), ref[s])
