@@ -168,8 +168,6 @@ def test_integer_sampling_matches_keras_quantized_sampling(trained_mixed, packed
     """Per layer, the integer sampler's weight codes and Keras' JQ sampled kernels (same mu / sigma grids) agree in
     mean and standard deviation over 400 draws, weight by weight on average (within the draws' standard error;
     the 256-atom eps table and round-half-up are the only differences)."""
-    import tensorflow as tf
-
     imodel = packed_export["integer_model"]
     streams = imodel.streams(11)
     draws = [imodel.sample_weights(streams) for _ in range(400)]

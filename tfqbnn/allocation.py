@@ -69,8 +69,6 @@ def stored_bytes(num_weights, mu_bits, sigma_bits):
 
 def with_quantization(model, configs):
     """A copy of `model` (same weights) whose variational layers use `configs` ({layer name: config})."""
-    import keras
-
     config = model.get_config()
     names = {l.name for l in variational_layers(model)}
     unknown = sorted(set(configs) - names)
