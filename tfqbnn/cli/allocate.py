@@ -30,7 +30,8 @@ def parse_args(argv=None):
     p.add_argument("--mi-weight", type=float, default=1.0, help="weight of the MI AUROC drop against the NLL rise")
     p.add_argument("--fine-tune-epochs", type=int, default=0, help="Bayesian fine-tune epochs of the chosen model")
     p.add_argument("--fine-tune-lr", type=float, default=1e-4)
-    p.add_argument("--profile", default="fast", help="training profile whose data split gives the validation set")
+    p.add_argument("--ambiguous-profile", default="default", choices=["default", "small"],
+                   help="Ambiguous-MNIST regeneration of the Dirty-MNIST training data (its validation split is used)")
     p.add_argument("--seed", type=int, default=0)
     return p, p.parse_args(argv)
 
@@ -45,11 +46,11 @@ def main(argv=None):
     import keras
 
     import tfqbnn.layers  # noqa: F401  (registers the variational layers)
-    from tfqbnn import allocation, rundir, training
-    from tfqbnn.datasets import load_fashion_mnist
+    from tfqbnn import allocation, rundir
+    from tfqbnn.datasets import load_dirty_mnist, load_fashion_mnist
 
     model = keras.saving.load_model(args.model)
-    data = training.load_data(args.profile)
+    data = load_dirty_mnist(profile=args.ambiguous_profile, validation_fraction=0.1, seed=0)
     ood = load_fashion_mnist("train")[0][:args.ood_images]
     t = time.perf_counter()
     try:
