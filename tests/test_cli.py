@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {"tfqbnn-train", "tfqbnn-evaluate", "tfqbnn-export", "tfqbnn-sweep", "tfqbnn-c-sources", "tfqbnn-bundle"}
+COMMANDS = {"tfqbnn-train", "tfqbnn-evaluate", "tfqbnn-export", "tfqbnn-sweep", "tfqbnn-c-sources", "tfqbnn-bundle",
+            "tfqbnn-allocate"}
 
 
 def _entry_points():
@@ -45,7 +46,7 @@ def test_each_target_imports_and_prints_help(command, capsys):
 
 @pytest.mark.parametrize("script, module", [("train", "tfqbnn.cli.train"), ("evaluate", "tfqbnn.cli.evaluate"),
                                             ("sweep", "tfqbnn.cli.sweep"),
-                                            ("export", "tfqbnn.cli.export")])
+                                            ("export", "tfqbnn.cli.export"), ("allocate", "tfqbnn.cli.allocate")])
 def test_scripts_are_thin_wrappers(script, module):
     spec = importlib.util.spec_from_file_location(f"_script_{script}", ROOT / "scripts" / f"{script}.py")
     mod = importlib.util.module_from_spec(spec)

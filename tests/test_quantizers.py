@@ -99,7 +99,7 @@ def test_fig5_log_beats_uniform_for_small_sigma():
 
 @pytest.mark.parametrize("bits", [0, 1, 17, 33, 4.0, "4", None, True])
 def test_bad_bits(bits):
-    for cls in (UniformQuantizer, LogQuantizer):
+    for cls in (UniformQuantizer, LogQuantizer) if bits != 1 else (UniformQuantizer,):
         with pytest.raises(ValueError, match=f"bits={bits!r}" if not isinstance(bits, int) or isinstance(bits, bool) else f"bits={bits}"):
             cls(bits)
 
@@ -116,3 +116,9 @@ def test_bad_ranges():
 def test_config_round_trip():
     for q in (UniformQuantizer(3, 0.5), LogQuantizer(6, 1e-3, 0.5)):
         assert deserialize(serialize(q)) == q
+
+
+def test_one_bit_log_grid_is_min_and_max():
+    q = LogQuantizer(1, 2.0**-10, 1.0)
+    np.testing.assert_allclose(q.levels(), [2.0**-10, 1.0])
+    np.testing.assert_array_equal(q.codes(np.array([2.0**-9, 0.5])), [0, 1])

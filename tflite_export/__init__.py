@@ -12,8 +12,9 @@
 * `export_all(model, out_dir, weights=...)` -- the one call `scripts/export.py` makes
 """
 
-SPEC_VERSION = 3  # SPEC.md: 1 = Bayesian MLP; 2 = + op-level IR (section 10), QBNN_SAMPLE options v2;
+SPEC_VERSION = 4  # SPEC.md: 1 = Bayesian MLP; 2 = + op-level IR (section 10), QBNN_SAMPLE options v2;
 #   3 = + section 11, the HYBRID / PFP inference modes (exported files unchanged)
+#   4 = + the PACKED layout (per-layer mu / sigma bits, sum <= 8) and manifest version 3 for such exports
 
 
 def _read_version():

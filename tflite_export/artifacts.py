@@ -23,6 +23,8 @@ from tflite_export import reference, storage, tflite_io
 from tflite_export.intmath import softmax
 
 MANIFEST_VERSION = 2  # 2: "files" (SHA-256 of every written file) and per-tensor "sha256" of the stored codes
+PACKED_MANIFEST_VERSION = 3  # 3: version 2 whose layers may use the PACKED layout (id 3, SPEC 2); written only then
+MANIFEST_VERSIONS = (MANIFEST_VERSION, PACKED_MANIFEST_VERSION)
 MANIFEST = "manifest.json"
 FORMAT = "tfqbnn QBNN-INT"  # manifest.json's "format"
 INTERRUPTED = "unfinished"  # the key of the marker manifest an export writes before its files
@@ -363,19 +365,30 @@ def load_exported(export_dir):
     if man.get(INTERRUPTED):
         raise ArtifactError(f"{man_path}: the export that wrote this folder was interrupted before it finished; "
                             "rerun tfqbnn-export with the same --out")
-    if type(man.get("version")) is not int or man["version"] != MANIFEST_VERSION:
+    if type(man.get("version")) is not int or man["version"] not in MANIFEST_VERSIONS:
         raise ArtifactError(f"{man_path}: version {safeio.bounded_repr(man.get('version'))} is not supported (this "
-                            f"tfqbnn reads version {MANIFEST_VERSION}); re-export with tfqbnn-export")
+                            f"tfqbnn reads versions {' and '.join(map(str, MANIFEST_VERSIONS))}); re-export with "
+                            "tfqbnn-export")
     verify_files(export_dir, man, man_path)
     with open(tfl_path, "rb") as f:
         data = f.read()
     imodel = check_manifest(man, data, man_path, tfl_path)
+    if man["version"] != manifest_version(imodel):
+        raise ArtifactError(f"{man_path}: version {man['version']} but its layers' layouts make it version "
+                            f"{manifest_version(imodel)} (version {PACKED_MANIFEST_VERSION} exactly when a layer is PACKED)")
     split_path = os.path.join(export_dir, "model_split.tflite")
     if "model_split.tflite" in man["files"]:
         with open(split_path, "rb") as f:
             if f.read() != tflite_io.build_tflite(imodel, split=True):
                 raise ArtifactError(f"{split_path}: differs from the model {man_path} describes")
     return imodel
+
+
+def manifest_version(imodel):
+    """The manifest version an export of `imodel` carries: 3 when a Bayesian op stores PACKED pairs, else 2 (so
+    every export without them is byte for byte what a version 2 exporter writes)."""
+    layouts = {op.weights.layout if hasattr(op, "weights") else op.layout for op in imodel.layers if op.bayesian}
+    return PACKED_MANIFEST_VERSION if storage.LAYOUT_PACKED in layouts else MANIFEST_VERSION
 
 
 def op_entry(op, in_shape):
@@ -401,5 +414,5 @@ def op_entry(op, in_shape):
     return entry
 
 
-__all__ = ["ArtifactError", "MANIFEST_VERSION", "load_exported", "check_manifest", "verify_files", "file_entries", "sha256_file",
+__all__ = ["ArtifactError", "MANIFEST_VERSION", "MANIFEST_VERSIONS", "manifest_version", "load_exported", "check_manifest", "verify_files", "file_entries", "sha256_file",
            "write_manifest", "snapshot"]

@@ -57,7 +57,9 @@ def unpack_options(buf, where="QBNN_SAMPLE options"):
     if magic != OPTIONS_MAGIC or version not in OPTIONS_VERSIONS:
         raise ValueError(f"{where}: bad magic/version {magic!r}/{version}, expected {OPTIONS_MAGIC!r}/"
                          f"{' or '.join(map(str, OPTIONS_VERSIONS))}")
-    if not (2 <= b <= 8 and 2 <= sb <= 8) or layout not in storage.LAYOUT_NAMES:
+    packed = layout == storage.LAYOUT_PACKED
+    if not (2 <= b <= 8 and (1 if packed else 2) <= sb <= 8) or layout not in storage.LAYOUT_NAMES \
+            or (packed and b + sb > storage.PAIR_MAX_BITS):
         raise ValueError(f"{where}: unsupported weight_bits={b} sigma_bits={sb} layout={layout}")
     if e != sampler.EPS_FRAC_BITS or s != sampler.SHIFT:
         raise ValueError(f"{where}: eps bits {e} / shift {s}, expected {sampler.EPS_FRAC_BITS} / {sampler.SHIFT}")
@@ -291,7 +293,8 @@ def read_qbnn_layers(data, where="model"):
         opts = unpack_options(bytes(op.customOptions if op.customOptions is not None else b""),
                               f"{where}: operator {i} {CUSTOM_OP} options")
         arrays = _stored_inputs(model, sub, op, opts, f"{where}: operator {i} {CUSTOM_OP}")
-        mu, sig = storage.unpack(arrays, opts["layout"], opts["sigma_bits"], (opts["rows"], opts["cols"]))
+        mu, sig = storage.unpack(arrays, opts["layout"], opts["sigma_bits"], (opts["rows"], opts["cols"]),
+                                 opts["weight_bits"])
         mu, sig = mu.reshape(opts["filter_shape"]), sig.reshape(opts["filter_shape"])  # N-D for version 2
         m = 2 ** (opts["weight_bits"] - 1) - 1
         if np.any(np.abs(mu) > m) or np.any(sig >= 2 ** opts["sigma_bits"]):
@@ -377,7 +380,7 @@ def _stored_inputs(model, sub, op, opts, where):
     rows, cols = opts["rows"], opts["cols"]
     if rows < 1 or cols < 1:
         raise ValueError(f"{where}: options give rows={rows} cols={cols}; both must be >= 1")
-    expect = storage.stored_shapes(opts["layout"], opts["sigma_bits"], (rows, cols))
+    expect = storage.stored_shapes(opts["layout"], opts["sigma_bits"], (rows, cols), opts["weight_bits"])
     inputs = list(op.inputs if op.inputs is not None else [])
     outputs = list(op.outputs if op.outputs is not None else [])
     if len(inputs) != len(expect) or len(outputs) != 1 or outputs[0] < 0:

@@ -19,6 +19,7 @@ from tfqbnn.layers import (  # noqa: E402
 )
 from tfqbnn.uncertainty import predict_mc  # noqa: E402
 from tfqbnn.propagation import predict_uncertainty  # noqa: E402
+from tfqbnn.allocation import allocate_bits  # noqa: E402
 
 
 def __getattr__(name):
@@ -31,7 +32,7 @@ def __getattr__(name):
 
 
 __all__ = [
-    "QuantizationConfig", "UniformQuantizer", "LogQuantizer", "VariationalLayer", "DenseVariational",
+    "QuantizationConfig", "allocate_bits", "UniformQuantizer", "LogQuantizer", "VariationalLayer", "DenseVariational",
     "Conv1DVariational", "Conv2DVariational", "Conv3DVariational", "DepthwiseConv2DVariational", "QuantizedDense",
     "QuantizedConv2D", "QuantizedDepthwiseConv2D", "predict_mc", "predict_uncertainty",
     "callbacks", "layers", "models", "uncertainty",

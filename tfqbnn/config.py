@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from tfqbnn.quantizers import LogQuantizer, UniformQuantizer, check_bits
+from tfqbnn.quantizers import LOG_MIN_BITS, LogQuantizer, UniformQuantizer, check_bits
 
 STRATEGIES = ("none", "vpq", "spq", "jq")
 SIGMA_QUANTIZERS = ("log", "uniform")
@@ -30,7 +30,7 @@ class QuantizationConfig:
         strategy: one of ``"none"`` (or ``"fp32"``), ``"vpq"``, ``"spq"``, ``"jq"``.
         bits: default bit width for every quantized tensor of the strategy.
         mu_bits: override of ``bits`` for mu.
-        sigma_bits: override of ``bits`` for sigma.
+        sigma_bits: override of ``bits`` for sigma (1..16 on the log grid, 2..16 on the uniform one).
         sample_bits: override of ``bits`` for the sampled weights.
         sigma_quantizer: ``"log"`` (the paper's choice) or ``"uniform"``
             (sigma quantized on the same uniform grid as mu, as in prior work;
@@ -76,7 +76,7 @@ class QuantizationConfig:
         if bits is not None:
             check_bits(bits)
 
-        def pick(name, value, used):
+        def pick(name, value, used, low=None):
             if not used:
                 if value is not None:
                     raise ValueError(f"strategy {strategy!r} does not use `{name}`; received {name}={value!r}")
@@ -84,10 +84,12 @@ class QuantizationConfig:
             value = bits if value is None else value
             if value is None:
                 raise ValueError(f"strategy {strategy!r} needs `bits` or `{name}`")
-            return check_bits(value, name)
+            return check_bits(value, name) if low is None else check_bits(value, name, low)
 
         self.mu_bits = pick("mu_bits", mu_bits, uses_vp)
-        self.sigma_bits = pick("sigma_bits", sigma_bits, uses_vp)
+        # a log grid has two levels at 1 bit; the uniform sigma grid (symmetric, narrow range) needs 2
+        self.sigma_bits = pick("sigma_bits", sigma_bits, uses_vp,
+                               LOG_MIN_BITS if sigma_quantizer == "log" else None)
         self.sample_bits = pick("sample_bits", sample_bits, uses_sp)
         # Build once to validate clip / sigma_range.
         self.mu_quantizer, self.sigma_quantizer, self.sample_quantizer = self._make_quantizers()

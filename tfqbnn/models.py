@@ -24,6 +24,30 @@ def _check_hidden(hidden, num_classes, input_dim):
     return hidden
 
 
+def per_layer_quantization(quantization, names, where="quantization"):
+    """One `QuantizationConfig` per variational layer, in model order.
+
+    ``quantization`` is one config for every layer (a `QuantizationConfig`, a shorthand string, a config dict
+    with a ``"strategy"`` key, or None), a list / tuple with one entry per layer, or a dict from layer name to
+    config that names every layer in ``names``.
+    """
+    names = list(names)
+    if isinstance(quantization, dict) and "strategy" not in quantization:
+        unknown = sorted(set(quantization) - set(names))
+        missing = [n for n in names if n not in quantization]
+        if unknown or missing:
+            raise ValueError(f"`{where}` by layer name must name exactly the variational layers {names}; "
+                             f"received keys {sorted(map(str, quantization))}")
+        return [QuantizationConfig.get(quantization[n]) for n in names]
+    if isinstance(quantization, (list, tuple)):
+        if len(quantization) != len(names):
+            raise ValueError(f"`{where}` needs one config per variational layer ({len(names)}: {names}); "
+                             f"received {len(quantization)} configs")
+        return [QuantizationConfig.get(q) for q in quantization]
+    q = QuantizationConfig.get(quantization)
+    return [q] * len(names)
+
+
 def mlp(
     hidden=(100, 100),
     num_classes=10,
@@ -43,8 +67,9 @@ def mlp(
         hidden: hidden layer widths.
         num_classes: output classes.
         activation: hidden activation (the paper: ``"softplus"``).
-        quantization: `QuantizationConfig` or shorthand (``"fp32"``, ``"jq4"``, ...),
-            applied to every layer.
+        quantization: `QuantizationConfig` or shorthand (``"fp32"``, ``"jq4"``, ...)
+            applied to every layer, or one per layer: a list / tuple in layer order or a
+            dict by layer name (``"bayes_0"``, ...), see `per_layer_quantization`.
         input_dim: flattened input size (784 for MNIST; inputs in [0, 1]).
         num_examples: training-set size N (the KL is divided by it).
         prior_std: see `DenseVariational`.
@@ -56,13 +81,15 @@ def mlp(
         An uncompiled `keras.Sequential` that outputs class probabilities.
     """
     hidden = _check_hidden(hidden, num_classes, input_dim)
+    sizes = hidden + (num_classes,)
+    configs = per_layer_quantization(quantization, [f"bayes_{i}" for i in range(len(sizes))])
     layers = [keras.Input((input_dim,))]
-    for i, units in enumerate(hidden + (num_classes,)):
+    for i, units in enumerate(sizes):
         layers.append(
             DenseVariational(
                 units,
                 activation=activation if i < len(hidden) else None,
-                quantization=quantization,
+                quantization=configs[i],
                 prior_std=prior_std,
                 num_examples=num_examples,
                 init_sigma=init_sigma,
@@ -125,7 +152,9 @@ def lenet5(bayesian="all", quantization=None, deterministic_bits=None, per_chann
         bayesian: ``"all"`` (every conv / dense layer variational) or ``"head"``
             (only the last two dense layers; the rest deterministic, so
             `predict_mc` runs it once per input, not once per sample).
-        quantization: `QuantizationConfig` or shorthand of the variational layers.
+        quantization: `QuantizationConfig` or shorthand of the variational layers, or one per
+            variational layer (a list / tuple in model order, or a dict by layer name such as
+            ``"bayes_conv_0"``; see `per_layer_quantization`).
         deterministic_bits: with ``"head"``, bits of the deterministic layers'
             kernels (`QuantizedConv2D` / `QuantizedDense`, QAT); None keeps them float.
         per_channel: per-output-channel scales for those quantized kernels.
@@ -146,7 +175,9 @@ def lenet5(bayesian="all", quantization=None, deterministic_bits=None, per_chann
         raise ValueError("`deterministic_bits` applies to bayesian='head' only (with 'all' every weighted layer "
                          f"is variational); received deterministic_bits={deterministic_bits!r}")
     first_bayes = 0 if bayesian == "all" else _LENET_WEIGHTED - _LENET_HEAD
-    variational = dict(quantization=QuantizationConfig.get(quantization), prior_std=prior_std,
+    weighted = [s[0] for s in _LENET if s[0] in ("conv", "dense")]
+    names = [f"bayes_{kind}_{i}" for i, kind in enumerate(weighted) if i >= first_bayes]
+    variational = dict(quantization=per_layer_quantization(quantization, names), prior_std=prior_std,
                        num_examples=num_examples, init_sigma=init_sigma, rho_scale=rho_scale)
     return _lenet(first_bayes, variational, deterministic_bits, per_channel, num_classes, activation, input_dim,
                   seed, name or f"qbnn_lenet5_{bayesian}")
@@ -176,7 +207,8 @@ def _lenet(first_bayes, variational, deterministic_bits, per_channel, num_classe
         act = activation if spec[1] else None
         layer_seed = None if seed is None else seed + i
         if i >= first_bayes:
-            common = dict(activation=act, seed=layer_seed, name=f"bayes_{kind}_{i}", **variational)
+            common = dict(activation=act, seed=layer_seed, name=f"bayes_{kind}_{i}",
+                          **{**variational, "quantization": variational["quantization"][i - first_bayes]})
             layer = (Conv2DVariational(size, spec[2], padding=spec[3], **common) if kind == "conv"
                      else DenseVariational(size, **common))
         else:

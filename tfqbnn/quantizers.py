@@ -26,18 +26,19 @@ import numpy as np
 import tensorflow as tf
 
 MIN_BITS = 2
+LOG_MIN_BITS = 1
 MAX_BITS = 16
 
 
-def check_bits(bits, name="bits"):
+def check_bits(bits, name="bits", low=MIN_BITS):
     """Return ``bits`` as an int, or raise ValueError naming the received value."""
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
         raise ValueError(
-            f"`{name}` must be an integer in [{MIN_BITS}, {MAX_BITS}]; received {name}={bits!r}"
+            f"`{name}` must be an integer in [{low}, {MAX_BITS}]; received {name}={bits!r}"
         )
-    if not MIN_BITS <= int(bits) <= MAX_BITS:
+    if not low <= int(bits) <= MAX_BITS:
         raise ValueError(
-            f"`{name}` must be in [{MIN_BITS}, {MAX_BITS}]; received {name}={bits}"
+            f"`{name}` must be in [{low}, {MAX_BITS}]; received {name}={bits}"
         )
     return int(bits)
 
@@ -168,7 +169,7 @@ class LogQuantizer(Quantizer):
     never zero, so a quantized Gaussian stays a Gaussian.
 
     Args:
-        bits: int in [2, 16]; ``2**bits`` levels.
+        bits: int in [1, 16]; ``2**bits`` levels.
         min_value: smallest level (default ``2**-10``, about 1e-3: far below the
             4-bit weight step 1/7, where a smaller sigma has no effect on a
             sampled, re-quantized weight).
@@ -181,7 +182,8 @@ class LogQuantizer(Quantizer):
     """
 
     def __init__(self, bits, min_value=2.0**-10, max_value=1.0):
-        self.bits = check_bits(bits)
+        # 1 bit is a valid log grid (two levels, min and max); the symmetric uniform grid needs 2
+        self.bits = check_bits(bits, low=LOG_MIN_BITS)
         for name, v in (("min_value", min_value), ("max_value", max_value)):
             if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"`{name}` must be a positive finite number; received {name}={v!r}")

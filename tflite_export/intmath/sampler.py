@@ -154,6 +154,31 @@ def sample_codes(mu_codes, sigma_codes, sigma_q, u, weight_bits):
     return np.clip(np.asarray(mu_codes, np.int64) + offset, -max_code, max_code).astype(np.int8)
 
 
+def pair_table(sigma_q, weight_bits, sigma_bits):
+    """int8[2^p * 256], p = weight_bits + sigma_bits <= 8: the w_code of PACKED pair value v (SPEC 2: the low
+    ``weight_bits`` bits hold the mu code, two's complement, the high bits the sigma code) and stream byte u at
+    index ``v << 8 | u`` (SPEC 3.3 evaluated for every pair).
+
+    Pairs that never occur in a model (mu field -2^(b-1); a sigma code beyond the table) hold the entry of the
+    clamped mu code, sigma code 0, so every read is defined. For b = sb = 4 this is the I4_FUSED derived table.
+    """
+    b, sb = int(weight_bits), int(sigma_bits)
+    if b + sb > 8:
+        raise ValueError(f"pair_table: mu_bits={b} + sigma_bits={sb} > 8")
+    v = np.arange(1 << (b + sb))
+    mu = v & ((1 << b) - 1)
+    mu = np.where(mu >= 1 << (b - 1), mu - (1 << b), mu)
+    k = v >> b
+    k = np.where(k < len(sigma_q), k, 0)
+    u = np.arange(256)
+    return sample_codes(mu[:, None], k[:, None], sigma_q, u[None, :], b).reshape(-1)
+
+
+def sample_pairs(pairs, table, u):
+    """w_code of PACKED pair values `pairs` and stream bytes `u` by one `pair_table` read each (int8)."""
+    return np.asarray(table, np.int8)[(np.asarray(pairs, np.int64) << 8) | np.asarray(u, np.int64)]
+
+
 def eps_ks_distances():
     """KS distances to N(0, 1) of the Q12 table and of the 4-byte CLT sum (exact, from the atoms)."""
     nd = statistics.NormalDist()

@@ -157,7 +157,7 @@ class IntegerLayer(act.Activated, Op):
         return fixedpoint.fc_multiplier(self.input_scale, self.weight_scale, self.output_scale)
 
     def stored_tensors(self):
-        return storage.pack(self.mu_codes, self.sigma_codes, self.layout, self.sigma_bits)
+        return storage.pack(self.mu_codes, self.sigma_codes, self.layout, self.sigma_bits, self.weight_bits)
 
     def sample(self, stream):
         u = stream.take(self.mu_codes.size).reshape(self.shape)
@@ -222,7 +222,7 @@ class IntegerLayer(act.Activated, Op):
     def from_manifest(cls, entry, arrays):
         """The layer a (kind-less, SPEC v1) manifest entry describes, codes unpacked from its stored `arrays`."""
         mu, sigma = storage.unpack(list(arrays.items()), int(entry["layout_id"]), int(entry["sigma_bits"]),
-                                   (int(entry["rows"]), int(entry["cols"])))
+                                   (int(entry["rows"]), int(entry["cols"])), int(entry["weight_bits"]))
         s_lut = None if entry["softplus_scale"] is None else np.float32(entry["softplus_scale"])
         z_lut = None if entry["softplus_zero_point"] is None else int(entry["softplus_zero_point"])
         s_out, z_out = np.float32(entry["output_scale"]), int(entry["output_zero_point"])

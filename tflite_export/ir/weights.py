@@ -74,14 +74,15 @@ class BayesianWeights:
 
     def stored_tensors(self):
         flat = (self.shape[0], -1)
-        return storage.pack(self.mu_codes.reshape(flat), self.sigma_codes.reshape(flat), self.layout, self.sigma_bits)
+        return storage.pack(self.mu_codes.reshape(flat), self.sigma_codes.reshape(flat), self.layout, self.sigma_bits,
+                            self.weight_bits)
 
     @classmethod
     def from_stored(cls, arrays, shape, weight_bits, sigma_bits, layout, sigma_q, index, sigma_range=(2.0**-10, 1.0),
                     channel_axis=0):
         """Inverse of `stored_tensors` (`arrays`: {name: array} as written)."""
         flat = (shape[0], int(np.prod(shape[1:])))
-        mu, sigma = storage.unpack(list(arrays.items()), layout, sigma_bits, flat)
+        mu, sigma = storage.unpack(list(arrays.items()), layout, sigma_bits, flat, weight_bits)
         return cls(mu.reshape(shape), sigma.reshape(shape), weight_bits, sigma_bits, layout, sigma_q, index,
                    sigma_range, channel_axis)
 

@@ -1,6 +1,6 @@
 """Export a trained tfqbnn JQ model: model.tflite, model_split.tflite, manifest.json.
 
-    tfqbnn-export MODEL.keras --out DIR --weights {int8,int4} [--seed N] [--check [--check-images N]]
+    tfqbnn-export MODEL.keras --out DIR --weights {int8,int4,packed} [--seed N] [--check [--check-images N]]
 
 Any model the Keras front end accepts (`tflite_export.frontend`): the MLP, LeNet-5 "all" / "head", ...
 
@@ -21,7 +21,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="trained .keras model (JQ variational / QAT layers, pooling, flatten, then Softmax)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--weights", choices=["int8", "int4"], default="int4", help="stored weight format")
+    p.add_argument("--weights", choices=["int8", "int4", "packed"], default="int4",
+                   help="stored weight format (packed: each (mu, sigma) code pair in mu_bits + sigma_bits <= 8 bits, "
+                        "per layer; numpy reference and the split model only, no QBNN_SAMPLE kernel in C yet)")
     p.add_argument("--seed", type=seed32_arg, default=0, help="default 32-bit sampler seed stored in the model")
     p.add_argument("--calibration-size", type=int, default=1000, help="MNIST training images used for calibration")
     p.add_argument("--check", action="store_true", help="also compare Keras vs integer on the test sets")
