@@ -16,6 +16,7 @@ import pytest
 
 from tflite_export import artifacts, convert, frontend, tflite_io
 from every_kind import export_every_kind, export_registration
+from tflm_bin import split_model_matches
 from tfqbnn import layers as tl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,27 +55,6 @@ def _registration(cls, tmp_path_factory):
     return _EXPORTS[cls]
 
 
-def _tflm_split_matches(result, x, samples=3, seed=2):
-    """pip TFLM runs model_split.tflite (sampled filters fed as inputs) bit-exactly with the numpy reference."""
-    tflm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
-    imodel = result["integer_model"]
-    interp = tflm.Interpreter.from_bytes(result["model_split"].read_bytes(), arena_size=1 << 20)
-    ref = imodel.predict_codes(x, num_samples=samples, streams=imodel.streams(seed))
-    streams = imodel.streams(seed)
-    q = imodel.quantize_input(x)
-    for s in range(samples):
-        w = [wi for wi, op in zip(imodel.sample_weights(streams), imodel.layers) if op.bayesian]
-        got = []
-        for n in range(len(x)):
-            interp.set_input(q[n:n + 1], 0)
-            for i, wi in enumerate(w):
-                interp.set_input(wi, i + 1)
-            interp.invoke()
-            got.append(interp.get_output(0)[0])
-        np.testing.assert_array_equal(np.stack(got), ref[s])
-    return ref
-
-
 @pytest.mark.parametrize("cls", REGISTERED, ids=[c.__name__ for c in REGISTERED])
 def test_every_registration_exports_and_runs_in_tflm_bit_exactly(cls, tmp_path_factory):
     """Each registered layer kind, from its registration's example, exports (manifest, model.tflite, split model),
@@ -84,7 +64,7 @@ def test_every_registration_exports_and_runs_in_tflm_bit_exactly(cls, tmp_path_f
     assert {op.name for op in imodel.layers} >= set(names)  # every example layer became an op
     shape = tuple(model.inputs[0].shape[1:])
     x = np.random.default_rng(1).integers(0, 256, size=(12, *shape)).astype(np.uint8)
-    ref = _tflm_split_matches(result, x)
+    ref = split_model_matches(result, x)
     assert not np.array_equal(ref[0], ref[1])  # the samples differ: the comparison is not of constants
     back = artifacts.load_exported(out)
     np.testing.assert_array_equal(back.predict_codes(x, num_samples=2), imodel.predict_codes(x, num_samples=2))
@@ -207,7 +187,7 @@ def test_qat_codes_reproduce_the_keras_fake_quantized_kernels(export_dir):
 def test_tflm_runs_the_split_model_of_every_kind_bit_exactly(export_dir):
     _, _, result = export_dir
     x = np.random.default_rng(1).integers(0, 256, size=(25, 64)).astype(np.uint8)
-    ref = _tflm_split_matches(result, x)
+    ref = split_model_matches(result, x)
     assert not np.array_equal(ref[0], ref[1])
 
 

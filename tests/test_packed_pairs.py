@@ -9,6 +9,7 @@ import pytest
 from tflite_export import artifacts, c_source, convert, storage
 from tflite_export.intmath import sampler
 from tfqbnn.quantizers import LogQuantizer
+from tflm_bin import split_model_matches
 
 PAIRS = [(b, sb) for b in range(2, 8) for sb in range(1, 9 - b)]
 
@@ -183,22 +184,6 @@ def test_integer_sampling_matches_keras_quantized_sampling(trained_mixed, packed
 
 def test_tflm_runs_the_packed_export_split_model_bit_exactly(packed_export):
     """model_split.tflite takes the sampled filters as inputs, so pip TFLM runs a PACKED export as it is."""
-    tflm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
     from tfqbnn.datasets import load_mnist
 
-    imodel = packed_export["integer_model"]
-    x = load_mnist("test")[0][:40]
-    interp = tflm.Interpreter.from_bytes(packed_export["model_split"].read_bytes(), arena_size=1 << 20)
-    q = imodel.quantize_input(x)
-    streams = imodel.streams(5)
-    ref = imodel.predict_codes(x, num_samples=2, streams=imodel.streams(5))
-    for s in range(2):
-        w = imodel.sample_weights(streams)
-        got = []
-        for n in range(len(x)):
-            interp.set_input(q[n:n + 1], 0)
-            for i, wl in enumerate(w):
-                interp.set_input(wl, i + 1)
-            interp.invoke()
-            got.append(interp.get_output(0)[0])
-        np.testing.assert_array_equal(np.stack(got), ref[s])
+    split_model_matches(packed_export, load_mnist("test")[0][:40], samples=2, seed=5)
