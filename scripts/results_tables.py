@@ -244,16 +244,20 @@ BOARDS = {"an385": "M3 (an385)", "an386": "M4F (an386)", "an500": "M7 (an500)", 
 
 
 def _bench(name):
-    """The key=value blocks `scripts/bench_mcu.py` prints, keyed by (export name, board, sampling table)."""
+    """The key=value blocks `scripts/bench_mcu.py` prints, keyed by (export name, board, sampling table), the
+    dense-kernel blocks (`--kernels`) by ("kbench", board, None); each block also keeps its core's name."""
     out = {}
     key = None
     with open(_path("mcu_bench", name)) as f:
         for line in f:
             line = line.rstrip("\n")
-            hdr = re.match(r"# (\S+) (\S+) \(.*\) sample_table=(\S+)", line)
-            if hdr:
-                key = (os.path.basename(hdr.group(1)), hdr.group(2), hdr.group(3))
-                out[key] = {}
+            hdr = re.match(r"# (\S+) (\S+) \((.*)\) sample_table=(\S+)$", line)
+            kb = re.match(r"# kbench (\S+) \((.*)\)$", line)
+            if hdr or kb:
+                key = (os.path.basename(hdr.group(1)), hdr.group(2), hdr.group(4)) if hdr else ("kbench", kb.group(1), None)
+                out[key] = {"core": (hdr or kb).group(3 if hdr else 2)}
+            elif line.startswith("#"):  # a summary or a skipped board: no block
+                key = None
             elif key and "=" in line:
                 k, v = line.rsplit("=", 1)
                 out[key][k] = v
@@ -305,6 +309,28 @@ def mcu_mlp():
     return _mcu_table(b, cols)
 
 
+def mcu_boards():
+    """Every board of the bench: MC and mean-pass instructions per weight, flash and RAM."""
+    from tflite_export.firmware_runner import bench_summary
+
+    rows = []
+    for (_, board, table), kv in _bench("mlp.txt").items():
+        if table != "derived":
+            continue
+        s = bench_summary(kv)
+        rows.append([board, kv["core"], kv["kernel"], f"{s['insn_per_weight_sample']:.2f}",
+                     f"{s['mean_pass_insn_per_weight']:.2f}", _n(s["flash_bytes"]), _n(s["ram_bytes"])])
+    return _table(["board", "core", "kernel", "MC insn / weight / sample", "mean pass insn / weight",
+                   "firmware flash (bytes)", "runtime RAM (bytes)"], rows)
+
+
+def mcu_kernels():
+    """The constant-weight FULLY_CONNECTED kernel (400 -> 120, whole op) per board, instructions per MAC."""
+    rows = [[board, kv["core"], kv["fc_int8_insn_per_mac"], kv["fc_int4_insn_per_mac"]]
+            for (name, board, _), kv in _bench("mlp.txt").items() if name == "kbench"]
+    return _table(["board", "core", "int8 insn / MAC", "int4 insn / MAC"], rows)
+
+
 def truth_test():
     """The MI estimators at S = 30 against the S = 1000 truth (`scripts/truth_test.py`'s own table)."""
     import importlib.util
@@ -317,7 +343,8 @@ def truth_test():
 
 
 TABLES = {f.__name__: f for f in (table1, samples_curve, lenet5_aug, lenet5_fast, headline, cheap_modes, cheap_timing,
-                                  lowbit_diagnostic, export_memory, export_check, mcu_mlp, truth_test)}
+                                  lowbit_diagnostic, export_memory, export_check, mcu_mlp, mcu_boards, mcu_kernels,
+                                  truth_test)}
 
 MARKER = re.compile(r"^<!-- results: (\w+) -->$", re.M)
 README_BLOCK = re.compile(r"(<!-- results: headline -->\n)(.*?)(<!-- /results -->)", re.S)
