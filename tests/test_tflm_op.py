@@ -136,7 +136,7 @@ def _malformed(buf, dims):
     edit(0, ord("X"))  # magic
     for version in (0, 3, 255, 1 if v2 else 2):
         edit(4, version)
-    edit(5, 1), edit(5, 9), edit(6, 1), edit(6, 9), edit(7, 3)  # bits, layout
+    edit(5, 1), edit(5, 9), edit(6, 1), edit(6, 9), edit(7, 4)  # bits, layout
     edit(10, 11), edit(11, 21)  # eps bits, shift
     edit(12, 0, "<I"), edit(12, struct.unpack_from("<I", b, 12)[0] + 1, "<I")  # R
     edit(16, 0, "<I"), edit(16, struct.unpack_from("<I", b, 16)[0] + 1, "<I")  # C
@@ -166,6 +166,16 @@ def test_malformed_options_are_refused_by_both_readers(checker, tmp_path):
     for (buf, dims), line in zip(cases, got):
         assert _python(buf, dims) is None, (buf[:40].hex(), dims)
         assert line.startswith("err "), (buf[:40].hex(), dims, line)
+
+
+def test_packed_layout_is_refused_by_the_op_and_read_by_python(checker, tmp_path):
+    """PACKED (mu, sigma) pairs have no C sampler yet: the TFLM op refuses them in Init (its model_split.tflite runs
+    in stock TFLM), while the Python reader reads them."""
+    buf = bytearray(_valid_cases()[0][0])
+    buf[7] = storage.LAYOUT_PACKED
+    dims = _valid_cases()[0][1]
+    assert _python(bytes(buf), dims) is not None
+    assert checker([(bytes(buf), dims)], tmp_path)[0].startswith("err ")
 
 
 def test_huge_filters_are_refused_before_any_size_wraps(checker, tmp_path):
