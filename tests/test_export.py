@@ -9,7 +9,7 @@ import pytest
 
 from tflite_export import convert, storage, tflite_io
 from tflite_export.intmath import softmax
-from tflite_export.reference import uncertainty
+from tflite_export.statistics import uncertainty
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from tflite_export import c_source, modes, reference
-from tflite_export.intmath import sampler
+from tflite_export import c_source, modes, reference, statistics
+from tflite_export.intmath import float32, sampler
 from tfqbnn.quantizers import LogQuantizer
 
 from mcu_models import synthetic_model
@@ -165,10 +165,10 @@ def test_float32_helpers_are_accurate():
     xs = np.linspace(-40, 40, 200001).astype(np.float32)
     assert np.max(np.abs(modes.qsoftplus(xs) - np.logaddexp(0, xs.astype(np.float64)))) < 1e-6
     xe = -np.linspace(0, 87, 100001).astype(np.float32)
-    assert np.max(np.abs(modes.qexp_neg(xe) / np.exp(xe.astype(np.float64)) - 1)) < 5e-7
+    assert np.max(np.abs(float32.qexp_neg(xe) / np.exp(xe.astype(np.float64)) - 1)) < 5e-7
     ps = (np.float32(10.0) ** np.linspace(-37, 0, 10001)).astype(np.float32)
     ref = np.log(ps.astype(np.float64))
-    assert np.max(np.abs(modes.qlog(ps) - ref) / np.maximum(1.0, np.abs(ref))) < 3e-7
+    assert np.max(np.abs(float32.qlog(ps) - ref) / np.maximum(1.0, np.abs(ref))) < 3e-7
     a = np.linspace(-6, 6, 2001).astype(np.float32)
     from statistics import NormalDist
     phi = np.array([NormalDist().cdf(float(v)) for v in a])
@@ -337,14 +337,15 @@ def test_c_float_constants_are_the_references_float32_values():
         body = re.search(rf"static const float {name}\[\d+\] = \{{(.*?)\}};", src, re.S).group(1)
         return np.array([float.fromhex(v.strip().rstrip("f")) for v in body.split(",") if v.strip()], np.float32)
 
-    np.testing.assert_array_equal(table("kExpC"), modes.EXP_C)
-    np.testing.assert_array_equal(table("kAtanhC"), [np.float32(1 / (2 * j + 1)) for j in range(modes.ATANH_TERMS)])
+    np.testing.assert_array_equal(table("kExpC"), float32.EXP_C)
+    np.testing.assert_array_equal(table("kAtanhC"), [np.float32(1 / (2 * j + 1)) for j in range(float32.ATANH_TERMS)])
     for _, n in modes.GH_TIERS:
         np.testing.assert_array_equal(table(f"kGhNodes{n}"), modes.GH[n][0])
         np.testing.assert_array_equal(table(f"kGhWeights{n}"), modes.GH[n][1])
     consts = dict(re.findall(r"#define K_(\w+) (-?0x[0-9a-fp.+-]+)f", src))
-    for name, value in (("LOG2E", modes.LOG2E), ("LN2", modes.LN2), ("LN2_HI", modes.LN2_HI), ("LN2_LO", modes.LN2_LO),
-                        ("EXP_MIN", modes.EXP_MIN), ("INV_SQRT2PI", modes.INV_SQRT2PI), ("FLT_MIN", modes.FLT_MIN)):
+    f = float32
+    for name, value in (("LOG2E", f.LOG2E), ("LN2", f.LN2), ("LN2_HI", f.LN2_HI), ("LN2_LO", f.LN2_LO),
+                        ("EXP_MIN", f.EXP_MIN), ("INV_SQRT2PI", modes.INV_SQRT2PI), ("FLT_MIN", f.FLT_MIN)):
         assert np.float32(float.fromhex(consts[name])) == value, name
     hdr = open(os.path.join(MICRO, "qbnn_modes.h")).read()
     assert f"#define QBNN_HYBRID_Z_GAIN {modes.Z_GAIN} " in hdr
@@ -418,7 +419,7 @@ def test_reference_jackknife_is_the_estimators_group_jackknife(num_samples):
     model = synthetic_model(sizes=(30, 13, 7, 5), seed=5)
     x = _mnist_like_input(4, seed=4)[:, :30]
     codes = model.predict_codes(x, num_samples=num_samples, streams=model.streams(3))
-    u = reference.uncertainty(codes)
+    u = statistics.uncertainty(codes)
     p = (codes.astype(np.int64) + 128) / (codes.astype(np.int64) + 128).sum(-1, keepdims=True)
     want = estimators.entropy_of_mean(p, "jackknife", groups=32) - estimators.entropy(p.mean(0))
     np.testing.assert_allclose(u["entropy_correction"], want, rtol=0.01, atol=1e-7)  # T_s vs T: < 1 %
@@ -438,10 +439,10 @@ def test_reference_jackknife_is_the_estimators_group_jackknife(num_samples):
 
 def test_jackknife_group_of_a_sample_is_its_bounds_interval():
     for s_total in (1, 5, 31, 32, 33, 40, 1000, 65536):
-        b = modes.jk_bounds(s_total)
+        b = statistics.jk_bounds(s_total)
         want = np.searchsorted(b, np.arange(s_total), side="right") - 1
-        got = [modes.jk_group_of(s, s_total) for s in range(s_total)] if s_total < 2000 else \
-            [modes.jk_group_of(s, s_total) for s in (0, 1, 2047, 2048, s_total - 1)]
+        got = [statistics.jk_group_of(s, s_total) for s in range(s_total)] if s_total < 2000 else \
+            [statistics.jk_group_of(s, s_total) for s in (0, 1, 2047, 2048, s_total - 1)]
         idx = np.arange(s_total) if s_total < 2000 else np.array([0, 1, 2047, 2048, s_total - 1])
         np.testing.assert_array_equal(got, want[idx])
 

@@ -27,7 +27,7 @@ import tempfile
 import numpy as np
 
 import qbnn_safeio as safeio
-from tflite_export import artifacts, modes, reference, storage
+from tflite_export import artifacts, modes, reference, statistics, storage
 from tflite_export.intmath import sampler, softmax
 from tflite_export.ir.activation import ACTIVATIONS  # the one list of activations
 
@@ -385,7 +385,7 @@ def expected_values(model, images, num_samples, seed):
     for img in images:
         streams = model.streams(seed)
         codes = model.predict_codes(img[None], num_samples=num_samples, streams=streams)
-        u = reference.uncertainty(codes)
+        u = statistics.uncertainty(codes)
         out.append({
             "sums": u["sums"][0].astype(np.int64),
             "prediction": int(u["prediction"][0]),
@@ -399,7 +399,7 @@ def expected_values(model, images, num_samples, seed):
     # SPEC 11's hybrid: the first Bayesian op a dense layer
     for img, e in zip(images, out if _runs_mode(modes.hybrid_entry, model) else []):
         streams = model.streams(seed)
-        u = reference.uncertainty(modes.hybrid_predict_codes(model, img[None], num_samples, streams=streams))
+        u = statistics.uncertainty(modes.hybrid_predict_codes(model, img[None], num_samples, streams=streams))
         e["hybrid"] = {"sums": u["sums"][0].astype(np.int64), "prediction": int(u["prediction"][0]),
                        "entropy": (float(u["predictive_entropy"][0]), float(u["expected_entropy"][0]),
                                    float(u["mutual_information"][0])),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tflite_export.reference import uncertainty
+from tflite_export.statistics import uncertainty
 
 
 def keras_metrics(model, x, num_samples, seed):

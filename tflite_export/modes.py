@@ -20,12 +20,14 @@ import math
 
 import numpy as np
 
+from tflite_export import statistics
 from tflite_export.intmath import fixedpoint, sampler
+from tflite_export.intmath.float32 import F32, qexp_neg, qlog1p01
+from tflite_export.statistics import JK_GROUPS, entropy_f32, jk_correction_probs, jk_group_of
 from tflite_export.ir.fully_connected import IntegerLayer
 from tflite_export.ir.softmax import SOFTMAX_SCALE  # noqa: F401  (section 7's output scale)
 
 MODES = ("mc", "hybrid", "pfp")
-F32 = np.float32
 # hybrid: z = EPS_Q[u] * Z_GAIN / 2^15 has variance 1 (the table's own variance is 0.99497: its tails are cut)
 Z_GAIN_BITS = 15
 Z_GAIN = int(round(2**Z_GAIN_BITS * math.sqrt(256 * 2 ** (2 * sampler.EPS_FRAC_BITS)
@@ -183,59 +185,6 @@ def hybrid_predict_codes(model, x, num_samples=30, seed=None, streams=None):
 
 # ---- float32 helpers written as the C does them (no libm) ---------------------------------------------------
 
-LOG2E = F32(1.4426950408889634)
-LN2 = F32(0.6931471805599453)
-
-
-LN2_HI = F32(0.693359375)  # 9 significant bits: k * LN2_HI is exact for |k| <= 2^15 (Cody-Waite)
-LN2_LO = F32(-2.12194440e-4)
-
-
-def _exp_poly():
-    """float32 coefficients of exp(r) on r in [-0.70, 0.01] (degree 6 least squares on Chebyshev nodes)."""
-    r = np.cos(np.pi * (np.arange(200) + 0.5) / 200) * 0.355 - 0.345
-    return np.polynomial.polynomial.polyfit(r, np.exp(r), 6).astype(np.float32)
-
-
-EXP_C = _exp_poly()
-EXP_MIN = F32(-87.0)  # exp(x) for x < -87 is 0 (below float32's normal range)
-
-
-def qexp_neg(x):
-    """exp(x) for float32 x <= 0: k = trunc(x log2 e) (<= 0), r = (x - k LN2_HI) - k LN2_LO, exp(r) by Horner,
-    times 2^k through the exponent bits; 0 below -87."""
-    x = np.asarray(x, np.float32)
-    xc = np.maximum(x, EXP_MIN)
-    k = (xc * LOG2E).astype(np.int32)  # truncation toward zero, as the C cast
-    kf = k.astype(np.float32)
-    r = (xc - kf * LN2_HI) - kf * LN2_LO
-    p = EXP_C[6]
-    for i in range(5, -1, -1):
-        p = p * r + EXP_C[i]
-    scale = ((k + 127).astype(np.int32) << 23).view(np.float32)
-    return np.where(x < EXP_MIN, F32(0.0), (p * scale).astype(np.float32)).astype(np.float32)
-
-
-ATANH_TERMS = 7  # log1p(y) = 2 atanh(s), s = y / (2 + y) <= 1/3: s^(2*7+1) / 15 < 1e-8
-
-
-def qlog1p01(y):
-    """log(1 + y) for float32 y in [0, 1]: s = y / (2 + y), 2 (s + s^3/3 + ... + s^13/13) by Horner in s^2."""
-    y = np.asarray(y, np.float32)
-    s = y / (F32(2.0) + y)
-    s2 = s * s
-    p = F32(1.0 / (2 * ATANH_TERMS - 1))
-    for j in range(ATANH_TERMS - 2, -1, -1):
-        p = p * s2 + F32(1.0 / (2 * j + 1))
-    return (F32(2.0) * s) * p
-
-
-def qlog(p):
-    """log(p) for normal positive float32 p: p = 2^e m, m in [1, 2): e ln 2 + log1p(m - 1)."""
-    bits = np.asarray(p, np.float32).view(np.int32)
-    e = ((bits >> 23) & 0xFF) - 127
-    m = ((bits & 0x007FFFFF) | 0x3F800000).astype(np.int32).view(np.float32)
-    return e.astype(np.float32) * LN2 + qlog1p01(m - F32(1.0))
 
 
 SOFTPLUS_LINEAR_AT = F32(16.0)  # |x| >= 16: softplus(x) = max(x, 0) (the rest is below 1.2e-7)
@@ -386,99 +335,11 @@ def pfp_logit_moments(model, x):
     return m, v
 
 
-FLT_MIN = F32(np.finfo(np.float32).tiny)
-
-
-def _entropy_f32(p):
-    """-sum_c p_c log p_c sequentially over c (terms with p_c < FLT_MIN are 0)."""
-    h = np.zeros(p.shape[:-1], np.float32)
-    for c in range(p.shape[-1]):
-        pc = p[..., c]
-        term = np.where(pc >= FLT_MIN, pc * qlog(np.maximum(pc, FLT_MIN)), F32(0.0))
-        h = h - term
-    return h.astype(np.float32)
-
-
-# ---- the jackknife correction of the predictive entropy (SPEC 7.1), float32 as qbnn_modes.c -----------------
-
-JK_GROUPS = 32  # QBNN_JK_GROUPS: the C runtime leaves out min(S, 32) contiguous groups of samples
-
-
-def jk_bounds(num_samples):
-    """Start indices [G + 1] of the jackknife groups of S samples: G = min(S, JK_GROUPS), group g holds samples
-    floor(g S / G) .. floor((g + 1) S / G) - 1 (`tfqbnn.estimators.group_bounds`)."""
-    s = int(num_samples)
-    g = min(s, JK_GROUPS)
-    return (np.arange(g + 1, dtype=np.int64) * s) // g
-
-
-def jk_group_of(sample, num_samples):
-    """The group of sample s: ((s + 1) G - 1) // S (the C's formula; equal to the bounds' interval)."""
-    g = min(int(num_samples), JK_GROUPS)
-    return ((int(sample) + 1) * g - 1) // int(num_samples)
-
-
-def entropy_counts_f32(counts):
-    """-sum_c p_c qlog(p_c), p_c = float(counts_c) / float(sum counts), sequential over c, zero counts skipped
-    (float32; qbnn_modes.c's entropy_counts)."""
-    counts = np.asarray(counts, np.int64)
-    total = counts.sum(-1).astype(np.float32)
-    h = np.zeros(counts.shape[:-1], np.float32)
-    for c in range(counts.shape[-1]):
-        p = (counts[..., c].astype(np.float32) / np.where(total > 0, total, F32(1.0))).astype(np.float32)
-        term = np.where(counts[..., c] > 0, p * qlog(np.maximum(p, FLT_MIN)), F32(0.0)).astype(np.float32)
-        h = (h - term).astype(np.float32)
-    return h
-
-
-def _jk_weights(num_samples):
-    """float32 weight (S - m_g) / S of every group (`tfqbnn.estimators`)."""
-    sizes = np.diff(jk_bounds(num_samples))
-    return [F32(F32(num_samples - m) / F32(num_samples)) for m in sizes]
-
-
-def jk_correction_counts(group_counts, num_samples):
-    """The jackknife correction of the predictive entropy from per-group count sums ``[G, ..., C]`` (int) of S
-    samples' P_s[c] (MC and HYBRID): ``sum_g w_g (H - H_-g)`` in float32, g in order, H and H_-g by
-    `entropy_counts_f32` of A[c] and A[c] - group_counts[g][c]; 0 for S = 1. The corrected predictive entropy and
-    MI are the plug-in values plus it."""
-    gc = np.asarray(group_counts, np.int64)
-    a = gc.sum(axis=0)
-    corr = np.zeros(a.shape[:-1], np.float32)
-    if len(gc) < 2:
-        return corr
-    h = entropy_counts_f32(a)
-    for g, w in enumerate(_jk_weights(num_samples)):
-        corr = (corr + w * (h - entropy_counts_f32(a - gc[g]))).astype(np.float32)
-    return corr
-
-
-def jk_group_counts(codes):
-    """[G, N, K] int64 group sums of P_s[c] = q_s[c] + 128 of softmax codes [S, N, K]."""
-    p = np.asarray(codes, np.int64) + 128
-    return np.add.reduceat(p, jk_bounds(len(p))[:-1], axis=0)
-
-
-def jk_correction_probs(group_sums, prob_sum, entropy, num_samples):
-    """PFP's jackknife correction: group sums ``[G, ..., C]`` and the total ``[..., C]`` of the float32 sample
-    probabilities (each summed in sample order), ``entropy`` = the plug-in predictive entropy; leave-out means
-    ``(pm_c - gs_gc) / float(S - m_g)``, entropies by `_entropy_f32`."""
-    gs = np.asarray(group_sums, np.float32)
-    corr = np.zeros(np.shape(entropy), np.float32)
-    if len(gs) < 2:
-        return corr
-    sizes = np.diff(jk_bounds(num_samples))
-    for g, w in enumerate(_jk_weights(num_samples)):
-        loo = ((prob_sum - gs[g]) / F32(num_samples - sizes[g])).astype(np.float32)
-        corr = (corr + w * (entropy - _entropy_f32(loo))).astype(np.float32)
-    return corr
-
-
 def pfp_uncertainty(model, x, num_samples=30, seed=None, streams=None):
     """SPEC 11.3: the logit Gaussian, K = num_samples logit samples (image i takes K * classes bytes of the last
     layer's stream, sample-major, class-minor; images in order), float32 softmax with qexp_neg, the mean
     probabilities and the uncertainty split with the jackknife correction (`jk_correction_probs`). Returns the dict of
-    `reference.uncertainty` (no `sums`) plus the logit moments."""
+    `statistics.uncertainty` (no `sums`) plus the logit moments."""
     streams = model.streams(seed) if streams is None else streams
     m, v = pfp_logit_moments(model, x)
     n, k = m.shape
@@ -501,9 +362,9 @@ def pfp_uncertainty(model, x, num_samples=30, seed=None, streams=None):
         pm = pm + p
         g = jk_group_of(s, num_samples)
         gs[g] = gs[g] + p
-        hsum = hsum + _entropy_f32(p)
+        hsum = hsum + entropy_f32(p)
     mean = (pm / F32(num_samples)).astype(np.float32)
-    pe = _entropy_f32(mean)
+    pe = entropy_f32(mean)
     ee = (hsum / F32(num_samples)).astype(np.float32)
     mi = (pe - ee).astype(np.float32)
     corr = jk_correction_probs(gs, pm, pe, num_samples)
@@ -525,12 +386,10 @@ def forward_mean_codes(model, x):
 
 def predict(model, x, mode="mc", num_samples=30, seed=None):
     """Uncertainty dict of one mode ("mc", "hybrid", "pfp") for images x."""
-    from tflite_export import reference
-
     if mode == "mc":
-        return reference.uncertainty(model.predict_codes(x, num_samples=num_samples, seed=seed))
+        return statistics.uncertainty(model.predict_codes(x, num_samples=num_samples, seed=seed))
     if mode == "hybrid":
-        return reference.uncertainty(hybrid_predict_codes(model, x, num_samples=num_samples, seed=seed))
+        return statistics.uncertainty(hybrid_predict_codes(model, x, num_samples=num_samples, seed=seed))
     if mode == "pfp":
         return pfp_uncertainty(model, x, num_samples=num_samples, seed=seed)
     raise ValueError(f"`mode` must be one of {list(MODES)}; received mode={mode!r}")

@@ -1,6 +1,6 @@
 """The numpy integer engine of SPEC.md: `IntegerModel` holds every code, scale and table of an
-exported model and runs it bit-exactly (sampling, FULLY_CONNECTED, SoftPlus LUT, int8 softmax,
-uncertainty from S samples)."""
+exported model and runs it bit-exactly (sampling, FULLY_CONNECTED, SoftPlus LUT, int8 softmax); the uncertainty of its samples is
+`tflite_export.statistics.uncertainty`."""
 
 from __future__ import annotations
 
@@ -142,33 +142,3 @@ class IntegerModel:
                 out[s, i:i + batch_size] = softmax.run(self._run(q[i:i + batch_size], w, k, n_layers), quant, None,
                                                        self.rounding)
         return out
-
-
-def uncertainty(codes):
-    """SPEC.md section 7 from [S, N, K] softmax codes: dict of mean_prob, prediction, entropies, MI, and section
-    7.1's jackknife correction with the corrected predictive entropy and MI."""
-    p = np.asarray(codes, np.int64) + 128  # P_s[c]
-    a = p.sum(axis=0)  # A[c], [N, K]
-    mean = a / a.sum(axis=-1, keepdims=True)
-    ps = p / p.sum(axis=-1, keepdims=True)
-
-    def ent(q):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return -np.sum(np.where(q > 0, q * np.log(q), 0.0), axis=-1)
-
-    from tflite_export.modes import jk_correction_counts, jk_group_counts
-
-    pred_ent = ent(mean)
-    exp_ent = ent(ps).mean(axis=0)
-    corr = jk_correction_counts(jk_group_counts(codes), len(p))  # SPEC 7.1: float32, bit-exact in C
-    return {
-        "sums": a,
-        "mean_prob": mean,
-        "prediction": np.argmax(a, axis=-1),
-        "predictive_entropy": pred_ent,
-        "expected_entropy": exp_ent,
-        "mutual_information": pred_ent - exp_ent,
-        "entropy_correction": corr,
-        "predictive_entropy_corrected": pred_ent + corr,
-        "mutual_information_corrected": pred_ent - exp_ent + corr,
-    }
