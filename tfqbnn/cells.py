@@ -22,6 +22,8 @@ from tfqbnn.config import QuantizationConfig
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
+    """One configuration of the sweep (a row of its table); with a seed it is one run."""
+
     name: str
     quantization: str | dict | None = None
     activation: str = "softplus"
@@ -33,7 +35,6 @@ class Cell:
     @property
     def config(self):
         return QuantizationConfig.get(self.quantization)
-
 
 
 def _model_stored_bytes(cell):
@@ -175,7 +176,6 @@ def _eval_subset(data, n):
     return dataclasses.replace(data, x_test=data.x_test[:n], y_test=data.y_test[:n],
                                x_amb_test=data.x_amb_test[::10][:n], y_amb_test=data.y_amb_test[::10][:n],
                                x_ood=data.x_ood[:n], y_ood=data.y_ood[:n])
-
 
 
 def sweep_fingerprint(profile, num_samples, data):
