@@ -48,7 +48,7 @@ def parse_args(argv=None):
 
 def _sets(images):
     from tfqbnn import training
-    from tfqbnn.sweep import _eval_subset
+    from tfqbnn.cells import _eval_subset
 
     prof = dataclasses.replace(training.get_profile("fast"), ambiguous_profile="small")
     d = _eval_subset(training.load_data(prof), images)

@@ -99,7 +99,7 @@ def run_seed(out, seed, budgets, data, profile, ood_val, num_samples=30, sens_sa
              fine_tune_lr=1e-4, uniform=UNIFORM, retrain=True, log=print):
     """All points of one seed (skipping those in ``out/points.json``); returns the rows."""
     from tfqbnn import evaluation, training
-    from tfqbnn.sweep import _eval_subset
+    from tfqbnn.cells import _eval_subset
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 Each stage-1 pretraining (one per seed, activation and architecture) is a task, and the cells that train
 from it are tasks that take its result as an argument, so Ray starts them only after it. A task runs the
-sequential sweep's own functions (`tfqbnn.training.pretrain`, `tfqbnn.sweep.run_cell`) in a scratch folder
+sequential sweep's own functions (`tfqbnn.training.pretrain`, `tfqbnn.cells.run_cell`) in a scratch folder
 on its node and returns that folder's files; the driver writes them into ``out`` (each folder appears by one
 rename: complete or not at all). No filesystem is shared with the workers: the data reach them once through
 Ray's object store, the code through the job's ``runtime_env`` (``py_modules``).
@@ -22,7 +22,8 @@ import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from tfqbnn import rundir, sweep
+from tfqbnn import rundir
+from tfqbnn.cells import PRETRAIN, cell_dir, plan, pretrain_folder, run_cell, run_config, sweep_fingerprint
 
 
 @dataclasses.dataclass
@@ -119,11 +120,11 @@ def _pretrain_task(cell, seed, profile, data, token, scratch):
     from tfqbnn import training
 
     profile = _use_profile(profile)
-    name = sweep.pretrain_folder("", cell, seed, profile, data).name
-    root, attempt = _scratch(scratch, token, f"{sweep.PRETRAIN}-{name}")
+    name = pretrain_folder("", cell, seed, profile, data).name
+    root, attempt = _scratch(scratch, token, f"{PRETRAIN}-{name}")
     try:
-        folder = sweep.pretrain_folder(root, cell, seed, profile, data)
-        training.pretrain(data, folder, config=sweep.run_config(cell, seed, profile), verbose=0)
+        folder = pretrain_folder(root, cell, seed, profile, data)
+        training.pretrain(data, folder, config=run_config(cell, seed, profile), verbose=0)
         return _result(folder, attempt, name=name)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -134,9 +135,9 @@ def _cell_task(cell, seed, profile, num_samples, data, pretrained, token, scratc
     root, attempt = _scratch(scratch, token, f"{cell.name}-s{seed}")
     try:
         if pretrained is not None:
-            _write_tree(root / sweep.PRETRAIN / pretrained["name"], pretrained["files"])
-        sweep.run_cell(cell, seed, data, root, profile, num_samples)
-        return _result(sweep.cell_dir(root, cell, seed), attempt)
+            _write_tree(root / PRETRAIN / pretrained["name"], pretrained["files"])
+        run_cell(cell, seed, data, root, profile, num_samples)
+        return _result(cell_dir(root, cell, seed), attempt)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -239,10 +240,10 @@ def run_cells(out_root, cells, seeds, data, profile, num_samples=None, options=N
 
     opts = options or RayOptions()
     out_root = Path(out_root)
-    done, todo = sweep.plan(out_root, cells, seeds)
+    done, todo = plan(out_root, cells, seeds)
     results, failures, placed = dict(done), [], {}
     prof_arg = (profile, training.get_profile(profile)) if isinstance(profile, str) else (None, profile)
-    token = rundir.digest([str(out_root.resolve()), sweep.sweep_fingerprint(profile, num_samples, data)])
+    token = rundir.digest([str(out_root.resolve()), sweep_fingerprint(profile, num_samples, data)])
     started = _connect(opts) if todo else False
     try:
         if todo:
@@ -272,7 +273,7 @@ def _schedule(todo, out_root, data, prof_arg, num_samples, opts, token, results,
     waiting = {}  # pretrain folder name -> cells that train from it
     pretrained = {}  # pretrain folder name -> ObjectRef of its files
     for cell, seed in todo:
-        folder = sweep.pretrain_folder(out_root, cell, seed, profile, data)
+        folder = pretrain_folder(out_root, cell, seed, profile, data)
         if folder is None:
             queue.append((order[(cell.name, seed)], "cell", cell, seed, None, None))
             continue
@@ -318,12 +319,12 @@ def _schedule(todo, out_root, data, prof_arg, num_samples, opts, token, results,
                         fail(cell, seed, error)
                     continue
                 if kind == "pretrain":
-                    install_tree(out_root / sweep.PRETRAIN / name, res["files"])
-                    placed[f"{sweep.PRETRAIN}/{name}"] = _placement(res)
+                    install_tree(out_root / PRETRAIN / name, res["files"])
+                    placed[f"{PRETRAIN}/{name}"] = _placement(res)
                     for c, s in waiting.pop(name):
                         queue.append((order[(c.name, s)], "cell", c, s, task, name))
                 else:
-                    install_tree(sweep.cell_dir(out_root, cell, seed), res["files"])
+                    install_tree(cell_dir(out_root, cell, seed), res["files"])
                     results[(cell.name, seed)] = json.loads(res["files"]["metrics.json"])
                     placed[f"{cell.name}/s{seed}"] = _placement(res)
                     bar.update(1)

@@ -81,7 +81,7 @@ def main(argv=None):
     except Exception as e:  # noqa: BLE001 - report which file is bad, in one line
         sys.exit(f"{prog}: cannot load {args.model}: {type(e).__name__}: {str(e).splitlines()[0]}")
     data = load_dirty_mnist(ambiguous_source=args.ambiguous_source, profile=args.ambiguous_profile, seed=0)
-    from tfqbnn.sweep import _eval_subset
+    from tfqbnn.cells import _eval_subset
 
     data = _eval_subset(data, args.images)
     metrics, per_image = evaluation.evaluate_model(model, data, num_samples=args.samples,
