@@ -20,8 +20,9 @@ def _scale_zp(values):
     return scale, zp, rmax
 
 
-def synthetic_model(sizes=(784, 100, 100, 10), seed=0, weight_bits=4, sigma_bits=4, calib=None):
-    """IntegerModel with random mu/sigma codes; `calib` uint8 images [N, 784] set the scales."""
+def synthetic_model(sizes=(784, 100, 100, 10), seed=0, weight_bits=4, sigma_bits=4, calib=None, weights="int4"):
+    """IntegerModel with random mu/sigma codes stored as `weights` ("int4", "int8" or "packed"); `calib` uint8
+    images [N, 784] set the scales."""
     rng = np.random.default_rng(seed)
     max_code = 2 ** (weight_bits - 1) - 1
     sigma_q = sampler.sigma_q_table(LogQuantizer(sigma_bits, 2.0**-10, 1.0), weight_bits)
@@ -36,7 +37,7 @@ def synthetic_model(sizes=(784, 100, 100, 10), seed=0, weight_bits=4, sigma_bits
         sig = rng.integers(0, 2**sigma_bits, size=(r, c)).astype(np.int16)
         layer = reference.IntegerLayer(
             name=f"dense_{l}", index=l, mu_codes=mu, sigma_codes=sig, weight_bits=weight_bits,
-            sigma_bits=sigma_bits, layout=storage.choose_layout("int4", weight_bits, sigma_bits), sigma_q=sigma_q,
+            sigma_bits=sigma_bits, layout=storage.choose_layout(weights, weight_bits, sigma_bits), sigma_q=sigma_q,
             sigma_range=(2.0**-10, 1.0), activation="linear" if last else "softplus", input_scale=s_in,
             input_zero_point=zp_in)
         w = layer.sample(sampler.ByteStream(1234, l))
@@ -86,13 +87,14 @@ def exported_jq4(tmp_root):
     return out
 
 
-def synthetic_conv_model(seed=0, bayesian_conv=True, input_shape=(28, 28, 1)):
+def synthetic_conv_model(seed=0, bayesian_conv=True, input_shape=(28, 28, 1), packed=None):
     """A LeNet-like IR network (no training) of the C runtime's conv, pool, reshape and dense kinds: conv (Bayesian OHWI or int8
     per-channel with bias; SAME, stride 1) -> max pool -> depthwise conv (int4, dm 2, VALID, stride 2) -> average
     pool (SAME) -> conv (int4 per-tensor) -> flatten -> dense (int8 per-channel, ReLU) -> Bayesian dense ->
     Bayesian dense (10 logits); calibrated on random images. "head" (bayesian_conv=False): the deterministic
     prefix is everything up to the Bayesian dense layers, conv1 has 3 channels (max pooling below 4 channels) and
-    dense1 int4 weights (the C kernels' other paths)."""
+    dense1 int4 weights (the C kernels' other paths). `packed` (mu bits, sigma bits): the Bayesian ops' codes of
+    those widths stored in the PACKED layout instead of JQ-4 I4_FUSED."""
     from tflite_export import convert
     from tflite_export.ir.conv2d import Conv2D
     from tflite_export.ir.depthwise_conv2d import DepthwiseConv2D
@@ -102,11 +104,14 @@ def synthetic_conv_model(seed=0, bayesian_conv=True, input_shape=(28, 28, 1)):
     from tflite_export.ir.weights import BayesianWeights, ConstantWeights
 
     rng = np.random.default_rng(seed)
-    sigma_q = sampler.sigma_q_table(LogQuantizer(4, 2.0**-10, 1.0), 4)
+    b, sb = packed or (4, 4)
+    layout = storage.LAYOUT_PACKED if packed else storage.LAYOUT_I4_FUSED
+    sigma_q = sampler.sigma_q_table(LogQuantizer(sb, 2.0**-10, 1.0), b)
+    m = 2 ** (b - 1) - 1
 
     def bayes(shape, index, spread=2.0):
-        mu = np.clip(np.round(rng.normal(0, spread, size=shape)), -7, 7)
-        return BayesianWeights(mu, rng.integers(0, 16, size=shape), 4, 4, storage.LAYOUT_I4_FUSED, sigma_q, index)
+        mu = np.clip(np.round(rng.normal(0, spread * m / 7, size=shape)), -m, m)
+        return BayesianWeights(mu, rng.integers(0, 2**sb, size=shape), b, sb, layout, sigma_q, index)
 
     ch = 6 if bayesian_conv else 3
     c1 = bayes((ch, 5, 5, 1), 0) if bayesian_conv else ConstantWeights.quantize(rng.normal(0, 0.4, (ch, 5, 5, 1)), 8, True)

@@ -147,14 +147,20 @@ class CEmitter:
             raise ValueError(f"op {i}: activation {activation!r} is not one of {ACTIVATIONS}")
         f = {}
         if bayesian is not None:
-            self.require_fused(f"op {i}", bayesian["layout"])
+            self.require_table_layout(f"op {i}", bayesian["layout"])
             packed = self.array("uint8_t", f"qbnn_op{i}_packed", bayesian["packed"])
             sq = self.array("int32_t", f"qbnn_op{i}_sigma_q", bayesian["sigma_q"], align=False)
-            table = self.sample_table(bayesian["sigma_q"], bayesian["weight_bits"])
+            if bayesian["layout"] == storage.LAYOUT_PACKED:
+                table = self.pair_table(bayesian["sigma_q"], bayesian["weight_bits"], bayesian["sigma_bits"])
+                f["wlut_entries"] = f"{256 << (int(bayesian['weight_bits']) + int(bayesian['sigma_bits']))}u"
+                moments = None  # the moment tables are indexed by the I4_FUSED byte: HYBRID / PFP refuse it
+            else:
+                table = self.sample_table(bayesian["sigma_q"], bayesian["weight_bits"])
             f["core"] = {"rows": f"{int(rows)}u", "cols": f"{int(cols)}u", "weight_bits": bayesian["weight_bits"],
                          "sigma_bits": bayesian["sigma_bits"], "layout": bayesian["layout"],
                          "layer_index": bayesian["index"], "mu": packed, "sigma": 0, "sigma_q": sq}
-            f["wlut" if self.sample_table_kind == "derived" else "offsets"] = table
+            packed_layout = bayesian["layout"] == storage.LAYOUT_PACKED
+            f["wlut" if packed_layout or self.sample_table_kind == "derived" else "offsets"] = table
             self.bayesian_weights += int(rows) * int(cols)
             if moments is not None:  # PFP's real units: float32 bits as hex literals
                 in_scale, w_scale = (float(v).hex() + "f"
@@ -185,12 +191,26 @@ class CEmitter:
         return f
 
     @staticmethod
-    def require_fused(what, layout):
-        """The table kernels read one I4_FUSED byte per Bayesian weight."""
-        if layout != storage.LAYOUT_I4_FUSED:
+    def require_table_layout(what, layout):
+        """The table kernels read one I4_FUSED byte or one PACKED pair per Bayesian weight."""
+        if layout not in (storage.LAYOUT_I4_FUSED, storage.LAYOUT_PACKED):
             raise ValueError(
                 f"{what}: layout {storage.LAYOUT_NAMES.get(layout, layout)} is not supported by the C runtime's table "
-                "kernels (export with --weights int4 and sigma_bits <= 4 for I4_FUSED)")
+                "kernels (export with --weights int4 and sigma_bits <= 4 for I4_FUSED, or --weights packed)")
+
+    def pair_table(self, sigma_q, weight_bits, sigma_bits):
+        """Name of the PACKED pair table (2^(b+sb) x 256, SPEC 3.4) for a grid; layers with equal grids share one."""
+        key = ("pairs", int(weight_bits), int(sigma_bits), tuple(int(v) for v in sigma_q))
+        for k, name in self.tables:
+            if k == key:
+                return name
+        name = f"qbnn_pair_table{len(self.tables)}"
+        self.body.append(f"/* pair table: [PACKED pair << 8 | stream byte] -> w_code, mu {key[1]} + sigma {key[2]} bits */")
+        table = sampler.pair_table(np.asarray(key[3]), key[1], key[2])
+        self.array("int8_t", name, table, per_line=32, count=False)
+        self.table_bytes += table.size
+        self.tables.append((key, name))
+        return name
 
     def struct(self, ctype, i, fields):
         """`static const <ctype> qbnn_op<i>_params` with designated initialisers from `fields` ({field: value}; a
@@ -415,12 +435,20 @@ def expected_values(model, images, num_samples, seed):
 
 
 def _runs_mode(entry, model):
-    """Whether `modes.hybrid_entry` / `modes.pfp_entry` accepts the model."""
+    """Whether `modes.hybrid_entry` / `modes.pfp_entry` accepts the model and the C runtime runs it: its moment
+    tables are indexed by the I4_FUSED byte, so the ops that read them (hybrid: the first Bayesian op; PFP: every
+    op from it) must be stored so."""
     try:
-        entry(model)
+        k = entry(model)
     except ValueError:
         return False
-    return True
+    ops = model.layers[k:k + 1] if entry is modes.hybrid_entry else model.layers[k:]
+    return all(_layout(op) == storage.LAYOUT_I4_FUSED for op in ops)
+
+
+def _layout(op):
+    """Storage layout of a Bayesian op (an IntegerLayer or a weighted IR op)."""
+    return op.layout if hasattr(op, "layout") else op.weights.layout
 
 
 def _hex_floats(values):

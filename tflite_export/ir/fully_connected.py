@@ -50,7 +50,8 @@ class FullyConnected(WeightedOp):
     def c_modes(self, in_shape):
         mult, shift = self.multipliers()  # one value each: rt_layer writes a scalar multiplier (no array)
         one_scale = np.all(mult == mult[0]) and np.all(shift == shift[0])
-        return tuple(int(d) for d in self.weights.shape) if self.bayesian and self.bias is None and one_scale else None
+        fused = self.bayesian and self.weights.layout == storage.LAYOUT_I4_FUSED  # the moment tables' index
+        return tuple(int(d) for d in self.weights.shape) if fused and self.bias is None and one_scale else None
 
     def tflite_filter_bits(self):
         """TFLM's FULLY_CONNECTED rejects per-channel INT4 filters: those are written as INT8 (same codes)."""
@@ -115,7 +116,7 @@ class IntegerLayer(act.Activated, Op):
     has_weights = True
 
     def emit_c(self, em, i, in_shape):
-        em.require_fused(f"layer {self.name!r}", self.layout)
+        em.require_table_layout(f"layer {self.name!r}", self.layout)
         (_, packed), = self.stored_tensors()
         rows, cols = self.shape
         mult, shift = self.multiplier
@@ -127,7 +128,7 @@ class IntegerLayer(act.Activated, Op):
         return em.struct("qbnn_rt_layer", i, layer)
 
     def c_modes(self, in_shape):
-        return tuple(int(d) for d in self.shape)
+        return tuple(int(d) for d in self.shape) if self.layout == storage.LAYOUT_I4_FUSED else None
 
     @classmethod
     def example(cls):

@@ -146,7 +146,7 @@ class WeightedOp(act.Activated, Op):
         common = dict(in_zero_point=self.input_zero_point, out_zero_point=self.output_zero_point, multipliers=mult,
                       shifts=shift, act_range=self.act_range, activation=self.activation, lut=self.lut, bias=self.bias)
         if self.bayesian:
-            em.require_fused(f"op {self.name!r}", w.layout)
+            em.require_table_layout(f"op {self.name!r}", w.layout)
             (_, packed), = w.stored_tensors()
             return em.rt_layer(i, rows, cols, bayesian=dict(weight_bits=w.weight_bits, sigma_bits=w.sigma_bits,
                                                             layout=w.layout, index=w.index, packed=packed,

@@ -78,6 +78,13 @@ void qbnn_layer_codes(const qbnn_layer* L, uint32_t n, int32_t* mu, uint32_t* si
       *mu = nibble_s((uint32_t)L->mu[n >> 1] >> ((n & 1u) * 4u));
       *sigma_code = L->sigma[n];
       break;
+    case QBNN_LAYOUT_PACKED: {
+      const uint32_t b = L->weight_bits, v = qbnn_packed_pair(L->mu, n, b + L->sigma_bits);
+      const int32_t m = (int32_t)(v & ((1u << b) - 1u));
+      *mu = m - ((m >> (b - 1u)) << b); /* two's complement b-bit field */
+      *sigma_code = v >> b;
+      break;
+    }
     default: /* QBNN_LAYOUT_I8 */
       *mu = (int8_t)L->mu[n];
       *sigma_code = L->sigma_bits <= 4 ? ((uint32_t)L->sigma[n >> 1] >> ((n & 1u) * 4u)) & 0xFu : L->sigma[n];
@@ -91,7 +98,8 @@ int qbnn_layer_check(const qbnn_layer* L) {
   int64_t worst = 0;
   if (((-8) >> 1) != -4) return QBNN_ERR_SHIFT; /* needs arithmetic right shift */
   if (L == NULL || L->mu == NULL || L->sigma_q == NULL) return QBNN_ERR_NULL;
-  if (L->weight_bits < 2 || L->weight_bits > 8 || L->sigma_bits < 2 || L->sigma_bits > 8) return QBNN_ERR_BITS;
+  if (L->weight_bits < 2 || L->weight_bits > 8 || L->sigma_bits < 1 || L->sigma_bits > 8) return QBNN_ERR_BITS;
+  if (L->layout != QBNN_LAYOUT_PACKED && L->sigma_bits < 2) return QBNN_ERR_BITS;
   switch (L->layout) {
     case QBNN_LAYOUT_I8:
       break;
@@ -101,10 +109,13 @@ int qbnn_layer_check(const qbnn_layer* L) {
     case QBNN_LAYOUT_I4_SPLIT:
       if (L->weight_bits > 4) return QBNN_ERR_BITS;
       break;
+    case QBNN_LAYOUT_PACKED: /* a pair indexes one 256-byte row of the 2^(b+sb) x 256 pair table */
+      if (L->weight_bits > 7 || L->sigma_bits > 6 || L->weight_bits + L->sigma_bits > 8) return QBNN_ERR_BITS;
+      break;
     default:
       return QBNN_ERR_LAYOUT;
   }
-  if (L->layout != QBNN_LAYOUT_I4_FUSED && L->sigma == NULL) return QBNN_ERR_NULL;
+  if (L->layout != QBNN_LAYOUT_I4_FUSED && L->layout != QBNN_LAYOUT_PACKED && L->sigma == NULL) return QBNN_ERR_NULL;
   if (L->rows == 0 || L->cols == 0 || (uint64_t)L->rows * L->cols > 0x7FFFFFFFu) return QBNN_ERR_SHAPE;
   levels = 1u << L->sigma_bits;
   max_code = (1 << (L->weight_bits - 1)) - 1;
@@ -201,12 +212,14 @@ int qbnn_filter_dims_check(uint32_t format, uint32_t rank, const uint32_t* dims,
 
 uint32_t qbnn_mu_bytes(const qbnn_layer* L) {
   uint32_t n = weight_count(L);
+  if (L->layout == QBNN_LAYOUT_PACKED) /* n < 2^31, p <= 8: the bit count fits 64 bits, the bytes 32 */
+    return (uint32_t)(((uint64_t)n * (L->weight_bits + L->sigma_bits) + 7u) / 8u);
   return L->layout == QBNN_LAYOUT_I4_SPLIT ? (n + 1u) / 2u : n;
 }
 
 uint32_t qbnn_sigma_bytes(const qbnn_layer* L) {
   uint32_t n = weight_count(L);
-  if (L->layout == QBNN_LAYOUT_I4_FUSED) return 0u;
+  if (L->layout == QBNN_LAYOUT_I4_FUSED || L->layout == QBNN_LAYOUT_PACKED) return 0u;
   if (L->layout == QBNN_LAYOUT_I8 && L->sigma_bits <= 4) return (n + 1u) / 2u;
   return n;
 }

@@ -22,6 +22,7 @@ extern "C" {
 #define QBNN_LAYOUT_I8 0       /* mu int8[R*C]; sigma nibbles (sb<=4) or bytes */
 #define QBNN_LAYOUT_I4_FUSED 1 /* one byte per weight: mu low nibble, sigma high nibble */
 #define QBNN_LAYOUT_I4_SPLIT 2 /* mu nibbles two per byte; sigma one byte per weight */
+#define QBNN_LAYOUT_PACKED 3   /* p = b + sb <= 8 bit pairs (mu low b bits | sigma code << b), little-endian bits */
 
 /* Error codes of qbnn_layer_check and qbnn_parse_options (qbnn_options.h; 0 = ok). */
 #define QBNN_OK 0
@@ -52,12 +53,12 @@ typedef struct {
 
 typedef struct {
   uint32_t rows, cols;     /* R (out) x C (in), [out][in] row-major */
-  uint8_t weight_bits;     /* b, 2..8 */
-  uint8_t sigma_bits;      /* sb, 2..8 */
+  uint8_t weight_bits;     /* b, 2..8 (PACKED: 2..7) */
+  uint8_t sigma_bits;      /* sb, 2..8 (PACKED: 1..6, b + sb <= 8) */
   uint8_t layout;          /* QBNN_LAYOUT_* */
   uint16_t layer_index;    /* stream id */
   const uint8_t* mu;       /* see layout */
-  const uint8_t* sigma;    /* NULL for I4_FUSED */
+  const uint8_t* sigma;    /* NULL for I4_FUSED and PACKED */
   const int32_t* sigma_q;  /* 2^sb entries */
 } qbnn_layer;
 
@@ -91,6 +92,17 @@ void qbnn_stream_bytes(qbnn_stream* s, uint8_t* out, size_t n);
 static inline int32_t qbnn_sample_weight(int32_t mu, int32_t sigma_q, uint32_t u, int32_t max_code) {
   int32_t w = mu + ((sigma_q * (int32_t)QBNN_EPS_Q[u] + (1 << (QBNN_SHIFT - 1))) >> QBNN_SHIFT);
   return w > max_code ? max_code : (w < -max_code ? -max_code : w);
+}
+
+/* The p-bit PACKED pair value of flat element n: bits n*p .. n*p + p - 1 of the byte stream, bit i in bit (i & 7)
+ * of byte i >> 3. The next byte is read only when the pair crosses into it, so the last pair never reads past the
+ * ceil(R*C*p / 8) stored bytes. */
+static inline uint32_t qbnn_packed_pair(const uint8_t* bytes, uint32_t n, uint32_t p) {
+  /* 8 pairs fill p bytes: no 32-bit overflow of n * p for n up to 2^31 - 1 */
+  const uint32_t in8 = (n & 7u) * p, at = (n >> 3) * p + (in8 >> 3), sh = in8 & 7u;
+  uint32_t v = (uint32_t)bytes[at] >> sh;
+  if (sh + p > 8u) v |= (uint32_t)bytes[at + 1u] << (8u - sh);
+  return v & ((1u << p) - 1u);
 }
 
 /* mu code and sigma code of flat element n (= r*C + c) of a layer. */

@@ -24,9 +24,16 @@ int qbnn__check_weighted(const qbnn_rt_layer *L, uint32_t format, const uint32_t
     int err = qbnn_layer_check(&L->core);
     if (err != QBNN_OK) return err;
     if (L->core.layer_index >= QBNN_MAX_STREAMS) return QBNN_RT_ERR_LIMITS;
-    /* the table kernels need one byte per weight (I4_FUSED) and the derived table */
-    if (kernel != QBNN_KERNEL_REF && (L->core.layout != QBNN_LAYOUT_I4_FUSED || !(L->wlut || L->offsets)))
-      return QBNN_RT_ERR_KERNEL;
+    /* the table kernels need one byte per weight (I4_FUSED) and the derived table, or PACKED pairs and their
+       pair table of 2^p rows (a pair of p bits indexes no row beyond it) */
+    if (kernel != QBNN_KERNEL_REF) {
+      if (L->core.layout == QBNN_LAYOUT_PACKED) {
+        if (!L->wlut || L->wlut_entries != (256u << (L->core.weight_bits + L->core.sigma_bits)))
+          return QBNN_RT_ERR_KERNEL;
+      } else if (L->core.layout != QBNN_LAYOUT_I4_FUSED || !(L->wlut || L->offsets)) {
+        return QBNN_RT_ERR_KERNEL;
+      }
+    }
     err = qbnn__check_moments(L, is_last);
     if (err != QBNN_OK) return err;
     /* every stored code: the REF kernel indexes SIGMA_Q with the stored sigma code */
@@ -78,6 +85,11 @@ int qbnn__check_moments(const qbnn_rt_layer *L, int is_last) {
   return QBNN_OK;
 }
 
+void qbnn__packed_codes(const qbnn_rt_layer *L, uint32_t first, uint32_t n, qbnn_stream *s, int16_t *f) {
+  qbnn__pairs q = qbnn__pairs_at(&L->core, first);
+  for (uint32_t i = 0; i < n; ++i) f[i] = L->wlut[(qbnn__pair_next(&q) << 8) | qbnn_stream_byte(s)];
+}
+
 /* the two's complement int4 in the low nibble of v */
 static inline int16_t int4_code(uint32_t v) { return (int16_t)((int32_t)((v & 0xFu) ^ 8u) - 8); }
 
@@ -112,6 +124,10 @@ void qbnn__filter_row(const qbnn_rt_layer *L, uint32_t row, int kernel, int mean
       qbnn_layer_codes(&L->core, first + i, &mu, &k);
       f[i] = (int16_t)(mean ? mu : qbnn_sample_weight(mu, L->core.sigma_q[k], qbnn_stream_byte(s), max_code));
     }
+    return;
+  }
+  if (L->core.layout == QBNN_LAYOUT_PACKED) { /* pair table: one read per weight */
+    qbnn__packed_codes(L, first, n, s, f);
     return;
   }
   const uint8_t *p = L->core.mu + first;

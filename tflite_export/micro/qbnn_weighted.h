@@ -12,7 +12,9 @@ struct qbnn_layer_moments; /* exact code moments + activation kind for HYBRID / 
 typedef struct {
   qbnn_layer core;         /* Bayesian: shapes, bits, layout, stored mu/sigma, SIGMA_Q (the sampler core's view);
                               constant weights: rows / cols only, core.mu == NULL */
-  const int8_t *wlut;      /* Bayesian: derived table [256*256] (I4_FUSED byte << 8 | u) -> w_code (64 KB), or NULL */
+  const int8_t *wlut;      /* Bayesian: derived table [256*256] (I4_FUSED byte << 8 | u) -> w_code (64 KB), or for
+                              PACKED the pair table [2^p * 256] (pair << 8 | u) -> w_code, or NULL */
+  uint32_t wlut_entries;   /* PACKED: the pair table's entries, 256 << p (checked); I4_FUSED: unused */
   const int8_t *offsets;   /* Bayesian, instead of wlut: offset table [2^sb * 256] (sigma code << 8 | u) ->
                               (SIGMA_Q[k] EPS_Q[u] + 2^(s-1)) >> s, w_code = clamp(mu + offset, -M, M) (4 KB,
                               slower); with neither table only QBNN_KERNEL_REF runs */

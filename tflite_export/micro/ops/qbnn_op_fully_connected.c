@@ -55,6 +55,16 @@ static int32_t row_lut(const qbnn_rt_layer *L, const uint8_t *p, const int8_t *x
   return acc;
 }
 
+/* PACKED pairs through the pair table: the portable loop of every target (a table read per weight). */
+static int32_t row_packed(const qbnn_rt_layer *L, uint32_t r, const int8_t *x, qbnn_stream *s) {
+  const int8_t *lut = L->wlut;
+  qbnn__pairs q = qbnn__pairs_at(&L->core, r * L->core.cols);
+  int32_t acc = 0;
+  for (uint32_t c = 0; c < L->core.cols; ++c)
+    acc += lut[(qbnn__pair_next(&q) << 8) | qbnn_stream_byte(s)] * ((int32_t)x[c] - L->in_zero_point);
+  return acc;
+}
+
 /* LUT, word-aligned stream and cols % 4 == 0: one PRNG word per 4 weights. */
 static int32_t row_lut_words(const int8_t *lut, const uint8_t *p, const int8_t *x, int cols, int32_t zp,
                              uint32_t *state) {
@@ -530,6 +540,8 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
   const qbnn__rq r0 = qbnn__requant_of(L, 0);
   if (kernel == QBNN_KERNEL_REF) {
     for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_ref(L, r, x, s), r, plain);
+  } else if (L->core.layout == QBNN_LAYOUT_PACKED) {
+    for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_packed(L, r, x, s), r, plain);
   } else if (!L->wlut) {
     if (!ctx->x_ready) qbnn__offset16(x, cols, L->in_zero_point, ctx->x); /* plain order (not interleaved) */
     ctx->x_ready = 1;

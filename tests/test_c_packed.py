@@ -1,0 +1,74 @@
+"""The C runtime on PACKED Bayesian weights (SPEC.md section 2: (mu code, sigma code) pairs of mu_bits + sigma_bits
+<= 8 bits packed little-endian across bytes; the 2^p x 256 pair table of SPEC 3.3): MLPs and a conv network run
+bit-exactly against the numpy reference on the host (REF / LUT / SIMD kernels, mean pass) and in QEMU."""
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from tflite_export import c_source, firmware_runner, storage
+from mcu_models import synthetic_conv_model, synthetic_model
+
+FIRMWARE = firmware_runner.FIRMWARE_DIR
+HAVE_CC = shutil.which("cc") is not None
+MISSING = firmware_runner.missing_tools()
+PAIRS = [(3, 1), (5, 3), (2, 1), (4, 4), (7, 1), (2, 6)]
+SOURCES = ["r0", "r1", "r2", "r3"]
+
+
+def _make(*args):
+    return subprocess.run(["make", "-s", "-C", FIRMWARE, *args], capture_output=True, text=True, timeout=600)
+
+
+def _images(n=4, size=784):
+    return np.random.default_rng(1).integers(0, 256, size=(n, size)).astype(np.uint8)
+
+
+def _gen(model, gen):
+    c_source.write_model_sources(model, gen)
+    return c_source.write_test_vectors(model, _images(), SOURCES, gen, num_samples=5)
+
+
+def _host_run(gen, build, opt="-O1"):
+    r = _make(f"GEN_DIR={gen}", f"HOST_BUILD={build}", f"HOST_OPT={opt}", "host-test")
+    assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
+    for kernel in ("ref", "lut", "simd"):
+        assert f"ok image 1 (r1) kernel={kernel}" in r.stdout
+    return r.stdout
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
+@pytest.mark.parametrize("b,sb", PAIRS)
+def test_packed_mlp_is_bit_exact_on_the_host(b, sb, tmp_path):
+    """Rows of 37 and 23 columns: pairs straddle bytes and rows start mid-byte for every p but 8."""
+    model = synthetic_model(sizes=(784, 37, 23, 10), seed=b * 8 + sb, weight_bits=b, sigma_bits=sb, weights="packed")
+    assert {op.layout for op in model.layers} == {storage.LAYOUT_PACKED}
+    exp = _gen(model, tmp_path / "gen")
+    assert len({tuple(e["sums"]) for e in exp}) > 1  # the images are told apart
+    data = (tmp_path / "gen" / "model_data.c").read_text()
+    assert f"{256 << (b + sb)}u" in data  # the pair table's size, checked by the runtime
+    out = _host_run(tmp_path / "gen", tmp_path / "build")
+    assert "ok modes" not in out  # HYBRID / PFP read I4_FUSED moment tables: not offered for PACKED
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
+@pytest.mark.parametrize("b,sb", [(3, 2), (5, 3)])
+def test_packed_conv_network_is_bit_exact_on_the_host(b, sb, tmp_path):
+    """Bayesian CONV_2D and dense ops stored PACKED (the filter rows of the conv kernels)."""
+    model = synthetic_conv_model(seed=3, bayesian_conv=True, packed=(b, sb))
+    assert sum(getattr(getattr(op, "weights", None), "layout", None) == storage.LAYOUT_PACKED
+               for op in model.layers) == 3
+    _gen(model, tmp_path / "gen")
+    _host_run(tmp_path / "gen", tmp_path / "build", "-O3")
+
+
+@pytest.mark.skipif(bool(MISSING), reason=f"missing {', '.join(MISSING)}")
+def test_packed_mlp_is_bit_exact_on_cortex_m4(tmp_path):
+    model = synthetic_model(sizes=(784, 37, 23, 10), seed=5, weight_bits=5, sigma_bits=3, weights="packed")
+    _gen(model, tmp_path / "gen")
+    r = _make("BOARD=an386", f"GEN_DIR={tmp_path / 'gen'}", f"BUILD={tmp_path / 'build'}", "run")
+    assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
