@@ -156,13 +156,26 @@ def test_packed_export_is_tamper_checked(packed_export, tmp_path):
             artifacts.load_exported(d)
 
 
-def test_packed_export_refuses_c_sources(trained_mixed, tmp_path):
+def test_packed_export_writes_c_sources_that_run_bit_exact_on_the_host(trained_mixed, tmp_path):
+    """The mixed MLP (3+2, 4+4, 6+1 bits) exported with the C-source writer: its pair tables in model_data.c and
+    its C run on the host equal the numpy reference (test vectors from the exported integer model)."""
+    import shutil
+    import subprocess
+
+    from tflite_export import firmware_runner
     from tfqbnn.datasets import calibration_images
 
-    with pytest.raises(ValueError, match="PACKED layout .* no C runtime") as e:
-        convert.export_all(trained_mixed, tmp_path / "c", weights="packed", calibration_x=calibration_images(50),
-                           extra_writers=[lambda *a: None])
-    assert "\n" not in str(e.value) and not (tmp_path / "c").exists()
+    out = tmp_path / "export"
+    images = np.random.default_rng(4).integers(0, 256, (3, 784)).astype(np.uint8)
+    convert.export_all(trained_mixed, out, weights="packed", seed=7, calibration_x=calibration_images(50),
+                       extra_writers=[c_source.export_writer(images, ["a", "b", "c"], num_samples=4)])
+    data = (out / "c" / "model_data.c").read_text()
+    assert data.count("qbnn_pair_table") >= 3 and "qbnn_sample_table" not in data
+    if shutil.which("cc") is None:
+        pytest.skip("no host C compiler")
+    r = subprocess.run(["make", "-s", "-C", firmware_runner.FIRMWARE_DIR, f"GEN_DIR={out / 'c'}",
+                        f"HOST_BUILD={tmp_path / 'build'}", "host-test"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
 
 
 def test_integer_sampling_matches_keras_quantized_sampling(trained_mixed, packed_export):

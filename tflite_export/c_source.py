@@ -141,7 +141,7 @@ class CEmitter:
     def rt_layer(self, i, rows, cols, *, in_zero_point, out_zero_point, multipliers, shifts, act_range, activation,
                  lut=None, bias=None, bayesian=None, constant=None, moments=None):
         """Fields of op i's qbnn_rt_layer (a dict for `struct`). bayesian: dict(weight_bits, sigma_bits, layout,
-        index, packed, sigma_q) (I4_FUSED only: the table kernels); constant: (int8 codes, bits); moments: None, or
+        index, packed, sigma_q) (I4_FUSED or PACKED: the table kernels); constant: (int8 codes, bits); moments: None, or
         the Bayesian dense op whose moment table to write (SPEC 11; PFP's scales from `modes`)."""
         if activation not in ACTIVATIONS:
             raise ValueError(f"op {i}: activation {activation!r} is not one of {ACTIVATIONS}")

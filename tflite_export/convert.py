@@ -143,9 +143,6 @@ def export_all(model, out_dir, weights="int4", seed=0, calibration_x=None, calib
         raise ValueError(f"calibration_x rows have {calibration_x[0].size} values; the model's input "
                          f"{list(imodel.input_shape)} has {imodel.input_dim}")
     calibration_x = calibration_x.reshape(-1, *imodel.input_shape)
-    if extra_writers and artifacts.manifest_version(imodel) == artifacts.PACKED_MANIFEST_VERSION:
-        raise ValueError("the PACKED layout (--weights packed) has no C runtime / TFLM QBNN_SAMPLE kernel yet: export "
-                         "it without C sources, or with --weights int4 / int8 for a C target")
     calibrate(imodel, calibration_x, num_samples=calibration_samples)
     info = manifest(imodel, weights)
     data = {"model.tflite": tflite_io.build_tflite(imodel, split=False),
