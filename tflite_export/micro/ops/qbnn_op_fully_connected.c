@@ -65,6 +65,25 @@ static int32_t row_packed(const qbnn_rt_layer *L, uint32_t r, const int8_t *x, q
   return acc;
 }
 
+/* PACKED, word-aligned stream and cols % 4 == 0: one PRNG word per 4 weights. */
+static int32_t row_packed_words(const qbnn_rt_layer *L, uint32_t r, const int8_t *x, uint32_t *state) {
+  const int8_t *lut = L->wlut;
+  const int32_t zp = L->in_zero_point;
+  const uint32_t cols = L->core.cols;
+  qbnn__pairs q = qbnn__pairs_at(&L->core, r * cols);
+  uint32_t st = *state;
+  int32_t acc = 0;
+  for (uint32_t c = 0; c < cols; c += 4) {
+    st = qbnn_xorshift32(st);
+    acc += lut[(qbnn__pair_next(&q) << 8) | (st & 0xFFu)] * ((int32_t)x[c] - zp);
+    acc += lut[(qbnn__pair_next(&q) << 8) | ((st >> 8) & 0xFFu)] * ((int32_t)x[c + 1] - zp);
+    acc += lut[(qbnn__pair_next(&q) << 8) | ((st >> 16) & 0xFFu)] * ((int32_t)x[c + 2] - zp);
+    acc += lut[(qbnn__pair_next(&q) << 8) | (st >> 24)] * ((int32_t)x[c + 3] - zp);
+  }
+  *state = st;
+  return acc;
+}
+
 /* LUT, word-aligned stream and cols % 4 == 0: one PRNG word per 4 weights. */
 static int32_t row_lut_words(const int8_t *lut, const uint8_t *p, const int8_t *x, int cols, int32_t zp,
                              uint32_t *state) {
@@ -541,7 +560,13 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
   if (kernel == QBNN_KERNEL_REF) {
     for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_ref(L, r, x, s), r, plain);
   } else if (L->core.layout == QBNN_LAYOUT_PACKED) {
-    for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_packed(L, r, x, s), r, plain);
+    if ((cols & 3u) != 0 || s->nbuf != 0) {
+      for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_packed(L, r, x, s), r, plain);
+    } else {
+      for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_packed_words(L, r, x, &s->state), r, plain);
+      s->position += rows * cols; /* whole words consumed: nbuf stays 0 */
+      s->buf = 0;
+    }
   } else if (!L->wlut) {
     if (!ctx->x_ready) qbnn__offset16(x, cols, L->in_zero_point, ctx->x); /* plain order (not interleaved) */
     ctx->x_ready = 1;
