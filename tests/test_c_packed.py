@@ -72,3 +72,20 @@ def test_packed_mlp_is_bit_exact_on_cortex_m4(tmp_path):
     _gen(model, tmp_path / "gen")
     r = _make("BOARD=an386", f"GEN_DIR={tmp_path / 'gen'}", f"BUILD={tmp_path / 'build'}", "run")
     assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
+def test_a_pair_table_of_the_wrong_size_is_refused_by_the_table_kernels(tmp_path):
+    """qbnn_init checks the pair table's entries against 256 << p (a short table would be read past its end):
+    LUT / SIMD refuse the model with QBNN_RT_ERR_KERNEL (22); REF, which reads no table, still runs it bit-exactly."""
+    model = synthetic_model(sizes=(784, 37, 23, 10), seed=9, weight_bits=3, sigma_bits=1, weights="packed")
+    gen = tmp_path / "gen"
+    _gen(model, gen)
+    data = (gen / "model_data.c").read_text()
+    good = ".wlut = qbnn_pair_table0, .wlut_entries = 4096u"
+    assert data.count(good) == 3  # the three layers share one table
+    (gen / "model_data.c").write_text(data.replace(good, good.replace("4096u", "2048u"), 1))
+    r = _make(f"GEN_DIR={gen}", f"HOST_BUILD={tmp_path / 'build'}", "host-test")
+    assert r.returncode != 0
+    assert "FAIL qbnn_init(kernel=lut) = 22" in r.stdout and "FAIL qbnn_init(kernel=simd) = 22" in r.stdout
+    assert "ok image 1 (r1) kernel=ref" in r.stdout and "kernel=ref) =" not in r.stdout

@@ -152,7 +152,6 @@ class CEmitter:
             sq = self.array("int32_t", f"qbnn_op{i}_sigma_q", bayesian["sigma_q"], align=False)
             if bayesian["layout"] == storage.LAYOUT_PACKED:
                 table = self.pair_table(bayesian["sigma_q"], bayesian["weight_bits"], bayesian["sigma_bits"])
-                f["wlut_entries"] = f"{256 << (int(bayesian['weight_bits']) + int(bayesian['sigma_bits']))}u"
                 moments = None  # the moment tables are indexed by the I4_FUSED byte: HYBRID / PFP refuse it
             else:
                 table = self.sample_table(bayesian["sigma_q"], bayesian["weight_bits"])
@@ -161,6 +160,8 @@ class CEmitter:
                          "layer_index": bayesian["index"], "mu": packed, "sigma": 0, "sigma_q": sq}
             packed_layout = bayesian["layout"] == storage.LAYOUT_PACKED
             f["wlut" if packed_layout or self.sample_table_kind == "derived" else "offsets"] = table
+            if packed_layout:
+                f["wlut_entries"] = f"{256 << (int(bayesian['weight_bits']) + int(bayesian['sigma_bits']))}u"
             self.bayesian_weights += int(rows) * int(cols)
             if moments is not None:  # PFP's real units: float32 bits as hex literals
                 in_scale, w_scale = (float(v).hex() + "f"
