@@ -15,7 +15,7 @@ from mcu_models import synthetic_conv_model, synthetic_model
 FIRMWARE = firmware_runner.FIRMWARE_DIR
 HAVE_CC = shutil.which("cc") is not None
 MISSING = firmware_runner.missing_tools()
-PAIRS = [(3, 1), (5, 3), (2, 1), (4, 4), (7, 1), (2, 6)]
+PAIRS = [(3, 1), (5, 3), (2, 1), (4, 4), (7, 1), (2, 6), (3, 2), (4, 3)]  # p = 4, 8, 3, 8, 8, 8, 5, 7
 SOURCES = ["r0", "r1", "r2", "r3"]
 
 
@@ -67,8 +67,9 @@ def test_packed_conv_network_is_bit_exact_on_the_host(b, sb, tmp_path):
 
 
 @pytest.mark.skipif(bool(MISSING), reason=f"missing {', '.join(MISSING)}")
-def test_packed_mlp_is_bit_exact_on_cortex_m4(tmp_path):
-    model = synthetic_model(sizes=(784, 37, 23, 10), seed=5, weight_bits=5, sigma_bits=3, weights="packed")
+@pytest.mark.parametrize("b,sb", [(3, 1), (3, 2), (5, 3)])  # the p = 4, general and p = 8 kernels
+def test_packed_mlp_is_bit_exact_on_cortex_m4(b, sb, tmp_path):
+    model = synthetic_model(sizes=(784, 37, 23, 10), seed=5, weight_bits=b, sigma_bits=sb, weights="packed")
     _gen(model, tmp_path / "gen")
     r = _make("BOARD=an386", f"GEN_DIR={tmp_path / 'gen'}", f"BUILD={tmp_path / 'build'}", "run")
     assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]

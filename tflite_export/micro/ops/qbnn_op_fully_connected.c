@@ -84,6 +84,23 @@ static int32_t row_packed_words(const qbnn_rt_layer *L, uint32_t r, const int8_t
   return acc;
 }
 
+/* PACKED with p = 4 (two pairs per byte, low nibble first), word-aligned stream and cols % 4 == 0. */
+static int32_t row_packed4_words(const int8_t *lut, const uint8_t *q, const int8_t *x, uint32_t cols, int32_t zp,
+                                 uint32_t *state) {
+  uint32_t st = *state;
+  int32_t acc = 0;
+  for (uint32_t c = 0; c < cols; c += 4, q += 2) {
+    st = qbnn_xorshift32(st);
+    const uint32_t b0 = q[0], b1 = q[1];
+    acc += lut[((b0 & 0xFu) << 8) | (st & 0xFFu)] * ((int32_t)x[c] - zp);
+    acc += lut[((b0 >> 4) << 8) | ((st >> 8) & 0xFFu)] * ((int32_t)x[c + 1] - zp);
+    acc += lut[((b1 & 0xFu) << 8) | ((st >> 16) & 0xFFu)] * ((int32_t)x[c + 2] - zp);
+    acc += lut[((b1 >> 4) << 8) | (st >> 24)] * ((int32_t)x[c + 3] - zp);
+  }
+  *state = st;
+  return acc;
+}
+
 /* LUT, word-aligned stream and cols % 4 == 0: one PRNG word per 4 weights. */
 static int32_t row_lut_words(const int8_t *lut, const uint8_t *p, const int8_t *x, int cols, int32_t zp,
                              uint32_t *state) {
@@ -562,6 +579,16 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
   } else if (L->core.layout == QBNN_LAYOUT_PACKED) {
     if ((cols & 3u) != 0 || s->nbuf != 0) {
       for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_packed(L, r, x, s), r, plain);
+    } else if (L->core.weight_bits + L->core.sigma_bits == 8u) { /* a pair per byte: the derived-table loop */
+      for (uint32_t r = 0; r < rows; ++r, p += cols)
+        y[r] = requant(L, &r0, row_lut_words(L->wlut, p, x, (int)cols, L->in_zero_point, &s->state), r, plain);
+      s->position += rows * cols;
+      s->buf = 0;
+    } else if (L->core.weight_bits + L->core.sigma_bits == 4u) {
+      for (uint32_t r = 0; r < rows; ++r, p += cols / 2)
+        y[r] = requant(L, &r0, row_packed4_words(L->wlut, p, x, cols, L->in_zero_point, &s->state), r, plain);
+      s->position += rows * cols;
+      s->buf = 0;
     } else {
       for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_packed_words(L, r, x, &s->state), r, plain);
       s->position += rows * cols; /* whole words consumed: nbuf stays 0 */
