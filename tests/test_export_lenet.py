@@ -143,7 +143,7 @@ def test_export_loads_back_and_rebuilds_both_files(exported):
 
 def test_litert_runs_the_split_models(exported, images):
     """LiteRT (the wheel's reference kernels, built with single rounding) runs the files and predicts as the
-    reference; TFLM, the target, is bit-exact above. (Measured: up to a few softmax codes apart.)"""
+    reference within 2 softmax codes; TFLM, the target, is bit-exact above."""
     interpreter = pytest.importorskip("ai_edge_litert.interpreter")
     _, _, result = exported
     imodel = result["integer_model"]
@@ -162,7 +162,13 @@ def test_litert_runs_the_split_models(exported, images):
             lt.set_tensor(d["index"], wl)
         lt.invoke()
         got.append(lt.get_tensor(lt.get_output_details()[0]["index"])[0])
-    assert np.mean(np.argmax(np.stack(got), -1) == np.argmax(ref, -1)) >= 0.95
+    # within 2 softmax codes everywhere (1 measured), so the argmax agrees wherever the reference's top two are
+    # more than 4 codes apart (the briefly trained "all" model's often are not: an agreement rate would be a coin)
+    got, ref = np.stack(got).astype(np.int32), np.asarray(ref, np.int32)
+    assert np.max(np.abs(got - ref)) <= 2
+    top = np.sort(ref, axis=-1)
+    clear = top[:, -1] - top[:, -2] > 4
+    np.testing.assert_array_equal(np.argmax(got[clear], -1), np.argmax(ref[clear], -1))
 
 
 FIRMWARE = os.path.join(os.path.dirname(convert.__file__), "firmware")
