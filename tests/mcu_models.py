@@ -94,7 +94,8 @@ def synthetic_conv_model(seed=0, bayesian_conv=True, input_shape=(28, 28, 1), pa
     Bayesian dense (10 logits); calibrated on random images. "head" (bayesian_conv=False): the deterministic
     prefix is everything up to the Bayesian dense layers, conv1 has 3 channels (max pooling below 4 channels) and
     dense1 int4 weights (the C kernels' other paths). `packed` (mu bits, sigma bits): the Bayesian ops' codes of
-    those widths stored in the PACKED layout instead of JQ-4 I4_FUSED."""
+    those widths stored in the PACKED layout instead of JQ-4 I4_FUSED; or a list of three such pairs, for conv1
+    (used when Bayesian), dense2 and dense3, for a mixed-bits network."""
     from tflite_export import convert
     from tflite_export.ir.conv2d import Conv2D
     from tflite_export.ir.depthwise_conv2d import DepthwiseConv2D
@@ -104,13 +105,14 @@ def synthetic_conv_model(seed=0, bayesian_conv=True, input_shape=(28, 28, 1), pa
     from tflite_export.ir.weights import BayesianWeights, ConstantWeights
 
     rng = np.random.default_rng(seed)
-    b, sb = packed or (4, 4)
     layout = storage.LAYOUT_PACKED if packed else storage.LAYOUT_I4_FUSED
-    sigma_q = sampler.sigma_q_table(LogQuantizer(sb, 2.0**-10, 1.0), b)
-    m = 2 ** (b - 1) - 1
+    bits = list(packed) if packed and isinstance(packed[0], (tuple, list)) else [packed or (4, 4)] * 3
 
     def bayes(shape, index, spread=2.0):
+        b, sb = bits[index]
+        m = 2 ** (b - 1) - 1
         mu = np.clip(np.round(rng.normal(0, spread * m / 7, size=shape)), -m, m)
+        sigma_q = sampler.sigma_q_table(LogQuantizer(sb, 2.0**-10, 1.0), b)
         return BayesianWeights(mu, rng.integers(0, 2**sb, size=shape), b, sb, layout, sigma_q, index)
 
     ch = 6 if bayesian_conv else 3

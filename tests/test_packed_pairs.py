@@ -200,3 +200,19 @@ def test_tflm_runs_the_packed_export_split_model_bit_exactly(packed_export):
     from tfqbnn.datasets import load_mnist
 
     split_model_matches(packed_export, load_mnist("test")[0][:40], samples=2, seed=5)
+
+
+def test_tflm_runs_the_packed_export_model_with_its_sampling_ops(packed_export, tmp_path):
+    """model.tflite of the mixed export: QBNN_SAMPLE ops reading PACKED pairs of 5, 8 and 7 bits, in real TFLM
+    (QBNN_TFLM_TEST_BIN) bit-exactly with the numpy reference."""
+    from tflite_export import tflite_io
+    from tfqbnn.datasets import load_mnist
+    from tflm_bin import run_in_graph
+
+    layers = tflite_io.read_qbnn_layers(packed_export["model"])
+    assert [(L["weight_bits"], L["sigma_bits"], L["layout"]) for L in layers] == \
+        [(3, 2, storage.LAYOUT_PACKED), (4, 4, storage.LAYOUT_PACKED), (6, 1, storage.LAYOUT_PACKED)]
+    got, ref, _ = run_in_graph(packed_export["model"], packed_export["integer_model"], load_mnist("test")[0][:20], 10,
+                               5, tmp_path)
+    np.testing.assert_array_equal(got, ref)
+    assert not np.array_equal(ref[0], ref[1])

@@ -111,7 +111,9 @@ def _c_sample(clib, layout, b, sb, tensors, sigma_q, shape, stream):
 
 
 @pytest.mark.parametrize("mode,b,sb", [("int4", 4, 4), ("int4", 3, 4), ("int4", 4, 8), ("int8", 8, 8),
-                                       ("int8", 8, 4), ("int8", 4, 4), ("int8", 6, 5)])
+                                       ("int8", 8, 4), ("int8", 4, 4), ("int8", 6, 5), ("packed", 2, 1),
+                                       ("packed", 3, 1), ("packed", 4, 2), ("packed", 5, 3), ("packed", 7, 1),
+                                       ("packed", 2, 6)])
 def test_c_sampler_bit_exact_with_python(clib, mode, b, sb):
     from tfqbnn.quantizers import LogQuantizer
 
@@ -122,8 +124,8 @@ def test_c_sampler_bit_exact_with_python(clib, mode, b, sb):
     for layer, shape in enumerate([(7, 13), (10, 100), (33, 5)]):  # odd sizes: bytes straddle samples
         mu = rng.integers(-m, m + 1, shape)
         sig = rng.integers(0, 2**sb, shape)
-        tensors = storage.pack(mu, sig, layout, sb)
-        mu_u, sig_u = storage.unpack(tensors, layout, sb, shape)
+        tensors = storage.pack(mu, sig, layout, sb, b)
+        mu_u, sig_u = storage.unpack(tensors, layout, sb, shape, b)
         np.testing.assert_array_equal(mu_u, mu)
         np.testing.assert_array_equal(sig_u, sig)
         for seed in rng.integers(0, 2**32, 5).tolist():
@@ -134,6 +136,20 @@ def test_c_sampler_bit_exact_with_python(clib, mode, b, sb):
                 c_out = _c_sample(clib, layout, b, sb, tensors, sigma_q, shape, s)
                 py_out = sampler.sample_codes(mu, sig, sigma_q, py.take(mu.size).reshape(shape), b)
                 np.testing.assert_array_equal(c_out, py_out)
+            # row by row (PACKED rows of odd widths start mid-byte): the same draws as the whole tensor
+            rows = Stream()
+            clib.qbnn_stream_init(ctypes.byref(rows), seed, layer)
+            py = sampler.ByteStream(seed, layer)
+            arrays = [np.ascontiguousarray(t) for _, t in tensors]
+            sq = np.ascontiguousarray(sigma_q, np.int32)
+            L = Layer(rows=shape[0], cols=shape[1], weight_bits=b, sigma_bits=sb, layout=layout, layer_index=0,
+                      mu=arrays[0].ctypes.data, sigma=arrays[1].ctypes.data if len(arrays) > 1 else None,
+                      sigma_q=sq.ctypes.data)
+            out = np.zeros(shape, np.int8)
+            for r in range(shape[0]):
+                clib.qbnn_sample_row(ctypes.byref(L), ctypes.byref(rows), r, out[r].ctypes.data_as(ctypes.c_void_p))
+            np.testing.assert_array_equal(out, sampler.sample_codes(mu, sig, sigma_q, py.take(mu.size).reshape(shape),
+                                                                    b))
 
 
 def test_fixed_point_offset_is_rounded_sigma_eps_over_delta():

@@ -1,23 +1,26 @@
 """The QBNN_SAMPLE op's option parser and output-shape check (micro/qbnn_options.c, the code TFLite Micro's op runs in
 Init and Prepare) against the Python reader, on the host under ASan/UBSan, for every filter format of the op
-registry, real exported options and malformed ones; the generated TFLM op resolver against the registry; and the
-every-kind model in real TFLM with its sampling ops when QBNN_TFLM_TEST_BIN is set."""
+registry and storage layout (PACKED included), real exported options and malformed ones; the generated TFLM op
+resolver against the registry; and, when QBNN_TFLM_TEST_BIN is set, the every-kind model and a mixed-bits PACKED
+network in real TFLM with their sampling ops, and PACKED tensors the op must refuse in Prepare."""
 
 import shutil
 import struct
 import subprocess
 from pathlib import Path
 
+import flatbuffers
 import numpy as np
 import pytest
 
 from every_kind import export_every_kind
+from mcu_models import synthetic_conv_model
 from tflite_export import storage, tflite_io, tflm_ops
 from tflite_export.intmath import sampler
 from tflite_export.ir.registry import OPS
 from tflite_export.ir.weights import BayesianWeights
 from tfqbnn.quantizers import LogQuantizer
-from tflm_bin import run_in_graph
+from tflm_bin import binary, run_in_graph, split_model_matches
 
 ROOT = Path(__file__).resolve().parents[1]
 MICRO = ROOT / "tflite_export" / "micro"
@@ -79,8 +82,11 @@ def _options(shape, fmt, bits=4, sigma_bits=4, layout=storage.LAYOUT_I4_FUSED, i
 
 SHAPES = {tflite_io.FILTER_FC: [(10, 784), (1, 1)], tflite_io.FILTER_OHWI: [(6, 5, 5, 1), (16, 3, 3, 6), (1, 1, 1, 1)],
           tflite_io.FILTER_1HWO: [(1, 3, 3, 8), (1, 1, 1, 1)]}
+# PACKED: p = b + sb of 4, 6, 8, 8, 8, 3, 8 (sigma from 1 bit, mu up to 7)
+PACKED_BITS = [(3, 1), (4, 2), (5, 3), (2, 6), (7, 1), (2, 1), (4, 4)]
 LAYOUTS = [(4, 4, storage.LAYOUT_I4_FUSED), (4, 8, storage.LAYOUT_I4_SPLIT), (8, 4, storage.LAYOUT_I8),
-           (8, 8, storage.LAYOUT_I8), (2, 2, storage.LAYOUT_I4_FUSED)]
+           (8, 8, storage.LAYOUT_I8), (2, 2, storage.LAYOUT_I4_FUSED),
+           *[(b, sb, storage.LAYOUT_PACKED) for b, sb in PACKED_BITS]]
 
 
 def _valid_cases():
@@ -131,7 +137,8 @@ def _malformed(buf, dims):
     def edit(offset, value, fmt="<B", d=dims):
         e = bytearray(b)
         struct.pack_into(fmt, e, offset, value)
-        out.append((bytes(e), d))
+        if bytes(e) != b:  # e.g. sigma bits 1 of a PACKED 3 + 1 buffer is no edit
+            out.append((bytes(e), d))
 
     edit(0, ord("X"))  # magic
     for version in (0, 3, 255, 1 if v2 else 2):
@@ -168,14 +175,34 @@ def test_malformed_options_are_refused_by_both_readers(checker, tmp_path):
         assert line.startswith("err "), (buf[:40].hex(), dims, line)
 
 
-def test_packed_layout_is_refused_by_the_op_and_read_by_python(checker, tmp_path):
-    """PACKED (mu, sigma) pairs have no C sampler yet: the TFLM op refuses them in Init (its model_split.tflite runs
-    in stock TFLM), while the Python reader reads them."""
-    buf = bytearray(_valid_cases()[0][0])
-    buf[7] = storage.LAYOUT_PACKED
-    dims = _valid_cases()[0][1]
-    assert _python(bytes(buf), dims) is not None
-    assert checker([(bytes(buf), dims)], tmp_path)[0].startswith("err ")
+def test_packed_options_parse_in_c_as_in_python(checker, tmp_path):
+    cases = [c for c in _valid_cases() if c[0][7] == storage.LAYOUT_PACKED]
+    assert {(c[0][5], c[0][6]) for c in cases} == set(PACKED_BITS) and len(cases) == len(PACKED_BITS) * 7
+    got = checker(cases, tmp_path)
+    assert got == [_python(buf, dims) for buf, dims in cases]
+    assert all(line.startswith("ok ") for line in got)
+
+
+def _bits_options(b, sb, layout, rows=5, cols=7):
+    """Version 1 options of weight / sigma bits (b, sb) with the 2^sb table entries they call for, so that only the
+    bit widths can make a reader refuse them."""
+    return (tflite_io.OPTIONS_HEADER.pack(b"QBS1", 1, b, sb, layout, 0, 12, 22, rows, cols, 0)
+            + np.arange(2**sb, dtype="<i4").tobytes(), (rows, cols))
+
+
+def test_bits_outside_each_layouts_range_are_refused_by_both_readers(checker, tmp_path):
+    """PACKED: mu 2..7, sigma 1..6, b + sb <= 8; the other layouts: sigma 2..8 (I4 kinds narrower, refused when the
+    tensors are checked). Each refused width sits beside an accepted one of the same layout."""
+    P, I8 = storage.LAYOUT_PACKED, storage.LAYOUT_I8
+    refused = [(2, 0, P), (1, 1, P), (8, 1, P), (2, 7, P), (5, 4, P), (4, 5, P), (3, 6, P), (7, 2, P), (9, 1, P),
+               (4, 1, I8), (4, 0, I8), (8, 1, storage.LAYOUT_I4_FUSED), (4, 1, storage.LAYOUT_I4_SPLIT)]
+    accepted = [(2, 1, P), (7, 1, P), (2, 6, P), (4, 4, P), (5, 3, P), (6, 2, P), (4, 2, I8), (8, 8, I8)]
+    cases = [_bits_options(*c) for c in refused + accepted]
+    got = checker(cases, tmp_path)
+    for (buf, dims), line in zip(cases[:len(refused)], got):
+        assert _python(buf, dims) is None and line.split()[:2] == ["err", "2"], (buf[5:8].hex(), line)
+    assert got[len(refused):] == [_python(buf, dims) for buf, dims in cases[len(refused):]]
+    assert all(line.startswith("ok ") for line in got[len(refused):])
 
 
 def test_huge_filters_are_refused_before_any_size_wraps(checker, tmp_path):
@@ -235,3 +262,92 @@ def test_every_kind_model_runs_in_tflm_with_its_sampling_ops(exported, tmp_path)
     np.testing.assert_array_equal(got, ref)
     assert not np.array_equal(ref[0], ref[1])
     assert 0 < arena < 1 << 21
+
+
+MIXED_BITS = [(3, 1), (4, 2), (5, 3)]  # conv1 (OHWI), dense2, dense3: p = 4, 6, 8
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """A conv network whose Bayesian ops store PACKED pairs of three widths: the integer model, its model.tflite
+    (QBNN_SAMPLE ops) and model_split.tflite."""
+    out = tmp_path_factory.mktemp("mixed")
+    imodel = synthetic_conv_model(seed=5, packed=MIXED_BITS)
+    for name, split in (("model", False), ("model_split", True)):
+        (out / f"{name}.tflite").write_bytes(tflite_io.build_tflite(imodel, split=split))
+    return {"integer_model": imodel, "model": out / "model.tflite", "model_split": out / "model_split.tflite"}
+
+
+def _images(n=6):
+    return np.random.default_rng(8).random((n, 28, 28, 1)).astype(np.float32)
+
+
+def test_mixed_packed_model_holds_packed_sampling_ops(mixed):
+    layers = tflite_io.read_qbnn_layers(mixed["model"])
+    ops = [op for op in mixed["integer_model"].layers if op.bayesian]
+    assert [(L["weight_bits"], L["sigma_bits"], L["layout"]) for L in layers] == \
+        [(b, sb, storage.LAYOUT_PACKED) for b, sb in MIXED_BITS]
+    assert [L["filter_format"] for L in layers] == [tflite_io.FILTER_OHWI, tflite_io.FILTER_FC, tflite_io.FILTER_FC]
+    for L, op in zip(layers, ops):
+        assert [a.size for _, a in L["tensors"]] == [-(-op.weights.mu_codes.size * (L["weight_bits"] + L["sigma_bits"])
+                                                       // 8)]
+        np.testing.assert_array_equal(L["mu_codes"], op.weights.mu_codes)
+        np.testing.assert_array_equal(L["sigma_codes"], op.weights.sigma_codes)
+
+
+def test_mixed_packed_model_runs_in_tflm_with_its_sampling_ops(mixed, tmp_path):
+    got, ref, arena = run_in_graph(mixed["model"], mixed["integer_model"], _images(), 12, 3, tmp_path)
+    np.testing.assert_array_equal(got, ref)
+    assert not np.array_equal(ref[0], ref[1])  # the samples differ
+    assert 0 < arena < 1 << 21
+
+
+def test_mixed_packed_split_model_runs_in_pip_tflm(mixed):
+    ref = split_model_matches(mixed, _images(4), samples=3, seed=4)
+    assert not np.array_equal(ref[0], ref[1])
+
+
+def _rewrite(src, dst, edit):
+    """model.tflite `src` with `edit(model, stored tensor of the first QBNN_SAMPLE op)` applied, written to `dst`."""
+    model = tflite_io.read_tflite(src)
+    sub = model.subgraphs[0]
+    op = next(o for o in sub.operators if model.operatorCodes[o.opcodeIndex].customCode in (b"QBNN_SAMPLE",
+                                                                                           "QBNN_SAMPLE"))
+    edit(model, sub.tensors[op.inputs[0]])
+    builder = flatbuffers.Builder(1 << 20)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    dst.write_bytes(bytes(builder.Output()))
+    return dst
+
+
+def _tflm_run(model_path, tmp_path):
+    images = tmp_path / "image.bin"
+    images.write_bytes(np.zeros(28 * 28, np.int8).tobytes())
+    return subprocess.run([binary(), str(model_path), str(images), "1", "1"], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_op_refuses_packed_tensors_of_the_wrong_size_or_codes(mixed, tmp_path):
+    """Prepare checks the PACKED tensor's byte count (ceil(R*C*p/8)) and every stored mu field (the pattern
+    -2^(b-1) is no code); the untouched model runs."""
+    def resize(delta):
+        def edit(model, t):
+            data = model.buffers[t.buffer].data
+            data = np.concatenate([data, np.zeros(delta, np.uint8)]) if delta > 0 else data[:delta]
+            model.buffers[t.buffer].data = data
+            t.shape = np.asarray([data.size], np.int32)
+        return edit
+
+    def bad_mu(model, t):  # conv1 is 3 + 1 bits: pair 0 is the low nibble, mu field 0b100 = -4
+        data = model.buffers[t.buffer].data.copy()
+        data[0] = (data[0] & 0xF0) | 0x4
+        model.buffers[t.buffer].data = data
+
+    assert _tflm_run(mixed["model"], tmp_path).returncode == 0
+    n = 6 * 5 * 5 * 1 * 4 // 8  # conv1's [6, 5, 5, 1] filter at p = 4: 75 bytes
+    for name, edit, message in (("short", resize(-1), f"({n - 1} != {n})"), ("long", resize(1), f"({n + 1} != {n})"),
+                                ("bad_mu", bad_mu, "code out of range")):
+        r = _tflm_run(_rewrite(mixed["model"], tmp_path / f"{name}.tflite", edit), tmp_path)
+        assert r.returncode == 3 and message in r.stderr, (name, r.returncode, r.stderr[-500:])  # Prepare failed
+        with pytest.raises(ValueError):
+            tflite_io.read_qbnn_layers(tmp_path / f"{name}.tflite")

@@ -14,9 +14,13 @@ int qbnn_parse_options(const uint8_t* buf, size_t len, qbnn_sample_options* o) {
   if (len < QBNN_OPTIONS_HEADER_BYTES) return QBNN_ERR_OPTIONS;
   if (buf[0] != 'Q' || buf[1] != 'B' || buf[2] != 'S' || buf[3] != '1') return QBNN_ERR_OPTIONS;
   if (buf[4] != QBNN_OPTIONS_V1 && buf[4] != QBNN_OPTIONS_V2) return QBNN_ERR_OPTIONS;
-  if (buf[5] < 2 || buf[5] > 8 || buf[6] < 2 || buf[6] > 8) return QBNN_ERR_BITS;
-  if (buf[7] != QBNN_LAYOUT_I8 && buf[7] != QBNN_LAYOUT_I4_FUSED && buf[7] != QBNN_LAYOUT_I4_SPLIT)
+  if (buf[7] != QBNN_LAYOUT_I8 && buf[7] != QBNN_LAYOUT_I4_FUSED && buf[7] != QBNN_LAYOUT_I4_SPLIT &&
+      buf[7] != QBNN_LAYOUT_PACKED)
     return QBNN_ERR_LAYOUT;
+  /* PACKED pairs: sigma codes from 1 bit, mu + sigma bits within one byte-indexed table row (SPEC.md section 2) */
+  if (buf[5] < 2 || buf[5] > 8 || buf[6] < (buf[7] == QBNN_LAYOUT_PACKED ? 1 : 2) || buf[6] > 8 ||
+      (buf[7] == QBNN_LAYOUT_PACKED && buf[5] + buf[6] > 8))
+    return QBNN_ERR_BITS;
   if (buf[10] != QBNN_EPS_FRAC_BITS || buf[11] != QBNN_SHIFT) return QBNN_ERR_OPTIONS;
   o->version = buf[4];
   L = &o->layer;
@@ -74,7 +78,7 @@ const char* qbnn_options_error(int code) {
     case QBNN_ERR_NULL:
       return "missing tensor or table";
     case QBNN_ERR_BITS:
-      return "weight or sigma bits outside 2..8 or not storable in the layout";
+      return "weight or sigma bits outside 2..8 (PACKED: sigma 1..6, sum <= 8) or not storable in the layout";
     case QBNN_ERR_LAYOUT:
       return "unknown storage layout";
     case QBNN_ERR_SHAPE:

@@ -30,11 +30,11 @@ typedef struct {
   uint32_t dims[QBNN_FILTER_MAX_RANK]; /* the filter tensor's dims (version 1: R, C) */
 } qbnn_sample_options;
 
-/* Parses custom_options of any version this file knows. Refuses a wrong magic or version, bits outside 2..8,
- * an unknown layout, other eps bits or shift, a length other than the header plus 2^sb table entries, a version 2
- * header whose format / rank / dims do not describe R x C, and a SIGMA_Q table that is not 4-byte aligned (it is
- * read in place: little-endian targets). The layer's tables are not checked here: qbnn_layer_check does that once
- * the tensors are attached. */
+/* Parses custom_options of any version this file knows. Refuses a wrong magic or version, bits outside 2..8
+ * (PACKED: sigma bits 1..6 and mu + sigma bits <= 8), an unknown layout, other eps bits or shift, a length other
+ * than the header plus 2^sb table entries, a version 2 header whose format / rank / dims do not describe R x C, and
+ * a SIGMA_Q table that is not 4-byte aligned (it is read in place: little-endian targets). The layer's tables are
+ * not checked here: qbnn_layer_check does that once the tensors are attached. */
 int qbnn_parse_options(const uint8_t* buf, size_t len, qbnn_sample_options* o);
 
 /* An output tensor of `rank` dims (TFLite's int dims) is exactly the filter of the options. */

@@ -50,7 +50,8 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     return kTfLiteError;
   }
   qbnn_layer& L = data->options.layer;
-  const int n_in = L.layout == QBNN_LAYOUT_I4_FUSED ? 1 : 2;
+  // I4_FUSED and PACKED hold mu and sigma in one tensor (PACKED: ceil(R*C*(b+sb)/8) bytes, qbnn_mu_bytes)
+  const int n_in = L.layout == QBNN_LAYOUT_I4_FUSED || L.layout == QBNN_LAYOUT_PACKED ? 1 : 2;
   TF_LITE_ENSURE_EQ(context, tflite::NumInputs(node), n_in);
   TF_LITE_ENSURE_EQ(context, tflite::NumOutputs(node), 1);
   tflite::MicroContext* mc = tflite::GetMicroContext(context);
@@ -99,7 +100,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   OpData* data = static_cast<OpData*>(node->user_data);
   qbnn_layer& L = data->options.layer;
   L.mu = tflite::micro::GetTensorData<uint8_t>(tflite::micro::GetEvalInput(context, node, 0));
-  L.sigma = L.layout == QBNN_LAYOUT_I4_FUSED
+  L.sigma = node->inputs->size == 1
                 ? nullptr
                 : tflite::micro::GetTensorData<uint8_t>(tflite::micro::GetEvalInput(context, node, 1));
   if (data->seed_epoch != g_seed_epoch) {
