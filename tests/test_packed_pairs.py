@@ -216,3 +216,27 @@ def test_tflm_runs_the_packed_export_model_with_its_sampling_ops(packed_export, 
                                5, tmp_path)
     np.testing.assert_array_equal(got, ref)
     assert not np.array_equal(ref[0], ref[1])
+
+
+def test_tflm_example_runs_the_packed_export_bit_exactly(trained_mixed, tmp_path):
+    """firmware/tflm_example (real TFLM, QBNN_SAMPLE reading PACKED pairs) on the host against the export's test
+    vectors; needs QBNN_TFLM_DIR (a TFLM tree) and QBNN_TFLM_LIB (its host microlite library)."""
+    import os
+    import subprocess
+    import sys
+
+    from tflite_export import firmware_runner
+    from tfqbnn.datasets import calibration_images
+
+    tflm_dir, tflm_lib = os.environ.get("QBNN_TFLM_DIR"), os.environ.get("QBNN_TFLM_LIB")
+    if not (tflm_dir and tflm_lib):
+        pytest.skip("QBNN_TFLM_DIR / QBNN_TFLM_LIB not set (a TensorFlow Lite Micro tree and its host library)")
+    out = tmp_path / "export"
+    images = np.random.default_rng(6).integers(0, 256, (3, 784)).astype(np.uint8)
+    convert.export_all(trained_mixed, out, weights="packed", seed=7, calibration_x=calibration_images(50),
+                       extra_writers=[c_source.export_writer(images, ["a", "b", "c"], num_samples=4)])
+    r = subprocess.run(["make", "-s", "-C", os.path.join(firmware_runner.FIRMWARE_DIR, "tflm_example"),
+                        f"TFLM_DIR={tflm_dir}", f"TFLM_LIB={tflm_lib}", f"EXPORT_DIR={out}",
+                        f"BUILD={tmp_path / 'build'}", f"PYTHON={sys.executable}", "run"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
