@@ -3,6 +3,7 @@
 bit-exactly against the numpy reference on the host (REF / LUT / SIMD kernels, mean pass) and in QEMU."""
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -52,7 +53,11 @@ def test_packed_mlp_is_bit_exact_on_the_host(b, sb, tmp_path):
     data = (tmp_path / "gen" / "model_data.c").read_text()
     assert f"{256 << (b + sb)}u" in data  # the pair table's size, checked by the runtime
     out = _host_run(tmp_path / "gen", tmp_path / "build")
-    assert "ok modes" not in out  # HYBRID / PFP read I4_FUSED moment tables: not offered for PACKED
+    # HYBRID and PFP through the 2^p-entry moment tables indexed by the pair: every image, then image 0 per kernel;
+    # PFP's float32 probabilities bit-identical to the numpy reference
+    lines = re.findall(r"^ok modes image \d \(r\d\) kernel=\w+ hybrid=ok .* pfp=ok .* max\|diff\|=(\d+) \(1e-9\)$", out,
+                       re.M)
+    assert len(lines) == 4 + 3 and all(int(d) == 0 for d in lines), out
 
 
 @pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")
@@ -73,6 +78,10 @@ def test_packed_mlp_is_bit_exact_on_cortex_m4(b, sb, tmp_path):
     _gen(model, tmp_path / "gen")
     r = _make("BOARD=an386", f"GEN_DIR={tmp_path / 'gen'}", f"BUILD={tmp_path / 'build'}", "run")
     assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    # HYBRID exact and PFP's floats identical to the numpy reference on the M4 too
+    modes = re.findall(r"^ok modes image \d \(r\d\) kernel=(\w+) hybrid=ok .* pfp=ok .* max\|diff\|=(\d+) \(1e-9\)$",
+                       r.stdout, re.M)
+    assert len(modes) == 4 + 3 and all(int(d) == 0 for _, d in modes), r.stdout[-3000:]
 
 
 @pytest.mark.skipif(not HAVE_CC, reason="no host C compiler")

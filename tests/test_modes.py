@@ -12,7 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tflite_export import c_source, modes, reference, statistics
+from tflite_export import c_source, modes, reference, statistics, storage
 from tflite_export.intmath import float32, sampler
 from tfqbnn.quantizers import LogQuantizer
 
@@ -73,6 +73,27 @@ def test_code_moments_equal_the_c_sampler_cores_enumeration(core, weight_bits, s
         byte = (mu & 0xF) | (k << 4)
         np.testing.assert_array_equal(table[byte.ravel(), 0], s1.ravel())
         np.testing.assert_array_equal(table[byte.ravel(), 1], v.ravel())
+
+
+def test_packed_moment_tables_are_indexed_by_the_pair():
+    """For every PACKED width, entry v of the 2^p-entry table holds the code moments of pair v's (mu, sigma code)
+    (mu field two's complement, sigma code above it, SPEC 2); at 4 + 4 bits it is the I4_FUSED byte table."""
+    for b in range(2, 8):
+        for sb in range(1, 9 - b):
+            sq = _sigma_q(b, sb)
+            table = modes.moment_table(sq, b, storage.LAYOUT_PACKED, sb)
+            assert table.shape == (2 ** (b + sb), 2) and table.dtype == np.int32
+            m = 2 ** (b - 1) - 1
+            mu, k = np.meshgrid(np.arange(-m, m + 1), np.arange(2**sb), indexing="ij")
+            s1, v = modes.code_moments(mu, k, sq, b)
+            pairs = storage.pair_values(mu.ravel(), k.ravel(), b)
+            np.testing.assert_array_equal(table[pairs], np.stack([s1.ravel(), v.ravel()], 1))
+    sq = _sigma_q(4, 4)
+    np.testing.assert_array_equal(modes.moment_table(sq, 4, storage.LAYOUT_PACKED, 4), modes.moment_table(sq, 4))
+    with pytest.raises(ValueError, match="weight_bits \\+ sigma_bits <= 8"):
+        modes.moment_table(_sigma_q(5, 4), 5, storage.LAYOUT_PACKED, 4)
+    with pytest.raises(ValueError, match="I8 has no table index"):
+        modes.moment_table(sq, 4, storage.LAYOUT_I8)
 
 
 @pytest.mark.parametrize("weight_bits,sigma_bits", [(4, 4), (3, 3)])
@@ -247,10 +268,14 @@ def _relu_model(sizes, seed):
 
 
 @pytest.mark.skipif(not HAVE_CC, reason="no host C compiler (cc)")
-@pytest.mark.parametrize("kind", ["softplus", "relu", "odd_shapes", "wide"])
+@pytest.mark.parametrize("kind", ["softplus", "relu", "odd_shapes", "wide", "packed_mixed"])
 def test_c_modes_equal_the_reference_under_asan_ubsan(kind, tmp_path):
     if kind == "softplus":
         model, dim = synthetic_model(seed=0), 784
+    elif kind == "packed_mixed":  # PACKED pairs of 4, 6 and 8 bits (moment tables of 16, 64, 256 pairs), odd rows
+        model, dim = synthetic_model(sizes=(61, 29, 13, 6), seed=7, weight_bits=(3, 4, 5), sigma_bits=(1, 2, 3),
+                                     weights="packed"), 61
+        assert {op.layout for op in model.layers} == {storage.LAYOUT_PACKED}
     elif kind == "relu":
         model, dim = _relu_model((784, 100, 100, 10), seed=1), 784
     elif kind == "wide":  # wider than the 128 units the modes' old static buffers held (sized by the arena now)

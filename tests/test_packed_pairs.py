@@ -2,6 +2,7 @@
 little-endian across bytes; its sampling table (2^p x 256, SPEC 3.3); exports of a mixed-bits MLP."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -176,6 +177,11 @@ def test_packed_export_writes_c_sources_that_run_bit_exact_on_the_host(trained_m
     r = subprocess.run(["make", "-s", "-C", firmware_runner.FIRMWARE_DIR, f"GEN_DIR={out / 'c'}",
                         f"HOST_BUILD={tmp_path / 'build'}", "host-test"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "PASSED: 0 mismatches" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    # HYBRID and PFP on the mixed widths (moment tables of 32, 256 and 128 pairs), exact against the reference
+    assert data.count("qbnn_pair_moments") >= 6  # three arrays, each referenced by its layer
+    modes = re.findall(r"^ok modes image \d \(\w\) kernel=\w+ hybrid=ok .* pfp=ok .* max\|diff\|=(\d+) \(1e-9\)$",
+                       r.stdout, re.M)
+    assert len(modes) == 3 + 3 and all(int(d) == 0 for d in modes), r.stdout[-3000:]
 
 
 def test_integer_sampling_matches_keras_quantized_sampling(trained_mixed, packed_export):

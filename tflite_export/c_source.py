@@ -67,6 +67,12 @@ def derived_table(sigma_q, weight_bits):
     return sampler.sample_codes(mu[:, None], k[:, None], sigma_q, u[None, :], weight_bits).reshape(-1)
 
 
+def _moments_name(table):
+    """The moment table (SPEC 11.1) written beside a sampling table: qbnn_sample_table3 -> qbnn_moments3 (I4_FUSED
+    byte index), qbnn_pair_table3 -> qbnn_pair_moments3 (PACKED pair index)."""
+    return table.replace("sample_table", "moments").replace("pair_table", "pair_moments")
+
+
 def _c_array(ctype, name, values, per_line=24, align=True):
     values = np.asarray(values).reshape(-1)
     attr = "QBNN_ALIGNED " if align else ""
@@ -152,7 +158,6 @@ class CEmitter:
             sq = self.array("int32_t", f"qbnn_op{i}_sigma_q", bayesian["sigma_q"], align=False)
             if bayesian["layout"] == storage.LAYOUT_PACKED:
                 table = self.pair_table(bayesian["sigma_q"], bayesian["weight_bits"], bayesian["sigma_bits"])
-                moments = None  # the moment tables are indexed by the I4_FUSED byte: HYBRID / PFP refuse it
             else:
                 table = self.sample_table(bayesian["sigma_q"], bayesian["weight_bits"])
             f["core"] = {"rows": f"{int(rows)}u", "cols": f"{int(cols)}u", "weight_bits": bayesian["weight_bits"],
@@ -167,7 +172,7 @@ class CEmitter:
                 in_scale, w_scale = (float(v).hex() + "f"
                                      for v in (modes.input_scale_f32(moments), modes.weight_scale_f32(moments)))
                 self.body.append(f"static const qbnn_layer_moments qbnn_op{i}_moments = {{"
-                                 f".table = {table.replace('sample_table', 'moments')}, "
+                                 f".table = {_moments_name(table)}, "
                                  f".activation = {_MODE_ACTIVATIONS[activation]}, "
                                  f".in_scale = {in_scale}, .w_scale = {w_scale}}};")
                 f["moments"] = f"&qbnn_op{i}_moments"
@@ -210,6 +215,10 @@ class CEmitter:
         table = sampler.pair_table(np.asarray(key[3]), key[1], key[2])
         self.array("int8_t", name, table, per_line=32, count=False)
         self.table_bytes += table.size
+        self.body.append("/* exact code moments: [2 PACKED pair] = S1, [2 PACKED pair + 1] = V (SPEC 11.1) */")
+        self.array("int32_t", _moments_name(name),
+                   modes.moment_table(np.asarray(key[3]), key[1], storage.LAYOUT_PACKED, key[2]), per_line=16,
+                   align=False, count=False)
         self.tables.append((key, name))
         return name
 
@@ -437,14 +446,14 @@ def expected_values(model, images, num_samples, seed):
 
 def _runs_mode(entry, model):
     """Whether `modes.hybrid_entry` / `modes.pfp_entry` accepts the model and the C runtime runs it: its moment
-    tables are indexed by the I4_FUSED byte, so the ops that read them (hybrid: the first Bayesian op; PFP: every
-    op from it) must be stored so."""
+    tables are indexed by the I4_FUSED byte or the PACKED pair, so the ops that read them (hybrid: the first
+    Bayesian op; PFP: every op from it) must be stored so."""
     try:
         k = entry(model)
     except ValueError:
         return False
     ops = model.layers[k:k + 1] if entry is modes.hybrid_entry else model.layers[k:]
-    return all(_layout(op) == storage.LAYOUT_I4_FUSED for op in ops)
+    return all(_layout(op) in (storage.LAYOUT_I4_FUSED, storage.LAYOUT_PACKED) for op in ops)
 
 
 def _layout(op):

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from tflite_export import statistics
+from tflite_export import statistics, storage
 from tflite_export.intmath import fixedpoint, sampler
 from tflite_export.intmath.float32 import F32, qexp_neg, qlog1p01
 from tflite_export.statistics import JK_GROUPS, entropy_f32, jk_correction_probs, jk_group_of
@@ -49,14 +49,24 @@ def code_moments(mu_codes, sigma_codes, sigma_q, weight_bits):
     return s1, 256 * (w * w).sum(-1) - s1 * s1
 
 
-def moment_table(sigma_q, weight_bits):
-    """int32 [256, 2] = (S1, V) per I4_FUSED byte (mu nibble | sigma code << 4), the C runtime's table; bytes
-    that never occur (mu nibble -8, sigma code beyond SIGMA_Q) get the entries of the byte the derived sampling
-    table substitutes (clamped mu, sigma code 0)."""
-    b = np.arange(256)
-    mu = b & 0xF
-    mu = np.where(mu >= 8, mu - 16, mu)
-    k = b >> 4
+def moment_table(sigma_q, weight_bits, layout=storage.LAYOUT_I4_FUSED, sigma_bits=None):
+    """int32 [2^p, 2] = (S1, V) per stored index, the C runtime's table: the I4_FUSED byte (mu nibble | sigma code
+    << 4, p = 8) or, for `layout` PACKED, the pair value (mu field of `weight_bits` | sigma code << weight_bits,
+    p = weight_bits + sigma_bits). Indices that never occur (mu field -2^(b-1), sigma code beyond SIGMA_Q) get the
+    entries the sampling tables give them (sigma code 0)."""
+    if layout == storage.LAYOUT_PACKED:
+        mu_bits, p = int(weight_bits), int(weight_bits) + int(sigma_bits if sigma_bits is not None else 99)
+        if p > storage.PAIR_MAX_BITS:
+            raise ValueError(f"moment_table: PACKED needs weight_bits + sigma_bits <= {storage.PAIR_MAX_BITS}; "
+                             f"received {weight_bits} + {sigma_bits}")
+    elif layout == storage.LAYOUT_I4_FUSED:
+        mu_bits, p = 4, 8
+    else:
+        raise ValueError(f"moment_table: layout {storage.LAYOUT_NAMES.get(layout, layout)} has no table index")
+    b = np.arange(1 << p)
+    mu = b & ((1 << mu_bits) - 1)
+    mu = np.where(mu >= 1 << (mu_bits - 1), mu - (1 << mu_bits), mu)
+    k = b >> mu_bits
     k = np.where(k < len(sigma_q), k, 0)
     s1, v = code_moments(mu, k, sigma_q, weight_bits)
     return np.stack([s1, v], axis=1).astype(np.int32)

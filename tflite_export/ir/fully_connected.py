@@ -50,8 +50,9 @@ class FullyConnected(WeightedOp):
     def c_modes(self, in_shape):
         mult, shift = self.multipliers()  # one value each: rt_layer writes a scalar multiplier (no array)
         one_scale = np.all(mult == mult[0]) and np.all(shift == shift[0])
-        fused = self.bayesian and self.weights.layout == storage.LAYOUT_I4_FUSED  # the moment tables' index
-        return tuple(int(d) for d in self.weights.shape) if fused and self.bias is None and one_scale else None
+        # the moment tables are indexed by the I4_FUSED byte or the PACKED pair
+        tabled = self.bayesian and self.weights.layout in (storage.LAYOUT_I4_FUSED, storage.LAYOUT_PACKED)
+        return tuple(int(d) for d in self.weights.shape) if tabled and self.bias is None and one_scale else None
 
     def tflite_filter_bits(self):
         """TFLM's FULLY_CONNECTED rejects per-channel INT4 filters: those are written as INT8 (same codes)."""
@@ -128,7 +129,8 @@ class IntegerLayer(act.Activated, Op):
         return em.struct("qbnn_rt_layer", i, layer)
 
     def c_modes(self, in_shape):
-        return tuple(int(d) for d in self.shape) if self.layout == storage.LAYOUT_I4_FUSED else None
+        return tuple(int(d) for d in self.shape) if self.layout in (storage.LAYOUT_I4_FUSED, storage.LAYOUT_PACKED) \
+            else None
 
     @classmethod
     def example(cls):

@@ -94,12 +94,25 @@ static int nonzero_inputs(const qbnn_rt_layer *L, const int8_t *input, uint16_t 
   return n;
 }
 
-/* A1 = sum_c S1 x_c, A2 = sum_c V x_c^2 over the nonzero x_c = q_c - zp of row r */
+/* A1 = sum_c S1 x_c, A2 = sum_c V x_c^2 over the nonzero x_c = q_c - zp of row r (the table's index: the
+   I4_FUSED byte or the PACKED pair of the weight) */
 static void row_sums(const qbnn_rt_layer *L, uint32_t r, const int8_t *input, const uint16_t *nz, int nnz,
                      int64_t *a1, int64_t *a2) {
   const uint8_t *p = L->core.mu + r * L->core.cols;
   const int32_t *t = L->moments->table, zp = L->in_zero_point;
   int64_t s1 = 0, s2 = 0;
+  if (L->core.layout == QBNN_LAYOUT_PACKED) { /* sparse columns: each pair read where it sits */
+    const uint32_t first = r * L->core.cols, pb = (uint32_t)L->core.weight_bits + L->core.sigma_bits;
+    for (int j = 0; j < nnz; ++j) {
+      const uint32_t c = nz[j];
+      const int32_t x = (int32_t)input[c] - zp, *e = t + 2 * qbnn_packed_pair(L->core.mu, first + c, pb);
+      s1 += (int64_t)e[0] * x;
+      s2 += (int64_t)e[1] * (x * x);
+    }
+    *a1 = s1;
+    *a2 = s2;
+    return;
+  }
   for (int j = 0; j < nnz; ++j) {
     const uint32_t c = nz[j];
     const int32_t x = (int32_t)input[c] - zp, *e = t + 2 * p[c];
@@ -475,6 +488,20 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
     const float cm_l = sw * (1.0f / 256.0f), cv_l = (sw * sw) * (1.0f / 65536.0f);
     const uint8_t *p = L->core.mu;
     uint32_t r = 0;
+    if (L->core.layout == QBNN_LAYOUT_PACKED) { /* the pairs in order, row after row; same sums as below */
+      qbnn__pairs q = qbnn__pairs_at(&L->core, 0);
+      for (; r < rows; ++r) {
+        float am = 0.0f, av = 0.0f;
+        for (uint32_t c = 0; c < cols; ++c) {
+          const int32_t *q0 = t + 2 * qbnn__pair_next(&q);
+          const float e = (float)q0[0], vf = (float)q0[1];
+          am = am + e * hm[c];
+          av = av + (vf * e2in[c] + (e * e) * hv[c]);
+        }
+        om[r] = am * cm_l;
+        ov[r] = av * cv_l;
+      }
+    }
     for (; r + 1 < rows; r += 2, p += 2 * cols) { /* two rows share the input loads; same sums as one */
       const uint8_t *p1 = p + cols;
       float am = 0.0f, av = 0.0f, am1 = 0.0f, av1 = 0.0f;

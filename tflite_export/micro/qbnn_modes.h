@@ -9,13 +9,14 @@
 
 enum { QBNN_ACT_LINEAR = 0, QBNN_ACT_RELU = 1, QBNN_ACT_SOFTPLUS = 2 };
 
-/* Exact moments of a sampled weight code per I4_FUSED byte b (mu nibble | sigma code << 4), over the 256
-   equally likely stream bytes u (SPEC 11.1): table[2b] = S1 = sum_u w(u), table[2b + 1] = V =
-   256 sum_u w(u)^2 - S1^2, so E[code] = S1 / 256 and Var[code] = V / 65536 exactly. Written by
+/* Exact moments of a sampled weight code per stored index i, over the 256 equally likely stream bytes u
+   (SPEC 11.1): table[2i] = S1 = sum_u w(u), table[2i + 1] = V = 256 sum_u w(u)^2 - S1^2, so E[code] = S1 / 256
+   and Var[code] = V / 65536 exactly. i is the I4_FUSED byte (mu nibble | sigma code << 4; 256 entries) or the
+   PACKED pair (2^(b + sb) entries): the layer's layout and bits give the size. Written by
    tflite_export/c_source.py; qbnn_init checks |S1| <= 256 M, 0 <= V <= 65536 M^2, the activation kind, finite
-   positive scales, and that the layer is I4_FUSED. */
+   positive scales, and that the layer is I4_FUSED or PACKED. */
 struct qbnn_layer_moments {
-  const int32_t *table; /* [256 * 2] */
+  const int32_t *table; /* [entries * 2]: 256 (I4_FUSED) or 2^(b + sb) (PACKED) entries */
   uint8_t activation;   /* QBNN_ACT_*: the layer's activation (ReLU and linear share their int8 clamp range) */
   float in_scale;       /* PFP: real value of one input code step (1/255 for the image), > 0 */
   float w_scale;        /* PFP: real value of one weight code (1/M for the paper's layers), > 0 */

@@ -64,10 +64,11 @@ static uint64_t plan_total(const plan_t *p) {
   return QBNN_PLAN_BYTES(p->prefix, p->act, p->x_first, p->x_op, p->filter, p->hybrid, p->pfp);
 }
 
-/* A dense layer the modes can take exact moments of (SPEC 11): Bayesian I4_FUSED, one scale, no bias, its moment
-   table, at most 65,536 columns (the nonzero-input list holds uint16 indices). */
+/* A dense layer the modes can take exact moments of (SPEC 11): Bayesian I4_FUSED or PACKED, one scale, no bias, its
+   moment table, at most 65,536 columns (the nonzero-input list holds uint16 indices). */
 static int moments_ok(const qbnn_rt_layer *L) {
-  return L && L->core.mu && !L->bias && !L->multipliers && L->core.layout == QBNN_LAYOUT_I4_FUSED && L->moments &&
+  return L && L->core.mu && !L->bias && !L->multipliers &&
+         (L->core.layout == QBNN_LAYOUT_I4_FUSED || L->core.layout == QBNN_LAYOUT_PACKED) && L->moments &&
          L->core.cols <= 65536u;
 }
 

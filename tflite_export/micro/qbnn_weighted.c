@@ -69,7 +69,10 @@ int qbnn__check_moments(const qbnn_rt_layer *L, int is_last) {
   const qbnn_layer_moments *mo = L->moments;
   if (!mo) return QBNN_OK;
   if (!mo->table) return QBNN_ERR_NULL;
-  if (L->core.layout != QBNN_LAYOUT_I4_FUSED) return QBNN_RT_ERR_MODE; /* the table is indexed by the stored byte */
+  /* the table is indexed by the stored I4_FUSED byte or PACKED pair: 256 or 2^p entries */
+  if (L->core.layout != QBNN_LAYOUT_I4_FUSED && L->core.layout != QBNN_LAYOUT_PACKED) return QBNN_RT_ERR_MODE;
+  const uint32_t entries =
+      L->core.layout == QBNN_LAYOUT_PACKED ? 1u << (L->core.weight_bits + L->core.sigma_bits) : 256u;
   if (mo->activation > QBNN_ACT_SOFTPLUS) return QBNN_RT_ERR_RANGE;
   if ((mo->activation == QBNN_ACT_SOFTPLUS) != (L->act_lut != 0)) return QBNN_RT_ERR_RANGE;
   if (is_last && mo->activation != QBNN_ACT_LINEAR) return QBNN_RT_ERR_RANGE; /* logits are linear */
@@ -78,7 +81,7 @@ int qbnn__check_moments(const qbnn_rt_layer *L, int is_last) {
     return QBNN_RT_ERR_RANGE;
   /* |E| <= M and Var <= M^2: bounds that keep every sum below in int64 / float range */
   const int32_t m = (1 << (L->core.weight_bits - 1)) - 1;
-  for (int b = 0; b < 256; ++b) {
+  for (uint32_t b = 0; b < entries; ++b) {
     const int32_t s1 = mo->table[2 * b], v = mo->table[2 * b + 1];
     if (s1 < -256 * m || s1 > 256 * m || v < 0 || v > 65536 * m * m) return QBNN_RT_ERR_RANGE;
   }
