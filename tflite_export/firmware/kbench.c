@@ -179,7 +179,7 @@ static int run_packed(uint32_t b, uint32_t sb) {
 int main(void) {
   printf("board=%s\n", BOARD_NAME);
   printf("kernel=%s\n", QBNN_HAVE_DSP ? "simd (SMLAD)" : "simd (C emulation)");
-  printf("packed_kernel=%s\n", QBNN_HAVE_MVE ? "simd (Helium)" : QBNN_HAVE_DSP ? "simd (DSP)" : "lut");
+  printf("packed_kernel=%s\n", QBNN_HAVE_MVE ? "simd-helium" : QBNN_HAVE_DSP ? "simd-dsp" : "lut");
   int bad = run(8) + run(4);
   /* mu bits, sigma bits: p = 4, 8, 8, 3, 5, 6, 7 */
   static const uint8_t widths[][2] = {{3, 1}, {4, 4}, {5, 3}, {2, 1}, {3, 2}, {4, 2}, {4, 3}};
