@@ -65,15 +65,15 @@ static int32_t row_packed(const qbnn_rt_layer *L, uint32_t r, const int8_t *x, q
   return acc;
 }
 
-/* PACKED, word-aligned stream and cols % 4 == 0: one PRNG word per 4 weights. */
-static int32_t row_packed_words(const qbnn_rt_layer *L, uint32_t r, const int8_t *x, uint32_t *state) {
+/* PACKED, word-aligned stream: the n weights (n % 4 == 0) from flat element `first` on, one PRNG word per 4. */
+static int32_t row_packed_words(const qbnn_rt_layer *L, uint32_t first, uint32_t n, const int8_t *x,
+                                uint32_t *state) {
   const int8_t *lut = L->wlut;
   const int32_t zp = L->in_zero_point;
-  const uint32_t cols = L->core.cols;
-  qbnn__pairs q = qbnn__pairs_at(&L->core, r * cols);
+  qbnn__pairs q = qbnn__pairs_at(&L->core, first);
   uint32_t st = *state;
   int32_t acc = 0;
-  for (uint32_t c = 0; c < cols; c += 4) {
+  for (uint32_t c = 0; c < n; c += 4) {
     st = qbnn_xorshift32(st);
     acc += lut[(qbnn__pair_next(&q) << 8) | (st & 0xFFu)] * ((int32_t)x[c] - zp);
     acc += lut[(qbnn__pair_next(&q) << 8) | ((st >> 8) & 0xFFu)] * ((int32_t)x[c + 1] - zp);
@@ -105,7 +105,6 @@ static int32_t row_packed4_words(const int8_t *lut, const uint8_t *q, const int8
    int16 in column order. Per weight one AND with a shifted operand puts the pair in bits 8-11 (m = 0xF00), one UXTAB
    adds the stream byte (the index pair << 8 | u), one LDRSB reads the table and one SMLABB / SMLABT multiplies it
    with its input halfword: 43 instructions per 8 weights on DSP targets; elsewhere the same steps in C. */
-#if !QBNN_HAVE_MVE
 #if QBNN_HAVE_DSP
 #define QBNN__P4_WEIGHT(T, SH, ROR, XR, HALF)                   \
   "and     %[" T "], %[m], %[w]" SH "\n\t"                      \
@@ -118,6 +117,7 @@ static int32_t row_packed4_words(const int8_t *lut, const uint8_t *q, const int8
   "eor     %[st], %[st], %[st], lsl #5\n\t"
 #endif
 
+#if !QBNN_HAVE_MVE
 static int32_t row_packed4_simd(const int8_t *lut, const uint8_t *q, const int16_t *xi, uint32_t words,
                                 uint32_t *state) {
   uint32_t st = *state;
@@ -178,6 +178,69 @@ static int32_t row_packed4(const int8_t *lut, const uint8_t *q, const int8_t *x,
   return acc;
 }
 #endif
+
+/* PACKED p = 3, 5, 6, 7 with the SIMD kernel, rows of whole groups of 8 weights (p bytes, cols % 8 == 0): pairs
+   0-3 from the word at the group's first byte, pairs 4-7 from the word at byte 4p / 8 (bit 4p % 8 on), both
+   unaligned LDRs (ARMv7-M and up; CCR.UNALIGN_TRP clear, its reset value) that read up to 2 bytes past the group:
+   the caller takes the tensor's last group through the bit reservoir. Then row_packed4_simd's four instructions per weight with the
+   shifts of each pair to bits 8 .. 8 + p - 1: 44 instructions per 8 weights on DSP targets; elsewhere C. */
+#if QBNN_HAVE_DSP
+#define QBNN__PG_ASM(P, OFF, S0, S1, S2, S3, T0, T1, T2, T3)                                                         \
+  __asm volatile("1:\n\t"                                                                                           \
+                 "ldr     %[w], [%[q]], #" #P "\n\t" QBNN__P4_XORSHIFT                                              \
+                 "ldrd    %[x0], %[x1], [%[xw]], #8\n\t" QBNN__P4_WEIGHT("t0", S0, "", "x0", "b")                   \
+                     QBNN__P4_WEIGHT("t1", S1, ", ror #8", "x0", "t") QBNN__P4_WEIGHT("t0", S2, ", ror #16", "x1", "b") \
+                         QBNN__P4_WEIGHT("t1", S3, ", ror #24", "x1", "t")                                          \
+                 "ldr     %[w], [%[q], #-" #P " + " #OFF "]\n\t" QBNN__P4_XORSHIFT                                  \
+                 "ldrd    %[x0], %[x1], [%[xw]], #8\n\t" QBNN__P4_WEIGHT("t0", T0, "", "x0", "b")                   \
+                     QBNN__P4_WEIGHT("t1", T1, ", ror #8", "x0", "t") QBNN__P4_WEIGHT("t0", T2, ", ror #16", "x1", "b") \
+                         QBNN__P4_WEIGHT("t1", T3, ", ror #24", "x1", "t")                                          \
+                 "cmp     %[q], %[qend]\n\t"                                                                        \
+                 "bne     1b\n\t"                                                                                   \
+                 : [acc] "+&r"(acc), [st] "+&r"(st), [q] "+&r"(q), [xw] "+&r"(xi), [w] "=&r"(w), [x0] "=&r"(x0),     \
+                   [x1] "=&r"(x1), [t0] "=&r"(t0), [t1] "=&r"(t1)                                                   \
+                 : [lut] "r"(lut), [qend] "r"(qend), [m] "r"(m)                                                     \
+                 : "cc", "memory")
+#endif
+
+static int32_t row_packed_groups(const int8_t *lut, const uint8_t *q, const int16_t *xi, uint32_t groups, uint32_t p,
+                                 uint32_t *state) {
+  uint32_t st = *state;
+  int32_t acc = 0;
+  const uint8_t *const qend = q + groups * p;
+  if (groups == 0) return 0;
+#if QBNN_HAVE_DSP
+  uint32_t w, x0, x1, t0, t1;
+  const uint32_t m = ((1u << p) - 1u) << 8;
+  switch (p) {
+    case 3:
+      QBNN__PG_ASM(3, 1, ", lsl #8", ", lsl #5", ", lsl #2", ", lsr #1", ", lsl #4", ", lsl #1", ", lsr #2", ", lsr #5");
+      break;
+    case 5:
+      QBNN__PG_ASM(5, 2, ", lsl #8", ", lsl #3", ", lsr #2", ", lsr #7", ", lsl #4", ", lsr #1", ", lsr #6", ", lsr #11");
+      break;
+    case 6:
+      QBNN__PG_ASM(6, 3, ", lsl #8", ", lsl #2", ", lsr #4", ", lsr #10", ", lsl #8", ", lsl #2", ", lsr #4", ", lsr #10");
+      break;
+    default: /* 7 */
+      QBNN__PG_ASM(7, 3, ", lsl #8", ", lsl #1", ", lsr #6", ", lsr #13", ", lsl #4", ", lsr #3", ", lsr #10", ", lsr #17");
+      break;
+  }
+#else
+  const uint32_t mask = (1u << p) - 1u;
+  for (; q != qend; q += p) {
+    for (uint32_t h = 0; h < 2; ++h, xi += 4) {
+      const uint8_t *b = q + h * (4 * p / 8);
+      const uint32_t w = ((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24) >>
+                         (h * (4 * p % 8));
+      st = qbnn_xorshift32(st);
+      for (uint32_t j = 0; j < 4; ++j) acc += lut[(((w >> (p * j)) & mask) << 8) | ((st >> (8 * j)) & 0xFFu)] * xi[j];
+    }
+  }
+#endif
+  *state = st;
+  return acc;
+}
 
 #if QBNN_HAVE_MVE
 /* PACKED p = 4 through Helium: 16 weights (8 bytes) per iteration, 26 instructions, row_mve's scheme with the 8
@@ -746,8 +809,25 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
       s->state = st;
       s->position += rows * cols;
       s->buf = 0;
+    } else if (kernel == QBNN_KERNEL_SIMD && (cols & 7u) == 0) {
+      const uint32_t pb = (uint32_t)L->core.weight_bits + L->core.sigma_bits, row_bytes = cols / 8 * pb;
+      int16_t *const xi = ctx->x;
+      uint32_t st = s->state;
+      if (!ctx->x_ready) qbnn__offset16(x, cols, L->in_zero_point, xi); /* column order */
+      ctx->x_ready = 1;
+      for (uint32_t r = 0; r < rows; ++r, p += row_bytes) {
+        if (r + 1 < rows) {
+          y[r] = requant(L, &r0, row_packed_groups(L->wlut, p, xi, cols / 8, pb, &st), r, plain);
+        } else { /* the tensor's last group of 8 through the reservoir: no read past the stored bytes */
+          const int32_t acc = row_packed_groups(L->wlut, p, xi, cols / 8 - 1, pb, &st);
+          y[r] = requant(L, &r0, acc + row_packed_words(L, r * cols + cols - 8, 8, x + cols - 8, &st), r, plain);
+        }
+      }
+      s->state = st;
+      s->position += rows * cols;
+      s->buf = 0;
     } else {
-      for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_packed_words(L, r, x, &s->state), r, plain);
+      for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_packed_words(L, r * cols, cols, x, &s->state), r, plain);
       s->position += rows * cols; /* whole words consumed: nbuf stays 0 */
       s->buf = 0;
     }
