@@ -101,16 +101,35 @@ static int32_t row_packed4_words(const int8_t *lut, const uint8_t *q, const int8
   return acc;
 }
 
-/* PACKED p = 4 with the SIMD kernel: 8 weights (a word of 8 nibble pairs, two PRNG words) per iteration, x as
+/* PACKED p = 4, fast kernel: 8 weights (a word of 8 nibble pairs, two PRNG words) per iteration, x as
    int16 in column order. Per weight one AND with a shifted operand puts the pair in bits 8-11 (m = 0xF00), one UXTAB
    adds the stream byte (the index pair << 8 | u), one LDRSB reads the table and one SMLABB / SMLABT multiplies it
-   with its input halfword: 43 instructions per 8 weights on DSP targets; elsewhere the same steps in C. */
+   with its input halfword: 43 instructions per 8 weights on DSP targets, 55 on Thumb-2 without DSP; elsewhere the
+   same steps in C. */
 #if QBNN_HAVE_DSP
-#define QBNN__P4_WEIGHT(T, SH, ROR, XR, HALF)                   \
+#define QBNN_PACKED_ASM 1
+#define QBNN__LOAD_X "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
+#define QBNN__P4_WEIGHT(T, SH, ROR, LSB, XR, HALF)              \
   "and     %[" T "], %[m], %[w]" SH "\n\t"                      \
   "uxtab   %[" T "], %[" T "], %[st]" ROR "\n\t"                \
   "ldrsb   %[" T "], [%[lut], %[" T "]]\n\t"                    \
   "smlab" HALF " %[acc], %[" T "], %[" XR "], %[acc]\n\t"
+#elif (defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_8M_MAIN__)) && defined(__GNUC__)
+/* Thumb-2 without DSP (Cortex-M3, M33 built without it): UBFX + ORR for UXTAB, LDRSH + MLA for SMLABB (x0 the
+   scratch register): 6 instructions per weight */
+#define QBNN_PACKED_ASM 1
+#define QBNN__LOAD_X ""
+#define QBNN__P4_WEIGHT(T, SH, ROR, LSB, XR, HALF)              \
+  "and     %[" T "], %[m], %[w]" SH "\n\t"                      \
+  "ubfx    %[x0], %[st], #" LSB ", #8\n\t"                     \
+  "orr     %[" T "], %[" T "], %[x0]\n\t"                       \
+  "ldrsb   %[" T "], [%[lut], %[" T "]]\n\t"                    \
+  "ldrsh   %[x0], [%[xw]], #2\n\t"                              \
+  "mla     %[acc], %[" T "], %[x0], %[acc]\n\t"
+#else
+#define QBNN_PACKED_ASM 0
+#endif
+#if QBNN_PACKED_ASM
 #define QBNN__P4_XORSHIFT                       \
   "eor     %[st], %[st], %[st], lsl #13\n\t"    \
   "eor     %[st], %[st], %[st], lsr #17\n\t"    \
@@ -125,22 +144,22 @@ static int32_t row_packed4_simd(const int8_t *lut, const uint8_t *q, const int16
   const uint32_t *qw = (const uint32_t *)(const void *)q;
   const uint32_t *const qend = qw + words;
   if (qw == qend) return 0;
-#if QBNN_HAVE_DSP
+#if QBNN_PACKED_ASM
   uint32_t w, x0, x1, t0, t1;
   const uint32_t m = 0xF00u;
   __asm volatile(
       "1:\n\t"
       "ldr     %[w], [%[qw]], #4\n\t" QBNN__P4_XORSHIFT
-      "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
-      QBNN__P4_WEIGHT("t0", ", lsl #8", "", "x0", "b")
-      QBNN__P4_WEIGHT("t1", ", lsl #4", ", ror #8", "x0", "t")
-      QBNN__P4_WEIGHT("t0", "", ", ror #16", "x1", "b")
-      QBNN__P4_WEIGHT("t1", ", lsr #4", ", ror #24", "x1", "t") QBNN__P4_XORSHIFT
-      "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
-      QBNN__P4_WEIGHT("t0", ", lsr #8", "", "x0", "b")
-      QBNN__P4_WEIGHT("t1", ", lsr #12", ", ror #8", "x0", "t")
-      QBNN__P4_WEIGHT("t0", ", lsr #16", ", ror #16", "x1", "b")
-      QBNN__P4_WEIGHT("t1", ", lsr #20", ", ror #24", "x1", "t")
+      QBNN__LOAD_X
+      QBNN__P4_WEIGHT("t0", ", lsl #8", "", "0", "x0", "b")
+      QBNN__P4_WEIGHT("t1", ", lsl #4", ", ror #8", "8", "x0", "t")
+      QBNN__P4_WEIGHT("t0", "", ", ror #16", "16", "x1", "b")
+      QBNN__P4_WEIGHT("t1", ", lsr #4", ", ror #24", "24", "x1", "t") QBNN__P4_XORSHIFT
+      QBNN__LOAD_X
+      QBNN__P4_WEIGHT("t0", ", lsr #8", "", "0", "x0", "b")
+      QBNN__P4_WEIGHT("t1", ", lsr #12", ", ror #8", "8", "x0", "t")
+      QBNN__P4_WEIGHT("t0", ", lsr #16", ", ror #16", "16", "x1", "b")
+      QBNN__P4_WEIGHT("t1", ", lsr #20", ", ror #24", "24", "x1", "t")
       "cmp     %[qw], %[qend]\n\t"
       "bne     1b\n\t"
       : [acc] "+&r"(acc), [st] "+&r"(st), [qw] "+&r"(qw), [xw] "+&r"(xi), [w] "=&r"(w), [x0] "=&r"(x0),
@@ -179,22 +198,23 @@ static int32_t row_packed4(const int8_t *lut, const uint8_t *q, const int8_t *x,
 }
 #endif
 
-/* PACKED p = 3, 5, 6, 7 with the SIMD kernel, rows of whole groups of 8 weights (p bytes, cols % 8 == 0): pairs
+/* PACKED p = 3, 5, 6, 7, fast kernel: rows of whole groups of 8 weights (p bytes, cols % 8 == 0): pairs
    0-3 from the word at the group's first byte, pairs 4-7 from the word at byte 4p / 8 (bit 4p % 8 on), both
    unaligned LDRs (ARMv7-M and up; CCR.UNALIGN_TRP clear, its reset value) that read up to 2 bytes past the group:
    the caller takes the tensor's last group through the bit reservoir. Then row_packed4_simd's four instructions per weight with the
-   shifts of each pair to bits 8 .. 8 + p - 1: 44 instructions per 8 weights on DSP targets; elsewhere C. */
-#if QBNN_HAVE_DSP
+   shifts of each pair to bits 8 .. 8 + p - 1: 44 instructions per 8 weights on DSP targets, 56 on Thumb-2 without
+   DSP; elsewhere C. */
+#if QBNN_PACKED_ASM
 #define QBNN__PG_ASM(P, OFF, S0, S1, S2, S3, T0, T1, T2, T3)                                                         \
   __asm volatile("1:\n\t"                                                                                           \
                  "ldr     %[w], [%[q]], #" #P "\n\t" QBNN__P4_XORSHIFT                                              \
-                 "ldrd    %[x0], %[x1], [%[xw]], #8\n\t" QBNN__P4_WEIGHT("t0", S0, "", "x0", "b")                   \
-                     QBNN__P4_WEIGHT("t1", S1, ", ror #8", "x0", "t") QBNN__P4_WEIGHT("t0", S2, ", ror #16", "x1", "b") \
-                         QBNN__P4_WEIGHT("t1", S3, ", ror #24", "x1", "t")                                          \
+                 QBNN__LOAD_X QBNN__P4_WEIGHT("t0", S0, "", "0", "x0", "b")                   \
+                     QBNN__P4_WEIGHT("t1", S1, ", ror #8", "8", "x0", "t") QBNN__P4_WEIGHT("t0", S2, ", ror #16", "16", "x1", "b") \
+                         QBNN__P4_WEIGHT("t1", S3, ", ror #24", "24", "x1", "t")                                          \
                  "ldr     %[w], [%[q], #-" #P " + " #OFF "]\n\t" QBNN__P4_XORSHIFT                                  \
-                 "ldrd    %[x0], %[x1], [%[xw]], #8\n\t" QBNN__P4_WEIGHT("t0", T0, "", "x0", "b")                   \
-                     QBNN__P4_WEIGHT("t1", T1, ", ror #8", "x0", "t") QBNN__P4_WEIGHT("t0", T2, ", ror #16", "x1", "b") \
-                         QBNN__P4_WEIGHT("t1", T3, ", ror #24", "x1", "t")                                          \
+                 QBNN__LOAD_X QBNN__P4_WEIGHT("t0", T0, "", "0", "x0", "b")                   \
+                     QBNN__P4_WEIGHT("t1", T1, ", ror #8", "8", "x0", "t") QBNN__P4_WEIGHT("t0", T2, ", ror #16", "16", "x1", "b") \
+                         QBNN__P4_WEIGHT("t1", T3, ", ror #24", "24", "x1", "t")                                          \
                  "cmp     %[q], %[qend]\n\t"                                                                        \
                  "bne     1b\n\t"                                                                                   \
                  : [acc] "+&r"(acc), [st] "+&r"(st), [q] "+&r"(q), [xw] "+&r"(xi), [w] "=&r"(w), [x0] "=&r"(x0),     \
@@ -209,7 +229,7 @@ static int32_t row_packed_groups(const int8_t *lut, const uint8_t *q, const int1
   int32_t acc = 0;
   const uint8_t *const qend = q + groups * p;
   if (groups == 0) return 0;
-#if QBNN_HAVE_DSP
+#if QBNN_PACKED_ASM
   uint32_t w, x0, x1, t0, t1;
   const uint32_t m = ((1u << p) - 1u) << 8;
   switch (p) {
@@ -840,7 +860,9 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
   if (kernel == QBNN_KERNEL_REF) {
     for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_ref(L, r, x, s), r, plain);
   } else if (L->core.layout == QBNN_LAYOUT_PACKED && L->core.weight_bits + L->core.sigma_bits != 8u) {
-    /* (a pair per byte, p = 8: an I4_FUSED byte's role, the pair table the derived table's indexing; below) */
+    /* (a pair per byte, p = 8: an I4_FUSED byte's role, the pair table the derived table's indexing; below).
+       The assembly loops run for the SIMD kernel, and for LUT, the default, on Thumb-2 cores without DSP. */
+    const int fast = kernel == QBNN_KERNEL_SIMD || (QBNN_PACKED_ASM && !QBNN_HAVE_DSP);
     if ((cols & 3u) != 0 || s->nbuf != 0) {
       for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_packed(L, r, x, s), r, plain);
     } else if (L->core.weight_bits + L->core.sigma_bits == 4u) {
@@ -848,7 +870,7 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
       const int32_t zp = L->in_zero_point;
       int16_t *const xi = ctx->x;
       uint32_t st = s->state;
-      if (kernel == QBNN_KERNEL_SIMD) {
+      if (fast) {
 #if QBNN_HAVE_MVE
         if (!ctx->x_ready) mve_operands(x, cols, zp, xi);
         ctx->x_ready = 1;
@@ -879,7 +901,7 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
       s->state = st;
       s->position += rows * cols;
       s->buf = 0;
-    } else if (kernel == QBNN_KERNEL_SIMD && (cols & 7u) == 0) {
+    } else if (fast && (cols & 7u) == 0) {
       const uint32_t pb = (uint32_t)L->core.weight_bits + L->core.sigma_bits, row_bytes = cols / 8 * pb;
       int16_t *const xi = ctx->x;
       uint32_t st = s->state;
