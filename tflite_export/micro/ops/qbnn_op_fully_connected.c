@@ -679,9 +679,10 @@ __attribute__((naked, noinline)) static void rows_v6m(QBNN__UNUSED const int8_t 
       "pop   {r2, r4-r7, pc}\n\t");
 }
 
-/* PACKED p = 4 on ARMv6-M: one weight of a group of 4 (nibble pairs h in r5, PRNG word in r3): the pair's nibble
-   to bits 8-11 (shift, AND 0xF00 in r4), the stream byte ORed in, the table (r0) read and the weight multiplied
-   with its int16 input (r12 holds the word of inputs c, c + 1 between the two weights). r6, r7 scratch. */
+/* PACKED p = 4 and p = 8 on ARMv6-M: one weight of a group of 4 (pairs in r5, PRNG word in r3): the weight's pair
+   to bits 8 .. 7 + p (a shift, AND with the mask in r4), the stream byte ORed in, the table (r0) read and the
+   weight multiplied with its int16 input (r12 holds the word of inputs c, c + 1 between the two weights). r6, r7
+   scratch. */
 #define QBNN__V6M_P4(NIB, BYTE, X)   NIB "ands  r6, r4\n\t" BYTE "orrs  r6, r7\n\t" "ldrsb r6, [r0, r6]\n\t" X \
   "muls  r6, r7\n\t" "add   r8, r6\n\t"
 #define QBNN__V6M_XLO "ldm   r2!, {r7}\n\t" "mov   r12, r7\n\t" "sxth  r7, r7\n\t"
@@ -692,52 +693,53 @@ typedef struct {
   uint32_t groups; /* groups of 4 weights in the row */
 } v6m_p4;
 
-/* The sum of one row of p = 4 pairs q (2-aligned) against int16 inputs xi (column order, 4-aligned), 4 weights
-   per PRNG word in 50 instructions. A naked function: the loop needs every low register. */
-__attribute__((naked, noinline)) static int32_t row_packed4_v6m(QBNN__UNUSED const int8_t *lut,
-                                                                QBNN__UNUSED const uint8_t *q,
-                                                                QBNN__UNUSED const int16_t *xi,
-                                                                QBNN__UNUSED v6m_p4 *a) {
-  __asm volatile(
-      ".syntax unified\n\t"
-      "push  {r4-r7, lr}\n\t"
-      "mov   r4, r8\n\t"
-      "mov   r5, r9\n\t"
-      "push  {r3, r4, r5}\n\t"
-      "ldr   r4, [r3, #4]\n\t"
-      "lsls  r4, r4, #1\n\t"
-      "adds  r4, r1\n\t"
-      "mov   r9, r4\n\t"        /* end of the row's pairs */
-      "ldr   r3, [r3, #0]\n\t"  /* stream state */
-      "movs  r4, #0\n\t"
-      "mov   r8, r4\n\t"        /* sum */
-      "movs  r4, #15\n\t"
-      "lsls  r4, r4, #8\n\t"    /* 0xF00 */
-      "cmp   r1, r9\n\t"
-      "beq   2f\n"
-      "1:\n\t"
-      "ldrh  r5, [r1]\n\t"
-      "adds  r1, #2\n\t"
-      "lsls  r6, r3, #13\n\t"
-      "eors  r3, r6\n\t"
-      "lsrs  r6, r3, #17\n\t"
-      "eors  r3, r6\n\t"
-      "lsls  r6, r3, #5\n\t"
-      "eors  r3, r6\n\t"
-      QBNN__V6M_P4("lsls  r6, r5, #8\n\t", "uxtb  r7, r3\n\t", QBNN__V6M_XLO)
-      QBNN__V6M_P4("lsls  r6, r5, #4\n\t", "lsrs  r7, r3, #8\n\t" "uxtb  r7, r7\n\t", QBNN__V6M_XHI)
-      QBNN__V6M_P4("movs  r6, r5\n\t", "lsrs  r7, r3, #16\n\t" "uxtb  r7, r7\n\t", QBNN__V6M_XLO)
-      QBNN__V6M_P4("lsrs  r6, r5, #4\n\t", "lsrs  r7, r3, #24\n\t", QBNN__V6M_XHI)
-      "cmp   r1, r9\n\t"
-      "bne   1b\n"
-      "2:\n\t"
-      "pop   {r4, r5, r6}\n\t"
-      "str   r3, [r4, #0]\n\t"
-      "mov   r0, r8\n\t"
-      "mov   r8, r5\n\t"
-      "mov   r9, r6\n\t"
-      "pop   {r4-r7, pc}\n\t");
-}
+/* The sum of one row of pairs q against int16 inputs xi (column order, 4-aligned), 4 weights per PRNG word in 50
+   instructions: LOAD reads a group's pairs into r5 (q advances by 1 << LOG2 bytes), MASK sets r4, S0-S3
+   move each pair's field near bits 8 .. 7 + p. A naked function: the loop needs every low register. */
+#define QBNN__V6M_ROW(NAME, LOG2, LOAD, MASK, S0, S1, S2, S3)                                                      \
+  __attribute__((naked, noinline)) static int32_t NAME(QBNN__UNUSED const int8_t *lut, QBNN__UNUSED const uint8_t *q, \
+                                                       QBNN__UNUSED const int16_t *xi, QBNN__UNUSED v6m_p4 *a) {     \
+    __asm volatile(".syntax unified\n\t"                                                                           \
+                   "push  {r4-r7, lr}\n\t"                                                                         \
+                   "mov   r4, r8\n\t"                                                                              \
+                   "mov   r5, r9\n\t"                                                                              \
+                   "push  {r3, r4, r5}\n\t"                                                                        \
+                   "ldr   r4, [r3, #4]\n\t"                                                                        \
+                   "lsls  r4, r4, #" #LOG2 "\n\t"                                                                  \
+                   "adds  r4, r1\n\t"                                                                              \
+                   "mov   r9, r4\n\t" /* end of the row's pairs */                                                 \
+                   "ldr   r3, [r3, #0]\n\t" /* stream state */                                                     \
+                   "movs  r4, #0\n\t"                                                                              \
+                   "mov   r8, r4\n\t" /* sum */                                                                    \
+                   MASK                                                                                            \
+                   "cmp   r1, r9\n\t"                                                                              \
+                   "beq   2f\n"                                                                                    \
+                   "1:\n\t" LOAD                                                                                   \
+                   "lsls  r6, r3, #13\n\t"                                                                         \
+                   "eors  r3, r6\n\t"                                                                              \
+                   "lsrs  r6, r3, #17\n\t"                                                                         \
+                   "eors  r3, r6\n\t"                                                                              \
+                   "lsls  r6, r3, #5\n\t"                                                                          \
+                   "eors  r3, r6\n\t" QBNN__V6M_P4(S0, "uxtb  r7, r3\n\t", QBNN__V6M_XLO)                          \
+                       QBNN__V6M_P4(S1, "lsrs  r7, r3, #8\n\t" "uxtb  r7, r7\n\t", QBNN__V6M_XHI)                  \
+                           QBNN__V6M_P4(S2, "lsrs  r7, r3, #16\n\t" "uxtb  r7, r7\n\t", QBNN__V6M_XLO)             \
+                               QBNN__V6M_P4(S3, "lsrs  r7, r3, #24\n\t", QBNN__V6M_XHI)                            \
+                   "cmp   r1, r9\n\t"                                                                              \
+                   "bne   1b\n"                                                                                    \
+                   "2:\n\t"                                                                                        \
+                   "pop   {r4, r5, r6}\n\t"                                                                        \
+                   "str   r3, [r4, #0]\n\t"                                                                        \
+                   "mov   r0, r8\n\t"                                                                              \
+                   "mov   r8, r5\n\t"                                                                              \
+                   "mov   r9, r6\n\t"                                                                              \
+                   "pop   {r4-r7, pc}\n\t");                                                                       \
+  }
+/* p = 4: a halfword of 4 nibbles (2-aligned rows); p = 8: a word of 4 bytes (4-aligned rows; the C loop's two
+   weights per MULS takes mu bits <= 4) */
+QBNN__V6M_ROW(row_packed4_v6m, 1, "ldrh  r5, [r1]\n\t" "adds  r1, #2\n\t", "movs  r4, #15\n\t" "lsls  r4, r4, #8\n\t",
+              "lsls  r6, r5, #8\n\t", "lsls  r6, r5, #4\n\t", "movs  r6, r5\n\t", "lsrs  r6, r5, #4\n\t")
+QBNN__V6M_ROW(row_packed8_v6m, 2, "ldm   r1!, {r5}\n\t", "movs  r4, #255\n\t" "lsls  r4, r4, #8\n\t",
+              "lsls  r6, r5, #8\n\t", "movs  r6, r5\n\t", "lsrs  r6, r5, #8\n\t", "lsrs  r6, r5, #16\n\t")
 #else
 #define QBNN_V6M_ROWS 0
 static int32_t row_lut_pairs(const int8_t *lut, const uint8_t *p, const uint32_t *xw, uint32_t cols,
@@ -971,7 +973,18 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
       for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, &r0, row_lut_pairs(lut, p, xw, cols, &st), r, plain);
       s->state = st;
 #endif
-    } else {
+    }
+#if QBNN_V6M_ROWS
+    else if (((uintptr_t)p & 3u) == 0) { /* PACKED p = 8 with mu bits > 4 */
+      int16_t *const xi = ctx->x;
+      if (!ctx->x_ready) qbnn__offset16(x, cols, L->in_zero_point, xi); /* column order */
+      ctx->x_ready = 1;
+      v6m_p4 a = {s->state, cols / 4};
+      for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, &r0, row_packed8_v6m(L->wlut, p, xi, &a), r, plain);
+      s->state = a.state;
+    }
+#endif
+    else {
       for (uint32_t r = 0; r < rows; ++r, p += cols)
         y[r] = requant(L, &r0, row_lut_words(L->wlut, p, x, (int)cols, L->in_zero_point, &s->state), r, plain);
     }
