@@ -10,8 +10,12 @@ its quantized mean, run once) and their ratios.
 
 --kernels (or --kernels-only) also runs the firmware's kernel bench (`make kbench`, no model needed) per board: the
 constant-weight FULLY_CONNECTED op of a deterministic prefix (LeNet-5's 400 -> 120, int8 and int4 codes) on its
-own, checked against the reference kernel, as exact instruction counts and insn/MAC; boards with less than 128 KB
-of RAM are skipped (its filter is in RAM).
+own, checked against the reference kernel, as exact instruction counts and insn/MAC, and a Bayesian
+FULLY_CONNECTED op stored PACKED (784 -> 32) per pair width (mu bits + sigma bits) through the board's default
+kernel, as instructions per weight and MC sample; boards with less than 128 KB of RAM are skipped (its data is in
+RAM).
+
+  python scripts/bench_mcu.py --kernels-only --boards all > results/mcu_bench/packed.txt
 """
 
 import argparse
@@ -23,6 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tflite_export import firmware_runner  # noqa: E402
 
+# the kernel bench's PACKED pair widths (mu bits, sigma bits), in its print order
+PACKED_WIDTHS = [(3, 1), (4, 4), (5, 3), (2, 1), (3, 2), (4, 2), (4, 3)]
 DEFAULT_EXPORT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "out", "demo", "export")
 
 
@@ -52,8 +58,9 @@ def kernel_bench(board):
 
 
 def kernel_rows(boards):
-    """Runs the kernel bench on each board with room for it; prints its lines and a table of insn/MAC."""
-    rows = {}
+    """Runs the kernel bench on each board with room for it; prints its lines, a table of insn/MAC and one of the
+    PACKED op's instructions per weight and sample (exact counts over its weights)."""
+    rows, packed = {}, {}
     for board in boards:
         if _ram_bytes(board) < 128 * 1024:
             print(f"# kbench {board}: skipped ({firmware_runner.BOARD_TABLE[board]['RAM'].split()[1]} of RAM)")
@@ -63,10 +70,19 @@ def kernel_rows(boards):
         for k, v in kv.items():
             print(f"{k}={v}")
         rows[board] = {bits: int(kv[f"fc_int{bits}_insn"]) / int(kv[f"fc_int{bits}_macs"]) for bits in (8, 4)}
+        packed[board] = (kv["packed_kernel"], {(b, sb): int(kv[f"packed_{b}_{sb}_insn"]) /
+                                               int(kv[f"packed_{b}_{sb}_weights"]) for b, sb in PACKED_WIDTHS})
     print("# summary: constant-weight FULLY_CONNECTED 400 -> 120 (whole op), instructions per MAC")
     print(f"{'board':<14} {'core':<28} {'int8 insn/MAC':>13} {'int4 insn/MAC':>13}")
     for board, r in rows.items():
         print(f"{board:<14} {firmware_runner.BOARDS[board]:<28} {r[8]:>13.3f} {r[4]:>13.3f}")
+    print("# summary: PACKED Bayesian FULLY_CONNECTED 784 -> 32 (whole op, one MC sample), instructions per weight "
+          "and sample by mu bits + sigma bits (p)")
+    print(f"{'board':<14} {'core':<28} {'kernel':<14}" +
+          "".join(f" {f'{b}+{sb} (p={b + sb})':>11}" for b, sb in PACKED_WIDTHS))
+    for board, (kernel, r) in packed.items():
+        print(f"{board:<14} {firmware_runner.BOARDS[board]:<28} {kernel:<14}" +
+              "".join(f" {r[w]:>11.3f}" for w in PACKED_WIDTHS))
     return rows
 
 

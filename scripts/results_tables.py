@@ -331,6 +331,15 @@ def mcu_kernels():
     return _table(["board", "core", "int8 insn / MAC", "int4 insn / MAC"], rows)
 
 
+def mcu_packed():
+    """The PACKED Bayesian FULLY_CONNECTED op (784 -> 32, one MC sample) per board and pair width, instructions per
+    weight and sample (`bench_mcu.py --kernels-only`)."""
+    widths = [(3, 1), (4, 4), (5, 3), (2, 1), (3, 2), (4, 2), (4, 3)]
+    rows = [[board, kv["core"], kv["packed_kernel"]] + [kv[f"packed_{b}_{sb}_insn_per_weight_sample"] for b, sb in widths]
+            for (name, board, _), kv in _bench("packed.txt").items() if name == "kbench"]
+    return _table(["board", "core", "kernel"] + [f"{b}+{sb} (p = {b + sb})" for b, sb in widths], rows)
+
+
 def truth_test():
     """The MI estimators at S = 30 against the S = 1000 truth (`scripts/truth_test.py`'s own table)."""
     import importlib.util
@@ -343,7 +352,7 @@ def truth_test():
 
 
 TABLES = {f.__name__: f for f in (table1, samples_curve, lenet5_aug, lenet5_fast, headline, cheap_modes, cheap_timing,
-                                  lowbit_diagnostic, export_memory, export_check, mcu_mlp, mcu_boards, mcu_kernels,
+                                  lowbit_diagnostic, export_memory, export_check, mcu_mlp, mcu_boards, mcu_kernels, mcu_packed,
                                   truth_test)}
 
 MARKER = re.compile(r"^<!-- results: (\w+) -->$", re.M)

@@ -24,8 +24,11 @@ def synthetic_model(sizes=(784, 100, 100, 10), seed=0, weight_bits=4, sigma_bits
     """IntegerModel with random mu/sigma codes stored as `weights` ("int4", "int8" or "packed"); `calib` uint8
     images [N, 784] set the scales. `weight_bits` / `sigma_bits`: one width for every layer or one per layer."""
     rng = np.random.default_rng(seed)
-    n_layers = len(sizes) - 1
-    per_layer = [list(v) if np.ndim(v) else [v] * n_layers for v in (weight_bits, sigma_bits)]
+    n = len(sizes) - 1
+    wbits = list(weight_bits) if isinstance(weight_bits, (list, tuple)) else [weight_bits] * n
+    sbits = list(sigma_bits) if isinstance(sigma_bits, (list, tuple)) else [sigma_bits] * n
+    if len(wbits) != n or len(sbits) != n:
+        raise ValueError(f"one weight_bits and sigma_bits per layer ({n}); received {weight_bits}, {sigma_bits}")
     if calib is None:
         calib = rng.integers(0, 256, size=(16, sizes[0])).astype(np.uint8)
     q = reference.IntegerModel.quantize_input(calib)
@@ -33,7 +36,7 @@ def synthetic_model(sizes=(784, 100, 100, 10), seed=0, weight_bits=4, sigma_bits
     layers = []
     for l, (c, r) in enumerate(zip(sizes[:-1], sizes[1:])):
         last = l == len(sizes) - 2
-        weight_bits, sigma_bits = per_layer[0][l], per_layer[1][l]
+        weight_bits, sigma_bits = wbits[l], sbits[l]
         max_code = 2 ** (weight_bits - 1) - 1
         sigma_q = sampler.sigma_q_table(LogQuantizer(sigma_bits, 2.0**-10, 1.0), weight_bits)
         mu = np.clip(np.round(rng.normal(0, 1.5 + 0.5 * l, size=(r, c))), -max_code, max_code).astype(np.int16)

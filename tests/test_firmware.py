@@ -218,7 +218,9 @@ def test_bench_m55_helium_kernel(gen_dir, tmp_path):
 def test_dense_kernel_bench_is_bit_exact(board, tmp_path):
     """The kernel bench (no model): the constant-weight FULLY_CONNECTED op (400 -> 120, int8 and int4 codes) with the
     SIMD kernel equals the reference kernel and a plain dot product; on the M4F <= 2 insn/MAC (SXTB16 / nibble
-    masks and SMLAD, 1.77 int8 and 1.83 int4 measured)."""
+    masks and SMLAD, 1.77 int8 and 1.83 int4 measured). The PACKED Bayesian op (784 -> 32) at every pair width
+    equals REF, the other table kernel and the sampler core; on the M4F pairs of 4 and 8 bits take <= 6.5
+    instructions per weight and sample (5.50 at 3+1, 5.82 at 4+4 and 5+3 measured)."""
     r = _make(f"BOARD={board}", f"BUILD={tmp_path}", "kbench")
     assert r.returncode == 0 and "KBENCH PASSED" in r.stdout, r.stdout + r.stderr
     kv = firmware_runner.parse_bench(r.stdout)
@@ -226,6 +228,10 @@ def test_dense_kernel_bench_is_bit_exact(board, tmp_path):
         assert int(kv[f"fc_int{bits}_mismatches"]) == 0 and int(kv[f"fc_int{bits}_macs"]) == 400 * 120
         if board == "an386":
             assert int(kv[f"fc_int{bits}_insn"]) <= 2 * 400 * 120, kv
+    for b, sb in [(3, 1), (4, 4), (5, 3), (2, 1), (3, 2), (4, 2), (4, 3)]:
+        assert int(kv[f"packed_{b}_{sb}_mismatches"]) == 0 and int(kv[f"packed_{b}_{sb}_weights"]) == 784 * 32
+        if board == "an386" and b + sb in (4, 8):
+            assert int(kv[f"packed_{b}_{sb}_insn"]) <= 6.5 * 784 * 32, kv
 
 
 def test_link_budget_failure_stops_the_build(gen_dir, tmp_path):

@@ -65,15 +65,15 @@ static int32_t row_packed(const qbnn_rt_layer *L, uint32_t r, const int8_t *x, q
   return acc;
 }
 
-/* PACKED, word-aligned stream and cols % 4 == 0: one PRNG word per 4 weights. */
-static int32_t row_packed_words(const qbnn_rt_layer *L, uint32_t r, const int8_t *x, uint32_t *state) {
+/* PACKED, word-aligned stream: the n weights (n % 4 == 0) from flat element `first` on, one PRNG word per 4. */
+static int32_t row_packed_words(const qbnn_rt_layer *L, uint32_t first, uint32_t n, const int8_t *x,
+                                uint32_t *state) {
   const int8_t *lut = L->wlut;
   const int32_t zp = L->in_zero_point;
-  const uint32_t cols = L->core.cols;
-  qbnn__pairs q = qbnn__pairs_at(&L->core, r * cols);
+  qbnn__pairs q = qbnn__pairs_at(&L->core, first);
   uint32_t st = *state;
   int32_t acc = 0;
-  for (uint32_t c = 0; c < cols; c += 4) {
+  for (uint32_t c = 0; c < n; c += 4) {
     st = qbnn_xorshift32(st);
     acc += lut[(qbnn__pair_next(&q) << 8) | (st & 0xFFu)] * ((int32_t)x[c] - zp);
     acc += lut[(qbnn__pair_next(&q) << 8) | ((st >> 8) & 0xFFu)] * ((int32_t)x[c + 1] - zp);
@@ -100,6 +100,213 @@ static int32_t row_packed4_words(const int8_t *lut, const uint8_t *q, const int8
   *state = st;
   return acc;
 }
+
+/* PACKED p = 4, fast kernel: 8 weights (a word of 8 nibble pairs, two PRNG words) per iteration, x as
+   int16 in column order. Per weight one AND with a shifted operand puts the pair in bits 8-11 (m = 0xF00), one UXTAB
+   adds the stream byte (the index pair << 8 | u), one LDRSB reads the table and one SMLABB / SMLABT multiplies it
+   with its input halfword: 43 instructions per 8 weights on DSP targets, 55 on Thumb-2 without DSP; elsewhere the
+   same steps in C. */
+#if QBNN_HAVE_DSP
+#define QBNN_PACKED_ASM 1
+#define QBNN__LOAD_X "ldrd    %[x0], %[x1], [%[xw]], #8\n\t"
+#define QBNN__P4_WEIGHT(T, SH, ROR, LSB, XR, HALF)              \
+  "and     %[" T "], %[m], %[w]" SH "\n\t"                      \
+  "uxtab   %[" T "], %[" T "], %[st]" ROR "\n\t"                \
+  "ldrsb   %[" T "], [%[lut], %[" T "]]\n\t"                    \
+  "smlab" HALF " %[acc], %[" T "], %[" XR "], %[acc]\n\t"
+#elif (defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_8M_MAIN__)) && defined(__GNUC__)
+/* Thumb-2 without DSP (Cortex-M3, M33 built without it): UBFX + ORR for UXTAB, LDRSH + MLA for SMLABB (x0 the
+   scratch register): 6 instructions per weight */
+#define QBNN_PACKED_ASM 1
+#define QBNN__LOAD_X ""
+#define QBNN__P4_WEIGHT(T, SH, ROR, LSB, XR, HALF)              \
+  "and     %[" T "], %[m], %[w]" SH "\n\t"                      \
+  "ubfx    %[x0], %[st], #" LSB ", #8\n\t"                     \
+  "orr     %[" T "], %[" T "], %[x0]\n\t"                       \
+  "ldrsb   %[" T "], [%[lut], %[" T "]]\n\t"                    \
+  "ldrsh   %[x0], [%[xw]], #2\n\t"                              \
+  "mla     %[acc], %[" T "], %[x0], %[acc]\n\t"
+#else
+#define QBNN_PACKED_ASM 0
+#endif
+#if QBNN_PACKED_ASM
+#define QBNN__P4_XORSHIFT                       \
+  "eor     %[st], %[st], %[st], lsl #13\n\t"    \
+  "eor     %[st], %[st], %[st], lsr #17\n\t"    \
+  "eor     %[st], %[st], %[st], lsl #5\n\t"
+#endif
+
+#if !QBNN_HAVE_MVE
+static int32_t row_packed4_simd(const int8_t *lut, const uint8_t *q, const int16_t *xi, uint32_t words,
+                                uint32_t *state) {
+  uint32_t st = *state;
+  int32_t acc = 0;
+  const uint32_t *qw = (const uint32_t *)(const void *)q;
+  const uint32_t *const qend = qw + words;
+  if (qw == qend) return 0;
+#if QBNN_PACKED_ASM
+  uint32_t w, x0, x1, t0, t1;
+  const uint32_t m = 0xF00u;
+  __asm volatile(
+      "1:\n\t"
+      "ldr     %[w], [%[qw]], #4\n\t" QBNN__P4_XORSHIFT
+      QBNN__LOAD_X
+      QBNN__P4_WEIGHT("t0", ", lsl #8", "", "0", "x0", "b")
+      QBNN__P4_WEIGHT("t1", ", lsl #4", ", ror #8", "8", "x0", "t")
+      QBNN__P4_WEIGHT("t0", "", ", ror #16", "16", "x1", "b")
+      QBNN__P4_WEIGHT("t1", ", lsr #4", ", ror #24", "24", "x1", "t") QBNN__P4_XORSHIFT
+      QBNN__LOAD_X
+      QBNN__P4_WEIGHT("t0", ", lsr #8", "", "0", "x0", "b")
+      QBNN__P4_WEIGHT("t1", ", lsr #12", ", ror #8", "8", "x0", "t")
+      QBNN__P4_WEIGHT("t0", ", lsr #16", ", ror #16", "16", "x1", "b")
+      QBNN__P4_WEIGHT("t1", ", lsr #20", ", ror #24", "24", "x1", "t")
+      "cmp     %[qw], %[qend]\n\t"
+      "bne     1b\n\t"
+      : [acc] "+&r"(acc), [st] "+&r"(st), [qw] "+&r"(qw), [xw] "+&r"(xi), [w] "=&r"(w), [x0] "=&r"(x0),
+        [x1] "=&r"(x1), [t0] "=&r"(t0), [t1] "=&r"(t1)
+      : [lut] "r"(lut), [qend] "r"(qend), [m] "r"(m)
+      : "cc", "memory");
+#else
+  while (qw != qend) {
+    const uint32_t w = *qw++;
+    for (uint32_t h = 0; h < 32; h += 16, xi += 4) {
+      st = qbnn_xorshift32(st);
+      for (uint32_t j = 0; j < 4; ++j) acc += lut[(((w >> (h + 4 * j)) & 0xFu) << 8) | ((st >> (8 * j)) & 0xFFu)] * xi[j];
+    }
+  }
+#endif
+  *state = st;
+  return acc;
+}
+
+/* A row of row_packed4_simd: 4-aligned rows whole, rows at 2 mod 4 (cols % 8 == 4) with their first 4 weights,
+   a last odd group of 4 and rows at odd addresses (a caller's unaligned copy) through the portable loop. */
+static int32_t row_packed4(const int8_t *lut, const uint8_t *q, const int8_t *x, const int16_t *xi, uint32_t cols,
+                           int32_t zp, uint32_t *st) {
+  if ((uintptr_t)q & 1u) return row_packed4_words(lut, q, x, cols, zp, st);
+  uint32_t c = 0;
+  int32_t acc = 0;
+  if ((uintptr_t)q & 2u) {
+    acc = row_packed4_words(lut, q, x, 4, zp, st);
+    c = 4;
+  }
+  const uint32_t words = (cols - c) / 8;
+  acc += row_packed4_simd(lut, q + c / 2, xi + c, words, st);
+  c += 8 * words;
+  if (c < cols) acc += row_packed4_words(lut, q + c / 2, x + c, 4, zp, st);
+  return acc;
+}
+#endif
+
+/* PACKED p = 3, 5, 6, 7, fast kernel: rows of whole groups of 8 weights (p bytes, cols % 8 == 0): pairs
+   0-3 from the word at the group's first byte, pairs 4-7 from the word at byte 4p / 8 (bit 4p % 8 on), both
+   unaligned LDRs (ARMv7-M and up; CCR.UNALIGN_TRP clear, its reset value) that read up to 2 bytes past the group:
+   the caller takes the tensor's last group through the bit reservoir. Then row_packed4_simd's four instructions per weight with the
+   shifts of each pair to bits 8 .. 8 + p - 1: 44 instructions per 8 weights on DSP targets, 56 on Thumb-2 without
+   DSP; elsewhere C. */
+#if QBNN_PACKED_ASM
+#define QBNN__PG_ASM(P, OFF, S0, S1, S2, S3, T0, T1, T2, T3)                                                         \
+  __asm volatile("1:\n\t"                                                                                           \
+                 "ldr     %[w], [%[q]], #" #P "\n\t" QBNN__P4_XORSHIFT                                              \
+                 QBNN__LOAD_X QBNN__P4_WEIGHT("t0", S0, "", "0", "x0", "b")                   \
+                     QBNN__P4_WEIGHT("t1", S1, ", ror #8", "8", "x0", "t") QBNN__P4_WEIGHT("t0", S2, ", ror #16", "16", "x1", "b") \
+                         QBNN__P4_WEIGHT("t1", S3, ", ror #24", "24", "x1", "t")                                          \
+                 "ldr     %[w], [%[q], #-" #P " + " #OFF "]\n\t" QBNN__P4_XORSHIFT                                  \
+                 QBNN__LOAD_X QBNN__P4_WEIGHT("t0", T0, "", "0", "x0", "b")                   \
+                     QBNN__P4_WEIGHT("t1", T1, ", ror #8", "8", "x0", "t") QBNN__P4_WEIGHT("t0", T2, ", ror #16", "16", "x1", "b") \
+                         QBNN__P4_WEIGHT("t1", T3, ", ror #24", "24", "x1", "t")                                          \
+                 "cmp     %[q], %[qend]\n\t"                                                                        \
+                 "bne     1b\n\t"                                                                                   \
+                 : [acc] "+&r"(acc), [st] "+&r"(st), [q] "+&r"(q), [xw] "+&r"(xi), [w] "=&r"(w), [x0] "=&r"(x0),     \
+                   [x1] "=&r"(x1), [t0] "=&r"(t0), [t1] "=&r"(t1)                                                   \
+                 : [lut] "r"(lut), [qend] "r"(qend), [m] "r"(m)                                                     \
+                 : "cc", "memory")
+#endif
+
+static int32_t row_packed_groups(const int8_t *lut, const uint8_t *q, const int16_t *xi, uint32_t groups, uint32_t p,
+                                 uint32_t *state) {
+  uint32_t st = *state;
+  int32_t acc = 0;
+  const uint8_t *const qend = q + groups * p;
+  if (groups == 0) return 0;
+#if QBNN_PACKED_ASM
+  uint32_t w, x0, x1, t0, t1;
+  const uint32_t m = ((1u << p) - 1u) << 8;
+  switch (p) {
+    case 3:
+      QBNN__PG_ASM(3, 1, ", lsl #8", ", lsl #5", ", lsl #2", ", lsr #1", ", lsl #4", ", lsl #1", ", lsr #2", ", lsr #5");
+      break;
+    case 5:
+      QBNN__PG_ASM(5, 2, ", lsl #8", ", lsl #3", ", lsr #2", ", lsr #7", ", lsl #4", ", lsr #1", ", lsr #6", ", lsr #11");
+      break;
+    case 6:
+      QBNN__PG_ASM(6, 3, ", lsl #8", ", lsl #2", ", lsr #4", ", lsr #10", ", lsl #8", ", lsl #2", ", lsr #4", ", lsr #10");
+      break;
+    default: /* 7 */
+      QBNN__PG_ASM(7, 3, ", lsl #8", ", lsl #1", ", lsr #6", ", lsr #13", ", lsl #4", ", lsr #3", ", lsr #10", ", lsr #17");
+      break;
+  }
+#else
+  const uint32_t mask = (1u << p) - 1u;
+  for (; q != qend; q += p) {
+    for (uint32_t h = 0; h < 2; ++h, xi += 4) {
+      const uint8_t *b = q + h * (4 * p / 8);
+      const uint32_t w = ((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24) >>
+                         (h * (4 * p % 8));
+      st = qbnn_xorshift32(st);
+      for (uint32_t j = 0; j < 4; ++j) acc += lut[(((w >> (p * j)) & mask) << 8) | ((st >> (8 * j)) & 0xFFu)] * xi[j];
+    }
+  }
+#endif
+  *state = st;
+  return acc;
+}
+
+#if QBNN_HAVE_MVE
+/* PACKED p = 4 through Helium: 16 weights (8 bytes) per iteration, 26 instructions, row_mve's scheme with the 8
+   bytes widened to halfwords h = n_even | n_odd << 4 (VLDRB.U16): (h << 4) keeps n_odd in bits 8-11 for the odd
+   indices (VSRI adds u_odd), h << 8 with bits 12-15 cleared (VBIC) gives the even ones. */
+static int32_t row_packed4_mve(const int8_t *lut, const uint8_t *q, const int16_t *xi, uint32_t blocks,
+                               uint32_t *state) {
+  register int32_t acc __asm("r4") = 0; /* VMLADAVA's accumulator: an even register */
+  uint32_t st = *state, a, b, c;
+  if (blocks == 0) return 0;
+  __asm volatile(
+      "dls     lr, %[n]\n"
+      "1:\n\t"
+      "eor     %[a], %[st], %[st], lsl #13\n\t"
+      "eor     %[a], %[a], %[a], lsr #17\n\t"
+      "eor     %[a], %[a], %[a], lsl #5\n\t"
+      "eor     %[b], %[a], %[a], lsl #13\n\t"
+      "eor     %[b], %[b], %[b], lsr #17\n\t"
+      "eor     %[b], %[b], %[b], lsl #5\n\t"
+      "eor     %[c], %[b], %[b], lsl #13\n\t"
+      "eor     %[c], %[c], %[c], lsr #17\n\t"
+      "eor     %[c], %[c], %[c], lsl #5\n\t"
+      "eor     %[st], %[c], %[c], lsl #13\n\t"
+      "eor     %[st], %[st], %[st], lsr #17\n\t"
+      "eor     %[st], %[st], %[st], lsl #5\n\t"
+      "vmov    q0[2], q0[0], %[a], %[c]\n\t"
+      "vmov    q0[3], q0[1], %[b], %[st]\n\t"
+      "vldrb.u16 q1, [%[pw]], #8\n\t"
+      "vshl.i16 q2, q1, #4\n\t"
+      "vsri.16 q2, q0, #8\n\t"
+      "vsli.16 q0, q1, #8\n\t"
+      "vbic.i16 q0, #0xf000\n\t"
+      "vldrb.s16 q1, [%[lut], q0]\n\t"
+      "vldrb.s16 q3, [%[lut], q2]\n\t"
+      "vldrh.u16 q0, [%[xw]], #16\n\t"
+      "vldrh.u16 q2, [%[xw]], #16\n\t"
+      "vmladava.s16 %[acc], q1, q0\n\t"
+      "vmladava.s16 %[acc], q3, q2\n\t"
+      "le      lr, 1b\n\t"
+      : [acc] "+&r"(acc), [st] "+&r"(st), [pw] "+&l"(q), [xw] "+&r"(xi), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c)
+      : [lut] "r"(lut), [n] "r"(blocks)
+      : "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "lr", "memory");
+  *state = st;
+  return acc;
+}
+#endif
 
 /* LUT, word-aligned stream and cols % 4 == 0: one PRNG word per 4 weights. */
 static int32_t row_lut_words(const int8_t *lut, const uint8_t *p, const int8_t *x, int cols, int32_t zp,
@@ -231,6 +438,22 @@ static void mve_operands(const int8_t *x, uint32_t n, int32_t zp, int16_t *out) 
     for (uint32_t j = 0; j < 16; ++j) out[c + j] = (int16_t)(x[c + order16[j]] - zp);
   for (; c < n; c += 4)
     for (uint32_t j = 0; j < 4; ++j) out[c + j] = (int16_t)(x[c + order4[j]] - zp);
+}
+
+/* PACKED p = 4: the n columns (a multiple of 4) past row_packed4_mve's whole blocks, x in mve_operands' order for
+   them (columns 0, 2, 1, 3 of each 4) */
+static int32_t row_packed4_mve_tail(const int8_t *lut, const uint8_t *q, const int16_t *xi, uint32_t n,
+                                    uint32_t *state) {
+  static const uint8_t at[4] = {0, 2, 1, 3};
+  uint32_t st = *state;
+  int32_t acc = 0;
+  for (uint32_t c = 0; c < n; c += 4, q += 2) {
+    st = qbnn_xorshift32(st);
+    for (uint32_t j = 0; j < 4; ++j)
+      acc += lut[(((uint32_t)q[j >> 1] >> (4 * (j & 1u)) & 0xFu) << 8) | ((st >> (8 * j)) & 0xFFu)] * xi[c + at[j]];
+  }
+  *state = st;
+  return acc;
 }
 #endif
 
@@ -455,6 +678,68 @@ __attribute__((naked, noinline)) static void rows_v6m(QBNN__UNUSED const int8_t 
       "mov   r11, r7\n\t"
       "pop   {r2, r4-r7, pc}\n\t");
 }
+
+/* PACKED p = 4 and p = 8 on ARMv6-M: one weight of a group of 4 (pairs in r5, PRNG word in r3): the weight's pair
+   to bits 8 .. 7 + p (a shift, AND with the mask in r4), the stream byte ORed in, the table (r0) read and the
+   weight multiplied with its int16 input (r12 holds the word of inputs c, c + 1 between the two weights). r6, r7
+   scratch. */
+#define QBNN__V6M_P4(NIB, BYTE, X)   NIB "ands  r6, r4\n\t" BYTE "orrs  r6, r7\n\t" "ldrsb r6, [r0, r6]\n\t" X \
+  "muls  r6, r7\n\t" "add   r8, r6\n\t"
+#define QBNN__V6M_XLO "ldm   r2!, {r7}\n\t" "mov   r12, r7\n\t" "sxth  r7, r7\n\t"
+#define QBNN__V6M_XHI "mov   r7, r12\n\t" "asrs  r7, r7, #16\n\t"
+
+typedef struct {
+  uint32_t state;  /* stream state, in and out */
+  uint32_t groups; /* groups of 4 weights in the row */
+} v6m_p4;
+
+/* The sum of one row of pairs q against int16 inputs xi (column order, 4-aligned), 4 weights per PRNG word in 50
+   instructions: LOAD reads a group's pairs into r5 (q advances by 1 << LOG2 bytes), MASK sets r4, S0-S3
+   move each pair's field near bits 8 .. 7 + p. A naked function: the loop needs every low register. */
+#define QBNN__V6M_ROW(NAME, LOG2, LOAD, MASK, S0, S1, S2, S3)                                                      \
+  __attribute__((naked, noinline)) static int32_t NAME(QBNN__UNUSED const int8_t *lut, QBNN__UNUSED const uint8_t *q, \
+                                                       QBNN__UNUSED const int16_t *xi, QBNN__UNUSED v6m_p4 *a) {     \
+    __asm volatile(".syntax unified\n\t"                                                                           \
+                   "push  {r4-r7, lr}\n\t"                                                                         \
+                   "mov   r4, r8\n\t"                                                                              \
+                   "mov   r5, r9\n\t"                                                                              \
+                   "push  {r3, r4, r5}\n\t"                                                                        \
+                   "ldr   r4, [r3, #4]\n\t"                                                                        \
+                   "lsls  r4, r4, #" #LOG2 "\n\t"                                                                  \
+                   "adds  r4, r1\n\t"                                                                              \
+                   "mov   r9, r4\n\t" /* end of the row's pairs */                                                 \
+                   "ldr   r3, [r3, #0]\n\t" /* stream state */                                                     \
+                   "movs  r4, #0\n\t"                                                                              \
+                   "mov   r8, r4\n\t" /* sum */                                                                    \
+                   MASK                                                                                            \
+                   "cmp   r1, r9\n\t"                                                                              \
+                   "beq   2f\n"                                                                                    \
+                   "1:\n\t" LOAD                                                                                   \
+                   "lsls  r6, r3, #13\n\t"                                                                         \
+                   "eors  r3, r6\n\t"                                                                              \
+                   "lsrs  r6, r3, #17\n\t"                                                                         \
+                   "eors  r3, r6\n\t"                                                                              \
+                   "lsls  r6, r3, #5\n\t"                                                                          \
+                   "eors  r3, r6\n\t" QBNN__V6M_P4(S0, "uxtb  r7, r3\n\t", QBNN__V6M_XLO)                          \
+                       QBNN__V6M_P4(S1, "lsrs  r7, r3, #8\n\t" "uxtb  r7, r7\n\t", QBNN__V6M_XHI)                  \
+                           QBNN__V6M_P4(S2, "lsrs  r7, r3, #16\n\t" "uxtb  r7, r7\n\t", QBNN__V6M_XLO)             \
+                               QBNN__V6M_P4(S3, "lsrs  r7, r3, #24\n\t", QBNN__V6M_XHI)                            \
+                   "cmp   r1, r9\n\t"                                                                              \
+                   "bne   1b\n"                                                                                    \
+                   "2:\n\t"                                                                                        \
+                   "pop   {r4, r5, r6}\n\t"                                                                        \
+                   "str   r3, [r4, #0]\n\t"                                                                        \
+                   "mov   r0, r8\n\t"                                                                              \
+                   "mov   r8, r5\n\t"                                                                              \
+                   "mov   r9, r6\n\t"                                                                              \
+                   "pop   {r4-r7, pc}\n\t");                                                                       \
+  }
+/* p = 4: a halfword of 4 nibbles (2-aligned rows); p = 8: a word of 4 bytes (4-aligned rows; the C loop's two
+   weights per MULS takes mu bits <= 4) */
+QBNN__V6M_ROW(row_packed4_v6m, 1, "ldrh  r5, [r1]\n\t" "adds  r1, #2\n\t", "movs  r4, #15\n\t" "lsls  r4, r4, #8\n\t",
+              "lsls  r6, r5, #8\n\t", "lsls  r6, r5, #4\n\t", "movs  r6, r5\n\t", "lsrs  r6, r5, #4\n\t")
+QBNN__V6M_ROW(row_packed8_v6m, 2, "ldm   r1!, {r5}\n\t", "movs  r4, #255\n\t" "lsls  r4, r4, #8\n\t",
+              "lsls  r6, r5, #8\n\t", "movs  r6, r5\n\t", "lsrs  r6, r5, #8\n\t", "lsrs  r6, r5, #16\n\t")
 #else
 #define QBNN_V6M_ROWS 0
 static int32_t row_lut_pairs(const int8_t *lut, const uint8_t *p, const uint32_t *xw, uint32_t cols,
@@ -576,25 +861,71 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
   const qbnn__rq r0 = qbnn__requant_of(L, 0);
   if (kernel == QBNN_KERNEL_REF) {
     for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_ref(L, r, x, s), r, plain);
-  } else if (L->core.layout == QBNN_LAYOUT_PACKED) {
+  } else if (L->core.layout == QBNN_LAYOUT_PACKED && L->core.weight_bits + L->core.sigma_bits != 8u) {
+    /* (a pair per byte, p = 8: an I4_FUSED byte's role, the pair table the derived table's indexing; below).
+       The assembly loops run for the SIMD kernel, and for LUT, the default, on Thumb-2 cores without DSP. */
+    const int fast = kernel == QBNN_KERNEL_SIMD || (QBNN_PACKED_ASM && !QBNN_HAVE_DSP);
     if ((cols & 3u) != 0 || s->nbuf != 0) {
       for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_packed(L, r, x, s), r, plain);
-    } else if (L->core.weight_bits + L->core.sigma_bits == 8u) { /* a pair per byte: the derived-table loop */
-      for (uint32_t r = 0; r < rows; ++r, p += cols)
-        y[r] = requant(L, &r0, row_lut_words(L->wlut, p, x, (int)cols, L->in_zero_point, &s->state), r, plain);
+    } else if (L->core.weight_bits + L->core.sigma_bits == 4u) {
+      const int8_t *const lut = L->wlut;
+      const int32_t zp = L->in_zero_point;
+      int16_t *const xi = ctx->x;
+      uint32_t st = s->state;
+      if (fast) {
+#if QBNN_HAVE_MVE
+        if (!ctx->x_ready) mve_operands(x, cols, zp, xi);
+        ctx->x_ready = 1;
+        const uint32_t whole = cols & ~15u;
+        for (uint32_t r = 0; r < rows; ++r, p += cols / 2) {
+          const int32_t acc = row_packed4_mve(lut, p, xi, whole / 16, &st);
+          y[r] = requant(L, &r0, acc + row_packed4_mve_tail(lut, p + whole / 2, xi + whole, cols - whole, &st), r, plain);
+        }
+#else
+        if (!ctx->x_ready) qbnn__offset16(x, cols, zp, xi); /* column order */
+        ctx->x_ready = 1;
+        for (uint32_t r = 0; r < rows; ++r, p += cols / 2) y[r] = requant(L, &r0, row_packed4(lut, p, x, xi, cols, zp, &st), r, plain);
+#endif
+      }
+#if QBNN_V6M_ROWS
+      else if (((uintptr_t)p & 1u) == 0) { /* ARMv6-M's default kernel, LUT */
+        if (!ctx->x_ready) qbnn__offset16(x, cols, zp, xi); /* column order */
+        ctx->x_ready = 1;
+        v6m_p4 a = {st, cols / 4};
+        for (uint32_t r = 0; r < rows; ++r, p += cols / 2) y[r] = requant(L, &r0, row_packed4_v6m(lut, p, xi, &a), r, plain);
+        st = a.state;
+      }
+#endif
+      else {
+        for (uint32_t r = 0; r < rows; ++r, p += cols / 2)
+          y[r] = requant(L, &r0, row_packed4_words(lut, p, x, cols, zp, &st), r, plain);
+      }
+      s->state = st;
       s->position += rows * cols;
       s->buf = 0;
-    } else if (L->core.weight_bits + L->core.sigma_bits == 4u) {
-      for (uint32_t r = 0; r < rows; ++r, p += cols / 2)
-        y[r] = requant(L, &r0, row_packed4_words(L->wlut, p, x, cols, L->in_zero_point, &s->state), r, plain);
+    } else if (fast && (cols & 7u) == 0) {
+      const uint32_t pb = (uint32_t)L->core.weight_bits + L->core.sigma_bits, row_bytes = cols / 8 * pb;
+      int16_t *const xi = ctx->x;
+      uint32_t st = s->state;
+      if (!ctx->x_ready) qbnn__offset16(x, cols, L->in_zero_point, xi); /* column order */
+      ctx->x_ready = 1;
+      for (uint32_t r = 0; r < rows; ++r, p += row_bytes) {
+        if (r + 1 < rows) {
+          y[r] = requant(L, &r0, row_packed_groups(L->wlut, p, xi, cols / 8, pb, &st), r, plain);
+        } else { /* the tensor's last group of 8 through the reservoir: no read past the stored bytes */
+          const int32_t acc = row_packed_groups(L->wlut, p, xi, cols / 8 - 1, pb, &st);
+          y[r] = requant(L, &r0, acc + row_packed_words(L, r * cols + cols - 8, 8, x + cols - 8, &st), r, plain);
+        }
+      }
+      s->state = st;
       s->position += rows * cols;
       s->buf = 0;
     } else {
-      for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_packed_words(L, r, x, &s->state), r, plain);
+      for (uint32_t r = 0; r < rows; ++r) y[r] = requant(L, &r0, row_packed_words(L, r * cols, cols, x, &s->state), r, plain);
       s->position += rows * cols; /* whole words consumed: nbuf stays 0 */
       s->buf = 0;
     }
-  } else if (!L->wlut) {
+  } else if (!L->wlut) { /* I4_FUSED with the offset table (PACKED always has its pair table) */
     if (!ctx->x_ready) qbnn__offset16(x, cols, L->in_zero_point, ctx->x); /* plain order (not interleaved) */
     ctx->x_ready = 1;
     for (uint32_t r = 0; r < rows; ++r, p += cols)
@@ -642,7 +973,18 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
       for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, &r0, row_lut_pairs(lut, p, xw, cols, &st), r, plain);
       s->state = st;
 #endif
-    } else {
+    }
+#if QBNN_V6M_ROWS
+    else if (((uintptr_t)p & 3u) == 0) { /* PACKED p = 8 with mu bits > 4 */
+      int16_t *const xi = ctx->x;
+      if (!ctx->x_ready) qbnn__offset16(x, cols, L->in_zero_point, xi); /* column order */
+      ctx->x_ready = 1;
+      v6m_p4 a = {s->state, cols / 4};
+      for (uint32_t r = 0; r < rows; ++r, p += cols) y[r] = requant(L, &r0, row_packed8_v6m(L->wlut, p, xi, &a), r, plain);
+      s->state = a.state;
+    }
+#endif
+    else {
       for (uint32_t r = 0; r < rows; ++r, p += cols)
         y[r] = requant(L, &r0, row_lut_words(L->wlut, p, x, (int)cols, L->in_zero_point, &s->state), r, plain);
     }
