@@ -489,11 +489,11 @@ static int predict_pfp(qbnn_runtime_t *rt, const int8_t *input, int num_samples,
     const uint8_t *p = L->core.mu;
     uint32_t r = 0;
     if (L->core.layout == QBNN_LAYOUT_PACKED) { /* the pairs in order, row after row; same sums as below */
-      qbnn__pairs q = qbnn__pairs_at(&L->core, 0);
+      qbnn_pairs q = qbnn__pairs_at(&L->core, 0);
       for (; r < rows; ++r) {
         float am = 0.0f, av = 0.0f;
         for (uint32_t c = 0; c < cols; ++c) {
-          const int32_t *q0 = t + 2 * qbnn__pair_next(&q);
+          const int32_t *q0 = t + 2 * qbnn_pair_next(&q);
           const float e = (float)q0[0], vf = (float)q0[1];
           am = am + e * hm[c];
           av = av + (vf * e2in[c] + (e * e) * hv[c]);

@@ -120,33 +120,9 @@ static inline void qbnn__derived_codes(const int8_t *lut, const uint8_t *p, uint
 #undef QBNN__DERIVED_CODE
 }
 
-/* Sequential reader of PACKED pairs from flat element `first` on: a bit reservoir refilled a byte at a time, only
-   when the next pair needs it (never past the stored ceil(R*C*p / 8) bytes). */
-typedef struct {
-  const uint8_t *next;
-  uint32_t bits, nbits, p, mask;
-} qbnn__pairs;
-
-static inline qbnn__pairs qbnn__pairs_at(const qbnn_layer *L, uint32_t first) {
-  qbnn__pairs r;
-  r.p = (uint32_t)L->weight_bits + L->sigma_bits;
-  r.mask = (1u << r.p) - 1u;
-  const uint32_t in8 = (first & 7u) * r.p; /* 8 pairs fill p bytes */
-  r.next = L->mu + (first >> 3) * r.p + (in8 >> 3);
-  r.bits = (uint32_t)*r.next++ >> (in8 & 7u);
-  r.nbits = 8u - (in8 & 7u);
-  return r;
-}
-
-static inline uint32_t qbnn__pair_next(qbnn__pairs *r) {
-  if (r->nbits < r->p) {
-    r->bits |= (uint32_t)*r->next++ << r->nbits;
-    r->nbits += 8u;
-  }
-  const uint32_t v = r->bits & r->mask;
-  r->bits >>= r->p;
-  r->nbits -= r->p;
-  return v;
+/* The PACKED pair reader of qbnn_sampler.h over a layer's stored pairs from flat element `first` on. */
+static inline qbnn_pairs qbnn__pairs_at(const qbnn_layer *L, uint32_t first) {
+  return qbnn_pairs_at(L->mu, (uint32_t)L->weight_bits + L->sigma_bits, first);
 }
 
 /* n filter codes of PACKED pairs from flat element `first` through the pair table, consuming n bytes of s. */

@@ -165,21 +165,12 @@ void qbnn_sample_range(const qbnn_layer* L, qbnn_stream* s, uint32_t first, uint
     }
     return;
   }
-  if (L->layout == QBNN_LAYOUT_PACKED && count > 0u) { /* the pairs in order through a bit accumulator */
-    const uint32_t b = L->weight_bits, p = b + L->sigma_bits, in8 = (first & 7u) * p;
-    const uint8_t* src = L->mu + (first >> 3) * p + (in8 >> 3); /* qbnn_packed_pair's byte of pair `first` */
-    uint32_t acc = (uint32_t)*src++ >> (in8 & 7u), nacc = 8u - (in8 & 7u);
+  if (L->layout == QBNN_LAYOUT_PACKED && count > 0u) { /* the pairs in order (qbnn_pairs reads no byte past them) */
+    const uint32_t b = L->weight_bits;
+    qbnn_pairs q = qbnn_pairs_at(L->mu, b + L->sigma_bits, first);
     for (i = 0; i < count; ++i) {
-      uint32_t v;
-      int32_t m;
-      if (nacc < p) { /* only a pair that reaches into the next byte reads it: never past ceil(n*p/8) bytes */
-        acc |= (uint32_t)*src++ << nacc;
-        nacc += 8u;
-      }
-      v = acc & ((1u << p) - 1u);
-      acc >>= p;
-      nacc -= p;
-      m = (int32_t)(v & ((1u << b) - 1u));
+      const uint32_t v = qbnn_pair_next(&q);
+      int32_t m = (int32_t)(v & ((1u << b) - 1u));
       m -= (m >> (b - 1u)) << b; /* two's complement b-bit field */
       out[i] = (int8_t)qbnn_sample_weight(m, sq[v >> b], qbnn_stream_byte(s), max_code);
     }

@@ -105,6 +105,36 @@ static inline uint32_t qbnn_packed_pair(const uint8_t* bytes, uint32_t n, uint32
   return v & ((1u << p) - 1u);
 }
 
+/* Sequential reader of PACKED pairs from flat element `first` on: a bit reservoir refilled a byte at a time, only
+ * when the next pair needs it (never past the stored ceil(R*C*p / 8) bytes). */
+typedef struct {
+  const uint8_t* next;
+  uint32_t bits, nbits, p, mask;
+} qbnn_pairs;
+
+static inline qbnn_pairs qbnn_pairs_at(const uint8_t* bytes, uint32_t p, uint32_t first) {
+  qbnn_pairs r;
+  const uint32_t in8 = (first & 7u) * p; /* 8 pairs fill p bytes */
+  r.p = p;
+  r.mask = (1u << p) - 1u;
+  r.next = bytes + (first >> 3) * p + (in8 >> 3);
+  r.bits = (uint32_t)*r.next++ >> (in8 & 7u);
+  r.nbits = 8u - (in8 & 7u);
+  return r;
+}
+
+static inline uint32_t qbnn_pair_next(qbnn_pairs* r) {
+  uint32_t v;
+  if (r->nbits < r->p) {
+    r->bits |= (uint32_t)*r->next++ << r->nbits;
+    r->nbits += 8u;
+  }
+  v = r->bits & r->mask;
+  r->bits >>= r->p;
+  r->nbits -= r->p;
+  return v;
+}
+
 /* mu code and sigma code of flat element n (= r*C + c) of a layer. */
 void qbnn_layer_codes(const qbnn_layer* L, uint32_t n, int32_t* mu, uint32_t* sigma_code);
 

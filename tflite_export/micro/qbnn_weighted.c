@@ -89,8 +89,8 @@ int qbnn__check_moments(const qbnn_rt_layer *L, int is_last) {
 }
 
 void qbnn__packed_codes(const qbnn_rt_layer *L, uint32_t first, uint32_t n, qbnn_stream *s, int16_t *f) {
-  qbnn__pairs q = qbnn__pairs_at(&L->core, first);
-  for (uint32_t i = 0; i < n; ++i) f[i] = L->wlut[(qbnn__pair_next(&q) << 8) | qbnn_stream_byte(s)];
+  qbnn_pairs q = qbnn__pairs_at(&L->core, first);
+  for (uint32_t i = 0; i < n; ++i) f[i] = L->wlut[(qbnn_pair_next(&q) << 8) | qbnn_stream_byte(s)];
 }
 
 /* the two's complement int4 in the low nibble of v */
@@ -121,9 +121,9 @@ void qbnn__filter_row(const qbnn_rt_layer *L, uint32_t row, int kernel, int mean
   }
   if (mean && L->core.layout == QBNN_LAYOUT_PACKED) { /* mu codes: the low b bits of each pair, sign-extended */
     const uint32_t b = L->core.weight_bits;
-    qbnn__pairs q = qbnn__pairs_at(&L->core, first);
+    qbnn_pairs q = qbnn__pairs_at(&L->core, first);
     for (uint32_t i = 0; i < n; ++i) {
-      const int32_t m = (int32_t)(qbnn__pair_next(&q) & ((1u << b) - 1u));
+      const int32_t m = (int32_t)(qbnn_pair_next(&q) & ((1u << b) - 1u));
       f[i] = (int16_t)(m - ((m >> (b - 1u)) << b));
     }
     return;

@@ -58,10 +58,10 @@ static int32_t row_lut(const qbnn_rt_layer *L, const uint8_t *p, const int8_t *x
 /* PACKED pairs through the pair table: the portable loop of every target (a table read per weight). */
 static int32_t row_packed(const qbnn_rt_layer *L, uint32_t r, const int8_t *x, qbnn_stream *s) {
   const int8_t *lut = L->wlut;
-  qbnn__pairs q = qbnn__pairs_at(&L->core, r * L->core.cols);
+  qbnn_pairs q = qbnn__pairs_at(&L->core, r * L->core.cols);
   int32_t acc = 0;
   for (uint32_t c = 0; c < L->core.cols; ++c)
-    acc += lut[(qbnn__pair_next(&q) << 8) | qbnn_stream_byte(s)] * ((int32_t)x[c] - L->in_zero_point);
+    acc += lut[(qbnn_pair_next(&q) << 8) | qbnn_stream_byte(s)] * ((int32_t)x[c] - L->in_zero_point);
   return acc;
 }
 
@@ -70,15 +70,15 @@ static int32_t row_packed_words(const qbnn_rt_layer *L, uint32_t first, uint32_t
                                 uint32_t *state) {
   const int8_t *lut = L->wlut;
   const int32_t zp = L->in_zero_point;
-  qbnn__pairs q = qbnn__pairs_at(&L->core, first);
+  qbnn_pairs q = qbnn__pairs_at(&L->core, first);
   uint32_t st = *state;
   int32_t acc = 0;
   for (uint32_t c = 0; c < n; c += 4) {
     st = qbnn_xorshift32(st);
-    acc += lut[(qbnn__pair_next(&q) << 8) | (st & 0xFFu)] * ((int32_t)x[c] - zp);
-    acc += lut[(qbnn__pair_next(&q) << 8) | ((st >> 8) & 0xFFu)] * ((int32_t)x[c + 1] - zp);
-    acc += lut[(qbnn__pair_next(&q) << 8) | ((st >> 16) & 0xFFu)] * ((int32_t)x[c + 2] - zp);
-    acc += lut[(qbnn__pair_next(&q) << 8) | (st >> 24)] * ((int32_t)x[c + 3] - zp);
+    acc += lut[(qbnn_pair_next(&q) << 8) | (st & 0xFFu)] * ((int32_t)x[c] - zp);
+    acc += lut[(qbnn_pair_next(&q) << 8) | ((st >> 8) & 0xFFu)] * ((int32_t)x[c + 1] - zp);
+    acc += lut[(qbnn_pair_next(&q) << 8) | ((st >> 16) & 0xFFu)] * ((int32_t)x[c + 2] - zp);
+    acc += lut[(qbnn_pair_next(&q) << 8) | (st >> 24)] * ((int32_t)x[c + 3] - zp);
   }
   *state = st;
   return acc;
