@@ -73,10 +73,11 @@ def test_packed_conv_network_is_bit_exact_on_the_host(b, sb, tmp_path):
 
 # One mixed-bits MLP for every kernel of the sampled pass: 3+1 and 2+2 (p = 4: 784 columns, whole words of
 # nibble pairs; 36 columns, every other row at 2 mod 4 bytes and a last group of 4), 4+4 and 5+3 (p = 8: the
-# I4_FUSED byte kernels; on ARMv6-M 5+3 takes the p = 8 assembly row, |w| > 7) and 3+2 (p = 5: groups of 8
-# pairs in 5 bytes, the tensor's last group through the bit reservoir).
-MIXED_SIZES = (784, 36, 20, 24, 16, 10)
-MIXED_BITS = [(3, 1), (2, 2), (4, 4), (5, 3), (3, 2)]
+# I4_FUSED byte kernels; on ARMv6-M 5+3 takes the p = 8 assembly row, |w| > 7), 3+2 (p = 5: groups of 8
+# pairs in 5 bytes, the tensor's last group through the bit reservoir) and 4+2 (p = 6, 12 columns: every other
+# row starts mid-group and every row ends with 4 weights outside its groups).
+MIXED_SIZES = (784, 36, 20, 24, 16, 12, 10)
+MIXED_BITS = [(3, 1), (2, 2), (4, 4), (5, 3), (3, 2), (4, 2)]
 
 
 @pytest.fixture(scope="module")

@@ -198,7 +198,7 @@ static int32_t row_packed4(const int8_t *lut, const uint8_t *q, const int8_t *x,
 }
 #endif
 
-/* PACKED p = 3, 5, 6, 7, fast kernel: rows of whole groups of 8 weights (p bytes, cols % 8 == 0): pairs
+/* PACKED p = 3, 5, 6, 7, fast kernel: whole groups of 8 weights (p bytes) from a group boundary: pairs
    0-3 from the word at the group's first byte, pairs 4-7 from the word at byte 4p / 8 (bit 4p % 8 on), both
    unaligned LDRs (ARMv7-M and up; CCR.UNALIGN_TRP clear, its reset value) that read up to 2 bytes past the group:
    the caller takes the tensor's last group through the bit reservoir. Then row_packed4_simd's four instructions per weight with the
@@ -903,19 +903,24 @@ QBNN_ALWAYS_INLINE void eval_sampled(const qbnn_rt_layer *L, const int8_t *x, in
       s->state = st;
       s->position += rows * cols;
       s->buf = 0;
-    } else if (fast && (cols & 7u) == 0) {
-      const uint32_t pb = (uint32_t)L->core.weight_bits + L->core.sigma_bits, row_bytes = cols / 8 * pb;
+    } else if (fast) {
+      /* whole groups of 8 pairs through the assembly loop; a row that starts mid-group (cols % 8 == 4) takes its
+         first 4 weights, and a row its last 4, through the reservoir, as does the tensor's last group (no read
+         past the stored bytes). One PRNG word per 4 weights in every part: the stream stays in order. */
+      const uint32_t pb = (uint32_t)L->core.weight_bits + L->core.sigma_bits, n = rows * cols;
       int16_t *const xi = ctx->x;
       uint32_t st = s->state;
       if (!ctx->x_ready) qbnn__offset16(x, cols, L->in_zero_point, xi); /* column order */
       ctx->x_ready = 1;
-      for (uint32_t r = 0; r < rows; ++r, p += row_bytes) {
-        if (r + 1 < rows) {
-          y[r] = requant(L, &r0, row_packed_groups(L->wlut, p, xi, cols / 8, pb, &st), r, plain);
-        } else { /* the tensor's last group of 8 through the reservoir: no read past the stored bytes */
-          const int32_t acc = row_packed_groups(L->wlut, p, xi, cols / 8 - 1, pb, &st);
-          y[r] = requant(L, &r0, acc + row_packed_words(L, r * cols + cols - 8, 8, x + cols - 8, &st), r, plain);
-        }
+      for (uint32_t r = 0, first = 0; r < rows; ++r, first += cols) {
+        const uint32_t head = (8u - (first & 7u)) & 7u; /* 0 or 4 */
+        uint32_t groups = (cols - head) / 8;
+        if (first + head + 8 * groups == n && groups > 0) --groups;
+        int32_t acc = head ? row_packed_words(L, first, head, x, &st) : 0;
+        acc += row_packed_groups(L->wlut, p + (first + head) / 8 * pb, xi + head, groups, pb, &st);
+        const uint32_t done = head + 8 * groups;
+        if (done < cols) acc += row_packed_words(L, first + done, cols - done, x + done, &st);
+        y[r] = requant(L, &r0, acc, r, plain);
       }
       s->state = st;
       s->position += rows * cols;
