@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-DEFAULT_BETAS = {"mlp": [1e-7, 1e-6, 3e-6, 1e-5], "lenet5": [1e-7, 1e-6, 3e-6, 1e-5]}
+DEFAULT_BETAS = {"mlp": [1e-8, 3e-8, 1e-7, 3e-7, 1e-6, 3e-6], "lenet5": [1e-8, 1e-7, 3e-7, 1e-6]}
 
 
 def main(argv=None):
@@ -25,9 +25,14 @@ def main(argv=None):
                    help="training epochs (default: the fast profile's pretraining + Bayesian epochs)")
     p.add_argument("--ambiguous-profile", default="small", choices=["default", "small"])
     p.add_argument("--eval-images", type=int, default=10000, help="test images per set (Ambiguous: unique images)")
+    p.add_argument("--table-only", action="store_true", help="print the table of OUT/points-baseline.json")
     args = p.parse_args(argv)
 
     from tfqbnn.baselines import mixed_precision as mp
+
+    if args.table_only:
+        print(mp.table_markdown(mp.load_points(args.out)), end="")
+        return
 
     try:
         mp.require_hgq()
@@ -45,6 +50,7 @@ def main(argv=None):
     mp.run(args.out, args.model, args.betas or DEFAULT_BETAS[args.model], args.seeds, data, test, epochs,
            batch_size=profile.batch_size, lr=profile.pretrain_lr, log=lambda s: print(s, flush=True))
     print(f"done: {time.perf_counter() - t:.0f} s", flush=True)
+    print(mp.table_markdown(mp.load_points(args.out)), end="")
 
 
 if __name__ == "__main__":

@@ -111,3 +111,14 @@ def test_counted_widths_hold_the_quantized_weights(arch):
         assert np.all(np.abs(codes) <= 2.0 ** b[live] - 1)
         assert r["bits"] == int((b[live] + 1).sum())
         assert r["pruned"] == int((~live).sum())
+
+
+def test_table_orders_points_by_mean_bytes_and_averages_seeds():
+    small = [mp.layer_report("a", np.full(8, 1.0), 0)]  # 16 bits: 2 B
+    big = [mp.layer_report("a", np.full(8, 3.0), 0)]  # 32 bits: 4 B
+    rows = [mp.baseline_row(1e-5, 0, _metrics(0), small), mp.baseline_row(1e-7, 0, _metrics(1), big),
+            mp.baseline_row(1e-7, 1, _metrics(2), big)]
+    lines = mp.table_markdown(rows).splitlines()
+    assert lines[2].startswith("| hgq-1e-07 | 2 | 4 | 0 | 0.0 |") and lines[3].startswith("| hgq-1e-05 | 1 | 2 |")
+    acc = np.array([rows[1]["accuracy"], rows[2]["accuracy"]]) * 100
+    assert f"| {acc.mean():.2f} ± {acc.std(ddof=1):.2f} |" in lines[2]

@@ -187,6 +187,29 @@ def train_point(arch, beta, data, epochs, seed=0, batch_size=128, lr=3e-3, verbo
     return model, {k: [float(v) for v in vals] for k, vals in h.history.items()}
 
 
+def table_markdown(points):
+    """Mean ± sd over seeds per beta, most bytes first (bytes, bits and pruned weights vary with the seed)."""
+    groups = {}
+    for p in points:
+        groups.setdefault(p["point"], []).append(p)
+    lines = ["| point | seeds | stored bytes | + format index | pruned % | accuracy % | AUROC entropy MNIST/Amb "
+             "| NLL | ECE | mean bits per layer |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def ms(ps, key, scale=1.0, digits=4):
+        v = np.array([p[key] for p in ps], float) * scale
+        sd = f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else ""
+        return f"{v.mean():.{digits}f}{sd}"
+
+    for name, ps in sorted(groups.items(), key=lambda kv: -np.mean([p["stored_bytes"] for p in kv[1]])):
+        weights = sum(r["weights"] for r in ps[0]["layers"])
+        bits = " / ".join(f"{np.mean([p['bits'][k] for p in ps]):.2f}" for k in ps[0]["bits"])
+        lines.append(f"| {name} | {len(ps)} | {np.mean([p['stored_bytes'] for p in ps]):,.0f} | "
+                     f"{np.mean([p['index_bytes'] for p in ps]):,.0f} | "
+                     f"{100 * np.mean([p['pruned'] for p in ps]) / weights:.1f} | {ms(ps, 'accuracy', 100, 2)} | "
+                     f"{ms(ps, 'auroc_aleatoric')} | {ms(ps, 'nll')} | {ms(ps, 'ece')} | {bits} |")
+    return "\n".join(lines) + "\n"
+
+
 def load_points(out):
     path = Path(out) / POINTS_FILE
     return json.loads(path.read_text()) if path.is_file() else []
