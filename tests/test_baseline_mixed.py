@@ -31,6 +31,12 @@ def test_index_bytes():
         mp.index_bytes(10, 0)
 
 
+def test_entropy_bytes():
+    assert mp.entropy_bytes(np.zeros(100)) == 0
+    assert mp.entropy_bytes(np.tile([0.5, -0.5], 8)) == 2  # 16 values, 1 bit each
+    assert mp.entropy_bytes([0.0, 0.0, 1.0, 2.0] * 4) == 3  # 1.5 bits each: 24 bits
+
+
 def test_layer_report_counts_formats_widths_and_bytes_of_one_layer():
     b = np.array([[0, 3, 3], [3, 5, 0]], float)
     i = np.array([[0, 0, 1], [0, 1, 1]], float)
@@ -41,6 +47,8 @@ def test_layer_report_counts_formats_widths_and_bytes_of_one_layer():
     assert r["formats"] == 4  # (3, 0), (3, 1), (5, 1) and pruned
     assert r["index_bytes"] == 2  # 6 weights x 2 bits
     assert r["width_histogram"] == {"0": 2, "4": 3, "6": 1}
+    assert "entropy_bytes" not in r
+    assert mp.layer_report("l", b, i, values=np.array([0, 1, 1, 2, 2, 2]))["entropy_bytes"] == 2  # 8.75 bits
 
 
 def _metrics(seed=0, n=50):
@@ -119,6 +127,6 @@ def test_table_orders_points_by_mean_bytes_and_averages_seeds():
     rows = [mp.baseline_row(1e-5, 0, _metrics(0), small), mp.baseline_row(1e-7, 0, _metrics(1), big),
             mp.baseline_row(1e-7, 1, _metrics(2), big)]
     lines = mp.table_markdown(rows).splitlines()
-    assert lines[2].startswith("| hgq-1e-07 | 2 | 4 | 0 | 0.0 |") and lines[3].startswith("| hgq-1e-05 | 1 | 2 |")
+    assert lines[2].startswith("| hgq-1e-07 | 2 | 4 | 0 | - | 0.0 |") and lines[3].startswith("| hgq-1e-05 | 1 | 2 |")
     acc = np.array([rows[1]["accuracy"], rows[2]["accuracy"]]) * 100
     assert f"| {acc.mean():.2f} ± {acc.std(ddof=1):.2f} |" in lines[2]

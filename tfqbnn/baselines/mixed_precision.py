@@ -13,7 +13,9 @@ Stored bytes of a point: per layer, ``ceil(sum over its weights of (b + 1 sign b
 summed over layers; the models are bias-free, so that is every parameter. It leaves out the per-weight
 formats, which a dense memory layout must also hold: ``index_bytes`` (recorded beside it) is a lower bound
 for them, an index of ``ceil(log2(F))`` bits per weight into a per-layer table of its F distinct (b, i)
-formats. The Bayesian points' bytes likewise count mu and sigma codes only.
+formats. ``entropy_bytes`` is the other side: the empirical entropy of each layer's quantized weight values, a
+lower bound for any code that stores the weights one by one, formats included. The Bayesian points' bytes
+count mu and sigma codes only (per-layer widths).
 
 hgq2 is an optional dependency: ``pip install 'tfqbnn[baselines]'`` (it adds hgq2 and quantizers and
 changes no pinned package). Everything but `hgq_model` / `train_point` / `run` works without it.
@@ -62,8 +64,17 @@ def index_bytes(num_weights, num_formats):
     return -(-num_weights * width // 8)
 
 
-def layer_report(name, b, i, k=SIGN_BITS):
-    """Bookkeeping of one layer's per-weight formats (arrays of the kernel's shape, or broadcastable)."""
+def entropy_bytes(values):
+    """ceil(n * H / 8) for the empirical entropy H (bits) of ``values``: what any lossless code that stores each
+    value independently of the others needs, whatever its format (per-weight widths included)."""
+    _, counts = np.unique(np.asarray(values).ravel(), return_counts=True)
+    n = counts.sum()
+    return int(math.ceil(float(np.sum(counts * np.log2(n / counts))) / 8 - 1e-9)) if n else 0
+
+
+def layer_report(name, b, i, k=SIGN_BITS, values=None):
+    """Bookkeeping of one layer's per-weight formats (arrays of the kernel's shape, or broadcastable); with the
+    quantized ``values``, also their `entropy_bytes`."""
     b = np.rint(np.asarray(b, np.float64))
     i = np.broadcast_to(np.rint(np.asarray(i, np.float64)), b.shape)
     bits = weight_bits(b, k)
@@ -75,7 +86,8 @@ def layer_report(name, b, i, k=SIGN_BITS):
     return {"layer": name, "weights": int(b.size), "bits": bits, "stored_bytes": -(-bits // 8),
             "mean_bits": round(bits / max(b.size, 1), 3), "pruned": int((~live).sum()),
             "formats": len(formats), "index_bytes": index_bytes(b.size, max(len(formats), 1)),
-            "width_histogram": {str(w): int(c) for w, c in zip(widths, counts)}}
+            "width_histogram": {str(w): int(c) for w, c in zip(widths, counts)},
+            **({} if values is None else {"entropy_bytes": entropy_bytes(values)})}
 
 
 def point_name(beta):
@@ -93,6 +105,8 @@ def baseline_row(beta, seed, metrics, layers, seconds=None, **extra):
     stored = sum(r["stored_bytes"] for r in layers)
     row = _row(point_name(beta), KIND, seed, metrics, stored,
                bits={r["layer"]: r["mean_bits"] for r in layers}, seconds=seconds)
+    if all("entropy_bytes" in r for r in layers):
+        row["entropy_bytes"] = sum(r["entropy_bytes"] for r in layers)
     row.update(beta=float(beta), mi_defined=False, index_bytes=sum(r["index_bytes"] for r in layers),
                pruned=sum(r["pruned"] for r in layers), layers=layers, **extra)
     return row
@@ -170,7 +184,7 @@ def layer_formats(layer):
 
 
 def model_report(model):
-    return [layer_report(l.name, *layer_formats(l)[:3]) for l in quantized_layers(model)]
+    return [layer_report(l.name, *layer_formats(l)) for l in quantized_layers(model)]
 
 
 def train_point(arch, beta, data, epochs, seed=0, batch_size=128, lr=3e-3, verbose=0):
@@ -192,8 +206,8 @@ def table_markdown(points):
     groups = {}
     for p in points:
         groups.setdefault(p["point"], []).append(p)
-    lines = ["| point | seeds | stored bytes | + format index | pruned % | accuracy % | AUROC entropy MNIST/Amb "
-             "| NLL | ECE | mean bits per layer |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| point | seeds | stored bytes | + format index | value entropy | pruned % | accuracy % "
+             "| AUROC entropy MNIST/Amb | NLL | ECE | mean bits per layer |", "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def ms(ps, key, scale=1.0, digits=4):
         v = np.array([p[key] for p in ps], float) * scale
@@ -202,9 +216,11 @@ def table_markdown(points):
 
     for name, ps in sorted(groups.items(), key=lambda kv: -np.mean([p["stored_bytes"] for p in kv[1]])):
         weights = sum(r["weights"] for r in ps[0]["layers"])
+        ent = [p["entropy_bytes"] for p in ps if "entropy_bytes" in p]
+        entropy = f"{np.mean(ent):,.0f}" + (f" ({len(ent)} seeds)" if 0 < len(ent) < len(ps) else "") if ent else "-"
         bits = " / ".join(f"{np.mean([p['bits'][k] for p in ps]):.2f}" for k in ps[0]["bits"])
         lines.append(f"| {name} | {len(ps)} | {np.mean([p['stored_bytes'] for p in ps]):,.0f} | "
-                     f"{np.mean([p['index_bytes'] for p in ps]):,.0f} | "
+                     f"{np.mean([p['index_bytes'] for p in ps]):,.0f} | {entropy} | "
                      f"{100 * np.mean([p['pruned'] for p in ps]) / weights:.1f} | {ms(ps, 'accuracy', 100, 2)} | "
                      f"{ms(ps, 'auroc_aleatoric')} | {ms(ps, 'nll')} | {ms(ps, 'ece')} | {bits} |")
     return "\n".join(lines) + "\n"
@@ -223,7 +239,7 @@ def run(out, arch, betas, seeds, data, test, epochs, batch_size=128, lr=3e-3, lo
     from tfqbnn import evaluation, rundir
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
     points = load_points(out)
     have = {(p["point"], p["seed"]) for p in points}
     for seed in seeds:
@@ -234,6 +250,9 @@ def run(out, arch, betas, seeds, data, test, epochs, batch_size=128, lr=3e-3, lo
             model, history = train_point(arch, beta, data, epochs, seed=seed, batch_size=batch_size, lr=lr)
             train_seconds = time.perf_counter() - t
             metrics, _ = evaluation.evaluate_model(model, test, deterministic=True)
+            rundir.savez_compressed(out / "runs" / f"{point_name(beta)}-s{seed}.npz",
+                                    **{f"{l.name}_{n}": a for l in quantized_layers(model)
+                                       for n, a in zip(("b", "i", "k", "kernel"), layer_formats(l))})
             row = baseline_row(beta, seed, metrics, model_report(model), round(time.perf_counter() - t, 1),
                                arch=arch, method="hgq2", hgq2_version=getattr(hgq, "__version__", None),
                                epochs=epochs, train_seconds=round(train_seconds, 1),
