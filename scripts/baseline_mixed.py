@@ -25,6 +25,8 @@ def main(argv=None):
                    help="training epochs (default: the fast profile's pretraining + Bayesian epochs)")
     p.add_argument("--ambiguous-profile", default="small", choices=["default", "small"])
     p.add_argument("--eval-images", type=int, default=10000, help="test images per set (Ambiguous: unique images)")
+    p.add_argument("--float-reference", action="store_true",
+                   help="also train the float32 twin (point det-fp32, same schedule) for each seed")
     p.add_argument("--table-only", action="store_true", help="print the table of OUT/points-baseline.json")
     args = p.parse_args(argv)
 
@@ -49,6 +51,9 @@ def main(argv=None):
     t = time.perf_counter()
     mp.run(args.out, args.model, args.betas or DEFAULT_BETAS[args.model], args.seeds, data, test, epochs,
            batch_size=profile.batch_size, lr=profile.pretrain_lr, log=lambda s: print(s, flush=True))
+    if args.float_reference:
+        mp.run_float_reference(args.out, args.model, args.seeds, data, test, epochs, batch_size=profile.batch_size,
+                               lr=profile.pretrain_lr, log=lambda s: print(s, flush=True))
     print(f"done: {time.perf_counter() - t:.0f} s", flush=True)
     print(mp.table_markdown(mp.load_points(args.out)), end="")
 

@@ -130,3 +130,27 @@ def test_table_orders_points_by_mean_bytes_and_averages_seeds():
     assert lines[2].startswith("| hgq-1e-07 | 2 | 4 | 0 | - | 0.0 |") and lines[3].startswith("| hgq-1e-05 | 1 | 2 |")
     acc = np.array([rows[1]["accuracy"], rows[2]["accuracy"]]) * 100
     assert f"| {acc.mean():.2f} ± {acc.std(ddof=1):.2f} |" in lines[2]
+
+
+def _tiny_data(n=256):
+    import types
+
+    rng = np.random.default_rng(0)
+    x = lambda m: rng.uniform(0, 1, (m, 784)).astype(np.float32)  # noqa: E731
+    return types.SimpleNamespace(x_train=x(n), y_train=rng.integers(0, 10, n), x_val=x(64), y_val=rng.integers(0, 10, 64),
+                                 x_test=x(64), y_test=rng.integers(0, 10, 64), x_amb_test=x(64), x_ood=x(64))
+
+
+@needs_hgq
+def test_run_writes_one_row_per_point_and_resumes(tmp_path):
+    data = _tiny_data()
+    rows = mp.run(tmp_path, "mlp", [1e-6], [0], data, data, epochs=1, log=lambda s: None)
+    assert [(r["point"], r["seed"], r["kind"]) for r in rows] == [("hgq-1e-06", 0, "deterministic")]
+    saved = np.load(tmp_path / "runs" / "hgq-1e-06-s0.npz")
+    b = saved["qdense_0_b"]
+    assert rows[0]["layers"][0]["bits"] == mp.weight_bits(b) and b.shape == (784, 100)
+    assert rows[0]["stored_bytes"] == sum(-(-mp.weight_bits(saved[f"qdense_{i}_b"]) // 8) for i in range(3))
+    again = mp.run(tmp_path, "mlp", [1e-6], [0], data, data, epochs=1, log=pytest.fail)
+    assert again == rows
+    ref = mp.run_float_reference(tmp_path, "mlp", [0], data, data, epochs=1, log=lambda s: None)
+    assert ref[-1]["point"] == "det-fp32" and ref[-1]["stored_bytes"] == 4 * 89400 and len(ref) == 2

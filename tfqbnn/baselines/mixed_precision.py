@@ -264,3 +264,43 @@ def run(out, arch, betas, seeds, data, test, epochs, batch_size=128, lr=3e-3, lo
                 f"ece {row['ece']:.4f}, {row['seconds']:.0f} s")
             del model
     return points
+
+
+FLOAT_POINT = "det-fp32"
+
+
+def run_float_reference(out, arch, seeds, data, test, epochs, batch_size=128, lr=3e-3, log=print):
+    """The float32 twin of the HGQ2 points (`tfqbnn.models.deterministic_model`, the same schedule) as rows named
+    ``det-fp32`` in ``out/points-baseline.json`` (4 bytes per weight), skipping seeds already there."""
+    import keras
+
+    from tfqbnn import evaluation, models, rundir
+    from tfqbnn.pareto import _row
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    points = load_points(out)
+    for seed in seeds:
+        if (FLOAT_POINT, seed) in {(p["point"], p["seed"]) for p in points}:
+            continue
+        t = time.perf_counter()
+        keras.utils.set_random_seed(seed)
+        model = models.deterministic_model(arch, seed=seed)
+        steps = epochs * int(np.ceil(len(data.x_train) / batch_size))
+        model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1))),
+                      "sparse_categorical_crossentropy", metrics=["accuracy"])
+        h = model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, shuffle=True,
+                      validation_data=(data.x_val, data.y_val) if len(data.x_val) else None, verbose=0)
+        metrics, _ = evaluation.evaluate_model(model, test, deterministic=True)
+        weights = int(model.count_params())
+        row = _row(FLOAT_POINT, KIND, seed, metrics, 4 * weights, bits={"all": 32},
+                   seconds=round(time.perf_counter() - t, 1))
+        row.update(mi_defined=False, index_bytes=0, pruned=0, arch=arch, method="float32", epochs=epochs,
+                   val_accuracy=float(h.history["val_accuracy"][-1]) if "val_accuracy" in h.history else None,
+                   layers=[{"layer": "all", "weights": weights, "bits": 32 * weights, "stored_bytes": 4 * weights,
+                            "mean_bits": 32.0, "pruned": 0, "formats": 1, "index_bytes": 0, "width_histogram": {}}])
+        points.append(row)
+        rundir.write_json(out / POINTS_FILE, points)
+        log(f"{FLOAT_POINT} s{seed}: {row['stored_bytes']} B, acc {row['accuracy']:.4f}, "
+            f"entropy AUROC {row['auroc_aleatoric']:.4f}, nll {row['nll']:.4f}, ece {row['ece']:.4f}")
+    return points
