@@ -68,6 +68,7 @@ def test_baseline_row_has_the_pareto_columns_and_per_layer_byte_rounding():
     assert row["bits"] == {"a": 3.0, "b": 3.0}
     # one softmax pass: every MI is 0, so the MI AUROC is the chance value
     assert row["auroc_epistemic"] == 0.5 and row["mi_defined"] is False
+    assert row["auroc_entropy_ood"] == _metrics()["auroc_entropy_ood"]
     json.dumps(row, allow_nan=False)
     assert pareto.summarise([row, {**row, "seed": 3}])[0]["kind"] == "deterministic"
 

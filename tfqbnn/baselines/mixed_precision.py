@@ -94,6 +94,14 @@ def point_name(beta):
     return f"hgq-{beta:g}"
 
 
+def _extra_metrics(metrics):
+    """The metrics a deterministic model is judged on besides the Pareto columns: the softmax entropy's
+    MNIST / Fashion-MNIST AUROC (its only out-of-distribution score)."""
+    return {k: metrics[k] for k in ("auroc_entropy_ood", "mean_predictive_entropy_mnist",
+                                    "mean_predictive_entropy_ambiguous", "mean_predictive_entropy_ood")
+            if k in metrics}
+
+
 def baseline_row(beta, seed, metrics, layers, seconds=None, **extra):
     """A row of the Pareto table (`tfqbnn.pareto.COLUMNS`, kind ``"deterministic"``) from `layer_report`s.
 
@@ -107,6 +115,7 @@ def baseline_row(beta, seed, metrics, layers, seconds=None, **extra):
                bits={r["layer"]: r["mean_bits"] for r in layers}, seconds=seconds)
     if all("entropy_bytes" in r for r in layers):
         row["entropy_bytes"] = sum(r["entropy_bytes"] for r in layers)
+    row.update(_extra_metrics(metrics))
     row.update(beta=float(beta), mi_defined=False, index_bytes=sum(r["index_bytes"] for r in layers),
                pruned=sum(r["pruned"] for r in layers), layers=layers, **extra)
     return row
@@ -207,7 +216,8 @@ def table_markdown(points):
     for p in points:
         groups.setdefault(p["point"], []).append(p)
     lines = ["| point | seeds | stored bytes | + format index | value entropy | pruned % | accuracy % "
-             "| AUROC entropy MNIST/Amb | NLL | ECE | mean bits per layer |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| AUROC entropy MNIST/Amb | AUROC entropy MNIST/Fashion | NLL | ECE | mean bits per layer |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def ms(ps, key, scale=1.0, digits=4):
         v = np.array([p[key] for p in ps], float) * scale
@@ -218,11 +228,13 @@ def table_markdown(points):
         weights = sum(r["weights"] for r in ps[0]["layers"])
         ent = [p["entropy_bytes"] for p in ps if "entropy_bytes" in p]
         entropy = f"{np.mean(ent):,.0f}" + (f" ({len(ent)} seeds)" if 0 < len(ent) < len(ps) else "") if ent else "-"
+        has = [p for p in ps if "auroc_entropy_ood" in p]
+        ood = (ms(has, "auroc_entropy_ood") + (f" ({len(has)} seeds)" if len(has) < len(ps) else "")) if has else "-"
         bits = " / ".join(f"{np.mean([p['bits'][k] for p in ps]):.2f}" for k in ps[0]["bits"])
         lines.append(f"| {name} | {len(ps)} | {np.mean([p['stored_bytes'] for p in ps]):,.0f} | "
                      f"{np.mean([p['index_bytes'] for p in ps]):,.0f} | {entropy} | "
                      f"{100 * np.mean([p['pruned'] for p in ps]) / weights:.1f} | {ms(ps, 'accuracy', 100, 2)} | "
-                     f"{ms(ps, 'auroc_aleatoric')} | {ms(ps, 'nll')} | {ms(ps, 'ece')} | {bits} |")
+                     f"{ms(ps, 'auroc_aleatoric')} | {ood} | {ms(ps, 'nll')} | {ms(ps, 'ece')} | {bits} |")
     return "\n".join(lines) + "\n"
 
 
@@ -295,6 +307,7 @@ def run_float_reference(out, arch, seeds, data, test, epochs, batch_size=128, lr
         weights = int(model.count_params())
         row = _row(FLOAT_POINT, KIND, seed, metrics, 4 * weights, bits={"all": 32},
                    seconds=round(time.perf_counter() - t, 1))
+        row.update(_extra_metrics(metrics))
         row.update(mi_defined=False, index_bytes=0, pruned=0, arch=arch, method="float32", epochs=epochs,
                    val_accuracy=float(h.history["val_accuracy"][-1]) if "val_accuracy" in h.history else None,
                    layers=[{"layer": "all", "weights": weights, "bits": 32 * weights, "stored_bytes": 4 * weights,
