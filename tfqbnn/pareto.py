@@ -68,6 +68,15 @@ def _save(out, points):
     rundir.write_json(Path(out) / "points.json", points)
 
 
+def _append(out, row):
+    """Add a row to ``out/points.json`` under a file lock: runs of other seeds may append to the same file."""
+    import fcntl
+
+    with open(Path(out) / "points.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _save(out, _load(out) + [row])
+
+
 def _row(point, kind, seed, metrics, stored, budget=None, bits=None, seconds=None):
     return {"point": point, "kind": kind, "seed": seed, "budget_bytes": budget, "stored_bytes": int(stored),
             "bits": bits, **{k: metrics[k] for k in COLUMNS if k in metrics}, "seconds": seconds}
@@ -155,7 +164,7 @@ def run_seed(out, seed, budgets, data, profile, ood_val, num_samples=30, sens_sa
 
     def add(row):
         points.append(row)
-        _save(out, points)
+        _append(out, row)
         log(f"{row['point']} s{seed}: {row['stored_bytes']} B, acc {row['accuracy']:.4f}, "
             f"entropy AUROC {row['auroc_aleatoric']:.4f}, MI AUROC {row['auroc_epistemic']:.4f}")
 
@@ -176,7 +185,7 @@ def run_seed(out, seed, budgets, data, profile, ood_val, num_samples=30, sens_sa
     suffix = {"none": "", "ft": "-ft", "qat": "-qat"}
     todo = [b for b in budgets if any((f"mixed-{b}{tag}{suffix[v]}", seed) not in have for v in variants)]
     if not todo:
-        return [p for p in points if p["seed"] == seed]
+        return [p for p in _load(out) if p["seed"] == seed]
     base = train(BASE)
     sens_path = out / f"sensitivity{tag}-s{seed}.json"
     x_val, y_val, val_amb = val_subset(data, val_digits, seed)
@@ -233,7 +242,7 @@ def run_seed(out, seed, budgets, data, profile, ood_val, num_samples=30, sens_sa
             if epochs:
                 model.save(out / "runs" / f"{name}-s{seed}.keras")
             del model
-    return [p for p in points if p["seed"] == seed]
+    return [p for p in _load(out) if p["seed"] == seed]
 
 
 def summarise(points):
