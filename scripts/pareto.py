@@ -5,7 +5,7 @@ AUROC (MNIST vs Ambiguous) and MI AUROC (MNIST vs Fashion), uniform JQ-2..8 and 
     python scripts/pareto.py --out results/pareto_mlp --seeds 0 --budgets 40000 50000 60000 70000
     python scripts/pareto.py --model lenet5 --out results/pareto_lenet5 --seeds 0 --uniform fp32 jq8 jq4 \\
         --budgets 30000 36000 45000 --variants qat --val-digits 2400 --sens-samples 5 --ood-images 2000 \\
-        --cut-small-layers
+        --cut-small-layers --profile conv-quick --eval-images 5000 --aleatoric-weight 1
 
 Resumable: points already in OUT/points.json are skipped. Writes points.json, table.csv, table.md, pareto.png
 (with the rows of OUT/points-baseline.json, if present, as their own series).
@@ -24,6 +24,8 @@ def main(argv=None):
     p.add_argument("--uniform", nargs="*", default=None, help="uniform points (default fp32 jq8 ... jq2)")
     p.add_argument("--variants", nargs="+", default=["none", "ft", "qat"], choices=["none", "ft", "qat"],
                    help="per budget: re-quantized as is, fine-tuned, Bayesian stage retrained at the chosen bits")
+    p.add_argument("--profile", default="fast", choices=["fast", "conv-quick"],
+                   help="training schedule (conv-quick: 20,000 training images, 4 + 2 epochs)")
     p.add_argument("--ambiguous-profile", default="small", choices=["default", "small"])
     p.add_argument("--eval-images", type=int, default=10000, help="test images per set (Ambiguous: unique images)")
     p.add_argument("--samples", type=int, default=30, help="MC samples of the test evaluations")
@@ -48,7 +50,7 @@ def main(argv=None):
     if not args.plot_only:
         from tfqbnn.datasets import load_dirty_mnist, load_fashion_mnist
 
-        profile = pareto.pareto_profile(args.ambiguous_profile, args.eval_images)
+        profile = pareto.pareto_profile(args.ambiguous_profile, args.eval_images, args.profile)
         data = load_dirty_mnist(profile=profile.ambiguous_profile, validation_fraction=0.1, seed=0)
         ood_val = load_fashion_mnist("train")[0][:args.ood_images]
         for seed in args.seeds:

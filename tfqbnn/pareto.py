@@ -46,11 +46,12 @@ def uniform_bytes(name, weights):
     return sum(allocation.stored_bytes(n, b, b) for n in weights)
 
 
-def pareto_profile(ambiguous_profile="small", eval_images=10000):
-    """The "fast" schedule on a given Ambiguous-MNIST regeneration, evaluated on `eval_images` per test set."""
+def pareto_profile(ambiguous_profile="small", eval_images=10000, schedule="fast"):
+    """The `schedule` profile ("fast", or "conv-quick" for a LeNet front on a busy machine) on a given
+    Ambiguous-MNIST regeneration, evaluated on `eval_images` per test set."""
     from tfqbnn import training
 
-    return dataclasses.replace(training.get_profile("fast"), ambiguous_profile=ambiguous_profile,
+    return dataclasses.replace(training.get_profile(schedule), ambiguous_profile=ambiguous_profile,
                                eval_images=eval_images)
 
 
