@@ -37,7 +37,7 @@ def main(argv=None):
     p.add_argument("--aleatoric-weight", type=float, default=None,
                    help="add this weight times the entropy AUROC drop (clean vs Ambiguous validation rows) to the "
                         "search cost (default: no such term)")
-    p.add_argument("--tag", default="", help="inserted in the mixed point names, e.g. -ale: mixed-50000-ale-qat")
+    p.add_argument("--tag", default="", help="inserted in the mixed point names, e.g. --tag=-ale: mixed-50000-ale-qat")
     p.add_argument("--cut-small-layers", action="store_true",
                    help="layers under 2 %% of the weights try only the 8-bit pairs (4/4, 5/3, 6/2, 7/1)")
     p.add_argument("--fine-tune-epochs", type=int, default=2)
