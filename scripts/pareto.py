@@ -64,7 +64,7 @@ def main(argv=None):
                             cut_small_layers=args.cut_small_layers)
             print(f"seed {seed}: {time.perf_counter() - t:.0f} s", flush=True)
     rows = pareto.write_tables(pareto.load_all(args.out), args.out)
-    pareto.plot(rows, f"{args.out}/pareto.png", args.model)
+    pareto.plot(rows, f"{args.out}/pareto.png", args.model, args.profile)
     print(open(f"{args.out}/table.md").read())
 
 

@@ -288,7 +288,7 @@ def write_tables(points, out):
     return rows
 
 
-def plot(rows, path, arch="mlp"):
+def plot(rows, path, arch="mlp", schedule="fast"):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -329,7 +329,7 @@ def plot(rows, path, arch="mlp"):
             ax.set_ylim(max(lo - 0.002, 0.9), None)
     axes[0].legend(fontsize=7)
     title = {"mlp": "Paper MLP", "lenet5": 'LeNet-5 "all"'}[arch]
-    fig.suptitle(f"{title}, fast profile: stored bytes vs accuracy and uncertainty (shaded: FP32 +- target)")
+    fig.suptitle(f"{title}, {schedule} profile: stored bytes vs accuracy and uncertainty (shaded: FP32 +- target)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
