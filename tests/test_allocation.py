@@ -1,6 +1,7 @@
 """`tfqbnn.allocate_bits`: the exact budgeted choice of per-layer (mu bits, sigma bits), on validation data."""
 
 import itertools
+import json
 
 import keras
 import numpy as np
@@ -109,11 +110,91 @@ def test_fine_tune_trains_the_chosen_configuration(small):
 def test_pareto_bytes_and_seed_summary(tmp_path):
     from tfqbnn import pareto
 
-    assert [pareto.uniform_bytes(q) for q in ("fp32", "jq8", "jq4", "jq3", "jq2")] == [
+    mlp = pareto.layer_weights("mlp")
+    assert mlp == (78400, 10000, 1000)
+    assert [pareto.uniform_bytes(q, mlp) for q in ("fp32", "jq8", "jq4", "jq3", "jq2")] == [
         715200, 178800, 89400, 67050, 44700]
+    # LeNet-5: conv 6@5x5x1, conv 16@5x5x6, dense 400-120-84-10
+    lenet = pareto.layer_weights("lenet5")
+    assert lenet == (150, 2400, 48000, 10080, 840)
+    assert pareto.uniform_bytes("jq4", lenet) == 61470
+    assert pareto.small_layer_choices(lenet, list("abcde")) == {n: [(4, 4), (5, 3), (6, 2), (7, 1)] for n in "ae"}
     base = {"kind": "mixed", "budget_bytes": 50000, "stored_bytes": 48000, "bits": {"bayes_0": [3, 1]}, "nll": 0.1,
             "ece": 0.01, "auroc_aleatoric": 0.8, "auroc_epistemic": 0.9}
     points = [{**base, "point": "mixed-50000", "seed": s, "accuracy": a} for s, a in ((0, 0.97), (1, 0.98))]
     row, = pareto.write_tables(points, tmp_path)
     assert row["accuracy"] == pytest.approx(0.975) and row["accuracy_sd"] == pytest.approx(0.00707, abs=1e-5)
     assert row["seeds"] == 2 and "| mixed-50000 | 2 | 48,000 | 3/1 | 97.50 ± 0.71 |" in (tmp_path / "table.md").read_text()
+
+
+def _brute_auroc(neg, pos):
+    """P(score_pos > score_neg) + P(tie) / 2 over every pair."""
+    neg, pos = np.asarray(neg)[:, None], np.asarray(pos)[None, :]
+    return float(((pos > neg) + 0.5 * (pos == neg)).mean())
+
+
+def test_entropy_auroc_term(small):
+    from tfqbnn.uncertainty import predict_mc
+
+    model, xv, yv, ood, _, _ = small
+    amb = np.zeros(len(yv), bool)
+    amb[::3] = True
+    m = allocation.evaluate_val(model, xv, yv, ood, 6, 0, amb)
+    probs = predict_mc(model, xv, num_samples=6, seed=0).mean(0)
+    h = -(probs * np.log(np.clip(probs, 1e-30, 1))).sum(-1)
+    assert m["auroc_entropy"] == pytest.approx(_brute_auroc(h[~amb], h[amb]), abs=1e-6)
+    # the term adds exactly weight * (reference AUROC - layer's AUROC) to each cost (common random numbers)
+    choices = [(2, 1), (5, 3)]
+    base, _ = allocation.layer_sensitivity(model, xv, yv, ood, choices, num_samples=4, fit_bits=0)
+    table, ref = allocation.layer_sensitivity(model, xv, yv, ood, choices, num_samples=4, fit_bits=0,
+                                              val_ambiguous=amb, aleatoric_weight=5.0)
+    assert "auroc_entropy" in ref and "auroc_entropy" not in allocation.evaluate_val(model, xv, yv, ood, 2, 0)
+    for name, rows in table.items():
+        for key, r in rows.items():
+            assert r["nll"] == base[name][key]["nll"]
+            assert r["cost"] - base[name][key]["cost"] == pytest.approx(
+                5.0 * (ref["auroc_entropy"] - r["auroc_entropy"]), abs=1e-9)
+    a = tfqbnn.allocate_bits(model, xv, yv, 10**6, x_ood=ood, choices=choices, num_samples=4, fit_bits=0,
+                             val_ambiguous=amb, aleatoric_weight=5.0)
+    for name, bits in zip(a.layers, a.bits):
+        assert table[name][(*bits, "full")]["cost"] == min(r["cost"] for r in table[name].values())
+    for bad in (amb[:-1], amb.astype(int), np.zeros(len(yv), bool)):
+        with pytest.raises(ValueError, match="val_ambiguous"):
+            allocation.layer_sensitivity(model, xv, yv, ood, choices, num_samples=2, val_ambiguous=bad)
+
+
+def test_choices_per_layer(small):
+    model, xv, yv, ood, _, _ = small
+    table, _ = allocation.layer_sensitivity(model, xv, yv, None, {"bayes_2": [(4, 4)]}, num_samples=2, fit_bits=0)
+    assert set(table["bayes_2"]) == {(4, 4, "full")}
+    assert {k[:2] for k in table["bayes_0"]} == set(allocation.PACKED_CHOICES)
+    with pytest.raises(ValueError, match="bayes_9"):
+        allocation.layer_sensitivity(model, xv, yv, None, {"bayes_9": [(4, 4)]}, num_samples=2)
+
+
+def test_pareto_validation_subset_and_baseline_rows(tmp_path):
+    import types
+
+    from tfqbnn import pareto
+
+    rng = np.random.default_rng(0)
+    clean = rng.random((50, 4)).astype(np.float32)
+    images = rng.random((6, 4)).astype(np.float32)
+    x = np.concatenate([clean, np.repeat(images, 10, axis=0)])
+    data = types.SimpleNamespace(x_val=x, y_val=np.arange(len(x)) % 10,
+                                 val_is_ambiguous=np.r_[np.zeros(50, bool), np.ones(60, bool)])
+    xs, ys, amb = pareto.val_subset(data, 20)
+    assert len(xs) == 26 and amb.sum() == 6 and (~amb).sum() == 20
+    np.testing.assert_array_equal(xs[amb], images)  # every Ambiguous image once
+    assert len({r.tobytes() for r in xs[~amb]}) == 20 and all(r.tobytes() in {c.tobytes() for c in clean}
+                                                             for r in xs[~amb])
+    assert pareto.val_subset(data)[0] is x
+
+    row = {"kind": "uniform", "budget_bytes": None, "stored_bytes": 100, "bits": None, "nll": 0.1, "ece": 0.01,
+           "auroc_aleatoric": 0.8, "auroc_epistemic": 0.9, "accuracy": 0.9, "seed": 0}
+    (tmp_path / "points.json").write_text(json.dumps([{**row, "point": "fp32"}]))
+    assert pareto.load_all(tmp_path) == [{**row, "point": "fp32"}]
+    (tmp_path / "points-baseline.json").write_text(json.dumps([{**row, "point": "det-4", "kind": "deterministic"}]))
+    rows = pareto.write_tables(pareto.load_all(tmp_path), tmp_path)
+    assert [r["point"] for r in rows] == ["fp32", "det-4"] and rows[1]["kind"] == "deterministic"
+    assert pareto._load(tmp_path) == [{**row, "point": "fp32"}]  # the resume list never holds baseline rows

@@ -4,7 +4,9 @@
    the model with that one layer re-quantized (the others as given) is evaluated by Monte-Carlo with common random
    numbers; the layer's cost for that choice is the (signed) rise of the validation NLL plus ``mi_weight`` times
    the drop of the MI AUROC between validation digits and held-out out-of-distribution images (Fashion-MNIST *train*
-   images in the scripts; the test sets are never seen).
+   images in the scripts; the test sets are never seen), plus, given which validation rows are ambiguous
+   (``val_ambiguous``, e.g. `DirtyMNIST.val_is_ambiguous`), ``aleatoric_weight`` times the drop of the predictive
+   entropy AUROC between the other (clean digit) rows and those: the aleatoric split that NLL and MI do not see.
 2. An exact dynamic program over the layers picks one choice per layer minimising the summed cost with
    ``sum_l ceil(n_l * (mu_bits + sigma_bits) / 8) <= budget_bytes`` (the PACKED layout's stored bytes, SPEC 2).
 3. Optionally `fine_tune`: a short Bayesian training of the chosen configuration from the given weights.
@@ -95,14 +97,18 @@ def _check_choices(choices):
     return tuple(dict.fromkeys(out))
 
 
-def evaluate_val(model, x_val, y_val, x_ood, num_samples, seed):
-    """Validation NLL, accuracy and MI AUROC (x_val vs x_ood) by Monte-Carlo."""
+def evaluate_val(model, x_val, y_val, x_ood, num_samples, seed, val_ambiguous=None):
+    """Validation NLL, accuracy, MI AUROC (x_val vs x_ood) and, with the boolean mask `val_ambiguous`, the
+    predictive entropy AUROC (x_val rows outside the mask vs inside it), by Monte-Carlo."""
     from tfqbnn.uncertainty import auroc, decompose, predict_mc
 
     pv = predict_mc(model, x_val, num_samples=num_samples, seed=seed)
     d = decompose(pv)
     p_true = np.clip(d["mean_probs"][np.arange(len(y_val)), y_val], 1e-12, 1.0)
     out = {"nll": float(-np.log(p_true).mean()), "accuracy": float((d["mean_probs"].argmax(-1) == y_val).mean())}
+    if val_ambiguous is not None:
+        h = d["predictive_entropy"]
+        out["auroc_entropy"] = float(auroc(h[~val_ambiguous], h[val_ambiguous]))
     if x_ood is not None:
         do = decompose(predict_mc(model, x_ood, num_samples=num_samples, seed=seed + 1))
         out["auroc_mi"] = float(auroc(d["epistemic"], do["epistemic"]))
@@ -135,25 +141,53 @@ class Allocation:
                 "sensitivity": self.sensitivity, "reference": self.reference, "seconds": self.seconds}
 
 
+def _check_val_ambiguous(val_ambiguous, n):
+    if val_ambiguous is None:
+        return None
+    mask = np.asarray(val_ambiguous)
+    if mask.dtype != bool or mask.shape != (n,) or mask.all() or not mask.any():
+        raise ValueError("`val_ambiguous` must be a boolean mask over the validation rows with both values; received "
+                         f"dtype {mask.dtype}, shape {mask.shape} for {n} rows, {int(mask.sum())} marked")
+    return mask
+
+
+def _layer_choices(choices, layers):
+    """{layer name: checked pairs}: `choices` is one list for every layer or a dict by layer name (a layer not
+    in the dict gets every PACKED pair)."""
+    if isinstance(choices, dict):
+        unknown = sorted(set(choices) - {l.name for l in layers})
+        if unknown:
+            raise ValueError(f"`choices` names {unknown}, which are not variational layers ({[l.name for l in layers]})")
+        return {l.name: _check_choices(choices.get(l.name, PACKED_CHOICES)) for l in layers}
+    checked = _check_choices(choices)
+    return {l.name: checked for l in layers}
+
+
 def layer_sensitivity(model, x_val, y_val, x_ood=None, choices=PACKED_CHOICES, num_samples=10, seed=0,
-                      mi_weight=1.0, progress=None, fit_bits=3):
+                      mi_weight=1.0, progress=None, fit_bits=3, val_ambiguous=None, aleatoric_weight=1.0):
     """{layer: {(mb, sb, range name): metrics + "cost", "bytes", "sigma_range"}} and the reference metrics: one
-    layer re-quantized at a time (`sigma_range_candidates` per (mb, sb); ``fit_bits=0`` tries the full range only)."""
-    choices = _check_choices(choices)
-    ref = evaluate_val(model, x_val, y_val, x_ood, num_samples, seed)
+    layer re-quantized at a time (`sigma_range_candidates` per (mb, sb); ``fit_bits=0`` tries the full range only).
+    `choices`: pairs for every layer, or {layer name: pairs}. `val_ambiguous`: boolean mask of the ambiguous
+    validation rows; with it the cost holds ``aleatoric_weight`` times the entropy AUROC drop (module doc)."""
+    layers = variational_layers(model)
+    choices = _layer_choices(choices, layers)
+    val_ambiguous = _check_val_ambiguous(val_ambiguous, len(y_val))
+    ref = evaluate_val(model, x_val, y_val, x_ood, num_samples, seed, val_ambiguous)
     table = {}
-    for layer in variational_layers(model):
+    for layer in layers:
         rows = {}
         sigma = np.asarray(layer.sigma)
-        for (mb, sb), rname, srange in [(c, n, r) for c in choices
+        for (mb, sb), rname, srange in [(c, n, r) for c in choices[layer.name]
                                          for n, r in sigma_range_candidates(sigma, *c, fit_bits).items()]:
             m = evaluate_val(with_quantization(model, {layer.name: jq_config(mb, sb, srange)}), x_val, y_val, x_ood,
-                             num_samples, seed)
+                             num_samples, seed, val_ambiguous)
             # signed: a change within the MC noise may be negative; clipping it at 0 would make every such
             # choice free and send the program to the fewest bytes
             cost = m["nll"] - ref["nll"]
             if "auroc_mi" in m:
                 cost += mi_weight * (ref["auroc_mi"] - m["auroc_mi"])
+            if "auroc_entropy" in m:
+                cost += aleatoric_weight * (ref["auroc_entropy"] - m["auroc_entropy"])
             key = (mb, sb, rname)
             rows[key] = {**m, "cost": cost, "bytes": stored_bytes(np.prod(layer.mu.shape), mb, sb),
                          "sigma_range": list(srange)}
@@ -188,7 +222,8 @@ def solve(costs, sizes, budget_bytes):
 
 
 def allocate_bits(model, x_val, y_val, budget_bytes, x_ood=None, choices=PACKED_CHOICES, num_samples=10, seed=0,
-                  mi_weight=1.0, sensitivity=None, progress=None, fit_bits=3):
+                  mi_weight=1.0, sensitivity=None, progress=None, fit_bits=3, val_ambiguous=None,
+                  aleatoric_weight=1.0):
     """Per-layer (mu bits, sigma bits) of `model`'s variational layers under `budget_bytes` stored bytes.
 
     Args:
@@ -197,9 +232,13 @@ def allocate_bits(model, x_val, y_val, budget_bytes, x_ood=None, choices=PACKED_
         budget_bytes: bound on ``sum_l ceil(n_l * (mu_bits + sigma_bits) / 8)``.
         x_ood: held-out out-of-distribution images for the MI term (e.g. Fashion-MNIST train images); None
             leaves it out.
-        choices: candidate (mu_bits, sigma_bits) per layer (default: every PACKED-storable pair).
+        choices: candidate (mu_bits, sigma_bits) pairs for every layer (default: every PACKED-storable pair), or
+            {layer name: pairs} (e.g. fewer pairs for layers whose bytes hardly count).
         num_samples: MC samples per evaluation (the same seed for every evaluation).
         mi_weight: weight of the MI AUROC drop against the NLL rise.
+        val_ambiguous: boolean mask of the validation rows with aleatoric ambiguity (e.g. the Ambiguous-MNIST
+            rows, `DirtyMNIST.val_is_ambiguous`); None leaves the aleatoric term out.
+        aleatoric_weight: weight of the drop of the predictive entropy AUROC (clean vs ambiguous validation rows).
         sensitivity: a `layer_sensitivity` result to reuse (e.g. across budgets).
         fit_bits: sigma widths up to which fitted sigma ranges are tried too (`sigma_range_candidates`).
 
@@ -217,7 +256,7 @@ def allocate_bits(model, x_val, y_val, budget_bytes, x_ood=None, choices=PACKED_
     t = time.perf_counter()
     if sensitivity is None:
         sensitivity = layer_sensitivity(model, x_val, y_val, x_ood, choices, num_samples, seed, mi_weight, progress,
-                                        fit_bits)
+                                        fit_bits, val_ambiguous, aleatoric_weight)
     table, ref = sensitivity
     t_sens = time.perf_counter() - t
     t = time.perf_counter()
