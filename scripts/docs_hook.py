@@ -19,6 +19,8 @@ FIGURES = {  # site path under results/figures/ -> file in results/
     "bits.png": "sweep_fast/bits.png",
     "scatter_jq4.png": "jq4_s0/scatter.png",
     "bits_lenet5.png": "lenet5_lenet-aug/bits.png",
+    "pareto_mlp.png": "pareto_mlp/pareto.png",
+    "pareto_lenet5.png": "pareto_lenet5/pareto.png",
 }
 
 

@@ -315,7 +315,7 @@ def plot(rows, path, arch="mlp", schedule="fast"):
                             label={"mixed": "per-layer bits (JQ-8 weights re-quantized)",
                                    "mixed+ft": "per-layer bits + fine-tune",
                                    "mixed+qat": "per-layer bits, Bayesian stage retrained",
-                                   "deterministic": "deterministic mixed precision (baseline)"}[kind])
+                                   "deterministic": "deterministic, HGQ2 (own schedule: baseline.md)"}[kind])
         if fp32:
             ax.axhline(fp32[key], color="k", lw=0.8, label=f"FP32 ({fp32['stored_bytes']:,.0f} B)")
             tol = acc_tol if key == "accuracy" else auroc_tol
