@@ -36,6 +36,20 @@ static int32_t code(int bits, uint32_t r, uint32_t c) {
   return (int32_t)(b & 0xFu) - (int32_t)((b & 0x8u) << 1);
 }
 
+/* A FULLY_CONNECTED op of layer L (1 x 1 x cols -> rows) and the context its eval reads, operands in xi. */
+static void fc_op(qbnn_op *op, qbnn_op_ctx *ctx, qbnn_runtime_t *rt, const qbnn_rt_layer *L, int16_t *xi) {
+  memset(op, 0, sizeof *op);
+  op->kind = QBNN_OP_FULLY_CONNECTED;
+  op->in.h = op->in.w = op->out.h = op->out.w = 1;
+  op->in.c = L->core.cols;
+  op->out.c = L->core.rows;
+  op->params = L;
+  rt->filter = g_row;
+  memset(ctx, 0, sizeof *ctx);
+  ctx->rt = rt;
+  ctx->x = xi;
+}
+
 static int run(int bits) {
   for (uint32_t i = 0; i < ROWS * COLS; ++i) g_filter[i] = (int8_t)next();
   if (bits == 8)
@@ -48,18 +62,9 @@ static int run(int bits) {
                            .in_zero_point = -3, .out_zero_point = 5, .multiplier = 1288490189,
                            .shift = bits == 8 ? -9 : -6, .bias = g_bias, .act_min = 0, .act_max = 127};
   qbnn_op op;
-  memset(&op, 0, sizeof op);
-  op.kind = QBNN_OP_FULLY_CONNECTED;
-  op.in.h = op.in.w = op.out.h = op.out.w = 1;
-  op.in.c = COLS;
-  op.out.c = ROWS;
-  op.params = &L;
   static qbnn_runtime_t rt;
-  rt.filter = g_row;
   qbnn_op_ctx ctx;
-  memset(&ctx, 0, sizeof ctx);
-  ctx.rt = &rt;
-  ctx.x = g_xi;
+  fc_op(&op, &ctx, &rt, &L, g_xi);
   ctx.mean = 1;
 
   rt.kernel = QBNN_KERNEL_SIMD;
@@ -120,18 +125,9 @@ static int run_packed(uint32_t b, uint32_t sb) {
                            .wlut = table, .wlut_entries = 256u << p, .in_zero_point = -3, .out_zero_point = 5,
                            .multiplier = 1288490189, .shift = -7, .act_min = -128, .act_max = 127};
   qbnn_op op;
-  memset(&op, 0, sizeof op);
-  op.kind = QBNN_OP_FULLY_CONNECTED;
-  op.in.h = op.in.w = op.out.h = op.out.w = 1;
-  op.in.c = P_COLS;
-  op.out.c = P_ROWS;
-  op.params = &L;
   static qbnn_runtime_t rt;
-  rt.filter = g_row;
   qbnn_op_ctx ctx;
-  memset(&ctx, 0, sizeof ctx);
-  ctx.rt = &rt;
-  ctx.x = g_pxi;
+  fc_op(&op, &ctx, &rt, &L, g_pxi);
   const int kernels[3] = {QBNN_HAVE_DSP ? QBNN_KERNEL_SIMD : QBNN_KERNEL_LUT,
                           QBNN_HAVE_DSP ? QBNN_KERNEL_LUT : QBNN_KERNEL_SIMD, QBNN_KERNEL_REF};
   uint64_t insn = 0;

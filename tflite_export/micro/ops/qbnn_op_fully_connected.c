@@ -263,6 +263,22 @@ static int32_t row_packed_groups(const int8_t *lut, const uint8_t *q, const int1
 }
 
 #if QBNN_HAVE_MVE
+/* The next 4 xorshift words (a, b, c, st: 16 stream bytes) into q0, byte j of q0 = stream byte j. */
+#define QBNN__MVE_STREAM16                         \
+  "eor     %[a], %[st], %[st], lsl #13\n\t"       \
+  "eor     %[a], %[a], %[a], lsr #17\n\t"         \
+  "eor     %[a], %[a], %[a], lsl #5\n\t"          \
+  "eor     %[b], %[a], %[a], lsl #13\n\t"         \
+  "eor     %[b], %[b], %[b], lsr #17\n\t"         \
+  "eor     %[b], %[b], %[b], lsl #5\n\t"          \
+  "eor     %[c], %[b], %[b], lsl #13\n\t"         \
+  "eor     %[c], %[c], %[c], lsr #17\n\t"         \
+  "eor     %[c], %[c], %[c], lsl #5\n\t"          \
+  "eor     %[st], %[c], %[c], lsl #13\n\t"        \
+  "eor     %[st], %[st], %[st], lsr #17\n\t"      \
+  "eor     %[st], %[st], %[st], lsl #5\n\t"       \
+  "vmov    q0[2], q0[0], %[a], %[c]\n\t"          \
+  "vmov    q0[3], q0[1], %[b], %[st]\n\t"
 /* PACKED p = 4 through Helium: 16 weights (8 bytes) per iteration, 26 instructions, row_mve's scheme with the 8
    bytes widened to halfwords h = n_even | n_odd << 4 (VLDRB.U16): (h << 4) keeps n_odd in bits 8-11 for the odd
    indices (VSRI adds u_odd), h << 8 with bits 12-15 cleared (VBIC) gives the even ones. */
@@ -274,20 +290,7 @@ static int32_t row_packed4_mve(const int8_t *lut, const uint8_t *q, const int16_
   __asm volatile(
       "dls     lr, %[n]\n"
       "1:\n\t"
-      "eor     %[a], %[st], %[st], lsl #13\n\t"
-      "eor     %[a], %[a], %[a], lsr #17\n\t"
-      "eor     %[a], %[a], %[a], lsl #5\n\t"
-      "eor     %[b], %[a], %[a], lsl #13\n\t"
-      "eor     %[b], %[b], %[b], lsr #17\n\t"
-      "eor     %[b], %[b], %[b], lsl #5\n\t"
-      "eor     %[c], %[b], %[b], lsl #13\n\t"
-      "eor     %[c], %[c], %[c], lsr #17\n\t"
-      "eor     %[c], %[c], %[c], lsl #5\n\t"
-      "eor     %[st], %[c], %[c], lsl #13\n\t"
-      "eor     %[st], %[st], %[st], lsr #17\n\t"
-      "eor     %[st], %[st], %[st], lsl #5\n\t"
-      "vmov    q0[2], q0[0], %[a], %[c]\n\t"
-      "vmov    q0[3], q0[1], %[b], %[st]\n\t"
+      QBNN__MVE_STREAM16
       "vldrb.u16 q1, [%[pw]], #8\n\t"
       "vshl.i16 q2, q1, #4\n\t"
       "vsri.16 q2, q0, #8\n\t"
@@ -397,20 +400,7 @@ static int32_t row_mve(const int8_t *lut, const uint8_t *p, const int16_t *xi, u
   __asm volatile(
       "dls     lr, %[n]\n"
       "1:\n\t"
-      "eor     %[a], %[st], %[st], lsl #13\n\t"
-      "eor     %[a], %[a], %[a], lsr #17\n\t"
-      "eor     %[a], %[a], %[a], lsl #5\n\t"
-      "eor     %[b], %[a], %[a], lsl #13\n\t"
-      "eor     %[b], %[b], %[b], lsr #17\n\t"
-      "eor     %[b], %[b], %[b], lsl #5\n\t"
-      "eor     %[c], %[b], %[b], lsl #13\n\t"
-      "eor     %[c], %[c], %[c], lsr #17\n\t"
-      "eor     %[c], %[c], %[c], lsl #5\n\t"
-      "eor     %[st], %[c], %[c], lsl #13\n\t"
-      "eor     %[st], %[st], %[st], lsr #17\n\t"
-      "eor     %[st], %[st], %[st], lsl #5\n\t"
-      "vmov    q0[2], q0[0], %[a], %[c]\n\t"
-      "vmov    q0[3], q0[1], %[b], %[st]\n\t"
+      QBNN__MVE_STREAM16
       "vldrb.u8 q1, [%[pw]], #16\n\t"
       "vmov    q2, q1\n\t"
       "vsri.16 q2, q0, #8\n\t"
