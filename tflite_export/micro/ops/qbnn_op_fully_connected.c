@@ -279,6 +279,16 @@ static int32_t row_packed_groups(const int8_t *lut, const uint8_t *q, const int1
   "eor     %[st], %[st], %[st], lsl #5\n\t"       \
   "vmov    q0[2], q0[0], %[a], %[c]\n\t"          \
   "vmov    q0[3], q0[1], %[b], %[st]\n\t"
+/* Gathers the codes of table indices q0 (even weights) and q2 (odd), multiplies them with the next 16 operands
+   (xw, mve_operands' order) into acc, and loops. */
+#define QBNN__MVE_GATHER_MAC                       \
+  "vldrb.s16 q1, [%[lut], q0]\n\t"                \
+  "vldrb.s16 q3, [%[lut], q2]\n\t"                \
+  "vldrh.u16 q0, [%[xw]], #16\n\t"                \
+  "vldrh.u16 q2, [%[xw]], #16\n\t"                \
+  "vmladava.s16 %[acc], q1, q0\n\t"               \
+  "vmladava.s16 %[acc], q3, q2\n\t"               \
+  "le      lr, 1b\n\t"
 /* PACKED p = 4 through Helium: 16 weights (8 bytes) per iteration, 26 instructions, row_mve's scheme with the 8
    bytes widened to halfwords h = n_even | n_odd << 4 (VLDRB.U16): (h << 4) keeps n_odd in bits 8-11 for the odd
    indices (VSRI adds u_odd), h << 8 with bits 12-15 cleared (VBIC) gives the even ones. */
@@ -296,13 +306,7 @@ static int32_t row_packed4_mve(const int8_t *lut, const uint8_t *q, const int16_
       "vsri.16 q2, q0, #8\n\t"
       "vsli.16 q0, q1, #8\n\t"
       "vbic.i16 q0, #0xf000\n\t"
-      "vldrb.s16 q1, [%[lut], q0]\n\t"
-      "vldrb.s16 q3, [%[lut], q2]\n\t"
-      "vldrh.u16 q0, [%[xw]], #16\n\t"
-      "vldrh.u16 q2, [%[xw]], #16\n\t"
-      "vmladava.s16 %[acc], q1, q0\n\t"
-      "vmladava.s16 %[acc], q3, q2\n\t"
-      "le      lr, 1b\n\t"
+      QBNN__MVE_GATHER_MAC
       : [acc] "+&r"(acc), [st] "+&r"(st), [pw] "+&l"(q), [xw] "+&r"(xi), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c)
       : [lut] "r"(lut), [n] "r"(blocks)
       : "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "lr", "memory");
@@ -405,13 +409,7 @@ static int32_t row_mve(const int8_t *lut, const uint8_t *p, const int16_t *xi, u
       "vmov    q2, q1\n\t"
       "vsri.16 q2, q0, #8\n\t"
       "vsli.16 q0, q1, #8\n\t"
-      "vldrb.s16 q1, [%[lut], q0]\n\t"
-      "vldrb.s16 q3, [%[lut], q2]\n\t"
-      "vldrh.u16 q0, [%[xw]], #16\n\t"
-      "vldrh.u16 q2, [%[xw]], #16\n\t"
-      "vmladava.s16 %[acc], q1, q0\n\t"
-      "vmladava.s16 %[acc], q3, q2\n\t"
-      "le      lr, 1b\n\t"
+      QBNN__MVE_GATHER_MAC
       : [acc] "+&r"(acc), [st] "+&r"(st), [pw] "+&r"(p), [xw] "+&r"(xi), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c)
       : [lut] "r"(lut), [n] "r"(blocks)
       : "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "lr", "memory");
