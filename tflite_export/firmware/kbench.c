@@ -115,8 +115,7 @@ static int run_packed(uint32_t b, uint32_t sb) {
   }
   for (uint32_t k = 0; k < (1u << sb); ++k) sigma_q[k] = (int32_t)((k + 1) * 512u * (uint32_t)max_code >> sb);
   for (uint32_t v = 0; v < (1u << p); ++v) {
-    const int32_t m = (int32_t)(v & ((1u << b) - 1u)), mu = m - ((m >> (b - 1)) << b);
-    for (uint32_t u = 0; u < 256; ++u) table[v << 8 | u] = (int8_t)qbnn_sample_weight(mu, sigma_q[v >> b], u, max_code);
+    for (uint32_t u = 0; u < 256; ++u) table[v << 8 | u] = (int8_t)qbnn_sample_weight(qbnn_pair_mu(v, b), sigma_q[v >> b], u, max_code);
   }
   for (uint32_t c = 0; c < P_COLS; ++c) g_px[c] = (int8_t)next();
   const qbnn_rt_layer L = {.core = {.rows = P_ROWS, .cols = P_COLS, .weight_bits = (uint8_t)b, .sigma_bits = (uint8_t)sb,

@@ -80,8 +80,7 @@ void qbnn_layer_codes(const qbnn_layer* L, uint32_t n, int32_t* mu, uint32_t* si
       break;
     case QBNN_LAYOUT_PACKED: {
       const uint32_t b = L->weight_bits, v = qbnn_packed_pair(L->mu, n, b + L->sigma_bits);
-      const int32_t m = (int32_t)(v & ((1u << b) - 1u));
-      *mu = m - ((m >> (b - 1u)) << b); /* two's complement b-bit field */
+      *mu = qbnn_pair_mu(v, b);
       *sigma_code = v >> b;
       break;
     }
@@ -170,9 +169,7 @@ void qbnn_sample_range(const qbnn_layer* L, qbnn_stream* s, uint32_t first, uint
     qbnn_pairs q = qbnn_pairs_at(L->mu, b + L->sigma_bits, first);
     for (i = 0; i < count; ++i) {
       const uint32_t v = qbnn_pair_next(&q);
-      int32_t m = (int32_t)(v & ((1u << b) - 1u));
-      m -= (m >> (b - 1u)) << b; /* two's complement b-bit field */
-      out[i] = (int8_t)qbnn_sample_weight(m, sq[v >> b], qbnn_stream_byte(s), max_code);
+      out[i] = (int8_t)qbnn_sample_weight(qbnn_pair_mu(v, b), sq[v >> b], qbnn_stream_byte(s), max_code);
     }
     return;
   }

@@ -105,6 +105,12 @@ static inline uint32_t qbnn_packed_pair(const uint8_t* bytes, uint32_t n, uint32
   return v & ((1u << p) - 1u);
 }
 
+/* The mu code of PACKED pair value v: its low b bits, a two's complement b-bit field. */
+static inline int32_t qbnn_pair_mu(uint32_t v, uint32_t b) {
+  const int32_t m = (int32_t)(v & ((1u << b) - 1u));
+  return m - ((m >> (b - 1u)) << b);
+}
+
 /* Sequential reader of PACKED pairs from flat element `first` on: a bit reservoir refilled a byte at a time, only
  * when the next pair needs it (never past the stored ceil(R*C*p / 8) bytes). */
 typedef struct {

@@ -122,10 +122,7 @@ void qbnn__filter_row(const qbnn_rt_layer *L, uint32_t row, int kernel, int mean
   if (mean && L->core.layout == QBNN_LAYOUT_PACKED) { /* mu codes: the low b bits of each pair, sign-extended */
     const uint32_t b = L->core.weight_bits;
     qbnn_pairs q = qbnn__pairs_at(&L->core, first);
-    for (uint32_t i = 0; i < n; ++i) {
-      const int32_t m = (int32_t)(qbnn_pair_next(&q) & ((1u << b) - 1u));
-      f[i] = (int16_t)(m - ((m >> (b - 1u)) << b));
-    }
+    for (uint32_t i = 0; i < n; ++i) f[i] = (int16_t)qbnn_pair_mu(qbnn_pair_next(&q), b);
     return;
   }
   if (mean || kernel == QBNN_KERNEL_REF) { /* the sampler core per weight (any layout) */
